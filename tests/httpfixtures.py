@@ -1,0 +1,87 @@
+"""Real HTTP servers on 127.0.0.1 for smoke, webhook and alert tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+# path -> (status, body)
+Routes = dict[str, tuple[int, str]]
+
+
+@dataclass
+class Recorder:
+    """What a server received, plus how many POSTs it should fail before succeeding."""
+
+    fail_first: int = 0
+    posts: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    gets: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _handler(routes: Routes, rec: Recorder) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            return
+
+        def do_GET(self) -> None:
+            with rec.lock:
+                rec.gets.append(self.path)
+            status, body = routes.get(self.path, (404, "not found"))
+            self._answer(status, body)
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            payload = json.loads(self.rfile.read(length) or b"{}")
+            with rec.lock:
+                rec.posts.append((self.path, dict(self.headers), payload))
+                failing = len(rec.posts) <= rec.fail_first
+            self._answer(503 if failing else 200, "busy" if failing else "ok")
+
+        def _answer(self, status: int, body: str) -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+@contextmanager
+def http_server(routes: Routes | None = None, rec: Recorder | None = None,
+                port: int = 0) -> Iterator[tuple[str, Recorder]]:
+    """Serve `routes` on 127.0.0.1; yield (base URL, recorder)."""
+    rec = rec or Recorder()
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(routes or {}, rec))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", rec
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def healthy_routes(prefix: str = "") -> Routes:
+    return {
+        f"{prefix}/health": (200, "ok"),
+        f"{prefix}/status": (200, "{}"),
+        f"{prefix}/queue": (200, '{"serial_gate": {"busy": false}}'),
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+StartLater = Callable[[], None]

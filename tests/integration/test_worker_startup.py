@@ -1,0 +1,44 @@
+"""`celery -A worker worker -Q tests` refuses configurations that lose or duplicate jobs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import BROKER_DB, REDIS_HOST, ROOT, STATE_DB
+
+pytestmark = pytest.mark.integration
+
+
+def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "TESTGATE_BROKER_URL": f"{REDIS_HOST}/{BROKER_DB}",
+        "TESTGATE_RESULT_BACKEND": f"{REDIS_HOST}/{STATE_DB}",
+        "TESTGATE_WORKDIR": str(tmp_path / "work"),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "tests", "-c", "1",
+         "--without-gossip", "--without-mingle", "-n", f"startup-{os.getpid()}@%h"],
+        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+
+def test_a_visibility_timeout_shorter_than_a_suite_is_refused(tmp_path: Path) -> None:
+    done = start_worker(tmp_path, TESTGATE_VISIBILITY_TIMEOUT_S="100", TESTGATE_TIMEOUT_S="900")
+    assert done.returncode == 78
+    assert "visibility_timeout is 100s" in done.stderr
+    assert "at least 1505" in done.stderr
+
+
+def test_a_broken_contracts_file_is_refused_with_its_fault(tmp_path: Path) -> None:
+    contracts = tmp_path / "contracts.toml"
+    contracts.write_text('[repos.web]\ntimeout_s = "soon"\n')
+    done = start_worker(tmp_path, TESTGATE_CONTRACTS_FILE=str(contracts))
+    assert done.returncode == 78
+    assert "[repos.web] timeout_s" in done.stderr

@@ -1,0 +1,110 @@
+import subprocess
+
+import pytest
+
+from worker.job import Job, JobRejected, branch_name_problem, parse_job
+
+VALID = {
+    "task_id": 7,
+    "repo": "orchestrator",
+    "work_item_id": "WI-42",
+    "branch": "feature/login",
+    "agent": "tester",
+    "stage": "testing",
+}
+
+
+def job_with(**changes: object) -> dict[str, object]:
+    return {**VALID, **changes}
+
+
+def test_a_valid_job_parses_and_names_its_report_path() -> None:
+    job = parse_job(VALID)
+    assert isinstance(job, Job)
+    assert job.report_path == "docs/work-items/WI-42/13-test-report.md"
+    assert job.commit is None
+
+
+def test_a_commit_is_normalised_to_lower_case() -> None:
+    job = parse_job(job_with(commit="AB" * 20))
+    assert isinstance(job, Job)
+    assert job.commit == "ab" * 20
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"work_item_id": "../../etc"}, "work_item_id"),
+        ({"work_item_id": "a..b"}, "work_item_id"),
+        ({"work_item_id": ".hidden"}, "work_item_id"),
+        ({"work_item_id": "WI/1"}, "work_item_id"),
+        ({"work_item_id": "WI-1\n"}, "work_item_id"),
+        ({"work_item_id": "x" * 101}, "work_item_id"),
+        ({"repo": "../other"}, "repo"),
+        ({"repo": ""}, "repo"),
+        ({"branch": "-upload-pack=evil"}, "branch"),
+        ({"branch": "--force"}, "branch"),
+        ({"branch": "a..b"}, "branch"),
+        ({"branch": "a b"}, "branch"),
+        ({"branch": "HEAD"}, "branch"),
+        ({"branch": "x.lock"}, "branch"),
+        ({"branch": "feature/"}, "branch"),
+        ({"branch": "a@{1}"}, "branch"),
+        ({"commit": "abc123"}, "commit"),
+        ({"commit": "g" * 40}, "commit"),
+        ({"agent": "developer"}, "agent"),
+        ({"stage": "review"}, "stage"),
+        ({"task_id": 0}, "task_id"),
+        ({"task_id": -3}, "task_id"),
+        ({"task_id": "7"}, "task_id"),
+        ({"task_id": True}, "task_id"),
+    ],
+)
+def test_an_invalid_field_is_rejected_with_its_name_in_the_reason(
+    changes: dict[str, object], field: str
+) -> None:
+    rejected = parse_job(job_with(**changes))
+    assert isinstance(rejected, JobRejected)
+    assert rejected.reason.startswith("invalid job: ")
+    assert f"{field}:" in rejected.reason
+
+
+def test_a_missing_field_is_rejected_and_the_known_task_id_is_kept() -> None:
+    raw = dict(VALID)
+    del raw["branch"]
+    rejected = parse_job(raw)
+    assert isinstance(rejected, JobRejected)
+    assert "branch: Field required" in rejected.reason
+    assert rejected.task_id == 7
+    assert rejected.repo == "orchestrator"
+
+
+def test_a_job_that_is_not_an_object_is_rejected() -> None:
+    rejected = parse_job(["not", "a", "dict"])
+    assert isinstance(rejected, JobRejected)
+    assert "JSON object" in rejected.reason
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    assert isinstance(parse_job(job_with(priority="high")), Job)
+
+
+BRANCH_CORPUS = [
+    "main", "feature/x", "a/b/c", "x@", "a@b", "@", "é", "refs/heads/x", "v1.2", "a-b_c",
+    "HEAD", "-x", "a..b", "a b", "a.lock", "a/.b", "a/", "/a", "a@{1}", "a\\b", "a:b",
+    "a~b", "a^b", "a?b", "a*b", "a[b", "a.", "a//b", ".a", "a/b.lock/c", "tab\there",
+    "del\x7f", "ok.lockx", "x/y.", "",
+]
+
+
+@pytest.mark.parametrize("name", BRANCH_CORPUS)
+def test_branch_validation_agrees_with_git_check_ref_format(name: str) -> None:
+    if "\x00" in name:
+        pytest.skip("git cannot receive NUL in argv")
+    git_ok = (
+        subprocess.run(
+            ["git", "check-ref-format", "--branch", name], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    assert (branch_name_problem(name) is None) == git_ok

@@ -1,0 +1,168 @@
+"""The gate's flow without a broker: real git origins and real pytest runs, an
+in-memory state and a recording event sender."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.repofactory import make_origin, show_file
+from worker.contracts import parse_contracts
+from worker.events import EventDeliveryError
+from worker.gate import parse_tests_verdict
+from worker.runner import GateContext, run_gate
+from worker.settings import Settings
+from worker.state import MemoryState, StateUnavailable
+
+PASSING = {"tests/test_ok.py": "def test_ok():\n    assert True\n"}
+FAILING = {"tests/test_bad.py": "def test_bad():\n    assert 1 == 2\n"}
+
+
+@dataclass
+class RecordingSender:
+    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    broken: bool = False
+
+    def send(self, task_name: str, kwargs: dict[str, Any]) -> None:
+        if self.broken:
+            raise EventDeliveryError("broker away")
+        self.sent.append((task_name, kwargs))
+
+
+@dataclass
+class World:
+    ctx: GateContext
+    sender: RecordingSender
+    alerts: list[str]
+    state: MemoryState
+    origins: Path
+
+
+def world(tmp_path: Path, **overrides: Any) -> World:
+    origins = tmp_path / "origins"
+    origins.mkdir(exist_ok=True)
+    settings = Settings(
+        repos="passing,failing", smoke_enabled=False, workdir=str(tmp_path / "work"),
+        git_url_template=str(origins / "{repo}.git"), infra_max_retries=1,
+        contracts_file="", **overrides,
+    )
+    contracts = parse_contracts(
+        {"repos": {"passing": {"smoke_enabled": False}, "failing": {"smoke_enabled": False}}},
+        settings,
+    )
+    sender, alerts, state = RecordingSender(), [], MemoryState()
+    ctx = GateContext(settings=settings, contracts=contracts, state=state, events=sender,
+                      alert=alerts.append, today=lambda: date(2026, 11, 24))
+    return World(ctx, sender, alerts, state, origins)
+
+
+def job(repo: str, task_id: int = 5, **extra: Any) -> dict[str, Any]:
+    return {"task_id": task_id, "repo": repo, "work_item_id": "WI-5", "branch": "feature/x",
+            "agent": "tester", "stage": "testing", **extra}
+
+
+def test_a_passing_branch_advances_once_with_a_pass_report(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    origin = make_origin(w.origins, "passing", PASSING)
+    result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d1")
+    assert result.kind == "advanced"
+    [(name, kwargs)] = w.sender.sent
+    assert name == "orchestrator.advance_stage"
+    assert (kwargs["result"], kwargs["outcome"], kwargs["smoke"]) == ("PASS", "code-pass",
+                                                                     "skipped")
+    report = show_file(origin, "feature/x", "docs/work-items/WI-5/13-test-report.md")
+    assert parse_tests_verdict(report) is True
+    assert w.state.counters()["pass"] == 1
+
+
+def test_a_redelivered_job_after_it_finished_does_not_advance_twice(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    make_origin(w.origins, "failing", FAILING)
+    first = run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d1")
+    again = run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d1")
+    assert (first.kind, again.kind) == ("advanced", "already-done")
+    assert len(w.sender.sent) == 1
+    assert w.state.counters()["redelivered"] == 1
+
+
+def test_a_second_delivery_while_one_is_running_is_dropped(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    make_origin(w.origins, "passing", PASSING)
+    w.state.acquire_run("5:feature/x", "other-delivery", 60)
+    result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d2")
+    assert result.kind == "duplicate"
+    assert w.sender.sent == []
+
+
+def test_a_suite_that_cannot_start_is_deferred_then_fails_closed(tmp_path: Path) -> None:
+    w = world(tmp_path, python=str(tmp_path / "no-such-python"))
+    origin = make_origin(w.origins, "passing", PASSING)
+    deferred = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d1")
+    assert deferred.kind == "deferred"
+    assert w.sender.sent == [] and w.alerts == []
+    final = run_gate(job("passing"), w.ctx, attempt=1, delivery_id="d1")
+    assert final.kind == "advanced"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"], kwargs["exit_code"]) == ("FAIL", "tool-error",
+                                                                         None)
+    assert len(w.alerts) == 1 and "infrastructure, not a code defect" in w.alerts[0]
+    report = show_file(origin, "feature/x", "docs/work-items/WI-5/13-test-report.md")
+    assert parse_tests_verdict(report) is False
+    assert "never executed" in report
+    counters = w.state.counters()
+    assert (counters["tool_error"], counters["deferred"], counters["fail"]) == (2, 1, 1)
+
+
+def test_a_missing_origin_is_deferred_and_fails_closed_without_a_report(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    assert run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d").kind == "deferred"
+    final = run_gate(job("passing"), w.ctx, attempt=1, delivery_id="d")
+    assert final.kind == "advanced"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["report_pushed"]) == ("FAIL", False)
+    assert "checkout failed" in w.alerts[0]
+
+
+def test_an_out_of_scope_repo_is_handed_back(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    result = run_gate(job("elsewhere"), w.ctx, attempt=0, delivery_id="d")
+    assert result.kind == "handed-back"
+    [(name, kwargs)] = w.sender.sent
+    assert name == "orchestrator.test_gate_handback"
+    assert kwargs == {"task_id": 5, "repo": "elsewhere",
+                      "reason": "repo 'elsewhere' is not in testgate's scope"}
+
+
+def test_the_kill_switch_hands_every_job_back(tmp_path: Path) -> None:
+    w = world(tmp_path, enabled=False)
+    assert run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d").kind == "handed-back"
+    assert "disabled" in w.sender.sent[0][1]["reason"]
+
+
+def test_an_undeliverable_advance_raises_so_the_message_is_kept(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    make_origin(w.origins, "failing", FAILING)
+    w.sender.broken = True
+    with pytest.raises(EventDeliveryError):
+        run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d")
+    w.sender.broken = False
+    # Not recorded as done: the kept message, delivered again, still advances.
+    assert run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d").kind == "advanced"
+
+
+class BrokenState(MemoryState):
+    def acquire_run(self, key: str, owner: str, ttl_s: int) -> str | None:
+        raise StateUnavailable("redis down")
+
+
+def test_unavailable_shared_state_defers_the_job(tmp_path: Path) -> None:
+    w = world(tmp_path)
+    make_origin(w.origins, "passing", PASSING)
+    ctx = GateContext(settings=w.ctx.settings, contracts=w.ctx.contracts, state=BrokenState(),
+                      events=w.sender, alert=w.alerts.append)
+    assert run_gate(job("passing"), ctx, attempt=0, delivery_id="d").kind == "deferred"
+    assert w.sender.sent == []

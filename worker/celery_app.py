@@ -1,0 +1,68 @@
+"""The Celery app: configuration from `celeryconfig`, start-up safety checks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init
+from kombu.utils.url import maybe_sanitize_url
+
+from worker.contracts import ContractsFileError, load_contracts
+from worker.settings import load_settings
+
+logger = logging.getLogger("testgate.app")
+
+app = Celery("testgate")
+app.config_from_object("celeryconfig")
+app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
+
+
+class UnsafeConfiguration(Exception):
+    """The worker would run with a configuration that can lose or duplicate jobs."""
+
+
+def check_configuration(conf: Any) -> None:
+    """Refuse a configuration that cannot keep SPEC's promises; raise with the fix."""
+    settings = load_settings()
+    try:
+        longest = load_contracts(settings).longest_timeout_s
+    except ContractsFileError as exc:
+        raise UnsafeConfiguration(f"refusing to start: {exc}") from exc
+    broker = str(conf.broker_url or "")
+    if broker.startswith(("redis://", "rediss://", "unix://")):
+        visibility = int((conf.broker_transport_options or {}).get("visibility_timeout", 3600))
+        required = settings.required_visibility_timeout_s(longest)
+        if visibility < required:
+            raise UnsafeConfiguration(
+                f"refusing to start: the Redis visibility_timeout is {visibility}s but the "
+                f"longest suite may hold a job for {required}s (timeout + kill grace + "
+                "overhead); a running job would be redelivered to a second worker. Raise "
+                f"TESTGATE_VISIBILITY_TIMEOUT_S to at least {required} or leave it unset."
+            )
+    if not conf.task_acks_late or not conf.task_reject_on_worker_lost:
+        raise UnsafeConfiguration(
+            "refusing to start: task_acks_late and task_reject_on_worker_lost must be on, "
+            "or a job whose worker dies is lost"
+        )
+
+
+@worker_init.connect
+def _check_before_consuming(sender: Any = None, **_: Any) -> None:
+    """Stop the worker before it consumes anything if the configuration is unsafe.
+
+    Celery logs and swallows exceptions raised by signal handlers, so refusing to
+    start has to be a SystemExit, with the reason printed where the operator looks.
+    """
+    conf = sender.app.conf if sender is not None else app.conf
+    try:
+        check_configuration(conf)
+    except UnsafeConfiguration as exc:
+        logger.critical("%s", exc)
+        print(f"testgate: {exc}", file=sys.stderr)
+        raise SystemExit(78) from exc  # EX_CONFIG
+    logger.info(
+        "testgate worker configuration checked: broker %s", maybe_sanitize_url(str(conf.broker_url))
+    )

@@ -1,0 +1,104 @@
+"""The orchestrator's side of the wire. Importing this opens no connection.
+
+from worker import client
+if client.should_intercept(job):      # in launch_job, before spawning the LLM tester
+    client.enqueue(job)               # testgate.run_test_gate on queue `tests`
+    return
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+
+from worker.contracts import Contracts, ContractsFileError, load_contracts
+from worker.job import JobRejected, parse_job
+from worker.scope import applies as _applies
+from worker.settings import Settings, load_settings
+from worker.state import COUNTERS, RedisState, StateUnavailable
+
+logger = logging.getLogger("testgate.client")
+
+TASK_NAME = "testgate.run_test_gate"
+QUEUE = "tests"
+
+
+class InvalidJob(ValueError):
+    """`enqueue` refused a job that a worker would only hand back."""
+
+
+def _contracts(settings: Settings) -> Contracts | None:
+    try:
+        return load_contracts(settings)
+    except ContractsFileError as exc:
+        logger.warning("contracts unavailable, nothing is intercepted: %s", exc)
+        return None
+
+
+def applies(repo: Any, settings: Settings | None = None) -> bool:
+    """SPEC §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
+    try:
+        settings = settings or load_settings()
+        return _applies(repo, settings, _contracts(settings))
+    except Exception as exc:  # noqa: BLE001 - SPEC §2: never raises, errors -> False
+        logger.warning("applies(%r) failed: %s", repo, exc)
+        return False
+
+
+def should_intercept(job: Any, settings: Settings | None = None) -> bool:
+    """True iff testgate, not the LLM tester, runs this job. Never raises."""
+    try:
+        if not isinstance(job, dict) or job.get("agent") != "tester":
+            return False
+        if not applies(job.get("repo"), settings):
+            return False
+        return bool(job.get("stage") == "testing")
+    except Exception as exc:  # noqa: BLE001 - SPEC §2: never raises, errors -> False
+        logger.warning("should_intercept failed: %s", exc)
+        return False
+
+
+def enqueue(
+    job: dict[str, Any], app: Celery | None = None, settings: Settings | None = None
+) -> str:
+    """Validate `job` and send it by name to `tests`; return the Celery task id."""
+    parsed = parse_job(job)
+    if isinstance(parsed, JobRejected):
+        raise InvalidJob(parsed.reason)
+    settings = settings or load_settings()
+    if app is None:
+        app = Celery("testgate-client", broker=settings.broker_url, backend=settings.result_backend)
+        app.conf.task_serializer = "json"
+    kwargs = parsed.model_dump(exclude_none=True)
+    result = app.send_task(TASK_NAME, kwargs=kwargs, queue=QUEUE)
+    return str(result.id)
+
+
+def snapshot(settings: Settings | None = None) -> dict[str, Any]:
+    """Settings and fleet-wide counters for the orchestrator's GET /queue. Never raises."""
+    try:
+        settings = settings or load_settings()
+        base: dict[str, Any] = {
+            "enabled": settings.enabled,
+            "repos": settings.repos,
+            "self_repo": settings.self_repo,
+            "target": settings.target,
+            "timeout_s": settings.timeout_s,
+            "smoke_enabled": settings.smoke_enabled,
+            "infra_max_retries": settings.infra_max_retries,
+            "infra_retry_delay_s": settings.infra_retry_delay_s,
+        }
+        try:
+            counters = RedisState.from_url(settings.state_redis_url, settings.key_prefix).counters()
+        except StateUnavailable as exc:
+            logger.warning("snapshot without counters: %s", exc)
+            counters = dict.fromkeys(COUNTERS, 0) | {"counters_unavailable": 1}
+        return base | counters
+    except Exception as exc:  # noqa: BLE001 - SPEC §9: snapshot never raises
+        logger.warning("snapshot failed: %s", exc)
+        try:
+            return {"enabled": bool(load_settings().enabled)}
+        except Exception:  # noqa: BLE001
+            return {"enabled": False}

@@ -1,0 +1,169 @@
+"""Per-repo test contracts (SPEC §3): what to run and what to smoke.
+
+The self-hosting repo has a built-in contract; any other repo has one only if the
+contracts file (TOML, `[repos.<name>]` tables) defines it. Loading is pure apart from
+reading the file, and a broken file is reported with the table and field at fault.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from worker.settings import Settings
+from worker.smoke import SmokeCheck
+
+DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (
+    SmokeCheck(path="/health"),
+    SmokeCheck(path="/status"),
+    SmokeCheck(path="/queue", contains="serial_gate"),
+)
+
+
+class ContractsFileError(Exception):
+    """The contracts file cannot be read or does not describe valid contracts."""
+
+
+@dataclass(frozen=True)
+class TestContract:
+    """How one repo is tested."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    repo: str
+    target: str
+    timeout_s: int
+    smoke_enabled: bool
+    smoke_base_url: str
+    smoke_checks: tuple[SmokeCheck, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+
+class _SmokeCheckEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    status: int = Field(default=200, ge=100, le=599)
+    contains: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+class _ContractEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str | None = None
+    timeout_s: int | None = Field(default=None, gt=0)
+    smoke_enabled: bool | None = None
+    smoke_base_url: str | None = None
+    smoke: list[_SmokeCheckEntry] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("target")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is not None and (not value or value.startswith(("-", "/")) or ".." in value):
+            raise ValueError("must be a relative path inside the repo, not an option")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_testgate_env(cls, value: dict[str, str]) -> dict[str, str]:
+        leaked = [key for key in value if key.upper().startswith("TESTGATE_")]
+        if leaked:
+            raise ValueError(f"may not set TESTGATE_* variables for the suite: {leaked}")
+        return value
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """Every contract known to this worker, keyed by lower-case repo name."""
+
+    by_repo: dict[str, TestContract]
+
+    def for_repo(self, repo: str) -> TestContract | None:
+        return self.by_repo.get(repo.strip().lower())
+
+    @property
+    def longest_timeout_s(self) -> int:
+        return max((c.timeout_s for c in self.by_repo.values()), default=0)
+
+
+def builtin_contract(settings: Settings) -> TestContract:
+    """The self-hosting repo's contract: `pytest <target> -q` plus the default smoke."""
+    return TestContract(
+        repo=settings.self_repo,
+        target=settings.target,
+        timeout_s=settings.timeout_s,
+        smoke_enabled=settings.smoke_enabled,
+        smoke_base_url=settings.smoke_base_url,
+        smoke_checks=DEFAULT_SMOKE_CHECKS,
+    )
+
+
+def parse_contracts(data: dict[str, Any], settings: Settings) -> Contracts:
+    """Build contracts from parsed TOML; the built-in one is kept unless overridden."""
+    by_repo = {settings.self_repo.lower(): builtin_contract(settings)}
+    repos = data.get("repos", {})
+    if not isinstance(repos, dict):
+        raise ContractsFileError("'repos' must be a table of [repos.<name>] tables")
+    for name, raw in repos.items():
+        if not isinstance(raw, dict):
+            raise ContractsFileError(f"[repos.{name}] must be a table")
+        try:
+            entry = _ContractEntry.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ContractsFileError(f"[repos.{name}] {problems}") from exc
+        by_repo[name.lower()] = _contract_from_entry(name, entry, settings)
+    return Contracts(by_repo=by_repo)
+
+
+def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -> TestContract:
+    checks = DEFAULT_SMOKE_CHECKS
+    if entry.smoke is not None:
+        checks = tuple(
+            SmokeCheck(path=c.path, status=c.status, contains=c.contains) for c in entry.smoke
+        )
+    return TestContract(
+        repo=name,
+        target=entry.target or settings.target,
+        timeout_s=entry.timeout_s or settings.timeout_s,
+        smoke_enabled=(
+            entry.smoke_enabled if entry.smoke_enabled is not None else settings.smoke_enabled
+        ),
+        smoke_base_url=entry.smoke_base_url or settings.smoke_base_url,
+        smoke_checks=checks,
+        env=tuple(sorted(entry.env.items())),
+    )
+
+
+def load_contracts(settings: Settings) -> Contracts:
+    """The built-in contract plus the contracts file, if one is configured.
+
+    Raises ContractsFileError with the file name and the fault.
+    """
+    if not settings.contracts_file:
+        return parse_contracts({}, settings)
+    path = Path(settings.contracts_file).expanduser()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ContractsFileError(f"cannot read contracts file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ContractsFileError(f"contracts file {path} is not valid TOML: {exc}") from exc
+    try:
+        return parse_contracts(data, settings)
+    except ContractsFileError as exc:
+        raise ContractsFileError(f"contracts file {path}: {exc}") from exc

@@ -1,0 +1,139 @@
+"""The embedded main job: the whole gate on a local repository, in one process,
+with Celery on its in-memory broker. No Redis, no orchestrator."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.alerts import send_alert
+from worker.celery_app import app
+from worker.contracts import parse_contracts
+from worker.events import CelerySender
+from worker.runner import GateContext
+from worker.settings import load_settings
+from worker.state import MemoryState
+from worker.tasks import configure, run_test_gate
+
+logger = logging.getLogger("testgate.embedded")
+
+
+@dataclass(frozen=True)
+class EmbeddedRun:
+    summary: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]]  # what reached the orchestrator queue
+    counters: dict[str, int]
+
+
+def run_embedded(
+    repo_path: Path,
+    *,
+    branch: str,
+    work_item_id: str,
+    commit: str | None = None,
+    task_id: int = 1,
+    target: str = "tests/",
+    timeout_s: int = 900,
+    smoke_url: str = "",
+    workdir: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> EmbeddedRun:
+    """Run one tester job against `repo_path` (a git repository, bare or not)."""
+    repo_path = repo_path.resolve()
+    repo = _repo_name(repo_path)
+    settings = load_settings(
+        broker_url="memory://",
+        result_backend="cache+memory://",
+        repos=repo,
+        self_repo=repo,
+        target=target,
+        timeout_s=timeout_s,
+        smoke_enabled=bool(smoke_url),
+        smoke_base_url=smoke_url or "http://localhost:8500",
+        git_url_template=str(repo_path),
+        contracts_file="",
+        webhook_url="",
+        infra_retry_delay_s=0,
+        **({"workdir": str(workdir)} if workdir else {}),
+    )
+    app.conf.update(
+        broker_url="memory://",
+        result_backend="cache+memory://",
+        task_always_eager=True,
+        task_eager_propagates=False,
+    )
+    state = MemoryState()
+    configure(
+        GateContext(
+            settings=settings,
+            contracts=parse_contracts({}, settings),
+            state=state,
+            events=CelerySender(app, settings.orchestrator_queue),
+            alert=lambda text: send_alert(settings, text),
+        )
+    )
+    job: dict[str, Any] = {
+        "task_id": task_id,
+        "repo": repo,
+        "work_item_id": work_item_id,
+        "branch": branch,
+        "agent": "tester",
+        "stage": "testing",
+    }
+    if commit:
+        job["commit"] = commit
+    say(f"job: {job}")
+    say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
+    try:
+        outcome = run_test_gate.apply(kwargs=job)
+        summary = outcome.get(propagate=False)
+    finally:
+        configure(None)
+    events = _drain(settings.orchestrator_queue)
+    if not isinstance(summary, dict):
+        summary = {"kind": "error", "detail": repr(summary)}
+    return EmbeddedRun(summary=summary, events=events, counters=state.counters())
+
+
+def read_report(repo_path: Path, branch: str, report_path: str) -> str | None:
+    """The report as it now stands on the branch in `repo_path`, if it is there."""
+    shown = subprocess.run(
+        ["git", "show", f"refs/heads/{branch}:{report_path}"],
+        cwd=repo_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _drain(queue_name: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every task message on `queue_name` in the memory broker, as (name, kwargs)."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    with app.connection_for_write() as conn, conn.SimpleQueue(queue_name) as queue:
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                return events
+            _args, kwargs, _embed = message.decode()
+            events.append((str(message.headers.get("task")), dict(kwargs)))
+            message.ack()
+
+
+def _repo_name(path: Path) -> str:
+    name = path.name.removesuffix(".git") or "repo"
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in name).lstrip("._-")
+    return (cleaned or "repo")[:100]
+
+
+def quiet_celery_logs() -> None:
+    for noisy in ("celery", "kombu", "amqp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")

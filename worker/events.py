@@ -1,0 +1,101 @@
+"""The two events the orchestrator receives (SPEC §7): advance and hand-back.
+
+They go by task name to the orchestrator's queue (a Celery signature; the
+orchestrator never imports testgate), or as a JSON POST when a webhook is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from worker.settings import Settings
+from worker.webhook import WebhookError, post_json
+
+logger = logging.getLogger("testgate.events")
+
+# kombu retries the publish itself while the broker is briefly away.
+_PUBLISH_RETRY_POLICY = {
+    "max_retries": 8,
+    "interval_start": 0.5,
+    "interval_step": 1.0,
+    "interval_max": 5.0,
+}
+
+
+class EventDeliveryError(Exception):
+    """An event could not be handed to the broker or the webhook."""
+
+
+@dataclass(frozen=True)
+class Advance:
+    task_id: int
+    repo: str
+    work_item_id: str
+    branch: str
+    result: str
+    exit_code: int | None
+    smoke: str
+    commit: str | None
+    report_path: str
+    report_pushed: bool
+    outcome: str
+
+    def kwargs(self) -> dict[str, Any]:
+        # finished_agent="tester" is what the orchestrator's rollback rule matches on.
+        return {"current_stage": "testing", "finished_agent": "tester", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class HandBack:
+    task_id: int | None
+    repo: str | None
+    reason: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EventSender(Protocol):
+    def send(self, task_name: str, kwargs: dict[str, Any]) -> None:
+        """Deliver one event or raise EventDeliveryError."""
+        ...
+
+
+class CelerySender:
+    """Publishes `task_name(**kwargs)` on the orchestrator queue."""
+
+    def __init__(self, app: Celery, queue: str) -> None:
+        self._app = app
+        self._queue = queue
+
+    def send(self, task_name: str, kwargs: dict[str, Any]) -> None:
+        signature = self._app.signature(task_name, kwargs=kwargs, queue=self._queue)
+        try:
+            signature.apply_async(retry=True, retry_policy=_PUBLISH_RETRY_POLICY)
+        except (OperationalError, OSError) as exc:
+            raise EventDeliveryError(f"{task_name} not published: {exc}") from exc
+
+
+class WebhookSender:
+    """POSTs `{"event": task_name, "kwargs": {...}}`, signed when a secret is set."""
+
+    def __init__(self, url: str, secret: str = "") -> None:
+        self._url = url
+        self._secret = secret
+
+    def send(self, task_name: str, kwargs: dict[str, Any]) -> None:
+        try:
+            post_json(self._url, {"event": task_name, "kwargs": kwargs}, secret=self._secret)
+        except WebhookError as exc:
+            raise EventDeliveryError(str(exc)) from exc
+
+
+def make_sender(settings: Settings, app: Celery) -> EventSender:
+    if settings.webhook_url:
+        return WebhookSender(settings.webhook_url, settings.webhook_secret)
+    return CelerySender(app, settings.orchestrator_queue)

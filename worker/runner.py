@@ -1,0 +1,387 @@
+"""One tester job, start to finish: validate -> checkout -> suite -> smoke -> verdict
+-> report -> advance (or hand-back, or defer). Callable without a broker.
+
+Every step has one boundary that turns its failures into a defined outcome; the
+only thing that leaves `run_gate` is a `GateResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from worker.alerts import infra_exhausted_text
+from worker.checkout import Checkout, CheckoutError, checkout
+from worker.contracts import Contracts, TestContract
+from worker.events import Advance, EventDeliveryError, EventSender, HandBack
+from worker.job import Job, JobRejected, parse_job
+from worker.publish import GitIdentity, PublishResult, publish_report
+from worker.report import ReportFacts, render_report
+from worker.scope import job_rejection
+from worker.settings import Settings
+from worker.smoke import SmokeResult, run_smoke, skipped
+from worker.state import GateState, StateUnavailable
+from worker.suite import SuiteRun, run_suite
+from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_smoke
+
+logger = logging.getLogger("testgate.runner")
+
+GateKind = Literal["advanced", "handed-back", "deferred", "duplicate", "already-done"]
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """Everything a job needs from the outside world, built once per worker."""
+
+    settings: Settings
+    contracts: Contracts | None  # None: the contracts file is broken (logged at start)
+    state: GateState
+    events: EventSender
+    alert: Callable[[str], object]
+    today: Callable[[], date] = date.today
+
+
+@dataclass(frozen=True)
+class GateResult:
+    kind: GateKind
+    detail: str
+    advance: Advance | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        advance = self.advance.kwargs() if self.advance else None
+        return {"kind": self.kind, "detail": self.detail, "advance": advance}
+
+
+def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) -> GateResult:
+    """Run one delivery of a tester job to a defined outcome.
+
+    Raises only EventDeliveryError: the outcome exists but the orchestrator could not
+    be told, so the caller must keep the message rather than lose the job.
+    """
+    if attempt == 0:
+        ctx.state.bump("runs")
+    parsed = parse_job(raw_job)
+    if isinstance(parsed, JobRejected):
+        return _hand_back(parsed, ctx)
+    rejection = job_rejection(parsed, ctx.settings, ctx.contracts)
+    contract = ctx.contracts.for_repo(parsed.repo) if ctx.contracts else None
+    if rejection is not None or contract is None:
+        return _hand_back(
+            rejection or JobRejected("no test contract", parsed.task_id, parsed.repo), ctx
+        )
+    run = _JobRun(parsed, contract, ctx, attempt)
+    try:
+        return run.exclusively(delivery_id)
+    except StateUnavailable as exc:
+        # Without the ledger a duplicate advance cannot be ruled out: treat it as an
+        # infrastructure fault of this delivery and try again later.
+        return run.tool_error(f"shared state unavailable: {exc}", None)
+
+
+class _JobRun:
+    """One delivery of one valid, in-scope job."""
+
+    def __init__(self, job: Job, contract: TestContract, ctx: GateContext, attempt: int) -> None:
+        self.job = job
+        self.contract = contract
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.attempt = attempt  # 0 for the first try, as Celery's request.retries
+        self.started = time.monotonic()
+
+    @property
+    def budget_spent(self) -> bool:
+        return self.attempt >= self.settings.infra_max_retries
+
+    def exclusively(self, delivery_id: str) -> GateResult:
+        """Run under the job's lock so two deliveries never test it at once."""
+        job, state = self.job, self.ctx.state
+        if job.commit and state.already_done(job.task_id, [job.commit]):
+            return _already_done(job, self.ctx, job.commit)
+        lock_key = f"{job.task_id}:{job.commit or job.branch}"
+        lease_s = self.settings.required_visibility_timeout_s(self.contract.timeout_s)
+        holder = state.acquire_run(lock_key, delivery_id, lease_s)
+        if holder is not None:
+            # The other delivery's message is acked only when it ends, so dropping
+            # this copy cannot lose the job.
+            state.bump("redelivered")
+            logger.warning(
+                "duplicate of task %s ignored: delivery %s is running it", job.task_id, holder
+            )
+            return GateResult("duplicate", f"delivery {holder} is already running this job")
+        try:
+            return self._in_checkout()
+        finally:
+            state.release_run(lock_key, delivery_id)
+
+    def _in_checkout(self) -> GateResult:
+        job = self.job
+        try:
+            with self._checkout() as co:
+                if self.ctx.state.already_done(job.task_id, [co.commit]):
+                    return _already_done(job, self.ctx, co.commit)
+                suite = self._run_suite(co)
+                if not suite.ran:
+                    return self.tool_error(self._why_not_run(suite), co)
+                return self._code_outcome(co, suite)
+        except CheckoutError as exc:
+            logger.error(
+                "checkout failed for task %s (%s@%s): %s", job.task_id, job.repo, job.branch, exc
+            )
+            return self.tool_error(f"checkout failed: {exc}", None)
+
+    def _checkout(self) -> AbstractContextManager[Checkout]:
+        return checkout(
+            self.job.repo,
+            self.job.branch,
+            self.job.commit,
+            workdir=self.settings.workdir_path,
+            url_template=self.settings.git_url_template,
+            git_timeout_s=self.settings.git_timeout_s,
+        )
+
+    def _run_suite(self, co: Checkout) -> SuiteRun:
+        scratch_root = self.settings.workdir_path / "scratch"
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="job-", dir=scratch_root))
+        try:
+            logger.info(
+                "task %s: running pytest %s on %s@%s",
+                self.job.task_id,
+                self.contract.target,
+                co.repo,
+                co.commit,
+            )
+            return run_suite(
+                co.path,
+                python=self.settings.python or sys.executable,
+                target=self.contract.target,
+                timeout_s=self.contract.timeout_s,
+                kill_grace_s=self.settings.kill_grace_s,
+                tree_kill=self.settings.tree_kill,
+                scratch_dir=scratch,
+                extra_env=dict(self.contract.env),
+                tail_bytes=self.settings.output_tail_bytes,
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _why_not_run(self, suite: SuiteRun) -> str:
+        if suite.timed_out:
+            return f"timed out after {self.contract.timeout_s}s and was killed"
+        return f"could not be started: {suite.spawn_error or 'no exit code'}"
+
+    def _code_outcome(self, co: Checkout, suite: SuiteRun) -> GateResult:
+        """Level 1 of SPEC §6: the suite ran, so its exit code decides (AND the smoke)."""
+        suite_verdict = from_exit_code(suite.exit_code)
+        if suite_verdict.result == "FAIL":
+            smoke = skipped("the suite did not pass")
+        elif not self.contract.smoke_enabled:
+            smoke = skipped("smoke disabled for this repo")
+        else:
+            smoke = run_smoke(self.contract.smoke_base_url, self.contract.smoke_checks)
+        verdict = with_smoke(suite_verdict, smoke)
+        self.ctx.state.bump("pass" if verdict.result == "PASS" else "fail")
+        junit = suite.junit
+        facts = self._facts(verdict, co.commit, smoke, suite.exit_code)
+        facts = replace(
+            facts,
+            duration_s=suite.duration_s,
+            tests_total=junit.tests if junit else None,
+            failing_tests=junit.failing if junit else (),
+            output_tail=suite.output_tail,
+        )
+        published = self._publish(co, facts)
+        self._log_verdict(verdict, suite.exit_code, smoke)
+        return _advance(self.job, self.ctx, facts, published)
+
+    def tool_error(self, why: str, co: Checkout | None) -> GateResult:
+        """Level 2 of SPEC §6: the suite never ran. Defer while budget remains."""
+        job = self.job
+        self.ctx.state.bump("tool_error")
+        if not self.budget_spent:
+            self.ctx.state.bump("deferred")
+            logger.warning(
+                "task %s (%s): suite did not run (%s) -> deferred, attempt %d of %d, next in %ss",
+                job.task_id,
+                job.work_item_id,
+                why,
+                self.attempt + 1,
+                self.settings.infra_max_retries + 1,
+                self.settings.infra_retry_delay_s,
+            )
+            return GateResult("deferred", why)
+        verdict = infrastructure_fail(why, self.attempt + 1)
+        self.ctx.state.bump("fail")
+        facts = self._facts(verdict, co.commit if co else job.commit, skipped(why), None)
+        published = self._publish_fail_closed(co, facts)
+        self.ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, self.attempt + 1, why))
+        self._log_verdict(verdict, None, skipped(why))
+        return _advance(job, self.ctx, facts, published)
+
+    def _facts(
+        self, verdict: Verdict, commit: str | None, smoke: SmokeResult, exit_code: int | None
+    ) -> ReportFacts:
+        return ReportFacts(
+            work_item_id=self.job.work_item_id,
+            repo=self.job.repo,
+            branch=self.job.branch,
+            commit=commit,
+            verdict=verdict,
+            exit_code=exit_code,
+            smoke_state=smoke.state,
+            smoke_detail=smoke.detail,
+            command=f"python -m pytest {self.contract.target} -q",
+            created_at=self.ctx.today(),
+            attempts=self.attempt + 1,
+        )
+
+    def _publish_fail_closed(self, co: Checkout | None, facts: ReportFacts) -> PublishResult:
+        """The fail-closed report goes into the job's checkout; if there never was
+        one, one more checkout is tried just for the report."""
+        if co is not None:
+            return self._publish(co, facts)
+        try:
+            with self._checkout() as fresh:
+                return self._publish(fresh, facts)
+        except CheckoutError as exc:
+            logger.error("fail-closed report for task %s not written: %s", self.job.task_id, exc)
+            return PublishResult(False, False, None, f"no checkout for the report: {exc}")
+
+    def _publish(self, co: Checkout, facts: ReportFacts) -> PublishResult:
+        identity = GitIdentity(
+            name="test-runner",
+            email=f"test-runner@{self.settings.git_email_domain}",
+            home=self.settings.home_dir,
+        )
+        result = publish_report(
+            co.path,
+            self.job.report_path,
+            render_report(facts),
+            branch=self.job.branch,
+            message=f"test: test gate {facts.verdict.result} for {self.job.work_item_id}",
+            identity=identity,
+            timeout_s=self.settings.git_timeout_s,
+        )
+        if not result.pushed:
+            logger.error(
+                "report for task %s not pushed to %s: %s",
+                self.job.task_id,
+                self.job.branch,
+                result.detail,
+            )
+        return result
+
+    def _log_verdict(self, verdict: Verdict, exit_code: int | None, smoke: SmokeResult) -> None:
+        logger.info(
+            "verdict work_item=%s repo=%s exit_code=%s result=%s smoke=%s duration_s=%.1f "
+            "outcome=%s",
+            self.job.work_item_id,
+            self.job.repo,
+            exit_code,
+            verdict.result,
+            smoke.state,
+            time.monotonic() - self.started,
+            verdict.outcome,
+        )
+
+
+def _advance(
+    job: Job, ctx: GateContext, facts: ReportFacts, published: PublishResult
+) -> GateResult:
+    verdict = facts.verdict
+    advance = Advance(
+        task_id=job.task_id,
+        repo=job.repo,
+        work_item_id=job.work_item_id,
+        branch=job.branch,
+        result=verdict.result,
+        exit_code=facts.exit_code,
+        smoke=facts.smoke_state,
+        commit=facts.commit,
+        report_path=job.report_path,
+        report_pushed=published.pushed,
+        outcome=verdict.outcome,
+    )
+    try:
+        ctx.events.send(ctx.settings.advance_task, advance.kwargs())
+    except EventDeliveryError as exc:
+        logger.error("advance for task %s not delivered: %s", job.task_id, exc)
+        raise
+    # Both the tested commit and the report commit now stand for "done": a redelivery
+    # that finds the report commit as the branch tip must not advance again.
+    done = [c for c in (facts.commit, published.report_commit) if c]
+    try:
+        ctx.state.mark_done(job.task_id, done)
+    except StateUnavailable as exc:
+        logger.error(
+            "task %s advanced but not recorded as done (a redelivery could advance again): %s",
+            job.task_id,
+            exc,
+        )
+    return GateResult("advanced", f"{verdict.result}: {verdict.reason}", advance)
+
+
+def _hand_back(rejection: JobRejected, ctx: GateContext) -> GateResult:
+    ctx.state.bump("handed_back")
+    logger.warning(
+        "job handed back (task %s, repo %r): %s",
+        rejection.task_id,
+        rejection.repo,
+        rejection.reason,
+    )
+    handback = HandBack(task_id=rejection.task_id, repo=rejection.repo, reason=rejection.reason)
+    try:
+        ctx.events.send(ctx.settings.handback_task, handback.kwargs())
+    except EventDeliveryError as exc:
+        logger.error("hand-back for task %s not delivered: %s", rejection.task_id, exc)
+        raise
+    return GateResult("handed-back", rejection.reason)
+
+
+def _already_done(job: Job, ctx: GateContext, commit: str) -> GateResult:
+    ctx.state.bump("redelivered")
+    logger.warning(
+        "task %s at %s was already tested and advanced; not advancing again", job.task_id, commit
+    )
+    return GateResult("already-done", f"task {job.task_id} at {commit} already advanced")
+
+
+def fail_closed_after_crash(
+    raw_job: Any, ctx: GateContext, exc: BaseException, *, attempt: int
+) -> GateResult:
+    """The gate itself crashed on every attempt: still end the job, closed.
+
+    No report can be trusted here, so none is written; the orchestrator's gate finds
+    no passing report and rolls back, and the alert says why.
+    """
+    job = parse_job(raw_job)
+    if isinstance(job, JobRejected):
+        return GateResult("handed-back", f"invalid job after a crash: {job.reason}")
+    verdict = infrastructure_fail(f"the gate crashed: {exc!r}", attempt + 1)
+    ctx.state.bump("fail")
+    ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, attempt + 1, repr(exc)))
+    facts = ReportFacts(
+        work_item_id=job.work_item_id,
+        repo=job.repo,
+        branch=job.branch,
+        commit=job.commit,
+        verdict=verdict,
+        exit_code=None,
+        smoke_state="skipped",
+        smoke_detail="the gate crashed",
+        command="",
+        created_at=ctx.today(),
+        attempts=attempt + 1,
+    )
+    nothing = PublishResult(False, False, None, "not written: the gate crashed")
+    return _advance(job, ctx, facts, nothing)

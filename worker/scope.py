@@ -1,0 +1,44 @@
+"""Is a repo in testgate's scope? (SPEC §2 `applies`). Pure, never raises."""
+
+from __future__ import annotations
+
+import logging
+
+from worker.contracts import Contracts
+from worker.job import Job, JobRejected
+from worker.settings import Settings
+
+logger = logging.getLogger("testgate.scope")
+
+
+def scope_rejection(
+    repo: str, settings: Settings, contracts: Contracts | None
+) -> JobRejected | None:
+    """None if testgate runs jobs for `repo`; else why not (to hand back)."""
+    if not settings.enabled:
+        return JobRejected(
+            "testgate is disabled (kill-switch TESTGATE_ENABLED=false)", None, repo, "disabled"
+        )
+    name = repo.strip().lower()
+    scope = settings.repo_scope or frozenset({settings.self_repo.strip().lower()})
+    if name not in scope:
+        return JobRejected(f"repo {repo!r} is not in testgate's scope", None, repo, "out-of-scope")
+    if contracts is None or contracts.for_repo(name) is None:
+        return JobRejected(f"repo {repo!r} has no test contract", None, repo, "no-contract")
+    return None
+
+
+def applies(repo: object, settings: Settings, contracts: Contracts | None) -> bool:
+    """True iff testgate runs tester jobs for `repo`. Errors -> False, never raises."""
+    try:
+        return isinstance(repo, str) and scope_rejection(repo, settings, contracts) is None
+    except Exception as exc:  # noqa: BLE001 - SPEC §2: applies() never raises
+        logger.warning("applies(%r) failed, answering False: %s", repo, exc)
+        return False
+
+
+def job_rejection(job: Job, settings: Settings, contracts: Contracts | None) -> JobRejected | None:
+    rejection = scope_rejection(job.repo, settings, contracts)
+    if rejection is None:
+        return None
+    return JobRejected(rejection.reason, job.task_id, job.repo, rejection.kind)
