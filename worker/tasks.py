@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
 
 from worker.alerts import send_alert
 from worker.celery_app import app
@@ -61,10 +62,16 @@ def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
     try:
         result = run_gate(raw, ctx, attempt=attempt, delivery_id=delivery_id)
     except EventDeliveryError as exc:
-        # The verdict exists but the orchestrator has not heard it: keep the message
-        # so the job is delivered again rather than lost.
-        logger.error("task %s: event not delivered, message requeued: %s", delivery_id, exc)
-        raise Reject(str(exc), requeue=True) from exc
+        # The verdict exists but the orchestrator has not heard it: the job must be
+        # delivered again rather than acked and lost.
+        logger.error("task %s: event not delivered, job retried: %s", delivery_id, exc)
+        try:
+            raise self.retry(
+                countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+            ) from exc
+        except (OperationalError, OSError) as publish_error:
+            # The broker cannot take the retry either: give the message back unacked.
+            raise Reject(str(publish_error), requeue=True) from exc
     except Exception as exc:
         logger.exception("task %s: unexpected error in the gate", delivery_id)
         if attempt < ctx.settings.infra_max_retries:

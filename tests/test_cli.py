@@ -1,0 +1,60 @@
+"""`testgate sample` + `testgate run`: the README's first command, embedded (no Redis)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.repofactory import git
+from worker.gate import parse_tests_verdict
+from worker.sample import GREEN_BRANCH, RED_BRANCH
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # No Redis may be needed: point every Redis setting at a closed port.
+    env = {**os.environ, "TESTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
+           "TESTGATE_RESULT_BACKEND": "redis://127.0.0.1:1/1"}
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=110, check=False)
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    done = run_cli("sample", str(tmp_path / "sample"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return tmp_path / "sample"
+
+
+def test_run_on_a_green_branch_passes_and_commits_the_report(sample: Path, tmp_path: Path
+                                                            ) -> None:
+    done = run_cli("run", str(sample), "--branch", GREEN_BRANCH, "--work-item", "WI-1",
+                    "--workdir", str(tmp_path / "work"), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: PASS" in done.stdout
+    assert "event on the orchestrator queue: orchestrator.advance_stage(" in done.stdout
+    report = git(sample, "show", f"{GREEN_BRANCH}:docs/work-items/WI-1/13-test-report.md")
+    assert parse_tests_verdict(report) is True
+    assert git(sample, "status", "--porcelain") == ""  # the user's checkout is untouched
+
+
+def test_run_on_a_red_branch_fails_with_exit_code_1(sample: Path, tmp_path: Path) -> None:
+    done = run_cli("run", str(sample), "--branch", RED_BRANCH, "--work-item", "WI-2",
+                    "--workdir", str(tmp_path / "work"), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "verdict: FAIL" in done.stdout
+    assert "tests/test_subtract.py::test_subtract" in git(
+        sample, "show", f"{RED_BRANCH}:docs/work-items/WI-2/13-test-report.md")
+
+
+def test_run_with_a_bad_work_item_is_handed_back(sample: Path, tmp_path: Path) -> None:
+    done = run_cli("run", str(sample), "--branch", GREEN_BRANCH, "--work-item", "../x",
+                    "--workdir", str(tmp_path / "work"), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "orchestrator.test_gate_handback" in done.stdout
+    assert "work_item_id" in done.stdout
