@@ -28,8 +28,12 @@ def bare_pytest(checkout: Path, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pytest", "tests/", "-q", "-p", "no:cacheprovider"],
-                       cwd=checkout, capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/", "-q", "-p", "no:cacheprovider"],
+            cwd=checkout,
+            capture_output=True,
+            check=True,
+        )
         times.append(time.perf_counter() - started)
     return times
 
@@ -39,9 +43,18 @@ def gate_jobs(app: Celery, runs: int) -> list[float]:
     with app.connection_for_read() as conn, conn.SimpleQueue("orchestrator") as queue:
         for task_id in range(1, runs + 1):
             started = time.perf_counter()
-            app.send_task("testgate.run_test_gate", queue="tests", kwargs={
-                "task_id": task_id, "repo": "bench", "work_item_id": f"WI-{task_id}",
-                "branch": "feature/x", "agent": "tester", "stage": "testing"})
+            app.send_task(
+                "testgate.run_test_gate",
+                queue="tests",
+                kwargs={
+                    "task_id": task_id,
+                    "repo": "bench",
+                    "work_item_id": f"WI-{task_id}",
+                    "branch": "feature/x",
+                    "agent": "tester",
+                    "stage": "testing",
+                },
+            )
             message = queue.get(block=True, timeout=120)
             times.append(time.perf_counter() - started)
             assert message.headers["task"] == "orchestrator.advance_stage"
@@ -62,15 +75,39 @@ def main() -> None:
         origin = make_origin(tmp, "bench", ONE_TEST)
         checkout = tmp / "checkout"
         git(tmp, "clone", "-q", "-b", "feature/x", str(origin), str(checkout))
-        env = {**os.environ, "TESTGATE_BROKER_URL": broker, "TESTGATE_RESULT_BACKEND": broker,
-               "TESTGATE_REPOS": "bench", "TESTGATE_SELF_REPO": "bench",
-               "TESTGATE_SMOKE_ENABLED": "false", "TESTGATE_KEY_PREFIX": "bench:",
-               "TESTGATE_WORKDIR": str(tmp / "work"),
-               "TESTGATE_GIT_URL_TEMPLATE": str(tmp / "{repo}.git")}
+        env = {
+            **os.environ,
+            "TESTGATE_BROKER_URL": broker,
+            "TESTGATE_RESULT_BACKEND": broker,
+            "TESTGATE_REPOS": "bench",
+            "TESTGATE_SELF_REPO": "bench",
+            "TESTGATE_SMOKE_ENABLED": "false",
+            "TESTGATE_KEY_PREFIX": "bench:",
+            "TESTGATE_WORKDIR": str(tmp / "work"),
+            "TESTGATE_GIT_URL_TEMPLATE": str(tmp / "{repo}.git"),
+        }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "tests", "-c", "1",
-             "--without-gossip", "--without-mingle", "-l", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "-Q",
+                "tests",
+                "-c",
+                "1",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         app = Celery("bench-orchestrator", broker=broker, backend=broker)
         try:
             deadline = time.monotonic() + 60
@@ -87,8 +124,10 @@ def main() -> None:
     bare_ms, gate_ms = statistics.median(bare) * 1000, statistics.median(gate) * 1000
     print(f"runs: {args.runs} each, machine: {os.cpu_count()} cores")
     print(f"bare pytest median: {bare_ms:.0f} ms (min {min(bare) * 1000:.0f})")
-    print(f"testgate job median (enqueue -> advance received): {gate_ms:.0f} ms "
-          f"(min {min(gate) * 1000:.0f})")
+    print(
+        f"testgate job median (enqueue -> advance received): {gate_ms:.0f} ms "
+        f"(min {min(gate) * 1000:.0f})"
+    )
     print(f"overhead: {gate_ms - bare_ms:.0f} ms, ratio {gate_ms / bare_ms:.2f}")
 
 

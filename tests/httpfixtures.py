@@ -26,7 +26,7 @@ class Recorder:
 
 def _handler(routes: Routes, rec: Recorder) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def do_GET(self) -> None:
@@ -54,8 +54,9 @@ def _handler(routes: Routes, rec: Recorder) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def http_server(routes: Routes | None = None, rec: Recorder | None = None,
-                port: int = 0) -> Iterator[tuple[str, Recorder]]:
+def http_server(
+    routes: Routes | None = None, rec: Recorder | None = None, port: int = 0
+) -> Iterator[tuple[str, Recorder]]:
     """Serve `routes` on 127.0.0.1; yield (base URL, recorder)."""
     rec = rec or Recorder()
     server = ThreadingHTTPServer(("127.0.0.1", port), _handler(routes or {}, rec))

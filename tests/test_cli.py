@@ -18,10 +18,20 @@ pytestmark = pytest.mark.timeout(120)
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     # No Redis may be needed: point every Redis setting at a closed port.
-    env = {**os.environ, "TESTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
-           "TESTGATE_RESULT_BACKEND": "redis://127.0.0.1:1/1"}
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=110, check=False)
+    env = {
+        **os.environ,
+        "TESTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
+        "TESTGATE_RESULT_BACKEND": "redis://127.0.0.1:1/1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -31,10 +41,18 @@ def sample(tmp_path: Path) -> Path:
     return tmp_path / "sample"
 
 
-def test_run_on_a_green_branch_passes_and_commits_the_report(sample: Path, tmp_path: Path
-                                                            ) -> None:
-    done = run_cli("run", str(sample), "--branch", GREEN_BRANCH, "--work-item", "WI-1",
-                    "--workdir", str(tmp_path / "work"), cwd=tmp_path)
+def test_run_on_a_green_branch_passes_and_commits_the_report(sample: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "run",
+        str(sample),
+        "--branch",
+        GREEN_BRANCH,
+        "--work-item",
+        "WI-1",
+        "--workdir",
+        str(tmp_path / "work"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verdict: PASS" in done.stdout
     assert "event on the orchestrator queue: orchestrator.advance_stage(" in done.stdout
@@ -44,17 +62,36 @@ def test_run_on_a_green_branch_passes_and_commits_the_report(sample: Path, tmp_p
 
 
 def test_run_on_a_red_branch_fails_with_exit_code_1(sample: Path, tmp_path: Path) -> None:
-    done = run_cli("run", str(sample), "--branch", RED_BRANCH, "--work-item", "WI-2",
-                    "--workdir", str(tmp_path / "work"), cwd=tmp_path)
+    done = run_cli(
+        "run",
+        str(sample),
+        "--branch",
+        RED_BRANCH,
+        "--work-item",
+        "WI-2",
+        "--workdir",
+        str(tmp_path / "work"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "verdict: FAIL" in done.stdout
     assert "tests/test_subtract.py::test_subtract" in git(
-        sample, "show", f"{RED_BRANCH}:docs/work-items/WI-2/13-test-report.md")
+        sample, "show", f"{RED_BRANCH}:docs/work-items/WI-2/13-test-report.md"
+    )
 
 
 def test_run_with_a_bad_work_item_is_handed_back(sample: Path, tmp_path: Path) -> None:
-    done = run_cli("run", str(sample), "--branch", GREEN_BRANCH, "--work-item", "../x",
-                    "--workdir", str(tmp_path / "work"), cwd=tmp_path)
+    done = run_cli(
+        "run",
+        str(sample),
+        "--branch",
+        GREEN_BRANCH,
+        "--work-item",
+        "../x",
+        "--workdir",
+        str(tmp_path / "work"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert "orchestrator.test_gate_handback" in done.stdout
     assert "work_item_id" in done.stdout

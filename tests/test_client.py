@@ -5,8 +5,14 @@ import pytest
 from worker import client
 from worker.settings import Settings
 
-JOB = {"task_id": 1, "repo": "orchestrator", "work_item_id": "WI-1", "branch": "f/x",
-       "agent": "tester", "stage": "testing"}
+JOB = {
+    "task_id": 1,
+    "repo": "orchestrator",
+    "work_item_id": "WI-1",
+    "branch": "f/x",
+    "agent": "tester",
+    "stage": "testing",
+}
 
 
 def test_the_self_hosting_repo_applies_by_default() -> None:

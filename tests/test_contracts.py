@@ -28,7 +28,11 @@ def test_a_contracts_file_adds_repos_with_their_own_target_timeout_and_smoke(
     contracts = load_contracts(Settings(contracts_file=str(path)))
     web = contracts.for_repo("WEB")
     assert web is not None
-    assert (web.target, web.timeout_s, web.smoke_base_url) == ("src/tests", 60, "http://127.0.0.1:9")
+    assert (web.target, web.timeout_s, web.smoke_base_url) == (
+        "src/tests",
+        60,
+        "http://127.0.0.1:9",
+    )
     assert web.smoke_checks[0].path == "/ping" and web.smoke_checks[0].status == 204
     assert dict(web.env) == {"PYTHONPATH": "src"}
     assert contracts.for_repo("orchestrator") is not None
@@ -39,13 +43,13 @@ def test_a_contracts_file_adds_repos_with_their_own_target_timeout_and_smoke(
     ("text", "words"),
     [
         ("[repos.web\n", "not valid TOML"),
-        ('[repos.web]\ntimeout_s = -1\n', "timeout_s"),
+        ("[repos.web]\ntimeout_s = -1\n", "timeout_s"),
         ('[repos.web]\ntarget = "--co"\n', "target"),
         ('[repos.web]\ntarget = "../up"\n', "target"),
         ('[repos.web]\nsmoke = [{path = "health"}]\n', "smoke.0.path"),
         ('[repos.web]\ncolour = "blue"\n', "colour"),
         ('[repos.web]\nenv = {TESTGATE_BROKER_URL = "x"}\n', "TESTGATE_"),
-        ('repos = 3\n', "must be a table"),
+        ("repos = 3\n", "must be a table"),
     ],
 )
 def test_a_broken_contracts_file_is_refused_with_the_fault_named(

@@ -18,18 +18,26 @@ SMOKES = [
 EXIT_CODES: list[int | None] = [0, 1, 2, 3, 4, 5, -9, None]
 
 
-def facts_for(verdict: Verdict, exit_code: int | None, smoke: SmokeResult, **extra: object
-              ) -> ReportFacts:
+def facts_for(
+    verdict: Verdict, exit_code: int | None, smoke: SmokeResult, **extra: object
+) -> ReportFacts:
     base = ReportFacts(
-        work_item_id="WI-7", repo="orchestrator", branch="feature/x", commit="a" * 40,
-        verdict=verdict, exit_code=exit_code, smoke_state=smoke.state, smoke_detail=smoke.detail,
-        command="python -m pytest tests/ -q", created_at=date(2026, 11, 24),
+        work_item_id="WI-7",
+        repo="orchestrator",
+        branch="feature/x",
+        commit="a" * 40,
+        verdict=verdict,
+        exit_code=exit_code,
+        smoke_state=smoke.state,
+        smoke_detail=smoke.detail,
+        command="python -m pytest tests/ -q",
+        created_at=date(2026, 11, 24),
     )
-    return ReportFacts(**{**base.__dict__, **extra})  # type: ignore[arg-type]
+    return ReportFacts(**{**base.__dict__, **extra})
 
 
 def every_report() -> list[tuple[str, str]]:
-    reports = []
+    reports: list[tuple[str, str]] = []
     for code, smoke in product(EXIT_CODES, SMOKES):
         verdict = with_smoke(from_exit_code(code), smoke)
         reports.append((verdict.result, render_report(facts_for(verdict, code, smoke))))
@@ -50,13 +58,26 @@ def test_frontmatter_has_the_contract_keys_in_order_then_extras() -> None:
     text = render_report(facts_for(verdict, 0, SMOKES[0], duration_s=1.25, tests_total=3))
     keys = [line.split(":", 1)[0] for line in frontmatter_lines(text)]
     assert keys[:9] == [
-        "result", "work_item", "stage", "author_agent", "status", "created_at", "model_used",
-        "exit_code", "smoke",
+        "result",
+        "work_item",
+        "stage",
+        "author_agent",
+        "status",
+        "created_at",
+        "model_used",
+        "exit_code",
+        "smoke",
     ]
     lines = frontmatter_lines(text)
     assert lines[:9] == [
-        "result: PASS", "work_item: WI-7", "stage: testing", "author_agent: test-runner",
-        "status: success", "created_at: 2026-11-24", "model_used: n/a", "exit_code: 0",
+        "result: PASS",
+        "work_item: WI-7",
+        "stage: testing",
+        "author_agent: test-runner",
+        "status: success",
+        "created_at: 2026-11-24",
+        "model_used: n/a",
+        "exit_code: 0",
         "smoke: ok",
     ]
     assert "duration_s: 1.2" in lines or "duration_s: 1.3" in lines

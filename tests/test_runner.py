@@ -46,23 +46,41 @@ def world(tmp_path: Path, **overrides: Any) -> World:
     origins = tmp_path / "origins"
     origins.mkdir(exist_ok=True)
     settings = Settings(
-        repos="passing,failing", smoke_enabled=False, workdir=str(tmp_path / "work"),
-        git_url_template=str(origins / "{repo}.git"), infra_max_retries=1,
-        contracts_file="", **overrides,
+        repos="passing,failing",
+        smoke_enabled=False,
+        workdir=str(tmp_path / "work"),
+        git_url_template=str(origins / "{repo}.git"),
+        infra_max_retries=1,
+        contracts_file="",
+        **overrides,
     )
     contracts = parse_contracts(
         {"repos": {"passing": {"smoke_enabled": False}, "failing": {"smoke_enabled": False}}},
         settings,
     )
-    sender, alerts, state = RecordingSender(), [], MemoryState()
-    ctx = GateContext(settings=settings, contracts=contracts, state=state, events=sender,
-                      alert=alerts.append, today=lambda: date(2026, 11, 24))
+    sender, state = RecordingSender(), MemoryState()
+    alerts: list[str] = []
+    ctx = GateContext(
+        settings=settings,
+        contracts=contracts,
+        state=state,
+        events=sender,
+        alert=alerts.append,
+        today=lambda: date(2026, 11, 24),
+    )
     return World(ctx, sender, alerts, state, origins)
 
 
 def job(repo: str, task_id: int = 5, **extra: Any) -> dict[str, Any]:
-    return {"task_id": task_id, "repo": repo, "work_item_id": "WI-5", "branch": "feature/x",
-            "agent": "tester", "stage": "testing", **extra}
+    return {
+        "task_id": task_id,
+        "repo": repo,
+        "work_item_id": "WI-5",
+        "branch": "feature/x",
+        "agent": "tester",
+        "stage": "testing",
+        **extra,
+    }
 
 
 def test_a_passing_branch_advances_once_with_a_pass_report(tmp_path: Path) -> None:
@@ -72,8 +90,11 @@ def test_a_passing_branch_advances_once_with_a_pass_report(tmp_path: Path) -> No
     assert result.kind == "advanced"
     [(name, kwargs)] = w.sender.sent
     assert name == "orchestrator.advance_stage"
-    assert (kwargs["result"], kwargs["outcome"], kwargs["smoke"]) == ("PASS", "code-pass",
-                                                                     "skipped")
+    assert (kwargs["result"], kwargs["outcome"], kwargs["smoke"]) == (
+        "PASS",
+        "code-pass",
+        "skipped",
+    )
     report = show_file(origin, "feature/x", "docs/work-items/WI-5/13-test-report.md")
     assert parse_tests_verdict(report) is True
     assert w.state.counters()["pass"] == 1
@@ -107,8 +128,11 @@ def test_a_suite_that_cannot_start_is_deferred_then_fails_closed(tmp_path: Path)
     final = run_gate(job("passing"), w.ctx, attempt=1, delivery_id="d1")
     assert final.kind == "advanced"
     [(_, kwargs)] = w.sender.sent
-    assert (kwargs["result"], kwargs["outcome"], kwargs["exit_code"]) == ("FAIL", "tool-error",
-                                                                         None)
+    assert (kwargs["result"], kwargs["outcome"], kwargs["exit_code"]) == (
+        "FAIL",
+        "tool-error",
+        None,
+    )
     assert len(w.alerts) == 1 and "infrastructure, not a code defect" in w.alerts[0]
     report = show_file(origin, "feature/x", "docs/work-items/WI-5/13-test-report.md")
     assert parse_tests_verdict(report) is False
@@ -133,8 +157,11 @@ def test_an_out_of_scope_repo_is_handed_back(tmp_path: Path) -> None:
     assert result.kind == "handed-back"
     [(name, kwargs)] = w.sender.sent
     assert name == "orchestrator.test_gate_handback"
-    assert kwargs == {"task_id": 5, "repo": "elsewhere",
-                      "reason": "repo 'elsewhere' is not in testgate's scope"}
+    assert kwargs == {
+        "task_id": 5,
+        "repo": "elsewhere",
+        "reason": "repo 'elsewhere' is not in testgate's scope",
+    }
 
 
 def test_the_kill_switch_hands_every_job_back(tmp_path: Path) -> None:
@@ -162,7 +189,12 @@ class BrokenState(MemoryState):
 def test_unavailable_shared_state_defers_the_job(tmp_path: Path) -> None:
     w = world(tmp_path)
     make_origin(w.origins, "passing", PASSING)
-    ctx = GateContext(settings=w.ctx.settings, contracts=w.ctx.contracts, state=BrokenState(),
-                      events=w.sender, alert=w.alerts.append)
+    ctx = GateContext(
+        settings=w.ctx.settings,
+        contracts=w.ctx.contracts,
+        state=BrokenState(),
+        events=w.sender,
+        alert=w.alerts.append,
+    )
     assert run_gate(job("passing"), ctx, attempt=0, delivery_id="d").kind == "deferred"
     assert w.sender.sent == []

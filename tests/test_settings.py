@@ -22,7 +22,7 @@ def test_a_valid_timeout_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_defaults_match_the_spec() -> None:
-    s = Settings(_env_file=None)  # type: ignore[call-arg]
+    s = Settings(_env_file=None)
     assert (s.enabled, s.repos, s.self_repo, s.target) == (True, "", "orchestrator", "tests/")
     assert (s.timeout_s, s.kill_grace_s, s.tree_kill) == (900, 5.0, True)
     assert (s.smoke_enabled, s.smoke_base_url) == (True, "http://localhost:8500")
@@ -40,8 +40,7 @@ def test_a_garbled_kill_switch_means_off(monkeypatch: pytest.MonkeyPatch) -> Non
     assert Settings().enabled is False
 
 
-def test_a_negative_retry_budget_falls_back_to_the_default(monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
+def test_a_negative_retry_budget_falls_back_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TESTGATE_INFRA_MAX_RETRIES", "-1")
     assert Settings().infra_max_retries == 2
 

@@ -35,8 +35,7 @@ def test_a_queue_without_serial_gate_fails() -> None:
 
 def test_a_service_that_never_answers_fails_after_three_attempts_one_second_apart() -> None:
     pauses: list[float] = []
-    result = run_smoke(f"http://127.0.0.1:{free_port()}", DEFAULT_SMOKE_CHECKS,
-                       sleep=pauses.append)
+    result = run_smoke(f"http://127.0.0.1:{free_port()}", DEFAULT_SMOKE_CHECKS, sleep=pauses.append)
     assert result.state == "failed"
     assert "unreachable after 3 attempts" in result.detail
     assert pauses == [1.0, 1.0]
@@ -45,6 +44,7 @@ def test_a_service_that_never_answers_fails_after_three_attempts_one_second_apar
 def test_a_service_refused_at_first_then_up_passes() -> None:
     port = free_port()
     with ExitStack() as stack:
+
         def start_server(_: float) -> None:
             # The service comes up during the runner's 1 s pause after a refusal.
             stack.enter_context(http_server(healthy_routes(), port=port))

@@ -24,8 +24,15 @@ def test_counters_start_at_zero_and_count(state: GateState) -> None:
     state.bump("pass")
     counters = state.counters()
     assert (counters["runs"], counters["pass"], counters["fail"]) == (2, 1, 0)
-    assert set(counters) >= {"runs", "pass", "fail", "tool_error", "deferred", "handed_back",
-                             "redelivered"}
+    assert set(counters) >= {
+        "runs",
+        "pass",
+        "fail",
+        "tool_error",
+        "deferred",
+        "handed_back",
+        "redelivered",
+    }
 
 
 def test_the_run_lock_admits_one_owner_and_is_reentrant_for_it(state: GateState) -> None:

@@ -46,8 +46,12 @@ def test_the_webhook_sender_posts_the_event_name_and_kwargs() -> None:
 
 def test_an_alert_goes_to_the_webhook_and_telegram_when_configured() -> None:
     with http_server() as (base, rec):
-        settings = Settings(alert_webhook_url=f"{base}/alert", telegram_bot_token="T0K",
-                            telegram_chat_id="42", telegram_api_base=base)
+        settings = Settings(
+            alert_webhook_url=f"{base}/alert",
+            telegram_bot_token="T0K",
+            telegram_chat_id="42",
+            telegram_api_base=base,
+        )
         text = infra_exhausted_text("WI-1", "orchestrator", 3, "timed out")
         delivered = send_alert(settings, text)
     assert delivered == ["log", "webhook", "telegram"]
@@ -57,8 +61,7 @@ def test_an_alert_goes_to_the_webhook_and_telegram_when_configured() -> None:
     assert rec.posts[1][2]["chat_id"] == "42"
 
 
-def test_an_alert_with_nothing_configured_is_only_logged(caplog: pytest.LogCaptureFixture
-                                                        ) -> None:
+def test_an_alert_with_nothing_configured_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
     assert send_alert(Settings(), "disk full") == ["log"]
     assert "ALERT: disk full" in caplog.text
 

@@ -82,8 +82,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         _flush(db)
     smoke_routes = (
         healthy_routes("/ok")
-        | healthy_routes("/err") | {"/err/status": (500, "down")}
-        | healthy_routes("/nogate") | {"/nogate/queue": (200, '{"jobs": []}')}
+        | healthy_routes("/err")
+        | {"/err/status": (500, "down")}
+        | healthy_routes("/nogate")
+        | {"/nogate/queue": (200, '{"jobs": []}')}
     )
     with http_server(smoke_routes) as (smoke_base, _), http_server() as (alert_base, alerts):
         items = scenarios(tmp, smoke_base)
@@ -113,20 +115,45 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         log = tmp / "worker.log"
         with log.open("wb") as log_file:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "tests",
-                 "-c", "2", "-l", "info", "--without-gossip", "--without-mingle", "-n",
-                 f"itest-{prefix.strip(':')}@%h"],
-                cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "worker",
+                    "-Q",
+                    "tests",
+                    "-c",
+                    "2",
+                    "-l",
+                    "info",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-n",
+                    f"itest-{prefix.strip(':')}@%h",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        app = Celery("orchestrator", broker=f"{REDIS_HOST}/{BROKER_DB}",
-                     backend=f"{REDIS_HOST}/{STATE_DB}")
-        app.conf.update(task_serializer="json", accept_content=["json"],
-                        result_serializer="json")
+        app = Celery(
+            "orchestrator", broker=f"{REDIS_HOST}/{BROKER_DB}", backend=f"{REDIS_HOST}/{STATE_DB}"
+        )
+        app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
         try:
             _wait_until_ready(app, worker, log)
-            yield Fleet(Orchestrator(app), origins, alerts, tmp / "hang-child.pid",
-                        redis.Redis.from_url(f"{REDIS_HOST}/{STATE_DB}"), prefix, log)
+            yield Fleet(
+                Orchestrator(app),
+                origins,
+                alerts,
+                tmp / "hang-child.pid",
+                redis.Redis.from_url(f"{REDIS_HOST}/{STATE_DB}"),
+                prefix,
+                log,
+            )
         finally:
             _stop(worker)
             for db in (BROKER_DB, STATE_DB):
@@ -162,5 +189,12 @@ def task_id() -> int:
 
 
 def job(task_id: int, repo: str, work_item: str, **extra: Any) -> dict[str, Any]:
-    return {"task_id": task_id, "repo": repo, "work_item_id": work_item, "branch": BRANCH,
-            "agent": "tester", "stage": "testing", **extra}
+    return {
+        "task_id": task_id,
+        "repo": repo,
+        "work_item_id": work_item,
+        "branch": BRANCH,
+        "agent": "tester",
+        "stage": "testing",
+        **extra,
+    }

@@ -56,22 +56,42 @@ class Scenario:
 def scenarios(tmp: Path, smoke_base: str) -> list[Scenario]:
     no_smoke: dict[str, object] = {"smoke_enabled": False}
     return [
-        Scenario("green", {"calc.py": CALC, "tests/test_add.py": PASSING,
-                           "tests/test_env.py": ENV_IS_CLEAN},
-                 {"smoke_base_url": f"{smoke_base}/ok"}),
-        Scenario("red", {"calc.py": CALC, "tests/test_add.py": PASSING,
-                         "tests/test_subtract.py": FAILING}, no_smoke),
+        Scenario(
+            "green",
+            {"calc.py": CALC, "tests/test_add.py": PASSING, "tests/test_env.py": ENV_IS_CLEAN},
+            {"smoke_base_url": f"{smoke_base}/ok"},
+        ),
+        Scenario(
+            "red",
+            {"calc.py": CALC, "tests/test_add.py": PASSING, "tests/test_subtract.py": FAILING},
+            no_smoke,
+        ),
         Scenario("empty", {"calc.py": CALC, "tests/README.md": "no tests here\n"}, no_smoke),
-        Scenario("forged", {"calc.py": CALC, "tests/test_subtract.py": FAILING,
-                            "docs/work-items/WI-forged/13-test-report.md": FORGED_REPORT},
-                 no_smoke),
-        Scenario("hang", {"tests/test_hang.py": hanging_suite(tmp / "hang-child.pid")},
-                 {"timeout_s": 2, "smoke_enabled": False}),
+        Scenario(
+            "forged",
+            {
+                "calc.py": CALC,
+                "tests/test_subtract.py": FAILING,
+                "docs/work-items/WI-forged/13-test-report.md": FORGED_REPORT,
+            },
+            no_smoke,
+        ),
+        Scenario(
+            "hang",
+            {"tests/test_hang.py": hanging_suite(tmp / "hang-child.pid")},
+            {"timeout_s": 2, "smoke_enabled": False},
+        ),
         Scenario("huge", {"tests/test_huge.py": HUGE_OUTPUT}, no_smoke),
-        Scenario("smoke500", {"calc.py": CALC, "tests/test_add.py": PASSING},
-                 {"smoke_base_url": f"{smoke_base}/err"}),
-        Scenario("nogate", {"calc.py": CALC, "tests/test_add.py": PASSING},
-                 {"smoke_base_url": f"{smoke_base}/nogate"}),
+        Scenario(
+            "smoke500",
+            {"calc.py": CALC, "tests/test_add.py": PASSING},
+            {"smoke_base_url": f"{smoke_base}/err"},
+        ),
+        Scenario(
+            "nogate",
+            {"calc.py": CALC, "tests/test_add.py": PASSING},
+            {"smoke_base_url": f"{smoke_base}/nogate"},
+        ),
     ]
 
 

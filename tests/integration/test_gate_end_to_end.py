@@ -31,17 +31,20 @@ def run_job(fleet: Fleet, task_id: int, repo: str, work_item: str) -> dict[str, 
 
 
 def report_on_branch(fleet: Fleet, repo: str, work_item: str) -> str:
-    return show_file(fleet.origins / f"{repo}.git", BRANCH,
-                     f"docs/work-items/{work_item}/13-test-report.md")
+    return show_file(
+        fleet.origins / f"{repo}.git", BRANCH, f"docs/work-items/{work_item}/13-test-report.md"
+    )
 
 
-def assert_advance_shape(advance: dict[str, Any], task_id: int, repo: str, work_item: str
-                         ) -> None:
+def assert_advance_shape(advance: dict[str, Any], task_id: int, repo: str, work_item: str) -> None:
     assert advance["task_id"] == task_id
     assert advance["current_stage"] == "testing"
     assert advance["finished_agent"] == "tester"
-    assert (advance["repo"], advance["work_item_id"], advance["branch"]) == (repo, work_item,
-                                                                            BRANCH)
+    assert (advance["repo"], advance["work_item_id"], advance["branch"]) == (
+        repo,
+        work_item,
+        BRANCH,
+    )
     assert advance["report_path"] == f"docs/work-items/{work_item}/13-test-report.md"
 
 
@@ -59,8 +62,9 @@ def test_a_green_branch_passes_with_smoke_ok_and_the_report_is_pushed(
     assert "status: success" in frontmatter_lines(report)
     origin = fleet.origins / "green.git"
     author = git(origin, "log", "-1", "--format=%an <%ae>|%cn|%s", BRANCH)
-    assert author == ("test-runner <test-runner@gate.example>|test-runner|"
-                      "test: test gate PASS for WI-green")
+    assert author == (
+        "test-runner <test-runner@gate.example>|test-runner|test: test gate PASS for WI-green"
+    )
     assert git(origin, "rev-parse", f"{BRANCH}~1") == tip_before
     assert "WI-green" not in git(origin, "log", "--format=%s", "main")
 
@@ -92,8 +96,7 @@ def test_a_forged_pass_report_on_the_branch_is_overwritten(fleet: Fleet, task_id
     assert "trust me" not in report
 
 
-@pytest.mark.parametrize(("repo", "words"), [("smoke500", "HTTP 500"),
-                                             ("nogate", "serial_gate")])
+@pytest.mark.parametrize(("repo", "words"), [("smoke500", "HTTP 500"), ("nogate", "serial_gate")])
 def test_a_green_suite_with_a_failing_smoke_is_a_code_fail(
     fleet: Fleet, task_id: int, repo: str, words: str
 ) -> None:
@@ -118,8 +121,7 @@ def test_a_hanging_suite_is_deferred_then_fails_closed_with_one_alert_and_one_ad
 ) -> None:
     alerts_before = len(fleet.alerts.posts)
     advance = run_job(fleet, task_id, "hang", "WI-hang")
-    assert (advance["result"], advance["exit_code"], advance["smoke"]) == ("FAIL", None,
-                                                                          "skipped")
+    assert (advance["result"], advance["exit_code"], advance["smoke"]) == ("FAIL", None, "skipped")
     assert advance["outcome"] == "tool-error"
     report = report_on_branch(fleet, "hang", "WI-hang")
     assert parse_tests_verdict(report) is False
@@ -131,8 +133,7 @@ def test_a_hanging_suite_is_deferred_then_fails_closed_with_one_alert_and_one_ad
     assert not _alive(child), f"the suite's new-session child {child} survived"
 
 
-def test_a_duplicate_of_a_finished_job_does_not_advance_again(fleet: Fleet, task_id: int
-                                                              ) -> None:
+def test_a_duplicate_of_a_finished_job_does_not_advance_again(fleet: Fleet, task_id: int) -> None:
     run_job(fleet, task_id, "red", "WI-dup")
     orch = fleet.orchestrator
     again = orch.wait_done(orch.send(**job(task_id, "red", "WI-dup")))
@@ -167,11 +168,15 @@ def test_every_invalid_job_is_handed_back_once_and_never_run(
 
 def test_counters_are_shared_in_redis(fleet: Fleet, task_id: int) -> None:
     key = f"{fleet.prefix}counters"
-    before = {k.decode(): int(v) for k, v in fleet.state.hgetall(key).items()}
+    before = counters(fleet.state.hgetall(key))
     run_job(fleet, task_id, "red", "WI-count")
-    after = {k.decode(): int(v) for k, v in fleet.state.hgetall(key).items()}
+    after = counters(fleet.state.hgetall(key))
     assert after.get("runs", 0) == before.get("runs", 0) + 1
     assert after.get("fail", 0) == before.get("fail", 0) + 1
+
+
+def counters(raw: dict[Any, Any]) -> dict[str, int]:
+    return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
 
 
 def _alive(pid: int) -> bool:

@@ -23,9 +23,28 @@ def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "tests", "-c", "1",
-         "--without-gossip", "--without-mingle", "-n", f"startup-{os.getpid()}@%h"],
-        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker",
+            "worker",
+            "-Q",
+            "tests",
+            "-c",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"startup-{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -1,0 +1,214 @@
+"""Real pytest subprocesses in tmp projects: exit codes, timeouts and the whole-job kill,
+the environment allowlist, bounded output."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from worker.suite import SuiteRun, run_suite, suite_environment
+
+
+def project(tmp_path: Path, files: dict[str, str]) -> Path:
+    root = tmp_path / "project"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "tests").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def run(root: Path, tmp_path: Path, timeout_s: float = 60, **kwargs: object) -> SuiteRun:
+    options: dict[str, object] = {
+        "python": sys.executable,
+        "target": "tests/",
+        "timeout_s": timeout_s,
+        "kill_grace_s": 0.5,
+        "tree_kill": True,
+        "scratch_dir": tmp_path / "scratch",
+    }
+    options.update(kwargs)
+    return run_suite(root, **options)  # type: ignore[arg-type]
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_passing_suite_exits_0_with_junit_counts(tmp_path: Path) -> None:
+    root = project(
+        tmp_path, {"tests/test_a.py": "def test_a():\n    pass\n\ndef test_b():\n    pass\n"}
+    )
+    result = run(root, tmp_path)
+    assert (result.exit_code, result.ran, result.timed_out) == (0, True, False)
+    assert result.junit is not None and result.junit.tests == 2
+    assert "2 passed" in result.output_tail
+    assert result.command[1:5] == ("-m", "pytest", "tests/", "-q")
+
+
+def test_a_failing_suite_exits_1_and_names_the_failing_test(tmp_path: Path) -> None:
+    root = project(tmp_path, {"tests/test_a.py": "def test_bad():\n    assert 1 == 2\n"})
+    result = run(root, tmp_path)
+    assert result.exit_code == 1 and result.ran
+    assert result.junit is not None and result.junit.failing == ("tests/test_a.py::test_bad",)
+
+
+def test_no_tests_collected_exits_5(tmp_path: Path) -> None:
+    assert run(project(tmp_path, {}), tmp_path).exit_code == 5
+
+
+def test_a_conftest_that_fails_to_import_is_a_ran_suite_with_exit_4(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/conftest.py": "import no_such_module_here\n",
+            "tests/test_a.py": "def test_a():\n    pass\n",
+        },
+    )
+    result = run(root, tmp_path)
+    assert result.ran
+    assert result.exit_code == 4  # pytest: usage error
+    assert "no_such_module_here" in result.output_tail
+
+
+def test_a_suite_killed_by_a_signal_it_did_not_get_from_us_ran_with_a_negative_code(
+    tmp_path: Path,
+) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_a.py": "import os, signal\n\n\n"
+            "def test_oom():\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+        },
+    )
+    result = run(root, tmp_path)
+    assert (result.exit_code, result.ran, result.timed_out) == (-9, True, False)
+
+
+def test_a_hanging_suite_is_killed_with_its_new_session_child(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    root = project(
+        tmp_path,
+        {
+            "tests/test_hang.py": (
+                "import subprocess, time\n\n\n"
+                "def test_hang():\n"
+                "    child = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+                f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+                "    time.sleep(600)\n"
+            )
+        },
+    )
+    started = time.monotonic()
+    result = run(root, tmp_path, timeout_s=2)
+    assert (result.exit_code, result.timed_out, result.ran) == (None, True, False)
+    assert time.monotonic() - started < 30
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_a_double_forked_daemon_is_killed_after_a_passing_run(tmp_path: Path) -> None:
+    pid_file = tmp_path / "daemon.pid"
+    root = project(
+        tmp_path,
+        {
+            "tests/test_daemon.py": (
+                "import os, time\n\n\n"
+                "def test_spawns_a_daemon():\n"
+                "    if os.fork() == 0:\n"
+                "        os.setsid()\n"
+                "        if os.fork() == 0:\n"
+                f"            open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                "            time.sleep(600)\n"
+                "        os._exit(0)\n"
+                "    os.wait()\n"
+                f"    while not os.path.exists({str(pid_file)!r}):\n"
+                "        time.sleep(0.01)\n"
+            )
+        },
+    )
+    result = run(root, tmp_path)
+    assert result.exit_code == 0
+    assert result.leftover_killed >= 1
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_no_testgate_variable_or_broker_url_reaches_the_suite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESTGATE_BROKER_URL", "redis://secret@127.0.0.1:6379/0")
+    monkeypatch.setenv("TESTGATE_TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
+    root = project(
+        tmp_path,
+        {
+            "tests/test_env.py": (
+                "import os\n\n\n"
+                "def test_clean():\n"
+                "    assert [k for k in os.environ if k.startswith('TESTGATE_')] == []\n"
+                "    assert 'AWS_SECRET_ACCESS_KEY' not in os.environ\n"
+                "    assert not any('redis://' in v for v in os.environ.values())\n"
+            )
+        },
+    )
+    assert run(root, tmp_path).exit_code == 0
+
+
+def test_the_environment_is_an_allowlist_and_extra_cannot_inject_testgate_keys(
+    tmp_path: Path,
+) -> None:
+    env = suite_environment(
+        {"PATH": "/bin", "SECRET": "x", "LANG": "C.UTF-8"},
+        home=tmp_path / "h",
+        tmpdir=tmp_path / "t",
+        cookie="c",
+        extra={"PYTHONPATH": "src", "TESTGATE_X": "1"},
+    )
+    assert env["PATH"] == "/bin" and env["LANG"] == "C.UTF-8" and env["PYTHONPATH"] == "src"
+    assert "SECRET" not in env and "TESTGATE_X" not in env
+    assert env["HOME"] == str(tmp_path / "h")
+
+
+def test_huge_output_is_streamed_to_disk_and_only_a_bounded_tail_is_kept(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_loud.py": (
+                "import sys\n\n\n"
+                "def test_loud():\n"
+                "    block = 'z' * (1 << 20)\n"
+                "    for _ in range(100):\n"
+                "        sys.stdout.write(block)\n"
+                "    assert False\n"
+            )
+        },
+    )
+    result = run(root, tmp_path, tail_bytes=4096)
+    assert result.exit_code == 1
+    assert result.output_bytes > 100_000_000
+    assert len(result.output_tail.encode()) <= 4096
+    assert "1 failed" in result.output_tail
+
+
+def test_a_missing_interpreter_is_a_spawn_error_not_a_run(tmp_path: Path) -> None:
+    result = run(project(tmp_path, {}), tmp_path, python=str(tmp_path / "nope"))
+    assert result.ran is False and result.exit_code is None
+    assert result.spawn_error is not None and "nope" in result.spawn_error
+
+
+def test_a_missing_worktree_is_a_spawn_error(tmp_path: Path) -> None:
+    result = run(tmp_path / "absent", tmp_path)
+    assert result.ran is False and result.spawn_error
+
+
+def test_the_worker_process_itself_is_never_a_target(tmp_path: Path) -> None:
+    from worker.proctree import job_processes
+
+    assert os.getpid() not in job_processes("no-such-cookie", os.getpid())
