@@ -38,10 +38,11 @@ def bare_pytest(checkout: Path, runs: int) -> list[float]:
     return times
 
 
-def gate_jobs(app: Celery, runs: int) -> list[float]:
+def gate_jobs(app: Celery, runs: int, first_task_id: int) -> list[float]:
+    """Each job has its own task id: a repeated (task id, commit) is never advanced twice."""
     times = []
     with app.connection_for_read() as conn, conn.SimpleQueue("orchestrator") as queue:
-        for task_id in range(1, runs + 1):
+        for task_id in range(first_task_id, first_task_id + runs):
             started = time.perf_counter()
             app.send_task(
                 "testgate.run_test_gate",
@@ -86,6 +87,7 @@ def main() -> None:
             "TESTGATE_WORKDIR": str(tmp / "work"),
             "TESTGATE_GIT_URL_TEMPLATE": str(tmp / "{repo}.git"),
         }
+        log = (tmp / "worker.log").open("wb")
         worker = subprocess.Popen(
             [
                 sys.executable,
@@ -114,9 +116,12 @@ def main() -> None:
             while not app.control.ping(timeout=0.5):
                 if time.monotonic() > deadline:
                     raise SystemExit("worker did not start")
-            gate_jobs(app, 1)  # warm-up: clones the mirror once, as a long-lived worker would
+            gate_jobs(app, 1, first_task_id=1)  # warm-up: clones the mirror once, as a long-lived worker would
             bare = bare_pytest(checkout, args.runs)
-            gate = gate_jobs(app, args.runs)
+            gate = gate_jobs(app, args.runs, first_task_id=2)
+        except BaseException:
+            print((tmp / "worker.log").read_text()[-3000:], file=sys.stderr)
+            raise
         finally:
             worker.terminate()
             worker.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -69,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     from worker.embedded import quiet_celery_logs, read_report, run_embedded
 
+    # Keep our lines in order with the log lines on stderr, also when piped.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="  %(name)s: %(message)s",
@@ -95,7 +99,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"report: {advance['report_path']} {where} branch {args.branch} of {args.path}")
         report = read_report(args.path, args.branch, advance["report_path"])
         if report:
-            print("\n" + report.split("\n## ")[0].rstrip())
+            # The whole report but pytest's output, which the log above already showed.
+            print("\n" + report.split("\n## Output")[0].rstrip())
         print(f"\nverdict: {advance['result']}")
     print(f"counters: {json.dumps(run.counters, sort_keys=True)}")
     if run.summary.get("kind") != "advanced":

@@ -4,12 +4,14 @@ with Celery on its in-memory broker. No Redis, no orchestrator."""
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from celery.exceptions import AlwaysEagerIgnored
 
 from worker.alerts import send_alert
 from worker.celery_app import app
@@ -47,7 +49,7 @@ def run_embedded(
     repo_path = repo_path.resolve()
     repo = _repo_name(repo_path)
     settings = load_settings(
-        broker_url="memory://",
+        broker_url="memory://localhost/",
         result_backend="cache+memory://",
         repos=repo,
         self_repo=repo,
@@ -62,7 +64,7 @@ def run_embedded(
         **({"workdir": str(workdir)} if workdir else {}),
     )
     app.conf.update(
-        broker_url="memory://",
+        broker_url="memory://localhost/",
         result_backend="cache+memory://",
         task_always_eager=True,
         task_eager_propagates=False,
@@ -134,6 +136,8 @@ def _repo_name(path: Path) -> str:
 
 
 def quiet_celery_logs() -> None:
-    for noisy in ("celery", "kombu", "amqp"):
+    """The embedded run prints the gate's steps, not Celery's plumbing."""
+    for noisy in ("celery", "kombu", "kombu.connection", "amqp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    # Events go by name to the orchestrator's queue on purpose, even in eager mode.
+    warnings.filterwarnings("ignore", category=AlwaysEagerIgnored)

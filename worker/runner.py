@@ -2,7 +2,8 @@
 -> report -> advance (or hand-back, or defer). Callable without a broker.
 
 Every step has one boundary that turns its failures into a defined outcome; the
-only thing that leaves `run_gate` is a `GateResult`.
+only thing that leaves `run_gate` is a `GateResult` (or EventDeliveryError, when the
+orchestrator could not be told).
 """
 
 from __future__ import annotations
@@ -12,53 +13,28 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
-from datetime import date
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from worker.alerts import infra_exhausted_text
+from worker.announce import already_done, announce_verdict, hand_back
 from worker.checkout import Checkout, CheckoutError, checkout
-from worker.contracts import Contracts, TestContract
-from worker.events import Advance, EventDeliveryError, EventSender, HandBack
+from worker.context import GateContext, GateResult
+from worker.contracts import TestContract
 from worker.job import Job, JobRejected, parse_job
 from worker.publish import GitIdentity, PublishResult, publish_report
 from worker.report import ReportFacts, render_report
 from worker.scope import job_rejection
-from worker.settings import Settings
 from worker.smoke import SmokeResult, run_smoke, skipped
-from worker.state import GateState, StateUnavailable
+from worker.state import StateUnavailable
 from worker.suite import SuiteRun, run_suite
 from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_smoke
 
 logger = logging.getLogger("testgate.runner")
 
-GateKind = Literal["advanced", "handed-back", "deferred", "duplicate", "already-done"]
-
-
-@dataclass(frozen=True)
-class GateContext:
-    """Everything a job needs from the outside world, built once per worker."""
-
-    settings: Settings
-    contracts: Contracts | None  # None: the contracts file is broken (logged at start)
-    state: GateState
-    events: EventSender
-    alert: Callable[[str], object]
-    today: Callable[[], date] = date.today
-
-
-@dataclass(frozen=True)
-class GateResult:
-    kind: GateKind
-    detail: str
-    advance: Advance | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        advance = self.advance.kwargs() if self.advance else None
-        return {"kind": self.kind, "detail": self.detail, "advance": advance}
+__all__ = ["GateContext", "GateResult", "fail_closed_after_crash", "run_gate"]
 
 
 def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) -> GateResult:
@@ -71,11 +47,11 @@ def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) 
         ctx.state.bump("runs")
     parsed = parse_job(raw_job)
     if isinstance(parsed, JobRejected):
-        return _hand_back(parsed, ctx)
+        return hand_back(parsed, ctx)
     rejection = job_rejection(parsed, ctx.settings, ctx.contracts)
     contract = ctx.contracts.for_repo(parsed.repo) if ctx.contracts else None
     if rejection is not None or contract is None:
-        return _hand_back(
+        return hand_back(
             rejection or JobRejected("no test contract", parsed.task_id, parsed.repo), ctx
         )
     run = _JobRun(parsed, contract, ctx, attempt)
@@ -106,7 +82,7 @@ class _JobRun:
         """Run under the job's lock so two deliveries never test it at once."""
         job, state = self.job, self.ctx.state
         if job.commit and state.already_done(job.task_id, [job.commit]):
-            return _already_done(job, self.ctx, job.commit)
+            return already_done(job, self.ctx, job.commit)
         lock_key = f"{job.task_id}:{job.commit or job.branch}"
         lease_s = self.settings.required_visibility_timeout_s(self.contract.timeout_s)
         holder = state.acquire_run(lock_key, delivery_id, lease_s)
@@ -128,7 +104,7 @@ class _JobRun:
         try:
             with self._checkout() as co:
                 if self.ctx.state.already_done(job.task_id, [co.commit]):
-                    return _already_done(job, self.ctx, co.commit)
+                    return already_done(job, self.ctx, co.commit)
                 suite = self._run_suite(co)
                 if not suite.ran:
                     return self.tool_error(self._why_not_run(suite), co)
@@ -202,7 +178,7 @@ class _JobRun:
         )
         published = self._publish(co, facts)
         self._log_verdict(verdict, suite.exit_code, smoke)
-        return _advance(self.job, self.ctx, facts, published)
+        return announce_verdict(self.job, self.ctx, facts, published)
 
     def tool_error(self, why: str, co: Checkout | None) -> GateResult:
         """Level 2 of SPEC §6: the suite never ran. Defer while budget remains."""
@@ -226,7 +202,7 @@ class _JobRun:
         published = self._publish_fail_closed(co, facts)
         self.ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, self.attempt + 1, why))
         self._log_verdict(verdict, None, skipped(why))
-        return _advance(job, self.ctx, facts, published)
+        return announce_verdict(job, self.ctx, facts, published)
 
     def _facts(
         self, verdict: Verdict, commit: str | None, smoke: SmokeResult, exit_code: int | None
@@ -295,67 +271,6 @@ class _JobRun:
         )
 
 
-def _advance(
-    job: Job, ctx: GateContext, facts: ReportFacts, published: PublishResult
-) -> GateResult:
-    verdict = facts.verdict
-    advance = Advance(
-        task_id=job.task_id,
-        repo=job.repo,
-        work_item_id=job.work_item_id,
-        branch=job.branch,
-        result=verdict.result,
-        exit_code=facts.exit_code,
-        smoke=facts.smoke_state,
-        commit=facts.commit,
-        report_path=job.report_path,
-        report_pushed=published.pushed,
-        outcome=verdict.outcome,
-    )
-    try:
-        ctx.events.send(ctx.settings.advance_task, advance.kwargs())
-    except EventDeliveryError as exc:
-        logger.error("advance for task %s not delivered: %s", job.task_id, exc)
-        raise
-    # Both the tested commit and the report commit now stand for "done": a redelivery
-    # that finds the report commit as the branch tip must not advance again.
-    done = [c for c in (facts.commit, published.report_commit) if c]
-    try:
-        ctx.state.mark_done(job.task_id, done)
-    except StateUnavailable as exc:
-        logger.error(
-            "task %s advanced but not recorded as done (a redelivery could advance again): %s",
-            job.task_id,
-            exc,
-        )
-    return GateResult("advanced", f"{verdict.result}: {verdict.reason}", advance)
-
-
-def _hand_back(rejection: JobRejected, ctx: GateContext) -> GateResult:
-    ctx.state.bump("handed_back")
-    logger.warning(
-        "job handed back (task %s, repo %r): %s",
-        rejection.task_id,
-        rejection.repo,
-        rejection.reason,
-    )
-    handback = HandBack(task_id=rejection.task_id, repo=rejection.repo, reason=rejection.reason)
-    try:
-        ctx.events.send(ctx.settings.handback_task, handback.kwargs())
-    except EventDeliveryError as exc:
-        logger.error("hand-back for task %s not delivered: %s", rejection.task_id, exc)
-        raise
-    return GateResult("handed-back", rejection.reason)
-
-
-def _already_done(job: Job, ctx: GateContext, commit: str) -> GateResult:
-    ctx.state.bump("redelivered")
-    logger.warning(
-        "task %s at %s was already tested and advanced; not advancing again", job.task_id, commit
-    )
-    return GateResult("already-done", f"task {job.task_id} at {commit} already advanced")
-
-
 def fail_closed_after_crash(
     raw_job: Any, ctx: GateContext, exc: BaseException, *, attempt: int
 ) -> GateResult:
@@ -384,4 +299,4 @@ def fail_closed_after_crash(
         attempts=attempt + 1,
     )
     nothing = PublishResult(False, False, None, "not written: the gate crashed")
-    return _advance(job, ctx, facts, nothing)
+    return announce_verdict(job, ctx, facts, nothing)
