@@ -8,6 +8,7 @@ orchestrator could not be told).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import sys
@@ -73,6 +74,7 @@ class _JobRun:
         self.settings = ctx.settings
         self.attempt = attempt  # 0 for the first try, as Celery's request.retries
         self.started = time.monotonic()
+        self.cookie: str | None = None  # marks the suite's processes, same on redelivery
 
     @property
     def budget_spent(self) -> bool:
@@ -95,6 +97,17 @@ class _JobRun:
             )
             return GateResult("duplicate", f"delivery {holder} is already running this job")
         try:
+            # Every start of this attempt is counted: a start beyond the budget means
+            # the process running it died each time (OOM killer, a suite that kills
+            # its worker), and running it again would loop forever.
+            starts = state.count_delivery(f"{delivery_id}:{self.attempt}")
+            if starts > self.settings.max_deliveries:
+                why = (
+                    f"the process running it died {starts - 1} times (killed by the "
+                    "OOM killer or by the suite itself)"
+                )
+                return self.tool_error(why, None, final=True)
+            self.cookie = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
             return self._in_checkout()
         finally:
             state.release_run(lock_key, delivery_id)
@@ -147,6 +160,7 @@ class _JobRun:
                 scratch_dir=scratch,
                 extra_env=dict(self.contract.env),
                 tail_bytes=self.settings.output_tail_bytes,
+                cookie=self.cookie,
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -180,11 +194,11 @@ class _JobRun:
         self._log_verdict(verdict, suite.exit_code, smoke)
         return announce_verdict(self.job, self.ctx, facts, published)
 
-    def tool_error(self, why: str, co: Checkout | None) -> GateResult:
+    def tool_error(self, why: str, co: Checkout | None, *, final: bool = False) -> GateResult:
         """Level 2 of SPEC §6: the suite never ran. Defer while budget remains."""
         job = self.job
         self.ctx.state.bump("tool_error")
-        if not self.budget_spent:
+        if not self.budget_spent and not final:
             self.ctx.state.bump("deferred")
             logger.warning(
                 "task %s (%s): suite did not run (%s) -> deferred, attempt %d of %d, next in %ss",

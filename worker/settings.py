@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     smoke_base_url: str = "http://localhost:8500"
     infra_max_retries: int = Field(default=2, ge=0)
     infra_retry_delay_s: int = Field(default=30, ge=0)
+    # Starts of one attempt allowed when the process running it keeps dying (OOM,
+    # a suite that kills its worker): then the job fails closed instead of looping.
+    max_deliveries: int = Field(default=3, ge=1)
+    delivery_overhead_s: int = Field(default=DELIVERY_OVERHEAD_S, ge=0)
     git_email_domain: str = "testgate.invalid"
     agent_home_dir: str = ""
     broker_url: str = "redis://localhost:6379/0"
@@ -121,7 +125,7 @@ class Settings(BaseSettings):
     def required_visibility_timeout_s(self, longest_timeout_s: int) -> int:
         """The shortest broker visibility timeout that never redelivers a live job."""
         suite = max(self.timeout_s, longest_timeout_s)
-        return int(suite + self.kill_grace_s + DELIVERY_OVERHEAD_S)
+        return int(suite + self.kill_grace_s + self.delivery_overhead_s)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -41,6 +41,9 @@ class GateState(Protocol):
     def release_run(self, key: str, owner: str) -> None: ...
     def already_done(self, task_id: int, commits: Iterable[str]) -> bool: ...
     def mark_done(self, task_id: int, commits: Iterable[str]) -> None: ...
+    def count_delivery(self, key: str) -> int:
+        """Count one more start of `key`; return how many starts there have been."""
+        ...
 
 
 class RedisState:
@@ -100,6 +103,14 @@ class RedisState:
         pipe.expire(done, DONE_TTL_S)
         self._call(pipe.execute)
 
+    def count_delivery(self, key: str) -> int:
+        counter = self._key(f"deliveries:{key}")
+        pipe = self._redis.pipeline()
+        pipe.incr(counter)
+        pipe.expire(counter, DONE_TTL_S)
+        count, _ = self._call(pipe.execute)
+        return int(count)
+
     def _key(self, name: str) -> str:
         return f"{self._prefix}{name}"
 
@@ -118,6 +129,12 @@ class MemoryState:
         self._counters: dict[str, int] = {}
         self._runs: dict[str, str] = {}
         self._done: dict[int, set[str]] = {}
+        self._deliveries: dict[str, int] = {}
+
+    def count_delivery(self, key: str) -> int:
+        with self._lock:
+            self._deliveries[key] = self._deliveries.get(key, 0) + 1
+            return self._deliveries[key]
 
     def bump(self, counter: str) -> None:
         with self._lock:

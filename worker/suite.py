@@ -103,13 +103,21 @@ def run_suite(
     scratch_dir: Path,
     extra_env: Mapping[str, str] | None = None,
     tail_bytes: int = 4096,
+    cookie: str | None = None,
 ) -> SuiteRun:
-    """`python -m pytest <target> -q` in `worktree`; never raises."""
+    """`python -m pytest <target> -q` in `worktree`; never raises.
+
+    `cookie` marks every process of the run; a caller that passes the same cookie on
+    a redelivery gets the processes of the earlier, dead delivery killed first.
+    """
     home, tmpdir = scratch_dir / "home", scratch_dir / "tmp"
     for directory in (home, tmpdir):
         directory.mkdir(parents=True, exist_ok=True)
     junit_path, log_path = scratch_dir / "junit.xml", scratch_dir / "output.log"
-    cookie = uuid.uuid4().hex
+    if cookie is None:
+        cookie = uuid.uuid4().hex
+    elif left := proctree.sweep(cookie):
+        logger.warning("killed %d process(es) left by an earlier delivery of this job", left)
     command = (
         python,
         "-m",
