@@ -18,9 +18,9 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from tests.fleet import WorkerProcess
 from tests.repofactory import git, make_origin
 
-ROOT = Path(__file__).resolve().parents[1]
 ONE_TEST = {"tests/test_one.py": "def test_one():\n    assert 1 + 1 == 2\n"}
 
 
@@ -87,44 +87,19 @@ def main() -> None:
             "TESTGATE_WORKDIR": str(tmp / "work"),
             "TESTGATE_GIT_URL_TEMPLATE": str(tmp / "{repo}.git"),
         }
-        log = (tmp / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                "tests",
-                "-c",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "-l",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = WorkerProcess.start(env, tmp / "worker.log", "bench")
         app = Celery("bench-orchestrator", broker=broker, backend=broker)
         try:
-            deadline = time.monotonic() + 60
-            while not app.control.ping(timeout=0.5):
-                if time.monotonic() > deadline:
-                    raise SystemExit("worker did not start")
-            gate_jobs(app, 1, first_task_id=1)  # warm-up: clones the mirror once, as a long-lived worker would
+            worker.wait_ready(app)
+            # Warm-up: the mirror is cloned once, as on a long-lived worker.
+            gate_jobs(app, 1, first_task_id=1)
             bare = bare_pytest(checkout, args.runs)
             gate = gate_jobs(app, args.runs, first_task_id=2)
         except BaseException:
-            print((tmp / "worker.log").read_text()[-3000:], file=sys.stderr)
+            print(worker.tail(), file=sys.stderr)
             raise
         finally:
-            worker.terminate()
-            worker.wait(timeout=30)
+            worker.stop()
             redis.Redis.from_url(broker).flushdb()
     bare_ms, gate_ms = statistics.median(bare) * 1000, statistics.median(gate) * 1000
     print(f"runs: {args.runs} each, machine: {os.cpu_count()} cores")

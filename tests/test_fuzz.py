@@ -26,15 +26,33 @@ values = st.one_of(names, st.integers(), st.none(), st.booleans(), st.floats())
 
 
 @settings(max_examples=400, deadline=None)
-@given(task_id=values, repo=names, work_item_id=names, branch=names, commit=values,
-       agent=st.sampled_from(["tester", "developer", ""]), stage=st.sampled_from(
-           ["testing", "review", ""]))
+@given(
+    task_id=values,
+    repo=names,
+    work_item_id=names,
+    branch=names,
+    commit=values,
+    agent=st.sampled_from(["tester", "developer", ""]),
+    stage=st.sampled_from(["testing", "review", ""]),
+)
 def test_any_job_is_rejected_cleanly_or_stays_inside_its_worktree(
-    task_id: Any, repo: Any, work_item_id: Any, branch: Any, commit: Any, agent: str,
+    task_id: Any,
+    repo: Any,
+    work_item_id: Any,
+    branch: Any,
+    commit: Any,
+    agent: str,
     stage: str,
 ) -> None:
-    raw = {"task_id": task_id, "repo": repo, "work_item_id": work_item_id, "branch": branch,
-           "commit": commit, "agent": agent, "stage": stage}
+    raw = {
+        "task_id": task_id,
+        "repo": repo,
+        "work_item_id": work_item_id,
+        "branch": branch,
+        "commit": commit,
+        "agent": agent,
+        "stage": stage,
+    }
     parsed = parse_job(raw)
     if isinstance(parsed, JobRejected):
         assert parsed.reason.startswith("invalid job: ")
@@ -57,16 +75,33 @@ def test_any_job_is_rejected_cleanly_or_stays_inside_its_worktree(
     never_ran=st.booleans(),
 )
 def test_any_report_reads_back_through_the_gate_as_its_verdict(
-    exit_code: int | None, smoke_state: str, smoke_detail: str, tail: str,
-    failing: list[str], never_ran: bool,
+    exit_code: int | None,
+    smoke_state: str,
+    smoke_detail: str,
+    tail: str,
+    failing: list[str],
+    never_ran: bool,
 ) -> None:
     smoke = SmokeResult(smoke_state, smoke_detail)  # type: ignore[arg-type]
-    verdict = (infrastructure_fail(smoke_detail, 3) if never_ran
-               else with_smoke(from_exit_code(exit_code), smoke))
-    text = render_report(ReportFacts(
-        work_item_id="WI-1", repo="r", branch="b", commit=None, verdict=verdict,
-        exit_code=None if never_ran else exit_code, smoke_state=smoke.state,
-        smoke_detail=smoke.detail, command="python -m pytest tests/ -q",
-        created_at=date(2026, 11, 24), failing_tests=tuple(failing), output_tail=tail,
-    ))
+    verdict = (
+        infrastructure_fail(smoke_detail, 3)
+        if never_ran
+        else with_smoke(from_exit_code(exit_code), smoke)
+    )
+    text = render_report(
+        ReportFacts(
+            work_item_id="WI-1",
+            repo="r",
+            branch="b",
+            commit=None,
+            verdict=verdict,
+            exit_code=None if never_ran else exit_code,
+            smoke_state=smoke.state,
+            smoke_detail=smoke.detail,
+            command="python -m pytest tests/ -q",
+            created_at=date(2026, 11, 24),
+            failing_tests=tuple(failing),
+            output_tail=tail,
+        )
+    )
     assert parse_tests_verdict(text) is (verdict.result == "PASS")

@@ -116,8 +116,8 @@ def run_suite(
     junit_path, log_path = scratch_dir / "junit.xml", scratch_dir / "output.log"
     if cookie is None:
         cookie = uuid.uuid4().hex
-    elif left := proctree.sweep(cookie):
-        logger.warning("killed %d process(es) left by an earlier delivery of this job", left)
+    else:
+        proctree.sweep(cookie)  # what an earlier, dead delivery of this job left running
     command = (
         python,
         "-m",

@@ -5,59 +5,22 @@ a separate Celery app playing the orchestrator (it never imports testgate)."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
-from celery.result import AsyncResult
 
+from tests.fleet import Orchestrator, WorkerProcess
 from tests.httpfixtures import Recorder, healthy_routes, http_server
 from tests.integration.scenarios import BRANCH, contracts_toml, scenarios
 from tests.repofactory import make_origin
 
-ROOT = Path(__file__).resolve().parents[2]
 REDIS_HOST = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
 BROKER_DB, STATE_DB = 13, 14
-
-
-@dataclass
-class Orchestrator:
-    """Sends jobs by task name and collects what arrives on its queue."""
-
-    app: Celery
-    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def send(self, **job: Any) -> AsyncResult:
-        return self.app.send_task("testgate.run_test_gate", kwargs=job, queue="tests")
-
-    def drain(self) -> None:
-        with self.app.connection_for_read() as conn, conn.SimpleQueue("orchestrator") as queue:
-            while True:
-                try:
-                    message = queue.get(block=False)
-                except queue.Empty:
-                    return
-                _args, kwargs, _embed = message.decode()
-                self.received.append((str(message.headers["task"]), dict(kwargs)))
-                message.ack()
-
-    def events_for(self, task_id: int, name: str) -> list[dict[str, Any]]:
-        self.drain()
-        return [kw for n, kw in self.received if n == name and kw.get("task_id") == task_id]
-
-    def wait_done(self, result: AsyncResult, timeout: float = 120) -> dict[str, Any]:
-        summary = result.get(timeout=timeout, propagate=True)
-        assert isinstance(summary, dict)
-        return summary
 
 
 @dataclass(frozen=True)
@@ -97,7 +60,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         contracts.write_text(contracts_toml(items))
         prefix = f"testgate-test-{uuid.uuid4().hex[:8]}:"
         env = {
-            **os.environ,
             "TESTGATE_BROKER_URL": f"{REDIS_HOST}/{BROKER_DB}",
             "TESTGATE_RESULT_BACKEND": f"{REDIS_HOST}/{STATE_DB}",
             "TESTGATE_STATE_URL": f"{REDIS_HOST}/{STATE_DB}",
@@ -113,40 +75,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "TESTGATE_GIT_EMAIL_DOMAIN": "gate.example",
         }
         log = tmp / "worker.log"
-        with log.open("wb") as log_file:
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker",
-                    "worker",
-                    "-Q",
-                    "tests",
-                    "-c",
-                    "2",
-                    "-l",
-                    "info",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-n",
-                    f"itest-{prefix.strip(':')}@%h",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        app = Celery(
-            "orchestrator", broker=f"{REDIS_HOST}/{BROKER_DB}", backend=f"{REDIS_HOST}/{STATE_DB}"
-        )
-        app.conf.update(task_serializer="json", accept_content=["json"], result_serializer="json")
+        worker = WorkerProcess.start(env, log, f"itest-{prefix.strip(':')}", concurrency=2)
+        orchestrator = Orchestrator.connect(f"{REDIS_HOST}/{BROKER_DB}", f"{REDIS_HOST}/{STATE_DB}")
         try:
-            _wait_until_ready(app, worker, log)
+            worker.wait_ready(orchestrator.app)
             yield Fleet(
-                Orchestrator(app),
+                orchestrator,
                 origins,
                 alerts,
                 tmp / "hang-child.pid",
@@ -155,29 +89,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 log,
             )
         finally:
-            _stop(worker)
+            worker.stop()
             for db in (BROKER_DB, STATE_DB):
                 _flush(db)
-
-
-def _wait_until_ready(app: Celery, worker: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"worker exited {worker.returncode}:\n{log.read_text()[-4000:]}")
-        if app.control.ping(timeout=0.5):
-            return
-    raise RuntimeError(f"worker not ready after 60 s:\n{log.read_text()[-4000:]}")
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
 
 
 _task_ids = iter(range(1000, 1_000_000))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BROKER_DB, REDIS_HOST, ROOT, STATE_DB
+from tests.fleet import ROOT
+from tests.integration.conftest import BROKER_DB, REDIS_HOST, STATE_DB
 
 pytestmark = pytest.mark.integration
 

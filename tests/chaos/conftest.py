@@ -1,0 +1,134 @@
+"""Chaos fixtures: a fresh worker per test (tests kill it), on Redis and on RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+from kombu.connection import Connection
+
+from tests.fleet import Orchestrator, WorkerProcess
+from tests.httpfixtures import Recorder, http_server
+from tests.repofactory import make_origin
+
+REDIS = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
+RABBITMQ = os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
+BROKER_DB, STATE_DB = 10, 11
+BRANCH = "feature/x"
+BROKERS = {"redis": f"{REDIS}/{BROKER_DB}", "rabbitmq": RABBITMQ}
+
+
+def slow_suite(pid_file: Path, seconds: float) -> str:
+    """A passing test that records its pid and its parent's (the pool process)."""
+    return (
+        "import os, time\n\n\n"
+        "def test_slow():\n"
+        f"    with open({str(pid_file)!r}, 'a') as out:\n"
+        "        out.write(f'{os.getpid()} {os.getppid()}\\n')\n"
+        f"    time.sleep({seconds})\n"
+    )
+
+
+POISON = (
+    "import os, signal, time\n\n\n"
+    "def test_kills_the_process_that_runs_the_suite():\n"
+    "    os.kill(os.getppid(), signal.SIGKILL)\n"
+    "    time.sleep(60)\n"
+)
+
+
+@dataclass
+class Chaos:
+    broker_name: str
+    broker: str
+    tmp: Path
+    env: dict[str, str]
+    orchestrator: Orchestrator
+    alerts: Recorder
+    workers: list[WorkerProcess]
+
+    def origin(self, repo: str, files: dict[str, str]) -> Path:
+        return make_origin(self.tmp / "origins", repo, files, branch=BRANCH)
+
+    def start_worker(self, concurrency: int = 1) -> WorkerProcess:
+        name = f"chaos{len(self.workers)}-{uuid.uuid4().hex[:6]}"
+        worker = WorkerProcess.start(self.env, self.tmp / f"{name}.log", name, concurrency)
+        self.workers.append(worker)
+        worker.wait_ready(self.orchestrator.app)
+        return worker
+
+    def job(self, task_id: int, repo: str, **extra: object) -> dict[str, object]:
+        return {
+            "task_id": task_id,
+            "repo": repo,
+            "work_item_id": f"WI-{task_id}",
+            "branch": BRANCH,
+            "agent": "tester",
+            "stage": "testing",
+            **extra,
+        }
+
+    def logs(self) -> str:
+        return "\n".join(w.tail() for w in self.workers)
+
+
+def _purge(broker: str) -> None:
+    with Connection(broker) as conn, conn.channel() as channel:
+        # SimpleQueue declares the queue first, so clearing one that is new is fine.
+        for name in ("tests", "orchestrator"):
+            conn.SimpleQueue(name, channel=channel).clear()
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
+    broker = BROKERS[request.param]
+    redis.Redis.from_url(f"{REDIS}/{STATE_DB}").flushdb()
+    if request.param == "redis":
+        redis.Redis.from_url(broker).flushdb()
+    else:
+        _purge(broker)
+    repos = ["slow", "poison", "slow2"]
+    contracts = tmp_path / "contracts.toml"
+    contracts.write_text(
+        "".join(
+            f'[repos.{r}]\ntarget = "tests/"\ntimeout_s = 8\nsmoke_enabled = false\n\n'
+            for r in repos
+        )
+    )
+    with http_server() as (alert_base, alerts):
+        env = {
+            "TESTGATE_BROKER_URL": broker,
+            "TESTGATE_RESULT_BACKEND": f"{REDIS}/{STATE_DB}",
+            "TESTGATE_STATE_URL": f"{REDIS}/{STATE_DB}",
+            "TESTGATE_KEY_PREFIX": f"chaos-{uuid.uuid4().hex[:8]}:",
+            "TESTGATE_WORKDIR": str(tmp_path / "work"),
+            "TESTGATE_GIT_URL_TEMPLATE": str(tmp_path / "origins" / "{repo}.git"),
+            "TESTGATE_CONTRACTS_FILE": str(contracts),
+            "TESTGATE_REPOS": ",".join(repos),
+            "TESTGATE_INFRA_MAX_RETRIES": "1",
+            "TESTGATE_INFRA_RETRY_DELAY_S": "1",
+            "TESTGATE_KILL_GRACE_S": "1",
+            "TESTGATE_MAX_DELIVERIES": "2",
+            # A short Redis visibility timeout (8 s suite + 1 s grace + 3 s) so that a
+            # job of a SIGKILLed worker comes back within the test.
+            "TESTGATE_DELIVERY_OVERHEAD_S": "3",
+            "TESTGATE_TIMEOUT_S": "8",
+            "TESTGATE_ALERT_WEBHOOK_URL": f"{alert_base}/alert",
+        }
+        orchestrator = Orchestrator.connect(broker, f"{REDIS}/{STATE_DB}")
+        state = Chaos(request.param, broker, tmp_path, env, orchestrator, alerts, [])
+        try:
+            yield state
+        finally:
+            for worker in state.workers:
+                worker.stop()
+            if request.param == "redis":
+                redis.Redis.from_url(broker).flushdb()
+            else:
+                _purge(broker)
+            redis.Redis.from_url(f"{REDIS}/{STATE_DB}").flushdb()

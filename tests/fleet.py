@@ -1,0 +1,165 @@
+"""Real workers and a stand-in orchestrator for integration and chaos tests.
+
+The orchestrator is a separate Celery app that never imports testgate: it sends jobs by
+task name and reads what arrives on its queue, exactly as the real one would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+ROOT = Path(__file__).resolve().parents[1]
+ADVANCE = "orchestrator.advance_stage"
+HANDBACK = "orchestrator.test_gate_handback"
+
+
+@dataclass
+class Orchestrator:
+    """Sends jobs by task name and collects what arrives on its queue."""
+
+    app: Celery
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def connect(cls, broker: str, backend: str) -> Orchestrator:
+        app = Celery("orchestrator", broker=broker, backend=backend)
+        app.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            result_serializer="json",
+            broker_connection_retry_on_startup=True,
+        )
+        return cls(app)
+
+    def send(self, **job: Any) -> AsyncResult:
+        return self.app.send_task("testgate.run_test_gate", kwargs=job, queue="tests")
+
+    def drain(self) -> None:
+        with self.app.connection_for_read() as conn, conn.SimpleQueue("orchestrator") as queue:
+            while True:
+                try:
+                    message = queue.get(block=False)
+                except queue.Empty:
+                    return
+                _args, kwargs, _embed = message.decode()
+                self.received.append((str(message.headers["task"]), dict(kwargs)))
+                message.ack()
+
+    def events_for(self, task_id: int, name: str) -> list[dict[str, Any]]:
+        self.drain()
+        return [kw for n, kw in self.received if n == name and kw.get("task_id") == task_id]
+
+    def wait_for_event(self, task_id: int, name: str, timeout: float = 120) -> list[dict[str, Any]]:
+        """Poll the queue until at least one `name` event for `task_id` arrived."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events_for(task_id, name)
+            if found:
+                return found
+            time.sleep(0.1)
+        raise TimeoutError(f"no {name} for task {task_id} within {timeout}s")
+
+    def wait_done(self, result: AsyncResult, timeout: float = 120) -> dict[str, Any]:
+        summary = result.get(timeout=timeout, propagate=True)
+        assert isinstance(summary, dict)
+        return summary
+
+
+@dataclass
+class WorkerProcess:
+    """`celery -A worker worker -Q tests` in its own process group."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @classmethod
+    def start(
+        cls, env: Mapping[str, str], log: Path, name: str, concurrency: int = 1
+    ) -> WorkerProcess:
+        with log.open("ab") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker",
+                    "worker",
+                    "-Q",
+                    "tests",
+                    "-c",
+                    str(concurrency),
+                    "-l",
+                    "info",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-n",
+                    f"{name}@%h",
+                ],
+                cwd=ROOT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(process, log)
+
+    def wait_ready(self, app: Celery, timeout: float = 60) -> None:
+        name_part = f"@{os.uname().nodename}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.tail()}")
+            replies = app.control.ping(timeout=0.5) or []
+            if any(name_part in next(iter(r)) for r in replies):
+                return
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self, size: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-size:]
+
+    def signal(self, sig: signal.Signals) -> None:
+        os.kill(self.process.pid, sig)
+
+    def kill_all(self) -> None:
+        """SIGKILL the main process and every pool process at once."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def pid_alive(pid: int) -> bool:
+    """A zombie is dead: it runs nothing and is only waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for_file(path: Path, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size:
+            return path.read_text()
+        time.sleep(0.05)
+    raise TimeoutError(f"{path} did not appear within {timeout}s")
