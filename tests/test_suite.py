@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.suite import SuiteRun, run_suite, suite_environment
+from worker.suite import SuiteLimits, SuiteRun, run_suite, suite_environment
 
 
 def project(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -212,3 +212,56 @@ def test_the_worker_process_itself_is_never_a_target(tmp_path: Path) -> None:
     from worker.proctree import job_processes
 
     assert os.getpid() not in job_processes("no-such-cookie", os.getpid())
+
+
+def test_a_memory_hog_fails_its_suite_under_the_memory_limit(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_hog.py": (
+                "def test_hog():\n    hog = bytearray(3 * 1024 ** 3)\n    assert hog\n"
+            )
+        },
+    )
+    result = run(root, tmp_path, limits=SuiteLimits(max_memory_mb=1024))
+    assert result.ran and result.exit_code == 1
+    assert "MemoryError" in result.output_tail
+
+
+def test_a_disk_filler_fails_its_suite_under_the_file_size_limit(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_fill.py": (
+                "def test_fill(tmp_path):\n"
+                "    with open(tmp_path / 'big', 'wb') as out:\n"
+                "        out.write(b'x' * (20 * 1024 * 1024))\n"
+            )
+        },
+    )
+    result = run(root, tmp_path, limits=SuiteLimits(max_file_mb=10))
+    assert result.ran and result.exit_code == 1
+    assert "File too large" in result.output_tail
+
+
+def test_no_file_descriptor_of_the_worker_is_inherited(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)  # as a careless library would leave it
+    pipe_name = os.readlink(f"/proc/self/fd/{write_end}")
+    try:
+        root = project(
+            tmp_path,
+            {
+                "tests/test_fds.py": (
+                    "import os\n\n\n"
+                    "def test_the_workers_pipe_is_not_open_here():\n"
+                    "    fds = [f'/proc/self/fd/{fd}' for fd in os.listdir('/proc/self/fd')]\n"
+                    "    names = [os.readlink(fd) for fd in fds if os.path.exists(fd)]\n"
+                    f"    assert {pipe_name!r} not in names\n"
+                )
+            },
+        )
+        assert run(root, tmp_path).exit_code == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -30,7 +30,7 @@ from worker.report import ReportFacts, render_report
 from worker.scope import job_rejection
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.state import StateUnavailable
-from worker.suite import SuiteRun, run_suite
+from worker.suite import SuiteLimits, SuiteRun, run_suite
 from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_smoke
 
 logger = logging.getLogger("testgate.runner")
@@ -161,6 +161,11 @@ class _JobRun:
                 extra_env=dict(self.contract.env),
                 tail_bytes=self.settings.output_tail_bytes,
                 cookie=self.cookie,
+                limits=SuiteLimits(
+                    max_memory_mb=self.settings.suite_max_memory_mb,
+                    max_file_mb=self.settings.suite_max_file_mb,
+                    max_processes=self.settings.suite_max_processes,
+                ),
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

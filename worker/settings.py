@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     # a suite that kills its worker): then the job fails closed instead of looping.
     max_deliveries: int = Field(default=3, ge=1)
     delivery_overhead_s: int = Field(default=DELIVERY_OVERHEAD_S, ge=0)
+    # Limits of the suite's processes (0 = none): a memory hog or a disk filler ends as
+    # a FAIL of that suite, never as a dead worker or a full disk.
+    suite_max_memory_mb: int = Field(default=8192, ge=0)
+    suite_max_file_mb: int = Field(default=2048, ge=0)
+    suite_max_processes: int = Field(default=0, ge=0)
     git_email_domain: str = "testgate.invalid"
     agent_home_dir: str = ""
     broker_url: str = "redis://localhost:6379/0"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import subprocess
 import time
 import uuid
@@ -25,6 +26,27 @@ logger = logging.getLogger("testgate.suite")
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 _FORBIDDEN_PREFIX = "TESTGATE_"
 _REAP_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class SuiteLimits:
+    """Resource limits applied to the suite's process (inherited by its children).
+    0 means no limit. `max_processes` counts every process of the user (RLIMIT_NPROC)."""
+
+    max_memory_mb: int = 0  # address space per process
+    max_file_mb: int = 0  # largest file a process may write, the output log included
+    max_processes: int = 0
+
+    def apply(self) -> None:
+        """Runs in the forked child, before exec: only async-signal-safe-ish work."""
+        mib = 1024 * 1024
+        for limit, value in (
+            (resource.RLIMIT_AS, self.max_memory_mb * mib),
+            (resource.RLIMIT_FSIZE, self.max_file_mb * mib),
+            (resource.RLIMIT_NPROC, self.max_processes),
+        ):
+            if value > 0:
+                resource.setrlimit(limit, (value, value))
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,7 @@ def run_suite(
     extra_env: Mapping[str, str] | None = None,
     tail_bytes: int = 4096,
     cookie: str | None = None,
+    limits: SuiteLimits | None = None,
 ) -> SuiteRun:
     """`python -m pytest <target> -q` in `worktree`; never raises.
 
@@ -141,6 +164,8 @@ def run_suite(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                # Pool processes run one job and no threads, so a pre-exec hook is safe.
+                preexec_fn=(limits or SuiteLimits()).apply,  # noqa: PLW1509
             )
         except OSError as exc:
             logger.error("suite could not be started in %s (%s): %s", worktree, command[0], exc)
