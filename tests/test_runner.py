@@ -3,84 +3,19 @@ in-memory state and a recording event sender."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.gateworld import job, world
 from tests.repofactory import make_origin, show_file
-from worker.contracts import parse_contracts
 from worker.events import EventDeliveryError
 from worker.gate import parse_tests_verdict
 from worker.runner import GateContext, run_gate
-from worker.settings import Settings
 from worker.state import MemoryState, StateUnavailable
 
 PASSING = {"tests/test_ok.py": "def test_ok():\n    assert True\n"}
 FAILING = {"tests/test_bad.py": "def test_bad():\n    assert 1 == 2\n"}
-
-
-@dataclass
-class RecordingSender:
-    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    broken: bool = False
-
-    def send(self, task_name: str, kwargs: dict[str, Any]) -> None:
-        if self.broken:
-            raise EventDeliveryError("broker away")
-        self.sent.append((task_name, kwargs))
-
-
-@dataclass
-class World:
-    ctx: GateContext
-    sender: RecordingSender
-    alerts: list[str]
-    state: MemoryState
-    origins: Path
-
-
-def world(tmp_path: Path, **overrides: Any) -> World:
-    origins = tmp_path / "origins"
-    origins.mkdir(exist_ok=True)
-    settings = Settings(
-        repos="passing,failing",
-        smoke_enabled=False,
-        workdir=str(tmp_path / "work"),
-        git_url_template=str(origins / "{repo}.git"),
-        infra_max_retries=1,
-        contracts_file="",
-        **overrides,
-    )
-    contracts = parse_contracts(
-        {"repos": {"passing": {"smoke_enabled": False}, "failing": {"smoke_enabled": False}}},
-        settings,
-    )
-    sender, state = RecordingSender(), MemoryState()
-    alerts: list[str] = []
-    ctx = GateContext(
-        settings=settings,
-        contracts=contracts,
-        state=state,
-        events=sender,
-        alert=alerts.append,
-        today=lambda: date(2026, 11, 24),
-    )
-    return World(ctx, sender, alerts, state, origins)
-
-
-def job(repo: str, task_id: int = 5, **extra: Any) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "repo": repo,
-        "work_item_id": "WI-5",
-        "branch": "feature/x",
-        "agent": "tester",
-        "stage": "testing",
-        **extra,
-    }
 
 
 def test_a_passing_branch_advances_once_with_a_pass_report(tmp_path: Path) -> None:

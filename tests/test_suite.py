@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
-from worker.suite import SuiteLimits, SuiteRun, run_suite, suite_environment
+from worker.sandbox import Limits, Sandbox, sandbox_environment
+from worker.suite import SuiteRun, run_suite
 
 
 def project(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -22,17 +24,24 @@ def project(tmp_path: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def run(root: Path, tmp_path: Path, timeout_s: float = 60, **kwargs: object) -> SuiteRun:
-    options: dict[str, object] = {
-        "python": sys.executable,
-        "target": "tests/",
-        "timeout_s": timeout_s,
-        "kill_grace_s": 0.5,
-        "tree_kill": True,
-        "scratch_dir": tmp_path / "scratch",
-    }
-    options.update(kwargs)
-    return run_suite(root, **options)  # type: ignore[arg-type]
+def run(
+    root: Path,
+    tmp_path: Path,
+    timeout_s: float = 60,
+    python: str = sys.executable,
+    tail_bytes: int = 4096,
+    limits: Limits | None = None,
+) -> SuiteRun:
+    sandbox = Sandbox(
+        scratch_dir=tmp_path / "scratch",
+        cookie=uuid.uuid4().hex,
+        kill_grace_s=0.5,
+        limits=limits or Limits(),
+    )
+    sandbox.scratch_dir.mkdir(exist_ok=True)
+    return run_suite(
+        root, sandbox, python=python, target="tests/", timeout_s=timeout_s, tail_bytes=tail_bytes
+    )
 
 
 def alive(pid: int) -> bool:
@@ -164,7 +173,7 @@ def test_no_testgate_variable_or_broker_url_reaches_the_suite(
 def test_the_environment_is_an_allowlist_and_extra_cannot_inject_testgate_keys(
     tmp_path: Path,
 ) -> None:
-    env = suite_environment(
+    env = sandbox_environment(
         {"PATH": "/bin", "SECRET": "x", "LANG": "C.UTF-8"},
         home=tmp_path / "h",
         tmpdir=tmp_path / "t",
@@ -223,7 +232,7 @@ def test_a_memory_hog_fails_its_suite_under_the_memory_limit(tmp_path: Path) -> 
             )
         },
     )
-    result = run(root, tmp_path, limits=SuiteLimits(max_memory_mb=1024))
+    result = run(root, tmp_path, limits=Limits(max_memory_mb=1024))
     assert result.ran and result.exit_code == 1
     assert "MemoryError" in result.output_tail
 
@@ -239,7 +248,7 @@ def test_a_disk_filler_fails_its_suite_under_the_file_size_limit(tmp_path: Path)
             )
         },
     )
-    result = run(root, tmp_path, limits=SuiteLimits(max_file_mb=10))
+    result = run(root, tmp_path, limits=Limits(max_file_mb=10))
     assert result.ran and result.exit_code == 1
     assert "File too large" in result.output_tail
 

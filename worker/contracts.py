@@ -7,6 +7,7 @@ reading the file, and a broken file is reported with the table and field at faul
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ class TestContract:
     smoke_base_url: str
     smoke_checks: tuple[SmokeCheck, ...]
     env: tuple[tuple[str, str], ...] = ()
+    setup: tuple[str, ...] = ()  # commands run in the worktree before the suite
+    setup_timeout_s: int = 600
+    python: str = ""  # interpreter of the suite and of `python` in setup; "" = the worker's
 
 
 class _SmokeCheckEntry(BaseModel):
@@ -67,6 +71,20 @@ class _ContractEntry(BaseModel):
     smoke_base_url: str | None = None
     smoke: list[_SmokeCheckEntry] | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    setup: list[str] = Field(default_factory=list)
+    setup_timeout_s: int = Field(default=600, gt=0)
+    python: str = ""
+
+    @field_validator("setup")
+    @classmethod
+    def _splittable(cls, value: list[str]) -> list[str]:
+        for command in value:
+            try:
+                if not shlex.split(command):
+                    raise ValueError("empty setup command")
+            except ValueError as exc:
+                raise ValueError(f"setup command {command!r} cannot be split: {exc}") from exc
+        return value
 
     @field_validator("target")
     @classmethod
@@ -146,6 +164,9 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         smoke_base_url=entry.smoke_base_url or settings.smoke_base_url,
         smoke_checks=checks,
         env=tuple(sorted(entry.env.items())),
+        setup=tuple(entry.setup),
+        setup_timeout_s=entry.setup_timeout_s,
+        python=entry.python,
     )
 
 

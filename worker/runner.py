@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from worker import proctree
 from worker.alerts import infra_exhausted_text
 from worker.announce import already_done, announce_verdict, hand_back
 from worker.checkout import Checkout, CheckoutError, checkout
@@ -27,10 +28,12 @@ from worker.contracts import TestContract
 from worker.job import Job, JobRejected, parse_job
 from worker.publish import GitIdentity, PublishResult, publish_report
 from worker.report import ReportFacts, render_report
+from worker.sandbox import Limits, Sandbox
 from worker.scope import job_rejection
+from worker.setup_steps import SetupFailure, run_setup
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.state import StateUnavailable
-from worker.suite import SuiteLimits, SuiteRun, run_suite
+from worker.suite import SuiteRun, run_suite
 from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_smoke
 
 logger = logging.getLogger("testgate.runner")
@@ -55,9 +58,9 @@ def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) 
         return hand_back(
             rejection or JobRejected("no test contract", parsed.task_id, parsed.repo), ctx
         )
-    run = _JobRun(parsed, contract, ctx, attempt)
+    run = _JobRun(parsed, contract, ctx, attempt, delivery_id)
     try:
-        return run.exclusively(delivery_id)
+        return run.exclusively()
     except StateUnavailable as exc:
         # Without the ledger a duplicate advance cannot be ruled out: treat it as an
         # infrastructure fault of this delivery and try again later.
@@ -67,27 +70,32 @@ def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) 
 class _JobRun:
     """One delivery of one valid, in-scope job."""
 
-    def __init__(self, job: Job, contract: TestContract, ctx: GateContext, attempt: int) -> None:
+    def __init__(
+        self, job: Job, contract: TestContract, ctx: GateContext, attempt: int, delivery_id: str
+    ) -> None:
         self.job = job
         self.contract = contract
         self.ctx = ctx
         self.settings = ctx.settings
         self.attempt = attempt  # 0 for the first try, as Celery's request.retries
         self.started = time.monotonic()
-        self.cookie: str | None = None  # marks the suite's processes, same on redelivery
+        self.delivery_id = delivery_id
+        # Marks every process of the job; the same on a redelivery of the same message,
+        # so the redelivery can kill what a dead predecessor left running.
+        self.cookie = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
 
     @property
     def budget_spent(self) -> bool:
         return self.attempt >= self.settings.infra_max_retries
 
-    def exclusively(self, delivery_id: str) -> GateResult:
+    def exclusively(self) -> GateResult:
         """Run under the job's lock so two deliveries never test it at once."""
         job, state = self.job, self.ctx.state
         if job.commit and state.already_done(job.task_id, [job.commit]):
             return already_done(job, self.ctx, job.commit)
         lock_key = f"{job.task_id}:{job.commit or job.branch}"
         lease_s = self.settings.required_visibility_timeout_s(self.contract.timeout_s)
-        holder = state.acquire_run(lock_key, delivery_id, lease_s)
+        holder = state.acquire_run(lock_key, self.delivery_id, lease_s)
         if holder is not None:
             # The other delivery's message is acked only when it ends, so dropping
             # this copy cannot lose the job.
@@ -100,17 +108,16 @@ class _JobRun:
             # Every start of this attempt is counted: a start beyond the budget means
             # the process running it died each time (OOM killer, a suite that kills
             # its worker), and running it again would loop forever.
-            starts = state.count_delivery(f"{delivery_id}:{self.attempt}")
+            starts = state.count_delivery(f"{self.delivery_id}:{self.attempt}")
             if starts > self.settings.max_deliveries:
                 why = (
                     f"the process running it died {starts - 1} times (killed by the "
                     "OOM killer or by the suite itself)"
                 )
                 return self.tool_error(why, None, final=True)
-            self.cookie = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
             return self._in_checkout()
         finally:
-            state.release_run(lock_key, delivery_id)
+            state.release_run(lock_key, self.delivery_id)
 
     def _in_checkout(self) -> GateResult:
         job = self.job
@@ -119,6 +126,8 @@ class _JobRun:
                 if self.ctx.state.already_done(job.task_id, [co.commit]):
                     return already_done(job, self.ctx, co.commit)
                 suite = self._run_suite(co)
+                if isinstance(suite, SetupFailure):
+                    return self.tool_error(suite.describe(), co)
                 if not suite.ran:
                     return self.tool_error(self._why_not_run(suite), co)
                 return self._code_outcome(co, suite)
@@ -138,11 +147,41 @@ class _JobRun:
             git_timeout_s=self.settings.git_timeout_s,
         )
 
-    def _run_suite(self, co: Checkout) -> SuiteRun:
+    def _run_suite(self, co: Checkout) -> SuiteRun | SetupFailure:
+        """Setup steps, then the suite, in one sandbox whose cookie is the job's."""
         scratch_root = self.settings.workdir_path / "scratch"
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=scratch_root))
+        sandbox = Sandbox(
+            scratch_dir=scratch,
+            cookie=self.cookie,
+            kill_grace_s=self.settings.kill_grace_s,
+            tree_kill=self.settings.tree_kill,
+            limits=Limits(
+                max_memory_mb=self.settings.suite_max_memory_mb,
+                max_file_mb=self.settings.suite_max_file_mb,
+                max_processes=self.settings.suite_max_processes,
+            ),
+            extra_env=dict(self.contract.env),
+        )
+        python = self.contract.python or self.settings.python or sys.executable
         try:
+            if left := proctree.sweep(sandbox.cookie):
+                logger.warning(
+                    "killed %d process(es) of an earlier delivery of task %s",
+                    left,
+                    self.job.task_id,
+                )
+            failure = run_setup(
+                co.path,
+                sandbox,
+                self.contract.setup,
+                python=python,
+                timeout_s=self.contract.setup_timeout_s,
+                tail_bytes=self.settings.output_tail_bytes,
+            )
+            if failure is not None:
+                return failure
             logger.info(
                 "task %s: running pytest %s on %s@%s",
                 self.job.task_id,
@@ -152,20 +191,11 @@ class _JobRun:
             )
             return run_suite(
                 co.path,
-                python=self.settings.python or sys.executable,
+                sandbox,
+                python=python,
                 target=self.contract.target,
                 timeout_s=self.contract.timeout_s,
-                kill_grace_s=self.settings.kill_grace_s,
-                tree_kill=self.settings.tree_kill,
-                scratch_dir=scratch,
-                extra_env=dict(self.contract.env),
                 tail_bytes=self.settings.output_tail_bytes,
-                cookie=self.cookie,
-                limits=SuiteLimits(
-                    max_memory_mb=self.settings.suite_max_memory_mb,
-                    max_file_mb=self.settings.suite_max_file_mb,
-                    max_processes=self.settings.suite_max_processes,
-                ),
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -1,52 +1,20 @@
-"""Run the regression suite in a job's worktree, bounded in time and output.
+"""Run the regression suite, `python -m pytest <target> -q`, in a job's worktree.
 
-The suite is untrusted code: it runs in its own session with an allowlisted
-environment, its output goes to a file (only a bounded tail is ever read back), and
-on timeout the whole job - including anything that left the process tree - is killed.
+The process handling (timeout, whole-job kill, environment, limits) is the sandbox's;
+this module knows pytest: its command line, its JUnit XML and what its output means.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import resource
-import subprocess
-import time
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from worker import proctree
 from worker.junit import JunitSummary, parse_junit
+from worker.sandbox import Sandbox, read_tail, run_bounded
 
 logger = logging.getLogger("testgate.suite")
-
-# Only what a test suite needs to run; nothing that could carry a secret.
-INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-_FORBIDDEN_PREFIX = "TESTGATE_"
-_REAP_TIMEOUT_S = 30
-
-
-@dataclass(frozen=True)
-class SuiteLimits:
-    """Resource limits applied to the suite's process (inherited by its children).
-    0 means no limit. `max_processes` counts every process of the user (RLIMIT_NPROC)."""
-
-    max_memory_mb: int = 0  # address space per process
-    max_file_mb: int = 0  # largest file a process may write, the output log included
-    max_processes: int = 0
-
-    def apply(self) -> None:
-        """Runs in the forked child, before exec: only async-signal-safe-ish work."""
-        mib = 1024 * 1024
-        for limit, value in (
-            (resource.RLIMIT_AS, self.max_memory_mb * mib),
-            (resource.RLIMIT_FSIZE, self.max_file_mb * mib),
-            (resource.RLIMIT_NPROC, self.max_processes),
-        ):
-            if value > 0:
-                resource.setrlimit(limit, (value, value))
 
 
 @dataclass(frozen=True)
@@ -69,79 +37,8 @@ class SuiteRun:
         return self.spawn_error is None and not self.timed_out and self.exit_code is not None
 
 
-def suite_environment(
-    base: Mapping[str, str],
-    *,
-    home: Path,
-    tmpdir: Path,
-    cookie: str,
-    extra: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The suite's whole environment: an allowlist of `base`, private HOME/TMPDIR, the
-    job cookie, then `extra` (never a TESTGATE_* variable, whatever it asks)."""
-    env = {key: base[key] for key in INHERITED_ENV if key in base}
-    env.update(
-        {
-            "HOME": str(home),
-            "TMPDIR": str(tmpdir),
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "CI": "true",
-            proctree.COOKIE_VAR: cookie,
-        }
-    )
-    for key, value in (extra or {}).items():
-        if key.upper().startswith(_FORBIDDEN_PREFIX) or key == proctree.COOKIE_VAR:
-            logger.warning("suite variable %s dropped: reserved for testgate", key)
-            continue
-        env[key] = value
-    return env
-
-
-def read_tail(path: Path, limit: int) -> tuple[str, int]:
-    """The last `limit` bytes of `path` (from a line start when possible) and its size."""
-    try:
-        with path.open("rb") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - limit))
-            data = handle.read(limit)
-    except OSError:
-        return "", 0
-    if size > limit:
-        newline = data.find(b"\n")
-        if 0 <= newline < len(data) // 2:
-            data = data[newline + 1 :]
-    return data.decode("utf-8", errors="replace"), size
-
-
-def run_suite(
-    worktree: Path,
-    *,
-    python: str,
-    target: str,
-    timeout_s: float,
-    kill_grace_s: float,
-    tree_kill: bool,
-    scratch_dir: Path,
-    extra_env: Mapping[str, str] | None = None,
-    tail_bytes: int = 4096,
-    cookie: str | None = None,
-    limits: SuiteLimits | None = None,
-) -> SuiteRun:
-    """`python -m pytest <target> -q` in `worktree`; never raises.
-
-    `cookie` marks every process of the run; a caller that passes the same cookie on
-    a redelivery gets the processes of the earlier, dead delivery killed first.
-    """
-    home, tmpdir = scratch_dir / "home", scratch_dir / "tmp"
-    for directory in (home, tmpdir):
-        directory.mkdir(parents=True, exist_ok=True)
-    junit_path, log_path = scratch_dir / "junit.xml", scratch_dir / "output.log"
-    if cookie is None:
-        cookie = uuid.uuid4().hex
-    else:
-        proctree.sweep(cookie)  # what an earlier, dead delivery of this job left running
-    command = (
+def suite_command(python: str, target: str, junit_path: Path) -> tuple[str, ...]:
+    return (
         python,
         "-m",
         "pytest",
@@ -151,72 +48,40 @@ def run_suite(
         "-p",
         "no:cacheprovider",
     )
-    env = suite_environment(os.environ, home=home, tmpdir=tmpdir, cookie=cookie, extra=extra_env)
-    started = time.monotonic()
-    with log_path.open("wb") as log:
-        try:
-            process = subprocess.Popen(
-                command,
-                cwd=worktree,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                # Pool processes run one job and no threads, so a pre-exec hook is safe.
-                preexec_fn=(limits or SuiteLimits()).apply,  # noqa: PLW1509
-            )
-        except OSError as exc:
-            logger.error("suite could not be started in %s (%s): %s", worktree, command[0], exc)
-            return SuiteRun(
-                command,
-                None,
-                False,
-                f"{type(exc).__name__}: {exc}",
-                time.monotonic() - started,
-                "",
-                0,
-                None,
-            )
-        logger.info("suite started in %s: pid %d, timeout %ss", worktree, process.pid, timeout_s)
-        exit_code, timed_out = _wait(process, cookie, timeout_s, kill_grace_s, tree_kill)
-    duration = time.monotonic() - started
-    leftovers = proctree.sweep(cookie) if tree_kill else 0
+
+
+def run_suite(
+    worktree: Path,
+    sandbox: Sandbox,
+    *,
+    python: str,
+    target: str,
+    timeout_s: float,
+    tail_bytes: int = 4096,
+) -> SuiteRun:
+    """Run the suite in `worktree` inside `sandbox`; never raises.
+
+    Whatever an earlier, dead delivery of the same job (same cookie) left running on
+    this host is killed first.
+    """
+    if left := proctree.sweep(sandbox.cookie):
+        logger.warning("killed %d process(es) of an earlier delivery of this job", left)
+    junit_path = sandbox.scratch_dir / "junit.xml"
+    log_path = sandbox.scratch_dir / "output.log"
+    command = suite_command(python, target, junit_path)
+    ended = run_bounded(command, worktree, sandbox, log_path=log_path, timeout_s=timeout_s)
     tail, size = read_tail(log_path, tail_bytes)
     return SuiteRun(
-        command,
-        exit_code,
-        timed_out,
-        None,
-        duration,
-        tail,
-        size,
-        _read_junit(junit_path),
-        leftovers,
+        command=command,
+        exit_code=ended.exit_code,
+        timed_out=ended.timed_out,
+        spawn_error=ended.spawn_error,
+        duration_s=ended.duration_s,
+        output_tail=tail,
+        output_bytes=size,
+        junit=_read_junit(junit_path),
+        leftover_killed=ended.leftover_killed,
     )
-
-
-def _wait(
-    process: subprocess.Popen[bytes],
-    cookie: str,
-    timeout_s: float,
-    kill_grace_s: float,
-    tree_kill: bool,
-) -> tuple[int | None, bool]:
-    try:
-        return process.wait(timeout=timeout_s), False
-    except subprocess.TimeoutExpired:
-        pass
-    signalled = proctree.kill_job(cookie, process.pid, grace_s=kill_grace_s, tree=tree_kill)
-    logger.warning(
-        "suite pid %d timed out after %ss: %d process(es) killed", process.pid, timeout_s, signalled
-    )
-    try:
-        process.wait(timeout=_REAP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        logger.error("suite pid %d did not die after SIGKILL", process.pid)
-    return None, True
 
 
 def _read_junit(path: Path) -> JunitSummary | None:

@@ -1,0 +1,76 @@
+"""Per-repo contracts on real projects: src and flat layouts, `env`, `setup` steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.gateworld import job, world
+from tests.repofactory import make_origin, show_file
+from worker.gate import parse_tests_verdict
+from worker.runner import run_gate
+
+SRC_LAYOUT = {
+    "pyproject.toml": '[project]\nname = "pkg"\nversion = "0"\n',
+    "src/pkg/__init__.py": "def answer():\n    return 42\n",
+    "tests/test_pkg.py": (
+        "from pkg import answer\n\n\ndef test_answer():\n    assert answer() == 42\n"
+    ),
+}
+FLAT_LAYOUT = {
+    "pkg/__init__.py": "def answer():\n    return 42\n",
+    "tests/test_pkg.py": SRC_LAYOUT["tests/test_pkg.py"],
+}
+GENERATED = {
+    "tests/test_gen.py": (
+        "from generated import VALUE\n\n\ndef test_value():\n    assert VALUE == 42\n"
+    ),
+}
+REPORT = "docs/work-items/WI-5/13-test-report.md"
+
+
+def test_a_src_layout_project_passes_with_pythonpath_from_its_contract(tmp_path: Path) -> None:
+    w = world(tmp_path, {"srcpkg": {"smoke_enabled": False, "env": {"PYTHONPATH": "src"}}})
+    make_origin(w.origins, "srcpkg", SRC_LAYOUT)
+    result = run_gate(job("srcpkg"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None and result.advance.result == "PASS"
+
+
+def test_the_same_src_layout_fails_without_it(tmp_path: Path) -> None:
+    w = world(tmp_path, {"srcpkg": {"smoke_enabled": False}})
+    make_origin(w.origins, "srcpkg", SRC_LAYOUT)
+    result = run_gate(job("srcpkg"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None
+    assert (result.advance.result, result.advance.exit_code) == ("FAIL", 2)
+
+
+def test_a_flat_layout_project_passes_as_is(tmp_path: Path) -> None:
+    w = world(tmp_path, {"flat": {"smoke_enabled": False}})
+    make_origin(w.origins, "flat", FLAT_LAYOUT)
+    result = run_gate(job("flat"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None and result.advance.result == "PASS"
+
+
+def test_setup_steps_run_in_the_worktree_before_the_suite(tmp_path: Path) -> None:
+    step = "python -c \"open('generated.py', 'w').write('VALUE = 42')\""
+    w = world(tmp_path, {"gen": {"smoke_enabled": False, "setup": [step]}})
+    make_origin(w.origins, "gen", GENERATED)
+    result = run_gate(job("gen"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None and result.advance.result == "PASS"
+
+
+def test_a_failing_setup_step_is_an_infrastructure_outcome_that_names_the_step(
+    tmp_path: Path,
+) -> None:
+    steps = ["python -c pass", "python -c \"import sys; print('no network'); sys.exit(3)\""]
+    w = world(tmp_path, {"gen": {"smoke_enabled": False, "setup": steps}})
+    origin = make_origin(w.origins, "gen", GENERATED)
+    first = run_gate(job("gen"), w.ctx, attempt=0, delivery_id="d")
+    assert first.kind == "deferred"
+    assert "setup step 2" in first.detail and "exited with 3" in first.detail
+    final = run_gate(job("gen"), w.ctx, attempt=1, delivery_id="d")
+    assert final.advance is not None
+    assert (final.advance.result, final.advance.outcome) == ("FAIL", "tool-error")
+    report = show_file(origin, "feature/x", REPORT)
+    assert parse_tests_verdict(report) is False
+    assert "setup step 2" in report and "never executed" in report
+    assert "setup step 2" in w.alerts[0]

@@ -1,0 +1,179 @@
+"""Run one untrusted command (a suite, a setup step) bounded in time, environment and
+resources, and leave none of its processes behind.
+
+The command runs in its own session with an allowlisted environment; every process it
+starts carries the job's cookie, so on timeout the whole job is killed - including what
+left the process tree - and after a normal exit whatever is left is killed too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker import proctree
+
+logger = logging.getLogger("testgate.sandbox")
+
+# Only what a test suite needs to run; nothing that could carry a secret.
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
+_FORBIDDEN_PREFIX = "TESTGATE_"
+_REAP_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of the command's processes (inherited by its children); 0 means
+    none. `max_processes` counts every process of the user (RLIMIT_NPROC)."""
+
+    max_memory_mb: int = 0  # address space per process
+    max_file_mb: int = 0  # largest file a process may write, its output log included
+    max_processes: int = 0
+
+    def apply(self) -> None:
+        """Runs in the forked child, before exec."""
+        mib = 1024 * 1024
+        for limit, value in (
+            (resource.RLIMIT_AS, self.max_memory_mb * mib),
+            (resource.RLIMIT_FSIZE, self.max_file_mb * mib),
+            (resource.RLIMIT_NPROC, self.max_processes),
+        ):
+            if value > 0:
+                resource.setrlimit(limit, (value, value))
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where and how a job's commands run. One per job: the cookie marks its processes."""
+
+    scratch_dir: Path
+    cookie: str
+    kill_grace_s: float = 5.0
+    tree_kill: bool = True
+    limits: Limits = field(default_factory=Limits)
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        return sandbox_environment(
+            base,
+            home=self.scratch_dir / "home",
+            tmpdir=self.scratch_dir / "tmp",
+            cookie=self.cookie,
+            extra=self.extra_env,
+        )
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """How a bounded command ended. `exit_code` is None when it produced none."""
+
+    exit_code: int | None
+    timed_out: bool
+    spawn_error: str | None
+    duration_s: float
+    leftover_killed: int = 0
+
+
+def sandbox_environment(
+    base: Mapping[str, str],
+    *,
+    home: Path,
+    tmpdir: Path,
+    cookie: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The command's whole environment: an allowlist of `base`, private HOME/TMPDIR, the
+    job cookie, then `extra` (never a TESTGATE_* variable, whatever it asks)."""
+    env = {key: base[key] for key in INHERITED_ENV if key in base}
+    env.update(
+        {
+            "HOME": str(home),
+            "TMPDIR": str(tmpdir),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "CI": "true",
+            proctree.COOKIE_VAR: cookie,
+        }
+    )
+    for key, value in (extra or {}).items():
+        if key.upper().startswith(_FORBIDDEN_PREFIX) or key == proctree.COOKIE_VAR:
+            logger.warning("variable %s dropped: reserved for testgate", key)
+            continue
+        env[key] = value
+    return env
+
+
+def run_bounded(
+    command: Sequence[str], cwd: Path, sandbox: Sandbox, *, log_path: Path, timeout_s: float
+) -> Bounded:
+    """Run `command` in `cwd`, stdout and stderr streamed to `log_path`; never raises."""
+    for directory in (sandbox.scratch_dir / "home", sandbox.scratch_dir / "tmp"):
+        directory.mkdir(parents=True, exist_ok=True)
+    env = sandbox.environment(os.environ)
+    started = time.monotonic()
+    with log_path.open("ab") as log:
+        try:
+            process = subprocess.Popen(
+                list(command),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                # Pool processes run one job and no threads, so a pre-exec hook is safe.
+                preexec_fn=sandbox.limits.apply,  # noqa: PLW1509
+            )
+        except OSError as exc:
+            logger.error("%s could not be started in %s: %s", command[0], cwd, exc)
+            return Bounded(None, False, f"{type(exc).__name__}: {exc}", 0.0)
+        logger.info(
+            "started %s in %s: pid %d, timeout %ss", command[0], cwd, process.pid, timeout_s
+        )
+        exit_code, timed_out = _wait(process, sandbox, timeout_s)
+    duration = time.monotonic() - started
+    leftovers = proctree.sweep(sandbox.cookie) if sandbox.tree_kill else 0
+    return Bounded(exit_code, timed_out, None, duration, leftovers)
+
+
+def _wait(
+    process: subprocess.Popen[bytes], sandbox: Sandbox, timeout_s: float
+) -> tuple[int | None, bool]:
+    try:
+        return process.wait(timeout=timeout_s), False
+    except subprocess.TimeoutExpired:
+        pass
+    signalled = proctree.kill_job(
+        sandbox.cookie, process.pid, grace_s=sandbox.kill_grace_s, tree=sandbox.tree_kill
+    )
+    logger.warning(
+        "pid %d timed out after %ss: %d process(es) killed", process.pid, timeout_s, signalled
+    )
+    try:
+        process.wait(timeout=_REAP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        logger.error("pid %d did not die after SIGKILL", process.pid)
+    return None, True
+
+
+def read_tail(path: Path, limit: int) -> tuple[str, int]:
+    """The last `limit` bytes of `path` (from a line start when possible) and its size."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - limit))
+            data = handle.read(limit)
+    except OSError:
+        return "", 0
+    if size > limit:
+        newline = data.find(b"\n")
+        if 0 <= newline < len(data) // 2:
+            data = data[newline + 1 :]
+    return data.decode("utf-8", errors="replace"), size
