@@ -56,7 +56,9 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
     Celery logs and swallows exceptions raised by signal handlers, so refusing to
     start has to be a SystemExit, with the reason printed where the operator looks.
     """
-    conf = sender.app.conf if sender is not None else app.conf
+    if sender is not None and sender.app is not app:
+        return  # another app's worker in this process (the demo's orchestrator)
+    conf = app.conf
     try:
         check_configuration(conf)
     except UnsafeConfiguration as exc:

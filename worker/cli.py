@@ -62,8 +62,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(handler=_cmd_worker)
 
-    status = sub.add_parser("status", help="print the snapshot (settings and fleet counters)")
+    status = sub.add_parser(
+        "status",
+        help="settings, fleet counters, queue depth and workers online (from TESTGATE_* settings)",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_cmd_status)
+
+    enqueue = sub.add_parser(
+        "enqueue", help="send one tester job to the `tests` queue, as an orchestrator would"
+    )
+    enqueue.add_argument("--task-id", type=int, required=True)
+    enqueue.add_argument("--repo", required=True)
+    enqueue.add_argument("--work-item", required=True)
+    enqueue.add_argument("--branch", required=True)
+    enqueue.add_argument("--commit", help="40-hex commit to test (default: the branch tip)")
+    enqueue.set_defaults(handler=_cmd_enqueue)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a reference orchestrator (SQLite stage engine) and a "
+        "testgate fleet, three tasks end to end",
+    )
+    demo.add_argument(
+        "--broker",
+        help="use a real broker and fleet instead of the embedded "
+        "one (the fleet must read repos from <workdir>/repos/{repo})",
+    )
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        help="where repos, worktrees and the SQLite database go (default: a temporary directory)",
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
@@ -125,10 +156,47 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from worker.client import snapshot
+    from worker.fleet_status import fleet_status
 
-    print(json.dumps(snapshot(), indent=2, sort_keys=True))
+    status = fleet_status()
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    width = max(len(key) for key in status)
+    for key, value in status.items():
+        print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _cmd_enqueue(args: argparse.Namespace) -> int:
+    from worker.client import InvalidJob, enqueue
+
+    job = {
+        "task_id": args.task_id,
+        "repo": args.repo,
+        "work_item_id": args.work_item,
+        "branch": args.branch,
+        "agent": "tester",
+        "stage": "testing",
+    }
+    if args.commit:
+        job["commit"] = args.commit
+    try:
+        print(enqueue(job))
+    except InvalidJob as exc:
+        print(f"testgate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="  %(name)s: %(message)s")
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    rows = run_demo(broker=args.broker, workdir=args.workdir)
+    return 0 if all(row.stage in ("deploy-staging", "handed-back") for row in rows) else 1
 
 
 if __name__ == "__main__":

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import subprocess
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from celery.contrib.testing.worker import start_worker
 from celery.exceptions import AlwaysEagerIgnored
 
 from worker.alerts import send_alert
@@ -18,7 +20,7 @@ from worker.celery_app import app
 from worker.contracts import parse_contracts
 from worker.events import CelerySender
 from worker.runner import GateContext
-from worker.settings import load_settings
+from worker.settings import Settings, load_settings
 from worker.state import MemoryState
 from worker.tasks import configure, run_test_gate
 
@@ -100,6 +102,33 @@ def run_embedded(
     if not isinstance(summary, dict):
         summary = {"kind": "error", "detail": repr(summary)}
     return EmbeddedRun(summary=summary, events=events, counters=state.counters())
+
+
+@contextmanager
+def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryState]:
+    """Testgate workers in this process (threads), on the settings' in-memory broker."""
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_always_eager=False,
+    )
+    state = MemoryState()
+    configure(
+        GateContext(
+            settings=settings,
+            contracts=parse_contracts({}, settings),
+            state=state,
+            events=CelerySender(app, settings.orchestrator_queue),
+            alert=lambda text: send_alert(settings, text),
+        )
+    )
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=concurrency, perform_ping_check=False, queues=["tests"]
+        ):
+            yield state
+    finally:
+        configure(None)
 
 
 def read_report(repo_path: Path, branch: str, report_path: str) -> str | None:

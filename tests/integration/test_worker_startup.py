@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,3 +63,52 @@ def test_a_broken_contracts_file_is_refused_with_its_fault(tmp_path: Path) -> No
     done = start_worker(tmp_path, TESTGATE_CONTRACTS_FILE=str(contracts))
     assert done.returncode == 78
     assert "[repos.web] timeout_s" in done.stderr
+
+
+def test_status_reports_counters_queue_depth_and_workers_as_json(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "TESTGATE_BROKER_URL": f"{REDIS_HOST}/{BROKER_DB}",
+        "TESTGATE_RESULT_BACKEND": f"{REDIS_HOST}/{STATE_DB}",
+        "TESTGATE_KEY_PREFIX": "status-test:",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "status", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["enabled"] is True and status["runs"] == 0
+    assert isinstance(status["queue_depth"], int)
+    assert isinstance(status["workers_online"], int)
+
+
+def test_enqueue_refuses_an_invalid_job_with_a_clear_message(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "enqueue",
+            "--task-id",
+            "1",
+            "--repo",
+            "r",
+            "--work-item",
+            "../etc",
+            "--branch",
+            "main",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "work_item_id" in done.stderr
