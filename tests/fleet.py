@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery
 from celery.result import AsyncResult
+from kombu.connection import Connection
 
 ROOT = Path(__file__).resolve().parents[1]
 ADVANCE = "orchestrator.advance_stage"
@@ -145,6 +146,14 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def purge_queues(broker: str) -> None:
+    """Empty the queues these tests use on a broker shared with other runs."""
+    with Connection(broker) as conn, conn.channel() as channel:
+        # SimpleQueue declares the queue first, so clearing one that is new is fine.
+        for name in ("tests", "orchestrator"):
+            conn.SimpleQueue(name, channel=channel).clear()
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from kombu.connection import Connection
 
-from tests.fleet import Orchestrator, WorkerProcess
+from tests.fleet import Orchestrator, WorkerProcess, purge_queues
 from tests.httpfixtures import Recorder, http_server
 from tests.repofactory import make_origin
 
@@ -77,13 +76,6 @@ class Chaos:
         return "\n".join(w.tail() for w in self.workers)
 
 
-def _purge(broker: str) -> None:
-    with Connection(broker) as conn, conn.channel() as channel:
-        # SimpleQueue declares the queue first, so clearing one that is new is fine.
-        for name in ("tests", "orchestrator"):
-            conn.SimpleQueue(name, channel=channel).clear()
-
-
 @pytest.fixture(params=sorted(BROKERS))
 def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
     broker = BROKERS[request.param]
@@ -91,7 +83,7 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
     if request.param == "redis":
         redis.Redis.from_url(broker).flushdb()
     else:
-        _purge(broker)
+        purge_queues(broker)
     repos = ["slow", "poison", "slow2"]
     contracts = tmp_path / "contracts.toml"
     contracts.write_text(
@@ -130,5 +122,5 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
             if request.param == "redis":
                 redis.Redis.from_url(broker).flushdb()
             else:
-                _purge(broker)
+                purge_queues(broker)
             redis.Redis.from_url(f"{REDIS}/{STATE_DB}").flushdb()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fleet import Orchestrator, WorkerProcess
+from tests.fleet import Orchestrator, WorkerProcess, purge_queues
 from tests.httpfixtures import Recorder, healthy_routes, http_server
 from tests.integration.scenarios import BRANCH, contracts_toml, scenarios
 from tests.repofactory import make_origin
@@ -38,11 +38,27 @@ def _flush(db: int) -> None:
     redis.Redis.from_url(f"{REDIS_HOST}/{db}").flushdb()
 
 
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    tmp = tmp_path_factory.mktemp("fleet")
+BROKERS = {
+    "redis": f"{REDIS_HOST}/{BROKER_DB}",
+    "rabbitmq": os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+def _clean(broker: str) -> None:
     for db in (BROKER_DB, STATE_DB):
         _flush(db)
+    if broker.startswith("amqp://"):
+        purge_queues(broker)
+
+
+@pytest.fixture(scope="session", params=sorted(BROKERS))
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """One fleet per broker: the whole integration suite runs on Redis and on RabbitMQ."""
+    broker = BROKERS[request.param]
+    tmp = tmp_path_factory.mktemp(f"fleet-{request.param}")
+    _clean(broker)
     smoke_routes = (
         healthy_routes("/ok")
         | healthy_routes("/err")
@@ -60,7 +76,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         contracts.write_text(contracts_toml(items))
         prefix = f"testgate-test-{uuid.uuid4().hex[:8]}:"
         env = {
-            "TESTGATE_BROKER_URL": f"{REDIS_HOST}/{BROKER_DB}",
+            "TESTGATE_BROKER_URL": broker,
             "TESTGATE_RESULT_BACKEND": f"{REDIS_HOST}/{STATE_DB}",
             "TESTGATE_STATE_URL": f"{REDIS_HOST}/{STATE_DB}",
             "TESTGATE_KEY_PREFIX": prefix,
@@ -76,7 +92,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         }
         log = tmp / "worker.log"
         worker = WorkerProcess.start(env, log, f"itest-{prefix.strip(':')}", concurrency=2)
-        orchestrator = Orchestrator.connect(f"{REDIS_HOST}/{BROKER_DB}", f"{REDIS_HOST}/{STATE_DB}")
+        orchestrator = Orchestrator.connect(broker, f"{REDIS_HOST}/{STATE_DB}")
         try:
             worker.wait_ready(orchestrator.app)
             yield Fleet(
@@ -90,8 +106,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             )
         finally:
             worker.stop()
-            for db in (BROKER_DB, STATE_DB):
-                _flush(db)
+            _clean(broker)
 
 
 _task_ids = iter(range(1000, 1_000_000))
