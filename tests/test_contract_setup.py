@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 from tests.gateworld import job, world
-from tests.repofactory import make_origin, show_file
+from tests.repofactory import make_origin, push_commit, show_file
 from worker.gate import parse_tests_verdict
 from worker.runner import run_gate
 
@@ -74,3 +75,54 @@ def test_a_failing_setup_step_is_an_infrastructure_outcome_that_names_the_step(
     assert parse_tests_verdict(report) is False
     assert "setup step 2" in report and "never executed" in report
     assert "setup step 2" in w.alerts[0]
+
+
+def test_a_cached_venv_is_built_once_per_set_of_dependency_files(tmp_path: Path) -> None:
+    counter = tmp_path / "builds.txt"
+    # The venv gets pytest the way a project's requirements would bring it; here from
+    # this interpreter's site-packages (no network in tests), plus a build counter.
+    here = sysconfig.get_paths()["purelib"]
+    step = (
+        'python -c "import site; '
+        f"open(site.getsitepackages()[0] + '/outer.pth', 'w').write({here!r}); "
+        f"open({str(counter)!r}, 'a').write('built\\n')\""
+    )
+    files = {
+        "requirements.txt": "pytest\n",
+        **FLAT_LAYOUT,
+        "tests/test_venv.py": (
+            "import os, sys\n\n\ndef test_runs_in_the_venv():\n"
+            "    assert sys.prefix == os.environ['VIRTUAL_ENV']\n"
+        ),
+    }
+    w = world(tmp_path, {"cached": {"smoke_enabled": False, "venv": True, "setup": [step]}})
+    origin = make_origin(w.origins, "cached", files)
+    for task_id in (1, 2):
+        result = run_gate(
+            job("cached", task_id=task_id), w.ctx, attempt=0, delivery_id=f"d{task_id}"
+        )
+        assert result.advance is not None and result.advance.result == "PASS", result
+    assert counter.read_text().splitlines() == ["built"]
+    push_commit(origin, "feature/x", {"requirements.txt": "pytest\nrequests\n"}, "new dep")
+    result = run_gate(job("cached", task_id=3), w.ctx, attempt=0, delivery_id="d3")
+    assert result.advance is not None and result.advance.result == "PASS"
+    assert counter.read_text().splitlines() == ["built", "built"]
+    venvs = sorted(p.name for p in (tmp_path / "work" / "venvs").iterdir() if p.is_dir())
+    assert len(venvs) == 2 and all(name.startswith("cached-") for name in venvs)
+
+
+def test_a_venv_whose_setup_fails_is_not_kept(tmp_path: Path) -> None:
+    w = world(
+        tmp_path,
+        {
+            "broken": {
+                "smoke_enabled": False,
+                "venv": True,
+                "setup": ['python -c "raise SystemExit(1)"'],
+            }
+        },
+    )
+    make_origin(w.origins, "broken", FLAT_LAYOUT)
+    result = run_gate(job("broken"), w.ctx, attempt=0, delivery_id="d")
+    assert result.kind == "deferred" and "setup step 1" in result.detail
+    assert [p for p in (tmp_path / "work" / "venvs").iterdir() if p.is_dir()] == []

@@ -9,10 +9,13 @@ import pytest
 
 from tests.gateworld import job, world
 from tests.repofactory import make_origin, show_file
+from worker.celery_app import app
+from worker.contracts import Contracts, TestContract
 from worker.events import EventDeliveryError
 from worker.gate import parse_tests_verdict
 from worker.runner import GateContext, run_gate
 from worker.state import MemoryState, StateUnavailable
+from worker.tasks import configure, run_test_gate
 
 PASSING = {"tests/test_ok.py": "def test_ok():\n    assert True\n"}
 FAILING = {"tests/test_bad.py": "def test_bad():\n    assert 1 == 2\n"}
@@ -133,3 +136,39 @@ def test_unavailable_shared_state_defers_the_job(tmp_path: Path) -> None:
     )
     assert run_gate(job("passing"), ctx, attempt=0, delivery_id="d").kind == "deferred"
     assert w.sender.sent == []
+
+
+class ExplodingContracts(Contracts):
+    def for_repo(self, repo: str) -> TestContract | None:
+        raise RuntimeError("a bug in the gate")
+
+
+def test_a_gate_that_crashes_is_retried_then_fails_closed_with_one_advance(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path)
+    broken = ExplodingContracts(by_repo={})
+    ctx = GateContext(
+        settings=w.ctx.settings,
+        contracts=broken,
+        state=w.state,
+        events=w.sender,
+        alert=w.alerts.append,
+    )
+    app.conf.task_always_eager = True
+    configure(ctx)
+    try:
+        outcome = run_test_gate.apply(kwargs=job("passing"))
+    finally:
+        configure(None)
+        app.conf.task_always_eager = False
+    summary = outcome.get(propagate=False)
+    assert isinstance(summary, dict) and summary["kind"] == "advanced"
+    [(name, kwargs)] = w.sender.sent
+    assert name == "orchestrator.advance_stage"
+    assert (kwargs["result"], kwargs["outcome"], kwargs["report_pushed"]) == (
+        "FAIL",
+        "tool-error",
+        False,
+    )
+    assert len(w.alerts) == 1 and "a bug in the gate" in w.alerts[0]

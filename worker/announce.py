@@ -4,13 +4,16 @@ is not ours to run. Each goes out once per job; the done ledger remembers it."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from worker.alerts import infra_exhausted_text
 from worker.context import GateContext, GateResult
 from worker.events import Advance, EventDeliveryError, HandBack
-from worker.job import Job, JobRejected
+from worker.job import Job, JobRejected, parse_job
 from worker.publish import PublishResult
 from worker.report import ReportFacts
 from worker.state import StateUnavailable
+from worker.verdict import infrastructure_fail
 
 logger = logging.getLogger("testgate.announce")
 
@@ -74,3 +77,34 @@ def already_done(job: Job, ctx: GateContext, commit: str) -> GateResult:
         "task %s at %s was already tested and advanced; not advancing again", job.task_id, commit
     )
     return GateResult("already-done", f"task {job.task_id} at {commit} already advanced")
+
+
+def fail_closed_after_crash(
+    raw_job: Any, ctx: GateContext, exc: BaseException, *, attempt: int
+) -> GateResult:
+    """The gate itself crashed on every attempt: still end the job, closed.
+
+    No report can be trusted here, so none is written; the orchestrator's gate finds
+    no passing report and rolls back, and the alert says why.
+    """
+    job = parse_job(raw_job)
+    if isinstance(job, JobRejected):
+        return GateResult("handed-back", f"invalid job after a crash: {job.reason}")
+    verdict = infrastructure_fail(f"the gate crashed: {exc!r}", attempt + 1)
+    ctx.state.bump("fail")
+    ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, attempt + 1, repr(exc)))
+    facts = ReportFacts(
+        work_item_id=job.work_item_id,
+        repo=job.repo,
+        branch=job.branch,
+        commit=job.commit,
+        verdict=verdict,
+        exit_code=None,
+        smoke_state="skipped",
+        smoke_detail="the gate crashed",
+        command="",
+        created_at=ctx.today(),
+        attempts=attempt + 1,
+    )
+    nothing = PublishResult(False, False, None, "not written: the gate crashed")
+    return announce_verdict(job, ctx, facts, nothing)

@@ -45,6 +45,8 @@ class TestContract:
     setup: tuple[str, ...] = ()  # commands run in the worktree before the suite
     setup_timeout_s: int = 600
     python: str = ""  # interpreter of the suite and of `python` in setup; "" = the worker's
+    venv: bool = False  # run in a cached venv built by `setup`, keyed by venv_key_files
+    venv_key_files: tuple[str, ...] = ()
 
 
 class _SmokeCheckEntry(BaseModel):
@@ -74,6 +76,10 @@ class _ContractEntry(BaseModel):
     setup: list[str] = Field(default_factory=list)
     setup_timeout_s: int = Field(default=600, gt=0)
     python: str = ""
+    venv: bool = False
+    venv_key_files: list[str] = Field(
+        default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
+    )
 
     @field_validator("setup")
     @classmethod
@@ -167,6 +173,8 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         setup=tuple(entry.setup),
         setup_timeout_s=entry.setup_timeout_s,
         python=entry.python,
+        venv=entry.venv,
+        venv_key_files=tuple(entry.venv_key_files),
     )
 
 

@@ -26,11 +26,12 @@ from worker.checkout import Checkout, CheckoutError, checkout
 from worker.context import GateContext, GateResult
 from worker.contracts import TestContract
 from worker.job import Job, JobRejected, parse_job
+from worker.prepare import prepare_suite
 from worker.publish import GitIdentity, PublishResult, publish_report
 from worker.report import ReportFacts, render_report
 from worker.sandbox import Limits, Sandbox
 from worker.scope import job_rejection
-from worker.setup_steps import SetupFailure, run_setup
+from worker.setup_steps import SetupFailure
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.state import StateUnavailable
 from worker.suite import SuiteRun, run_suite
@@ -38,7 +39,7 @@ from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_sm
 
 logger = logging.getLogger("testgate.runner")
 
-__all__ = ["GateContext", "GateResult", "fail_closed_after_crash", "run_gate"]
+__all__ = ["GateContext", "GateResult", "run_gate"]
 
 
 def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) -> GateResult:
@@ -172,16 +173,17 @@ class _JobRun:
                     left,
                     self.job.task_id,
                 )
-            failure = run_setup(
+            prepared = prepare_suite(
                 co.path,
                 sandbox,
-                self.contract.setup,
+                self.contract,
                 python=python,
-                timeout_s=self.contract.setup_timeout_s,
+                venvs_root=self.settings.workdir_path / "venvs",
                 tail_bytes=self.settings.output_tail_bytes,
             )
-            if failure is not None:
-                return failure
+            if isinstance(prepared, SetupFailure):
+                return prepared
+            sandbox, python = prepared
             logger.info(
                 "task %s: running pytest %s on %s@%s",
                 self.job.task_id,
@@ -318,34 +320,3 @@ class _JobRun:
             time.monotonic() - self.started,
             verdict.outcome,
         )
-
-
-def fail_closed_after_crash(
-    raw_job: Any, ctx: GateContext, exc: BaseException, *, attempt: int
-) -> GateResult:
-    """The gate itself crashed on every attempt: still end the job, closed.
-
-    No report can be trusted here, so none is written; the orchestrator's gate finds
-    no passing report and rolls back, and the alert says why.
-    """
-    job = parse_job(raw_job)
-    if isinstance(job, JobRejected):
-        return GateResult("handed-back", f"invalid job after a crash: {job.reason}")
-    verdict = infrastructure_fail(f"the gate crashed: {exc!r}", attempt + 1)
-    ctx.state.bump("fail")
-    ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, attempt + 1, repr(exc)))
-    facts = ReportFacts(
-        work_item_id=job.work_item_id,
-        repo=job.repo,
-        branch=job.branch,
-        commit=job.commit,
-        verdict=verdict,
-        exit_code=None,
-        smoke_state="skipped",
-        smoke_detail="the gate crashed",
-        command="",
-        created_at=ctx.today(),
-        attempts=attempt + 1,
-    )
-    nothing = PublishResult(False, False, None, "not written: the gate crashed")
-    return announce_verdict(job, ctx, facts, nothing)

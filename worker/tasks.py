@@ -12,10 +12,11 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from worker.alerts import send_alert
+from worker.announce import fail_closed_after_crash
 from worker.celery_app import app
 from worker.contracts import ContractsFileError, load_contracts
 from worker.events import EventDeliveryError, make_sender
-from worker.runner import GateContext, fail_closed_after_crash, run_gate
+from worker.runner import GateContext, run_gate
 from worker.settings import load_settings
 from worker.state import RedisState
 
