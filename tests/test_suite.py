@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.progress import Progress
 from worker.sandbox import Limits, Sandbox, sandbox_environment
 from worker.suite import SuiteRun, run_suite
 
@@ -274,3 +275,25 @@ def test_no_file_descriptor_of_the_worker_is_inherited(tmp_path: Path) -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_progress_is_reported_while_the_suite_runs(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_steps.py": "".join(
+                f"def test_{i}():\n    import time\n    time.sleep(0.4)\n    assert {i} != 2\n\n"
+                for i in range(5)
+            )
+        },
+    )
+    seen: list[Progress] = []
+    sandbox = Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex)
+    sandbox.scratch_dir.mkdir()
+    result = run_suite(
+        root, sandbox, python=sys.executable, target="tests/", timeout_s=60, progress=seen.append
+    )
+    assert result.exit_code == 1
+    assert seen[-1] == Progress(total=5, done=5, failed=1)
+    assert any(p.done < 5 for p in seen), "nothing was reported before the end"
+    assert [p.done for p in seen] == sorted(p.done for p in seen)

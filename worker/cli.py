@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--commit", help="40-hex commit to test (default: the branch tip)")
     enqueue.set_defaults(handler=_cmd_enqueue)
 
+    watch = sub.add_parser(
+        "watch", help="a live progress bar for one job (its Celery task id, as enqueue prints)"
+    )
+    watch.add_argument("task_id")
+    watch.add_argument("--timeout", type=float, default=3600, help="give up after (s)")
+    watch.set_defaults(handler=_cmd_watch)
+
     demo = sub.add_parser(
         "demo",
         help="a reference orchestrator (SQLite stage engine) and a "
@@ -187,6 +194,14 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
         print(f"testgate: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    from worker.celery_app import app
+    from worker.watch import watch
+
+    state = watch(args.task_id, app, sys.stdout, timeout_s=args.timeout)
+    return 0 if state == "SUCCESS" else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ from worker.context import GateContext, GateResult
 from worker.contracts import TestContract
 from worker.job import Job, JobRejected, parse_job
 from worker.prepare import prepare_suite
+from worker.progress import Progress
 from worker.publish import GitIdentity, PublishResult, publish_report
 from worker.report import ReportFacts, render_report
 from worker.sandbox import Limits, Sandbox
@@ -42,7 +44,14 @@ logger = logging.getLogger("testgate.runner")
 __all__ = ["GateContext", "GateResult", "run_gate"]
 
 
-def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) -> GateResult:
+def run_gate(
+    raw_job: Any,
+    ctx: GateContext,
+    *,
+    attempt: int,
+    delivery_id: str,
+    progress: Callable[[Progress], None] | None = None,
+) -> GateResult:
     """Run one delivery of a tester job to a defined outcome.
 
     Raises only EventDeliveryError: the outcome exists but the orchestrator could not
@@ -59,7 +68,7 @@ def run_gate(raw_job: Any, ctx: GateContext, *, attempt: int, delivery_id: str) 
         return hand_back(
             rejection or JobRejected("no test contract", parsed.task_id, parsed.repo), ctx
         )
-    run = _JobRun(parsed, contract, ctx, attempt, delivery_id)
+    run = _JobRun(parsed, contract, ctx, attempt, delivery_id, progress)
     try:
         return run.exclusively()
     except StateUnavailable as exc:
@@ -72,8 +81,15 @@ class _JobRun:
     """One delivery of one valid, in-scope job."""
 
     def __init__(
-        self, job: Job, contract: TestContract, ctx: GateContext, attempt: int, delivery_id: str
+        self,
+        job: Job,
+        contract: TestContract,
+        ctx: GateContext,
+        attempt: int,
+        delivery_id: str,
+        progress: Callable[[Progress], None] | None = None,
     ) -> None:
+        self.progress = progress
         self.job = job
         self.contract = contract
         self.ctx = ctx
@@ -198,6 +214,7 @@ class _JobRun:
                 target=self.contract.target,
                 timeout_s=self.contract.timeout_s,
                 tail_bytes=self.settings.output_tail_bytes,
+                progress=self.progress,
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

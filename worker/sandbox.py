@@ -13,7 +13,7 @@ import os
 import resource
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ logger = logging.getLogger("testgate.sandbox")
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 _FORBIDDEN_PREFIX = "TESTGATE_"
 _REAP_TIMEOUT_S = 30
+_TICK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,18 @@ def sandbox_environment(
 
 
 def run_bounded(
-    command: Sequence[str], cwd: Path, sandbox: Sandbox, *, log_path: Path, timeout_s: float
+    command: Sequence[str],
+    cwd: Path,
+    sandbox: Sandbox,
+    *,
+    log_path: Path,
+    timeout_s: float,
+    on_tick: Callable[[], None] | None = None,
 ) -> Bounded:
-    """Run `command` in `cwd`, stdout and stderr streamed to `log_path`; never raises."""
+    """Run `command` in `cwd`, stdout and stderr streamed to `log_path`; never raises.
+
+    `on_tick` is called about once a second while the command runs (progress reports).
+    """
     for directory in (sandbox.scratch_dir / "home", sandbox.scratch_dir / "tmp"):
         directory.mkdir(parents=True, exist_ok=True)
     env = sandbox.environment(os.environ)
@@ -137,19 +147,25 @@ def run_bounded(
         logger.info(
             "started %s in %s: pid %d, timeout %ss", command[0], cwd, process.pid, timeout_s
         )
-        exit_code, timed_out = _wait(process, sandbox, timeout_s)
+        exit_code, timed_out = _wait(process, sandbox, timeout_s, on_tick)
     duration = time.monotonic() - started
     leftovers = proctree.sweep(sandbox.cookie) if sandbox.tree_kill else 0
     return Bounded(exit_code, timed_out, None, duration, leftovers)
 
 
 def _wait(
-    process: subprocess.Popen[bytes], sandbox: Sandbox, timeout_s: float
+    process: subprocess.Popen[bytes],
+    sandbox: Sandbox,
+    timeout_s: float,
+    on_tick: Callable[[], None] | None,
 ) -> tuple[int | None, bool]:
-    try:
-        return process.wait(timeout=timeout_s), False
-    except subprocess.TimeoutExpired:
-        pass
+    deadline = time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            return process.wait(timeout=min(remaining, _TICK_S)), False
+        except subprocess.TimeoutExpired:
+            if on_tick is not None:
+                on_tick()
     signalled = proctree.kill_job(
         sandbox.cookie, process.pid, grace_s=sandbox.kill_grace_s, tree=sandbox.tree_kill
     )

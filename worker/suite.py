@@ -7,11 +7,19 @@ this module knows pytest: its command line, its JUnit XML and what its output me
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker import proctree
 from worker.junit import JunitSummary, parse_junit
+from worker.progress import (
+    PLUGIN_MODULE,
+    PROGRESS_FILE_VAR,
+    Progress,
+    ProgressWatcher,
+    install_plugin,
+)
 from worker.sandbox import Sandbox, read_tail, run_bounded
 
 logger = logging.getLogger("testgate.suite")
@@ -47,6 +55,8 @@ def suite_command(python: str, target: str, junit_path: Path) -> tuple[str, ...]
         f"--junitxml={junit_path}",
         "-p",
         "no:cacheprovider",
+        "-p",
+        PLUGIN_MODULE,
     )
 
 
@@ -58,6 +68,7 @@ def run_suite(
     target: str,
     timeout_s: float,
     tail_bytes: int = 4096,
+    progress: Callable[[Progress], None] | None = None,
 ) -> SuiteRun:
     """Run the suite in `worktree` inside `sandbox`; never raises.
 
@@ -68,8 +79,19 @@ def run_suite(
         logger.warning("killed %d process(es) of an earlier delivery of this job", left)
     junit_path = sandbox.scratch_dir / "junit.xml"
     log_path = sandbox.scratch_dir / "output.log"
+    progress_path = sandbox.scratch_dir / "progress.json"
+    watcher = ProgressWatcher(progress_path, progress) if progress else None
     command = suite_command(python, target, junit_path)
-    ended = run_bounded(command, worktree, sandbox, log_path=log_path, timeout_s=timeout_s)
+    ended = run_bounded(
+        command,
+        worktree,
+        _with_progress_plugin(sandbox, progress_path),
+        log_path=log_path,
+        timeout_s=timeout_s,
+        on_tick=watcher,
+    )
+    if watcher is not None:
+        watcher()  # the last word, which a tick may have missed
     tail, size = read_tail(log_path, tail_bytes)
     return SuiteRun(
         command=command,
@@ -82,6 +104,14 @@ def run_suite(
         junit=_read_junit(junit_path),
         leftover_killed=ended.leftover_killed,
     )
+
+
+def _with_progress_plugin(sandbox: Sandbox, progress_path: Path) -> Sandbox:
+    plugins = install_plugin(sandbox.scratch_dir / "plugins")
+    # Absolute, so a contract's relative PYTHONPATH (e.g. "src") keeps working after it.
+    python_path = ":".join(p for p in (str(plugins), sandbox.extra_env.get("PYTHONPATH")) if p)
+    extra = {**sandbox.extra_env, "PYTHONPATH": python_path, PROGRESS_FILE_VAR: str(progress_path)}
+    return replace(sandbox, extra_env=extra)
 
 
 def _read_junit(path: Path) -> JunitSummary | None:

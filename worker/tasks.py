@@ -61,7 +61,13 @@ def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
     attempt = int(self.request.retries or 0)
     delivery_id = str(self.request.id or uuid.uuid4())
     try:
-        result = run_gate(raw, ctx, attempt=attempt, delivery_id=delivery_id)
+        result = run_gate(
+            raw,
+            ctx,
+            attempt=attempt,
+            delivery_id=delivery_id,
+            progress=lambda p: self.update_state(state="PROGRESS", meta=p.as_meta()),
+        )
     except EventDeliveryError as exc:
         # The verdict exists but the orchestrator has not heard it: the job must be
         # delivered again rather than acked and lost.

@@ -32,6 +32,8 @@ class Fleet:
     state: redis.Redis
     prefix: str
     log: Path
+    broker: str
+    backend: str
 
 
 def _flush(db: int) -> None:
@@ -103,6 +105,8 @@ def fleet(
                 redis.Redis.from_url(f"{REDIS_HOST}/{STATE_DB}"),
                 prefix,
                 log,
+                broker,
+                f"{REDIS_HOST}/{STATE_DB}",
             )
         finally:
             worker.stop()

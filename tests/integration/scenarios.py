@@ -46,6 +46,11 @@ HUGE_OUTPUT = (
 )
 
 
+STEPS = "".join(
+    f"def test_step_{i}():\n    import time\n    time.sleep(0.5)\n\n\n" for i in range(6)
+)
+
+
 @dataclass(frozen=True)
 class Scenario:
     repo: str
@@ -82,6 +87,7 @@ def scenarios(tmp: Path, smoke_base: str) -> list[Scenario]:
             {"timeout_s": 2, "smoke_enabled": False},
         ),
         Scenario("huge", {"tests/test_huge.py": HUGE_OUTPUT}, no_smoke),
+        Scenario("steps", {"tests/test_steps.py": STEPS}, no_smoke),
         Scenario(
             "smoke500",
             {"calc.py": CALC, "tests/test_add.py": PASSING},

@@ -1,0 +1,98 @@
+"""Live progress of a running suite: tests done / total / failed so far.
+
+A tiny pytest plugin is written next to the job's scratch files and loaded into the
+suite with `-p`; it keeps a small JSON file up to date, which the worker reads about
+once a second and publishes as the task's PROGRESS state (seen by Flower and by
+`testgate watch`). The plugin is plain source, so it works with any interpreter a
+contract chooses, and it never changes what the suite does or how it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("testgate.progress")
+
+PLUGIN_MODULE = "testgate_progress"
+PROGRESS_FILE_VAR = "GATE_PROGRESS_FILE"
+
+_PLUGIN_SOURCE = '''\
+"""Written by testgate: reports progress to the worker. Never affects results."""
+import json, os
+
+_state = {"total": None, "done": 0, "failed": 0}
+_path = os.environ.get("GATE_PROGRESS_FILE")
+
+
+def _write():
+    if not _path:
+        return
+    try:
+        with open(_path + ".tmp", "w") as out:
+            json.dump(_state, out)
+        os.replace(_path + ".tmp", _path)
+    except OSError:
+        pass  # progress is best effort; the verdict never depends on it
+
+
+def pytest_collection_finish(session):
+    _state["total"] = len(session.items)
+    _write()
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _state["done"] += 1
+        if report.failed:
+            _state["failed"] += 1
+        _write()
+'''
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int | None
+    done: int
+    failed: int
+
+    def as_meta(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def install_plugin(directory: Path) -> Path:
+    """Write the plugin into `directory` (to be put on the suite's PYTHONPATH)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{PLUGIN_MODULE}.py").write_text(_PLUGIN_SOURCE)
+    return directory
+
+
+def read_progress(path: Path) -> Progress | None:
+    """The latest progress, or None when there is none (yet) or it is unreadable."""
+    try:
+        data = json.loads(path.read_text())
+        return Progress(total=data.get("total"), done=int(data["done"]), failed=int(data["failed"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class ProgressWatcher:
+    """Calls `report` with each new progress; what `run_bounded`'s tick runs."""
+
+    def __init__(self, path: Path, report: Callable[[Progress], None]) -> None:
+        self._path = path
+        self._report = report
+        self._last: Progress | None = None
+
+    def __call__(self) -> None:
+        current = read_progress(self._path)
+        if current is not None and current != self._last:
+            self._last = current
+            try:
+                self._report(current)
+            except Exception as exc:  # noqa: BLE001 - a progress sink must not stop a suite
+                logger.warning("progress not published: %s", exc)
