@@ -14,13 +14,14 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.contrib.testing.worker import start_worker
 
 from worker import client
@@ -117,6 +118,9 @@ class StageEngine:
             self.move(task_id, "handed-back", f"LLM tester takes over: {reason}")
 
 
+_ENGINES: weakref.WeakKeyDictionary[Celery, StageEngine] = weakref.WeakKeyDictionary()
+
+
 def orchestrator_app(broker: str, engine: StageEngine) -> Celery:
     """A separate Celery app, as the orchestrator's own: it never imports the worker app."""
     app = Celery("reference-orchestrator", broker=broker)
@@ -127,13 +131,17 @@ def orchestrator_app(broker: str, engine: StageEngine) -> Celery:
         broker_connection_retry_on_startup=True,
     )
 
-    @app.task(name="orchestrator.advance_stage")  # type: ignore[untyped-decorator]
-    def advance_stage(**kwargs: Any) -> None:
-        engine.advance_stage(**kwargs)
+    _ENGINES[app] = engine
 
-    @app.task(name="orchestrator.test_gate_handback")  # type: ignore[untyped-decorator]
-    def test_gate_handback(**kwargs: Any) -> None:
-        engine.test_gate_handback(**kwargs)
+    # Celery shares task definitions between apps by name, so a second demo in the same
+    # process would reuse the first one's functions: they look their engine up by app.
+    @app.task(name="orchestrator.advance_stage", bind=True)  # type: ignore[untyped-decorator]
+    def advance_stage(self: Task, **kwargs: Any) -> None:
+        _ENGINES[self.app].advance_stage(**kwargs)
+
+    @app.task(name="orchestrator.test_gate_handback", bind=True)  # type: ignore[untyped-decorator]
+    def test_gate_handback(self: Task, **kwargs: Any) -> None:
+        _ENGINES[self.app].test_gate_handback(**kwargs)
 
     return app
 
@@ -222,15 +230,6 @@ def run_demo(
         )
         engine = StageEngine(root / "orchestrator.sqlite3", lambda repo: repos / repo, say)
         orchestrator = orchestrator_app(broker_url, engine)
-        stack.enter_context(
-            start_worker(
-                orchestrator,
-                pool="threads",
-                concurrency=1,
-                perform_ping_check=False,
-                queues=["orchestrator"],
-            )
-        )
         if broker is None:
             from worker.embedded import embedded_fleet
 
@@ -241,6 +240,17 @@ def run_demo(
                 f"jobs go to the fleet on {broker}; it must have "
                 f"TESTGATE_GIT_URL_TEMPLATE={repos}/{{repo}} and TESTGATE_REPOS=sample"
             )
+        # Started after the fleet: started before it, this in-process worker received
+        # nothing (observed with two of Celery's test workers in one process).
+        stack.enter_context(
+            start_worker(
+                orchestrator,
+                pool="threads",
+                concurrency=1,
+                perform_ping_check=False,
+                queues=["orchestrator"],
+            )
+        )
         green = engine.add("sample", "WI-1", GREEN_BRANCH)
         red = engine.add("sample", "WI-2", RED_BRANCH)
         stale = engine.add("sample", "WI-3", GREEN_BRANCH)

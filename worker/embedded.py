@@ -65,22 +65,7 @@ def run_embedded(
         infra_retry_delay_s=0,
         **({"workdir": str(workdir)} if workdir else {}),
     )
-    app.conf.update(
-        broker_url="memory://localhost/",
-        result_backend="cache+memory://",
-        task_always_eager=True,
-        task_eager_propagates=False,
-    )
-    state = MemoryState()
-    configure(
-        GateContext(
-            settings=settings,
-            contracts=parse_contracts({}, settings),
-            state=state,
-            events=CelerySender(app, settings.orchestrator_queue),
-            alert=lambda text: send_alert(settings, text),
-        )
-    )
+    state = _install_in_process(settings, eager=True)
     job: dict[str, Any] = {
         "task_id": task_id,
         "repo": repo,
@@ -107,10 +92,23 @@ def run_embedded(
 @contextmanager
 def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryState]:
     """Testgate workers in this process (threads), on the settings' in-memory broker."""
+    state = _install_in_process(settings, eager=False)
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=concurrency, perform_ping_check=False, queues=["tests"]
+        ):
+            yield state
+    finally:
+        configure(None)
+
+
+def _install_in_process(settings: Settings, *, eager: bool) -> MemoryState:
+    """Point the worker app at the settings' broker and give its jobs an in-memory state."""
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.result_backend,
-        task_always_eager=False,
+        task_always_eager=eager,
+        task_eager_propagates=False,
     )
     state = MemoryState()
     configure(
@@ -122,13 +120,7 @@ def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryS
             alert=lambda text: send_alert(settings, text),
         )
     )
-    try:
-        with start_worker(
-            app, pool="threads", concurrency=concurrency, perform_ping_check=False, queues=["tests"]
-        ):
-            yield state
-    finally:
-        configure(None)
+    return state
 
 
 def read_report(repo_path: Path, branch: str, report_path: str) -> str | None:
