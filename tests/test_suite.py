@@ -4,6 +4,8 @@ the environment allowlist, bounded output."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import sys
 import time
 import uuid
@@ -297,3 +299,34 @@ def test_progress_is_reported_while_the_suite_runs(tmp_path: Path) -> None:
     assert seen[-1] == Progress(total=5, done=5, failed=1)
     assert any(p.done < 5 for p in seen), "nothing was reported before the end"
     assert [p.done for p in seen] == sorted(p.done for p in seen)
+
+
+NETWORK_PROBE = (
+    "import socket\n\n\n"
+    "def test_probe():\n"
+    "    with socket.socket() as sock:\n"
+    "        sock.settimeout(5)\n"
+    "        reached = sock.connect_ex(('127.0.0.1', {port})) == 0\n"
+    "    assert reached is {expected}\n"
+)
+
+
+@pytest.mark.parametrize(("isolated", "reachable"), [(False, True), (True, False)])
+def test_network_isolation_cuts_the_suite_off_from_the_workers_network(
+    tmp_path: Path, isolated: bool, reachable: bool
+) -> None:
+    if isolated and shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        root = project(
+            tmp_path, {"tests/test_net.py": NETWORK_PROBE.format(port=port, expected=reachable)}
+        )
+        sandbox = Sandbox(
+            scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex, isolate_network=isolated
+        )
+        sandbox.scratch_dir.mkdir()
+        result = run_suite(root, sandbox, python=sys.executable, target="tests/", timeout_s=60)
+    assert result.exit_code == 0, result.output_tail

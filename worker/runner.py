@@ -180,6 +180,7 @@ class _JobRun:
                 max_processes=self.settings.suite_max_processes,
             ),
             extra_env=dict(self.contract.env),
+            isolate_network=self.settings.suite_network_isolation,
         )
         python = self.contract.python or self.settings.python or sys.executable
         try:

@@ -59,6 +59,14 @@ class Sandbox:
     tree_kill: bool = True
     limits: Limits = field(default_factory=Limits)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    isolate_network: bool = False  # a network namespace of its own: no network at all
+
+    def wrap(self, command: Sequence[str]) -> list[str]:
+        """The argv to execute; `unshare` execs the command itself, so the pid is the same."""
+        if not self.isolate_network:
+            return list(command)
+        unshare = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+        return [*unshare, "--", *command]
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return sandbox_environment(
@@ -130,7 +138,7 @@ def run_bounded(
     with log_path.open("ab") as log:
         try:
             process = subprocess.Popen(
-                list(command),
+                sandbox.wrap(command),
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     suite_max_memory_mb: int = Field(default=8192, ge=0)
     suite_max_file_mb: int = Field(default=2048, ge=0)
     suite_max_processes: int = Field(default=0, ge=0)
+    # Run setup and suite in a network namespace of their own (needs `unshare`, and root
+    # or user namespaces). Off by default: many suites need the network.
+    suite_network_isolation: bool = False
     git_email_domain: str = "testgate.invalid"
     agent_home_dir: str = ""
     broker_url: str = "redis://localhost:6379/0"
