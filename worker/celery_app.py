@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -11,6 +13,7 @@ from celery.signals import worker_init
 from kombu.utils.url import maybe_sanitize_url
 
 from worker.contracts import ContractsFileError, load_contracts
+from worker.sandbox import Sandbox
 from worker.settings import load_settings
 
 logger = logging.getLogger("testgate.app")
@@ -42,11 +45,26 @@ def check_configuration(conf: Any) -> None:
                 "overhead); a running job would be redelivered to a second worker. Raise "
                 f"TESTGATE_VISIBILITY_TIMEOUT_S to at least {required} or leave it unset."
             )
+    if settings.suite_network_isolation and not network_isolation_works():
+        raise UnsafeConfiguration(
+            "refusing to start: TESTGATE_SUITE_NETWORK_ISOLATION is on but `unshare --net` "
+            "does not work here (not installed, or no root / user namespaces); suites would "
+            "otherwise fail for a reason that is not theirs"
+        )
     if not conf.task_acks_late or not conf.task_reject_on_worker_lost:
         raise UnsafeConfiguration(
             "refusing to start: task_acks_late and task_reject_on_worker_lost must be on, "
             "or a job whose worker dies is lost"
         )
+
+
+def network_isolation_works() -> bool:
+    """One probe at start-up: can this worker put a command in its own network namespace?"""
+    probe = Sandbox(scratch_dir=Path("."), cookie="probe", isolate_network=True).wrap(["true"])
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 @worker_init.connect
