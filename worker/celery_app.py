@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,16 @@ def check_configuration(conf: Any) -> None:
                 "overhead); a running job would be redelivered to a second worker. Raise "
                 f"TESTGATE_VISIBILITY_TIMEOUT_S to at least {required} or leave it unset."
             )
+    limited = (
+        settings.suite_max_memory_mb,
+        settings.suite_max_file_mb,
+        settings.suite_max_processes,
+    )
+    if any(limited) and shutil.which("prlimit") is None:
+        raise UnsafeConfiguration(
+            "refusing to start: suite resource limits are set (TESTGATE_SUITE_MAX_*) but "
+            "`prlimit` (util-linux) is not installed; install it or set the limits to 0"
+        )
     if settings.suite_network_isolation and not network_isolation_works():
         raise UnsafeConfiguration(
             "refusing to start: TESTGATE_SUITE_NETWORK_ISOLATION is on but `unshare --net` "

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
+import select
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,16 +38,23 @@ class Limits:
     max_file_mb: int = 0  # largest file a process may write, its output log included
     max_processes: int = 0
 
-    def apply(self) -> None:
-        """Runs in the forked child, before exec."""
+    def prefix(self) -> list[str]:
+        """`prlimit` with these limits, to put before the command ([] when unlimited).
+
+        A wrapper that execs the command rather than a pre-exec hook: with a hook Python
+        must fork the whole worker instead of using vfork, ~60 ms more per job.
+        """
         mib = 1024 * 1024
-        for limit, value in (
-            (resource.RLIMIT_AS, self.max_memory_mb * mib),
-            (resource.RLIMIT_FSIZE, self.max_file_mb * mib),
-            (resource.RLIMIT_NPROC, self.max_processes),
-        ):
-            if value > 0:
-                resource.setrlimit(limit, (value, value))
+        options = [
+            f"--{name}={value}"
+            for name, value in (
+                ("as", self.max_memory_mb * mib),
+                ("fsize", self.max_file_mb * mib),
+                ("nproc", self.max_processes),
+            )
+            if value > 0
+        ]
+        return ["prlimit", *options, "--"] if options else []
 
 
 @dataclass(frozen=True)
@@ -62,11 +70,13 @@ class Sandbox:
     isolate_network: bool = False  # a network namespace of its own: no network at all
 
     def wrap(self, command: Sequence[str]) -> list[str]:
-        """The argv to execute; `unshare` execs the command itself, so the pid is the same."""
-        if not self.isolate_network:
-            return list(command)
-        unshare = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
-        return [*unshare, "--", *command]
+        """The argv to execute. `prlimit` and `unshare` exec the command in place, so the
+        pid that is waited for and killed is the command's own."""
+        isolate: list[str] = []
+        if self.isolate_network:
+            isolate = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+            isolate.append("--")
+        return [*isolate, *self.limits.prefix(), *command]
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return sandbox_environment(
@@ -146,8 +156,6 @@ def run_bounded(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                # Pool processes run one job and no threads, so a pre-exec hook is safe.
-                preexec_fn=sandbox.limits.apply,  # noqa: PLW1509
             )
         except OSError as exc:
             logger.error("%s could not be started in %s: %s", command[0], cwd, exc)
@@ -168,10 +176,10 @@ def _wait(
     on_tick: Callable[[], None] | None,
 ) -> tuple[int | None, bool]:
     deadline = time.monotonic() + timeout_s
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            return process.wait(timeout=min(remaining, _TICK_S)), False
-        except subprocess.TimeoutExpired:
+    with _exit_notifier(process) as exited:
+        while (remaining := deadline - time.monotonic()) > 0:
+            if exited(min(remaining, _TICK_S)):
+                return process.wait(), False
             if on_tick is not None:
                 on_tick()
     signalled = proctree.kill_job(
@@ -185,6 +193,34 @@ def _wait(
     except subprocess.TimeoutExpired:
         logger.error("pid %d did not die after SIGKILL", process.pid)
     return None, True
+
+
+@contextmanager
+def _exit_notifier(process: subprocess.Popen[bytes]) -> Iterator[Callable[[float], bool]]:
+    """`exited(timeout)` -> True as soon as the process has exited.
+
+    A pidfd wakes up the moment the process ends; Popen.wait(timeout) polls with sleeps
+    of up to 50 ms, which is pure latency on every job.
+    """
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:  # no pidfd on this kernel: fall back to Popen's polling
+        yield lambda timeout: _exited_by_polling(process, timeout)
+        return
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    try:
+        yield lambda timeout: bool(poller.poll(timeout * 1000))
+    finally:
+        os.close(pidfd)
+
+
+def _exited_by_polling(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def read_tail(path: Path, limit: int) -> tuple[str, int]:

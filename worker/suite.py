@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from worker import proctree
 from worker.junit import JunitSummary, parse_junit
 from worker.progress import (
     PLUGIN_MODULE,
@@ -70,13 +69,7 @@ def run_suite(
     tail_bytes: int = 4096,
     progress: Callable[[Progress], None] | None = None,
 ) -> SuiteRun:
-    """Run the suite in `worktree` inside `sandbox`; never raises.
-
-    Whatever an earlier, dead delivery of the same job (same cookie) left running on
-    this host is killed first.
-    """
-    if left := proctree.sweep(sandbox.cookie):
-        logger.warning("killed %d process(es) of an earlier delivery of this job", left)
+    """Run the suite in `worktree` inside `sandbox`; never raises."""
     junit_path = sandbox.scratch_dir / "junit.xml"
     log_path = sandbox.scratch_dir / "output.log"
     progress_path = sandbox.scratch_dir / "progress.json"
