@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +28,8 @@ INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 _FORBIDDEN_PREFIX = "TESTGATE_"
 _REAP_TIMEOUT_S = 30
 _TICK_S = 1.0
+# What util-linux wrappers exit with when the exec itself fails (EX_EXEC_FAILED/ENOENT).
+_WRAPPER_EXEC_FAILED = frozenset({126, 127})
 
 
 @dataclass(frozen=True)
@@ -144,11 +147,17 @@ def run_bounded(
     for directory in (sandbox.scratch_dir / "home", sandbox.scratch_dir / "tmp"):
         directory.mkdir(parents=True, exist_ok=True)
     env = sandbox.environment(os.environ)
+    argv = sandbox.wrap(command)
+    # Behind a wrapper (prlimit, unshare) a missing program is the wrapper's exit code,
+    # which would read as a suite that ran and failed: look for it before starting.
+    if not _executable(command[0], cwd, env):
+        logger.error("%s could not be started in %s: not found or not executable", command[0], cwd)
+        return Bounded(None, False, f"{command[0]}: not found or not executable", 0.0)
     started = time.monotonic()
     with log_path.open("ab") as log:
         try:
             process = subprocess.Popen(
-                sandbox.wrap(command),
+                argv,
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -165,8 +174,20 @@ def run_bounded(
         )
         exit_code, timed_out = _wait(process, sandbox, timeout_s, on_tick)
     duration = time.monotonic() - started
+    if argv[0] != command[0] and exit_code in _WRAPPER_EXEC_FAILED:
+        # prlimit/unshare could not exec the command: it never ran.
+        return Bounded(
+            None, False, f"{argv[0]} could not execute {command[0]} (exit {exit_code})", duration
+        )
     leftovers = proctree.sweep(sandbox.cookie) if sandbox.tree_kill else 0
     return Bounded(exit_code, timed_out, None, duration, leftovers)
+
+
+def _executable(program: str, cwd: Path, env: Mapping[str, str]) -> bool:
+    if "/" in program:
+        path = Path(program) if Path(program).is_absolute() else cwd / program
+        return path.is_file() and os.access(path, os.X_OK)
+    return shutil.which(program, path=env.get("PATH")) is not None
 
 
 def _wait(
