@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.gateworld import job, world
+from tests.httpfixtures import Recorder, http_server
 from tests.repofactory import make_origin, show_file
 from worker.celery_app import app
 from worker.contracts import Contracts, TestContract
-from worker.events import EventDeliveryError
+from worker.events import EventDeliveryError, WebhookSender
 from worker.gate import parse_tests_verdict
 from worker.runner import GateContext, run_gate
 from worker.state import MemoryState, StateUnavailable
@@ -172,3 +173,27 @@ def test_a_gate_that_crashes_is_retried_then_fails_closed_with_one_advance(
         False,
     )
     assert len(w.alerts) == 1 and "a bug in the gate" in w.alerts[0]
+
+
+def test_with_a_webhook_the_advance_arrives_as_a_post_even_if_the_first_one_fails(
+    tmp_path: Path,
+) -> None:
+    w = world(tmp_path)
+    make_origin(w.origins, "failing", FAILING)
+    with http_server(rec=Recorder(fail_first=1)) as (base, rec):
+        ctx = GateContext(
+            settings=w.ctx.settings,
+            contracts=w.ctx.contracts,
+            state=w.state,
+            events=WebhookSender(f"{base}/events", secret="s"),
+            alert=w.alerts.append,
+        )
+        result = run_gate(job("failing"), ctx, attempt=0, delivery_id="d")
+    assert result.kind == "advanced"
+    assert len(rec.posts) == 2  # the first answered 503, the retry was accepted
+    path, headers, payload = rec.posts[-1]
+    assert path == "/events"
+    assert payload["event"] == "orchestrator.advance_stage"
+    assert payload["kwargs"]["result"] == "FAIL"
+    assert payload["kwargs"]["finished_agent"] == "tester"
+    assert headers["X-Testgate-Signature"].startswith("sha256=")

@@ -78,7 +78,7 @@ def test_flower_lists_the_worker_and_the_tester_job(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:  # Flower connects to the broker and the worker in its own time
             try:
-                if any(name in w for w in api(port, "/api/workers")):
+                if any(name in w for w in api(port, "/api/workers?refresh=1")):
                     break
             except OSError:
                 pass
