@@ -77,6 +77,43 @@ class Orchestrator:
         return summary
 
 
+def worker_command(name: str, concurrency: int = 1) -> list[str]:
+    """`celery -A worker worker -Q tests`, exactly as an operator starts it."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "-Q",
+        "tests",
+        "-c",
+        str(concurrency),
+        "-l",
+        "info",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"{name}@%h",
+    ]
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], cwd: Path = ROOT, timeout: float = 110
+) -> subprocess.CompletedProcess[str]:
+    """`testgate <args>` in a subprocess with `env` on top of this process's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @dataclass
 class WorkerProcess:
     """`celery -A worker worker -Q tests` in its own process group."""
@@ -90,24 +127,7 @@ class WorkerProcess:
     ) -> WorkerProcess:
         with log.open("ab") as log_file:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker",
-                    "worker",
-                    "-Q",
-                    "tests",
-                    "-c",
-                    str(concurrency),
-                    "-l",
-                    "info",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-n",
-                    f"{name}@%h",
-                ],
+                worker_command(name, concurrency),
                 cwd=ROOT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
                 stdout=log_file,

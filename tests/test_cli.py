@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.fleet import run_cli
 from tests.repofactory import git
 from worker.gate import parse_tests_verdict
 from worker.sample import GREEN_BRANCH, RED_BRANCH
@@ -16,27 +14,16 @@ from worker.sample import GREEN_BRANCH, RED_BRANCH
 pytestmark = pytest.mark.timeout(120)
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    # No Redis may be needed: point every Redis setting at a closed port.
-    env = {
-        **os.environ,
-        "TESTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
-        "TESTGATE_RESULT_BACKEND": "redis://127.0.0.1:1/1",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
+# No Redis may be needed: every Redis setting points at a closed port.
+NO_REDIS = {
+    "TESTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
+    "TESTGATE_RESULT_BACKEND": "redis://127.0.0.1:1/1",
+}
 
 
 @pytest.fixture
 def sample(tmp_path: Path) -> Path:
-    done = run_cli("sample", str(tmp_path / "sample"), cwd=tmp_path)
+    done = run_cli("sample", str(tmp_path / "sample"), env=NO_REDIS, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     return tmp_path / "sample"
 
@@ -51,6 +38,7 @@ def test_run_on_a_green_branch_passes_and_commits_the_report(sample: Path, tmp_p
         "WI-1",
         "--workdir",
         str(tmp_path / "work"),
+        env=NO_REDIS,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -71,6 +59,7 @@ def test_run_on_a_red_branch_fails_with_exit_code_1(sample: Path, tmp_path: Path
         "WI-2",
         "--workdir",
         str(tmp_path / "work"),
+        env=NO_REDIS,
         cwd=tmp_path,
     )
     assert done.returncode == 1, done.stdout + done.stderr
@@ -90,6 +79,7 @@ def test_run_with_a_bad_work_item_is_handed_back(sample: Path, tmp_path: Path) -
         "../x",
         "--workdir",
         str(tmp_path / "work"),
+        env=NO_REDIS,
         cwd=tmp_path,
     )
     assert done.returncode == 2

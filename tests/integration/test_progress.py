@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.fleet import ROOT
+from tests.fleet import run_cli
 from tests.integration.conftest import Fleet, job
 
 pytestmark = pytest.mark.integration
@@ -16,20 +12,8 @@ pytestmark = pytest.mark.integration
 
 def test_a_running_job_reports_progress_and_watch_shows_a_bar(fleet: Fleet, task_id: int) -> None:
     sent = fleet.orchestrator.send(**job(task_id, "steps", "WI-steps"))
-    env = {
-        **os.environ,
-        "TESTGATE_BROKER_URL": fleet.broker,
-        "TESTGATE_RESULT_BACKEND": fleet.backend,
-    }
-    watched = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "watch", sent.id, "--timeout", "120"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
+    env = {"TESTGATE_BROKER_URL": fleet.broker, "TESTGATE_RESULT_BACKEND": fleet.backend}
+    watched = run_cli("watch", sent.id, "--timeout", "120", env=env, timeout=150)
     assert watched.returncode == 0, watched.stdout + watched.stderr
     lines = watched.stdout.splitlines()
     done = [int(line.split("] ")[1].split("/")[0]) for line in lines if "/6 tests," in line]

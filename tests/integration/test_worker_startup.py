@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.fleet import ROOT
+from tests.fleet import ROOT, run_cli, worker_command
 from tests.integration.conftest import BROKER_DB, REDIS_HOST, STATE_DB
 
 pytestmark = pytest.mark.integration
@@ -25,22 +24,7 @@ def start_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
         **env,
     }
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-Q",
-            "tests",
-            "-c",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"startup-{os.getpid()}@%h",
-        ],
+        worker_command(f"startup-{os.getpid()}"),
         cwd=ROOT,
         env=full_env,
         capture_output=True,
@@ -67,20 +51,11 @@ def test_a_broken_contracts_file_is_refused_with_its_fault(tmp_path: Path) -> No
 
 def test_status_reports_counters_queue_depth_and_workers_as_json(tmp_path: Path) -> None:
     env = {
-        **os.environ,
         "TESTGATE_BROKER_URL": f"{REDIS_HOST}/{BROKER_DB}",
         "TESTGATE_RESULT_BACKEND": f"{REDIS_HOST}/{STATE_DB}",
         "TESTGATE_KEY_PREFIX": "status-test:",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "status", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("status", "--json", env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
     assert status["enabled"] is True and status["runs"] == 0
@@ -89,26 +64,18 @@ def test_status_reports_counters_queue_depth_and_workers_as_json(tmp_path: Path)
 
 
 def test_enqueue_refuses_an_invalid_job_with_a_clear_message(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "worker.cli",
-            "enqueue",
-            "--task-id",
-            "1",
-            "--repo",
-            "r",
-            "--work-item",
-            "../etc",
-            "--branch",
-            "main",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    done = run_cli(
+        "enqueue",
+        "--task-id",
+        "1",
+        "--repo",
+        "r",
+        "--work-item",
+        "../etc",
+        "--branch",
+        "main",
+        env={},
         timeout=60,
-        check=False,
     )
     assert done.returncode == 2
     assert "work_item_id" in done.stderr
