@@ -104,3 +104,26 @@ def test_the_scaled_object_sums_every_priority_list_celery_uses() -> None:
     formula = scaled["advanced"]["scalingModifiers"]["formula"]
     assert set(re.findall(r"\w+", formula)) == {t["name"] for t in triggers}
     assert "+" in formula
+
+
+def test_alert_rules_use_only_metrics_the_gate_exports() -> None:
+    from worker.metrics import render_metrics
+
+    exported = {
+        line.split("{")[0].split(" ")[0]
+        for line in render_metrics({}, 0, 0).splitlines()
+        if not line.startswith("#")
+    }
+    exported |= {name.rsplit("_bucket", 1)[0] for name in exported}
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
+    assert {
+        "TestgateWorkersDown",
+        "TestgateQueueBacklog",
+        "TestgateToolErrorRatio",
+        "TestgateFailClosed",
+    } <= names
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            used = set(re.findall(r"testgate_\w+", rule["expr"]))
+            assert used and used <= exported, (rule["alert"], used - exported)

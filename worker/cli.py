@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--commit", help="40-hex commit to test (default: the branch tip)")
     enqueue.set_defaults(handler=_cmd_enqueue)
 
+    metrics = sub.add_parser(
+        "metrics", help="serve Prometheus metrics of the fleet on http://HOST:PORT/metrics"
+    )
+    metrics.add_argument("--port", type=int, default=9808)
+    metrics.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    metrics.set_defaults(handler=_cmd_metrics)
+
     watch = sub.add_parser(
         "watch", help="a live progress bar for one job (its Celery task id, as enqueue prints)"
     )
@@ -193,6 +200,21 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     except InvalidJob as exc:
         print(f"testgate: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from worker.fleet_status import metrics_text
+    from worker.metrics import serve_metrics
+
+    server = serve_metrics(args.port, metrics_text, host=args.host)
+    print(f"serving http://{args.host}:{server.server_address[1]}/metrics", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.server_close()
     return 0
 
 

@@ -27,6 +27,7 @@ from worker.checkout import Checkout, CheckoutError, checkout
 from worker.context import GateContext, GateResult
 from worker.contracts import TestContract
 from worker.job import Job, JobRejected, parse_job
+from worker.metrics import observe_suite_duration
 from worker.prepare import prepare_suite
 from worker.progress import Progress
 from worker.publish import GitIdentity, PublishResult, publish_report
@@ -235,6 +236,7 @@ class _JobRun:
         else:
             smoke = run_smoke(self.contract.smoke_base_url, self.contract.smoke_checks)
         verdict = with_smoke(suite_verdict, smoke)
+        observe_suite_duration(self.ctx.state, suite.duration_s)
         self.ctx.state.bump("pass" if verdict.result == "PASS" else "fail")
         junit = suite.junit
         facts = self._facts(verdict, co.commit, smoke, suite.exit_code)
@@ -327,6 +329,7 @@ class _JobRun:
         return result
 
     def _log_verdict(self, verdict: Verdict, exit_code: int | None, smoke: SmokeResult) -> None:
+        self.ctx.state.bump(f"outcome_{verdict.outcome}")
         logger.info(
             "verdict work_item=%s repo=%s exit_code=%s result=%s smoke=%s duration_s=%.1f "
             "outcome=%s",

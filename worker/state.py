@@ -32,7 +32,7 @@ class StateUnavailable(Exception):
 
 
 class GateState(Protocol):
-    def bump(self, counter: str) -> None: ...
+    def bump(self, counter: str, amount: int = 1) -> None: ...
     def counters(self) -> dict[str, int]: ...
     def acquire_run(self, key: str, owner: str, ttl_s: int) -> str | None:
         """Take the run lock for `key`; return None if taken, else the current holder."""
@@ -57,10 +57,10 @@ class RedisState:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         return cls(client, prefix)
 
-    def bump(self, counter: str) -> None:
+    def bump(self, counter: str, amount: int = 1) -> None:
         """Observability must never break a decision: errors are logged, not raised."""
         try:
-            self._redis.hincrby(self._key("counters"), counter, 1)
+            self._redis.hincrby(self._key("counters"), counter, amount)
         except redis.RedisError as exc:
             logger.warning("counter %s not incremented: %s", counter, exc)
 
@@ -136,9 +136,9 @@ class MemoryState:
             self._deliveries[key] = self._deliveries.get(key, 0) + 1
             return self._deliveries[key]
 
-    def bump(self, counter: str) -> None:
+    def bump(self, counter: str, amount: int = 1) -> None:
         with self._lock:
-            self._counters[counter] = self._counters.get(counter, 0) + 1
+            self._counters[counter] = self._counters.get(counter, 0) + amount
 
     def counters(self) -> dict[str, int]:
         with self._lock:
