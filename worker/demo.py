@@ -10,7 +10,6 @@ It talks to testgate only through `worker.client` and the broker.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ from celery.contrib.testing.worker import start_worker
 
 from worker import client
 from worker.gate import parse_tests_verdict
+from worker.gitcmd import read_at_ref, run_git
 from worker.sample import GREEN_BRANCH, RED_BRANCH, create_sample_repo
 from worker.settings import Settings
 
@@ -91,15 +91,8 @@ class StageEngine:
     def tests_passed(self, task: TaskRow) -> bool:
         """The orchestrator's own gate: the report on the branch, read by the parser."""
         report = f"docs/work-items/{task.work_item_id}/13-test-report.md"
-        shown = subprocess.run(
-            ["git", "show", f"refs/heads/{task.branch}:{report}"],
-            cwd=self._origin_of(task.repo),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        return shown.returncode == 0 and parse_tests_verdict(shown.stdout) is True
+        text = read_at_ref(self._origin_of(task.repo), f"refs/heads/{task.branch}", report)
+        return text is not None and parse_tests_verdict(text) is True
 
     def advance_stage(
         self, task_id: int, current_stage: str, finished_agent: str, **info: Any
@@ -166,34 +159,21 @@ def launch_testing(engine: StageEngine, task_id: int, app: Celery, settings: Set
 
 def developer_fixes(repo: Path, branch: str, files: dict[str, str], say: Say) -> None:
     """Play the developer agent: commit a fix on `branch` of the sample repo."""
+    identity = {
+        "GIT_AUTHOR_NAME": "dev-agent",
+        "GIT_AUTHOR_EMAIL": "dev@example.invalid",
+        "GIT_COMMITTER_NAME": "dev-agent",
+        "GIT_COMMITTER_EMAIL": "dev@example.invalid",
+    }
     with tempfile.TemporaryDirectory(prefix="dev-") as tmp:
         tree = Path(tmp) / "tree"
-        env_git = ["git", "-c", "user.name=dev-agent", "-c", "user.email=dev@example.invalid"]
-        subprocess.run(
-            ["git", "worktree", "add", "-q", str(tree), branch],
-            cwd=repo,
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        run_git(["worktree", "add", "-q", str(tree), branch], repo)
         try:
             for rel, text in files.items():
                 (tree / rel).write_text(text)
-            subprocess.run(
-                [*env_git, "commit", "-qam", "fix after the test gate"],
-                cwd=tree,
-                check=True,
-                capture_output=True,
-                timeout=60,
-            )
+            run_git(["commit", "-qam", "fix after the test gate"], tree, env=identity)
         finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(tree)],
-                cwd=repo,
-                check=False,
-                capture_output=True,
-                timeout=60,
-            )
+            run_git(["worktree", "remove", "--force", str(tree)], repo)
     say(f"developer agent pushed a fix to {branch}")
 
 

@@ -4,7 +4,6 @@ with Celery on its in-memory broker. No Redis, no orchestrator."""
 from __future__ import annotations
 
 import logging
-import subprocess
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from worker.alerts import send_alert
 from worker.celery_app import app
 from worker.contracts import parse_contracts
 from worker.events import CelerySender
+from worker.gitcmd import read_at_ref
 from worker.runner import GateContext
 from worker.settings import Settings, load_settings
 from worker.state import MemoryState
@@ -125,15 +125,7 @@ def _install_in_process(settings: Settings, *, eager: bool) -> MemoryState:
 
 def read_report(repo_path: Path, branch: str, report_path: str) -> str | None:
     """The report as it now stands on the branch in `repo_path`, if it is there."""
-    shown = subprocess.run(
-        ["git", "show", f"refs/heads/{branch}:{report_path}"],
-        cwd=repo_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return shown.stdout if shown.returncode == 0 else None
+    return read_at_ref(repo_path, f"refs/heads/{branch}", report_path)
 
 
 def _drain(queue_name: str) -> list[tuple[str, dict[str, Any]]]:

@@ -43,3 +43,11 @@ def run_git(
         stderr = done.stderr.strip()[-_STDERR_LIMIT:]
         raise GitError(f"git {args[0]} failed ({done.returncode}): {stderr}")
     return done.stdout.strip()
+
+
+def read_at_ref(repo: Path, ref: str, rel_path: str, timeout_s: float = 60) -> str | None:
+    """The file `rel_path` as committed at `ref` in `repo`, or None if it is not there."""
+    try:
+        return run_git(["show", f"{ref}:{rel_path}"], repo, timeout_s=timeout_s)
+    except GitError:
+        return None

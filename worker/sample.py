@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
+
+from worker.gitcmd import run_git
 
 _MAIN_FILES = {
     "README.md": "# sample\n\nA tiny project for trying testgate.\n",
@@ -68,11 +68,4 @@ def _git(repo: Path, *args: str) -> None:
         "GIT_COMMITTER_NAME": "sample",
         "GIT_COMMITTER_EMAIL": "sample@example.invalid",
     }
-    subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        env={**os.environ, **identity},
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    run_git(list(args), repo, env=identity, timeout_s=60)
