@@ -34,7 +34,7 @@ def job_processes(cookie: str, root_pid: int | None = None) -> set[int]:
             found.add(pid)
     if root_pid is not None and root_pid in table:
         found |= _descendants(root_pid, table) | {root_pid}
-    return {pid for pid in found if table.get(pid, (0, 0, "Z"))[2] != "Z"} - _protected()
+    return {pid for pid in found if table.get(pid, (0, 0, "Z"))[2] != "Z"} - _protected(table)
 
 
 def kill_job(cookie: str, root_pid: int | None, *, grace_s: float, tree: bool) -> int:
@@ -94,7 +94,7 @@ def _group_members(root_pid: int | None) -> set[int]:
         return set()
     table = _process_table()
     members = {p for p, (_, pgid, state) in table.items() if pgid == root_pid and state != "Z"}
-    return members - _protected()
+    return members - _protected(table)
 
 
 def _process_table() -> dict[int, tuple[int, int, str]]:
@@ -134,11 +134,10 @@ def _descendants(root: int, table: dict[int, tuple[int, int, str]]) -> set[int]:
     return found
 
 
-def _protected() -> set[int]:
+def _protected(table: dict[int, tuple[int, int, str]]) -> set[int]:
     """This process and its ancestors: a job must never take its worker down."""
     protected = set()
     pid = os.getpid()
-    table = _process_table()
     while pid > 0 and pid not in protected:
         protected.add(pid)
         pid = table.get(pid, (0, 0, ""))[0]
