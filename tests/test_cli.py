@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,24 @@ NO_REDIS = {
 }
 
 
+def run_gate(
+    sample: Path, branch: str, work_item: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    """`testgate run` on the sample repo, with no Redis reachable."""
+    return run_cli(
+        "run",
+        str(sample),
+        "--branch",
+        branch,
+        "--work-item",
+        work_item,
+        "--workdir",
+        str(tmp_path / "work"),
+        env=NO_REDIS,
+        cwd=tmp_path,
+    )
+
+
 @pytest.fixture
 def sample(tmp_path: Path) -> Path:
     done = run_cli("sample", str(tmp_path / "sample"), env=NO_REDIS, cwd=tmp_path)
@@ -29,18 +48,7 @@ def sample(tmp_path: Path) -> Path:
 
 
 def test_run_on_a_green_branch_passes_and_commits_the_report(sample: Path, tmp_path: Path) -> None:
-    done = run_cli(
-        "run",
-        str(sample),
-        "--branch",
-        GREEN_BRANCH,
-        "--work-item",
-        "WI-1",
-        "--workdir",
-        str(tmp_path / "work"),
-        env=NO_REDIS,
-        cwd=tmp_path,
-    )
+    done = run_gate(sample, GREEN_BRANCH, "WI-1", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verdict: PASS" in done.stdout
     assert "event on the orchestrator queue: orchestrator.advance_stage(" in done.stdout
@@ -50,18 +58,7 @@ def test_run_on_a_green_branch_passes_and_commits_the_report(sample: Path, tmp_p
 
 
 def test_run_on_a_red_branch_fails_with_exit_code_1(sample: Path, tmp_path: Path) -> None:
-    done = run_cli(
-        "run",
-        str(sample),
-        "--branch",
-        RED_BRANCH,
-        "--work-item",
-        "WI-2",
-        "--workdir",
-        str(tmp_path / "work"),
-        env=NO_REDIS,
-        cwd=tmp_path,
-    )
+    done = run_gate(sample, RED_BRANCH, "WI-2", tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "verdict: FAIL" in done.stdout
     assert "tests/test_subtract.py::test_subtract" in git(
@@ -70,18 +67,7 @@ def test_run_on_a_red_branch_fails_with_exit_code_1(sample: Path, tmp_path: Path
 
 
 def test_run_with_a_bad_work_item_is_handed_back(sample: Path, tmp_path: Path) -> None:
-    done = run_cli(
-        "run",
-        str(sample),
-        "--branch",
-        GREEN_BRANCH,
-        "--work-item",
-        "../x",
-        "--workdir",
-        str(tmp_path / "work"),
-        env=NO_REDIS,
-        cwd=tmp_path,
-    )
+    done = run_gate(sample, GREEN_BRANCH, "../x", tmp_path)
     assert done.returncode == 2
     assert "orchestrator.test_gate_handback" in done.stdout
     assert "work_item_id" in done.stdout

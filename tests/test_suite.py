@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fleet import pid_alive
 from worker.progress import Progress
 from worker.sandbox import Limits, Sandbox, sandbox_environment
 from worker.suite import SuiteRun, run_suite
@@ -45,14 +46,6 @@ def run(
     return run_suite(
         root, sandbox, python=python, target="tests/", timeout_s=timeout_s, tail_bytes=tail_bytes
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_a_passing_suite_exits_0_with_junit_counts(tmp_path: Path) -> None:
@@ -123,7 +116,7 @@ def test_a_hanging_suite_is_killed_with_its_new_session_child(tmp_path: Path) ->
     result = run(root, tmp_path, timeout_s=2)
     assert (result.exit_code, result.timed_out, result.ran) == (None, True, False)
     assert time.monotonic() - started < 30
-    assert not alive(int(pid_file.read_text()))
+    assert not pid_alive(int(pid_file.read_text()))
 
 
 def test_a_double_forked_daemon_is_killed_after_a_passing_run(tmp_path: Path) -> None:
@@ -149,7 +142,7 @@ def test_a_double_forked_daemon_is_killed_after_a_passing_run(tmp_path: Path) ->
     result = run(root, tmp_path)
     assert result.exit_code == 0
     assert result.leftover_killed >= 1
-    assert not alive(int(pid_file.read_text()))
+    assert not pid_alive(int(pid_file.read_text()))
 
 
 def test_no_testgate_variable_or_broker_url_reaches_the_suite(

@@ -3,11 +3,11 @@ orchestrator queue, on the alert webhook and on the branch."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
+from tests.fleet import pid_alive
 from tests.integration.conftest import Fleet, job
 from tests.integration.scenarios import BRANCH
 from tests.repofactory import git, show_file
@@ -130,7 +130,7 @@ def test_a_hanging_suite_is_deferred_then_fails_closed_with_one_alert_and_one_ad
     assert len(new_alerts) == 1
     assert "infrastructure, not a code defect" in new_alerts[0][2]["text"]
     child = int(fleet.hang_pid_file.read_text())
-    assert not _alive(child), f"the suite's new-session child {child} survived"
+    assert not pid_alive(child), f"the suite's new-session child {child} survived"
 
 
 def test_a_duplicate_of_a_finished_job_does_not_advance_again(fleet: Fleet, task_id: int) -> None:
@@ -177,13 +177,3 @@ def test_counters_are_shared_in_redis(fleet: Fleet, task_id: int) -> None:
 
 def counters(raw: dict[Any, Any]) -> dict[str, int]:
     return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return os.path.exists(f"/proc/{pid}")
