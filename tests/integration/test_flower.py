@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,49 @@ def api(port: int, path: str) -> Any:
     request.add_header("Authorization", "Basic " + base64.b64encode(AUTH.encode()).decode())
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
+
+
+@dataclass(frozen=True)
+class Screenshot:
+    png: Path
+    dom: str
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
+        pytest.skip("chromium not installed (apt-get install chromium); CI runs this")
+    return found
+
+
+def screenshot(port: int, page: str, tmp_path: Path) -> Screenshot:
+    """A Flower page in headless Chromium, after its tables have loaded."""
+    url = f"http://{AUTH}@127.0.0.1:{port}/{page}"
+    png = tmp_path / f"flower-{page.split('/', maxsplit=1)[0]}.png"
+    flags = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--window-size=1400,700",
+        # The table is filled by an XHR after load; virtual time lets it arrive.
+        "--virtual-time-budget=8000",
+    ]
+    subprocess.run(
+        [*flags, f"--screenshot={png}", url], check=True, timeout=90, capture_output=True
+    )
+    dom = subprocess.run(
+        [*flags, "--dump-dom", url], check=True, timeout=90, capture_output=True, text=True
+    ).stdout
+    return Screenshot(png, dom)
 
 
 def test_flower_lists_the_worker_and_the_tester_job(tmp_path: Path) -> None:
@@ -102,6 +147,14 @@ def test_flower_lists_the_worker_and_the_tester_job(tmp_path: Path) -> None:
         assert task["name"] == "testgate.run_test_gate"
         assert "WI-fl" in task["kwargs"]
         assert "advanced" in task["result"]
+        tasks = screenshot(port, "tasks", tmp_path)
+        assert sent.id in tasks.dom and "testgate.run_test_gate" in tasks.dom
+        one = screenshot(port, f"task/{sent.id}", tmp_path)
+        assert "WI-fl" in one.dom and "advanced" in one.dom
+        for shot in (tasks, one):
+            assert shot.png.read_bytes().startswith(b"\x89PNG")
+            if os.environ.get("TESTGATE_WRITE_ARTIFACTS"):  # refreshes the pictures in docs/
+                shutil.copyfile(shot.png, ROOT / "docs" / shot.png.name)
     finally:
         flower_process.terminate()
         flower_process.wait(timeout=30)
