@@ -197,3 +197,29 @@ def test_with_a_webhook_the_advance_arrives_as_a_post_even_if_the_first_one_fail
     assert payload["kwargs"]["result"] == "FAIL"
     assert payload["kwargs"]["finished_agent"] == "tester"
     assert headers["X-Testgate-Signature"].startswith("sha256=")
+
+
+def test_a_fork_bomb_ends_as_a_fail_whose_report_names_the_process_limit(tmp_path: Path) -> None:
+    from worker.jobcgroup import open_job_cgroup
+
+    probe = open_job_cgroup("probe-runner", 10)
+    if probe is None:
+        pytest.skip("no writable pids cgroup here (not root, or no delegated cgroup v2)")
+    probe.remove()
+    w = world(tmp_path, {"bomb": {"smoke_enabled": False}}, suite_max_pids=60)
+    bomb = (
+        "import os, time\n\n\n"
+        "def test_bomb():\n"
+        "    while True:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(600)\n"
+        "            os._exit(0)\n"
+    )
+    origin = make_origin(w.origins, "bomb", {"tests/test_bomb.py": bomb})
+    result = run_gate(job("bomb"), w.ctx, attempt=0, delivery_id="d1")
+    assert result.kind == "advanced"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "code-fail")
+    report = show_file(origin, "feature/x", "docs/work-items/WI-5/13-test-report.md")
+    assert "## Resource limits reached" in report and "limit of 60 processes" in report
+    assert not list((w.ctx.settings.workdir_path / "scratch").iterdir())

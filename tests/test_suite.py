@@ -9,11 +9,13 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fleet import pid_alive
+from worker.jobcgroup import JobCgroup, open_job_cgroup
 from worker.progress import Progress
 from worker.sandbox import Limits, Sandbox, sandbox_environment
 from worker.suite import SuiteRun, run_suite
@@ -323,3 +325,116 @@ def test_network_isolation_cuts_the_suite_off_from_the_workers_network(
         sandbox.scratch_dir.mkdir()
         result = run_suite(root, sandbox, python=sys.executable, target="tests/", timeout_s=60)
     assert result.exit_code == 0, result.output_tail
+
+
+@pytest.fixture
+def job_cgroup() -> Iterator[JobCgroup]:
+    group = open_job_cgroup(f"test-{uuid.uuid4().hex[:12]}", max_pids=40)
+    if group is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root with a pids cgroup: it must be writable there")
+        pytest.skip("no writable pids cgroup here (not root, or no delegated cgroup v2)")
+    yield group
+    group.remove()
+    assert not group.path.exists()
+
+
+def run_in(root: Path, tmp_path: Path, group: JobCgroup, *, cookie: str | None = None) -> SuiteRun:
+    sandbox = Sandbox(
+        scratch_dir=tmp_path / "scratch",
+        cookie=cookie or uuid.uuid4().hex,
+        kill_grace_s=0.5,
+        cgroup=group,
+    )
+    sandbox.scratch_dir.mkdir(exist_ok=True)
+    return run_suite(root, sandbox, python=sys.executable, target="tests/", timeout_s=120)
+
+
+FORK_BOMB = (
+    "import os, time\n\n\n"
+    "def test_bomb():\n"
+    "    while True:\n"  # every child sleeps, so the count only grows until forks fail
+    "        if os.fork() == 0:\n"
+    "            time.sleep(600)\n"
+    "            os._exit(0)\n"
+)
+
+
+def test_a_fork_bomb_hits_the_job_cgroup_and_fails_its_suite_even_as_root(
+    tmp_path: Path, job_cgroup: JobCgroup
+) -> None:
+    root = project(tmp_path, {"tests/test_bomb.py": FORK_BOMB})
+    result = run_in(root, tmp_path, job_cgroup)
+    assert (result.ran, result.exit_code) == (True, 1)
+    assert "BlockingIOError" in result.output_tail
+    assert result.leftover_killed >= 30  # the sleeping children, killed after the run
+    assert job_cgroup.members() == set()
+    [note] = result.limit_notes
+    assert "limit of 40 processes" in note and "fork bomb" in note
+
+
+def escaping_daemon_project(tmp_path: Path) -> tuple[Path, Path]:
+    pid_file = tmp_path / "daemon.pid"
+    root = project(
+        tmp_path,
+        {
+            "tests/test_escape.py": (
+                "import os, time\n\n\n"
+                "def test_escapes():\n"
+                "    if os.fork() == 0:\n"
+                "        os.setsid()\n"
+                "        if os.fork() == 0:\n"
+                "            # a new session, re-parented away, and no cookie left\n"
+                f"            open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+                f"            os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+                "            os.execve('/bin/sleep', ['sleep', '600'], {})\n"
+                "        os._exit(0)\n"
+                "    os.wait()\n"
+                f"    while not os.path.exists({str(pid_file)!r}):\n"
+                "        time.sleep(0.01)\n"
+                "    time.sleep(0.2)  # past the execve\n"
+            )
+        },
+    )
+    return root, pid_file
+
+
+def test_a_daemon_that_clears_its_environment_escapes_the_cookie_alone(tmp_path: Path) -> None:
+    """Why the cgroup exists: without it this daemon outlives the job."""
+    root, pid_file = escaping_daemon_project(tmp_path)
+    assert run(root, tmp_path).exit_code == 0
+    daemon = int(pid_file.read_text())
+    try:
+        assert pid_alive(daemon)
+    finally:
+        os.kill(daemon, 9)
+
+
+def test_a_daemon_that_clears_its_environment_is_still_killed_by_its_cgroup(
+    tmp_path: Path, job_cgroup: JobCgroup
+) -> None:
+    root, pid_file = escaping_daemon_project(tmp_path)
+    result = run_in(root, tmp_path, job_cgroup)
+    assert result.exit_code == 0
+    assert not pid_alive(int(pid_file.read_text()))
+    assert result.leftover_killed >= 1 and result.limit_notes == ()
+
+
+def test_a_redelivery_empties_the_cgroup_a_dead_delivery_left(tmp_path: Path) -> None:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    first = open_job_cgroup(name, max_pids=10)
+    if first is None:
+        pytest.skip("no writable pids cgroup here")
+    import subprocess
+
+    orphan = subprocess.Popen([*first.enter_prefix(), "sleep", "600"])
+    try:
+        while orphan.pid not in first.members():
+            time.sleep(0.01)
+        again = open_job_cgroup(name, max_pids=10)  # what the next delivery does
+        assert again is not None and again.path == first.path
+        assert orphan.wait(timeout=10) == -9
+        again.remove()
+    finally:
+        orphan.kill()
+        orphan.wait()

@@ -14,6 +14,7 @@ from celery.signals import worker_init
 from kombu.utils.url import maybe_sanitize_url
 
 from worker.contracts import ContractsFileError, load_contracts
+from worker.jobcgroup import open_job_cgroup
 from worker.sandbox import Sandbox
 from worker.settings import load_settings
 
@@ -97,3 +98,20 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
     logger.info(
         "testgate worker configuration checked: broker %s", maybe_sanitize_url(str(conf.broker_url))
     )
+    _log_process_containment()
+
+
+def _log_process_containment() -> None:
+    """Say once how far a job's processes are contained here (it depends on privileges)."""
+    max_pids = load_settings().suite_max_pids
+    probe = open_job_cgroup("startup-probe", max_pids)
+    if probe is not None:
+        probe.remove()
+        logger.info("each job runs in a pids cgroup of its own (at most %d processes)", max_pids)
+    else:
+        logger.warning(
+            "no writable pids cgroup (TESTGATE_SUITE_MAX_PIDS=%d): a job's processes are "
+            "found by its cookie and process tree only, and a fork bomb is bounded only by "
+            "TESTGATE_SUITE_MAX_PROCESSES (RLIMIT_NPROC, not for root)",
+            max_pids,
+        )

@@ -37,6 +37,7 @@ class ReportFacts:
     failing_tests: tuple[str, ...] = ()
     output_tail: str = ""
     attempts: int = 1
+    limit_notes: tuple[str, ...] = ()  # resource limits the suite ran into
 
 
 def render_report(facts: ReportFacts) -> str:
@@ -86,6 +87,9 @@ def _body(facts: ReportFacts) -> str:
             "The suite never executed: this is an infrastructure fault, not a code defect. "
             "The runner failed closed so that no untested branch advances.\n"
         )
+    if facts.limit_notes:
+        notes = "\n".join(f"- {note}" for note in facts.limit_notes)
+        sections.append(f"## Resource limits reached\n\n{notes}\n")
     if facts.failing_tests:
         sections.append(_failing_section(facts.failing_tests))
     if facts.output_tail:

@@ -27,6 +27,7 @@ from worker.checkout import Checkout, CheckoutError, checkout
 from worker.context import GateContext, GateResult
 from worker.contracts import TestContract
 from worker.job import Job, JobRejected, parse_job
+from worker.jobcgroup import open_job_cgroup
 from worker.metrics import observe_suite_duration
 from worker.prepare import prepare_suite
 from worker.progress import Progress
@@ -170,6 +171,8 @@ class _JobRun:
         scratch_root = self.settings.workdir_path / "scratch"
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=scratch_root))
+        # Named by the cookie, so a redelivery finds (and empties) a dead delivery's group.
+        cgroup = open_job_cgroup(f"job-{self.cookie[:16]}", self.settings.suite_max_pids)
         sandbox = Sandbox(
             scratch_dir=scratch,
             cookie=self.cookie,
@@ -182,6 +185,7 @@ class _JobRun:
             ),
             extra_env=dict(self.contract.env),
             isolate_network=self.settings.suite_network_isolation,
+            cgroup=cgroup,
         )
         python = self.contract.python or self.settings.python or sys.executable
         try:
@@ -219,6 +223,8 @@ class _JobRun:
                 progress=self.progress,
             )
         finally:
+            if cgroup is not None:
+                cgroup.remove()
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _why_not_run(self, suite: SuiteRun) -> str:
@@ -246,6 +252,7 @@ class _JobRun:
             tests_total=junit.tests if junit else None,
             failing_tests=junit.failing if junit else (),
             output_tail=suite.output_tail,
+            limit_notes=suite.limit_notes,
         )
         published = self._publish(co, facts)
         self._log_verdict(verdict, suite.exit_code, smoke)

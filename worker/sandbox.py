@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from worker import proctree
+from worker.jobcgroup import JobCgroup
 
 logger = logging.getLogger("testgate.sandbox")
 
@@ -71,15 +72,35 @@ class Sandbox:
     limits: Limits = field(default_factory=Limits)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     isolate_network: bool = False  # a network namespace of its own: no network at all
+    cgroup: JobCgroup | None = None  # the job's pids cgroup, where there can be one
 
     def wrap(self, command: Sequence[str]) -> list[str]:
-        """The argv to execute. `prlimit` and `unshare` exec the command in place, so the
-        pid that is waited for and killed is the command's own."""
+        """The argv to execute. The cgroup shell, `prlimit` and `unshare` all exec the
+        command in place, so the pid that is waited for and killed is the command's own."""
+        enter = self.cgroup.enter_prefix() if self.cgroup else []
         isolate: list[str] = []
         if self.isolate_network:
             isolate = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
             isolate.append("--")
-        return [*isolate, *self.limits.prefix(), *command]
+        return [*enter, *isolate, *self.limits.prefix(), *command]
+
+    def kill_leftovers(self) -> int:
+        """Kill whatever of the job still runs: by cookie, and by cgroup membership (which
+        also finds a process that cleared its environment)."""
+        killed = proctree.sweep(self.cookie) if self.tree_kill else 0
+        if self.cgroup is not None:
+            killed += self.cgroup.kill_all()
+        return killed
+
+    def limit_notes(self) -> tuple[str, ...]:
+        """Limits the job ran into, for the report."""
+        if self.cgroup is not None and self.cgroup.limit_reached():
+            return (
+                f"the suite reached its limit of {self.cgroup.max_pids} processes "
+                "(TESTGATE_SUITE_MAX_PIDS): a fork bomb or runaway process spawning; "
+                "forks beyond it failed",
+            )
+        return ()
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return sandbox_environment(
@@ -100,6 +121,7 @@ class Bounded:
     spawn_error: str | None
     duration_s: float
     leftover_killed: int = 0
+    limit_notes: tuple[str, ...] = ()
 
 
 def sandbox_environment(
@@ -179,8 +201,8 @@ def run_bounded(
         return Bounded(
             None, False, f"{argv[0]} could not execute {command[0]} (exit {exit_code})", duration
         )
-    leftovers = proctree.sweep(sandbox.cookie) if sandbox.tree_kill else 0
-    return Bounded(exit_code, timed_out, None, duration, leftovers)
+    leftovers = sandbox.kill_leftovers()
+    return Bounded(exit_code, timed_out, None, duration, leftovers, sandbox.limit_notes())
 
 
 def _executable(program: str, cwd: Path, env: Mapping[str, str]) -> bool:
@@ -206,6 +228,8 @@ def _wait(
     signalled = proctree.kill_job(
         sandbox.cookie, process.pid, grace_s=sandbox.kill_grace_s, tree=sandbox.tree_kill
     )
+    if sandbox.cgroup is not None:
+        signalled += sandbox.cgroup.kill_all()
     logger.warning(
         "pid %d timed out after %ss: %d process(es) killed", process.pid, timeout_s, signalled
     )

@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     # a FAIL of that suite, never as a dead worker or a full disk.
     suite_max_memory_mb: int = Field(default=8192, ge=0)
     suite_max_file_mb: int = Field(default=2048, ge=0)
-    suite_max_processes: int = Field(default=0, ge=0)
+    suite_max_processes: int = Field(default=0, ge=0)  # RLIMIT_NPROC: per user, not per job
+    # Processes and threads of one job, by a pids cgroup where the worker may create one
+    # (root, or a delegated cgroup v2 subtree): stops a fork bomb even as root.
+    suite_max_pids: int = Field(default=2048, ge=0)
     # Run setup and suite in a network namespace of their own (needs `unshare`, and root
     # or user namespaces). Off by default: many suites need the network.
     suite_network_isolation: bool = False

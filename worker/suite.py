@@ -37,6 +37,7 @@ class SuiteRun:
     output_bytes: int  # how much the suite printed in total
     junit: JunitSummary | None  # None when pytest wrote no readable JUnit XML
     leftover_killed: int = 0  # processes of the job still alive after it ended, killed
+    limit_notes: tuple[str, ...] = ()  # resource limits the suite ran into
 
     @property
     def ran(self) -> bool:
@@ -96,6 +97,7 @@ def run_suite(
         output_bytes=size,
         junit=_read_junit(junit_path),
         leftover_killed=ended.leftover_killed,
+        limit_notes=ended.limit_notes,
     )
 
 
