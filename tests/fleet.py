@@ -76,6 +76,19 @@ class Orchestrator:
         assert isinstance(summary, dict)
         return summary
 
+    def wait_succeeded(self, task_uuid: str, timeout: float = 120) -> dict[str, Any]:
+        """The summary of the delivery that finally succeeded. A delivery that gave its
+        message back stores REJECTED first; the next one overwrites it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fresh = AsyncResult(task_uuid, app=self.app)  # never a cached earlier state
+            if fresh.state == "SUCCESS":
+                summary = fresh.result
+                assert isinstance(summary, dict)
+                return summary
+            time.sleep(0.2)
+        raise TimeoutError(f"task {task_uuid} did not succeed within {timeout}s")
+
 
 def worker_command(name: str, concurrency: int = 1) -> list[str]:
     """`celery -A worker worker -Q tests`, exactly as an operator starts it."""

@@ -54,9 +54,13 @@ class Chaos:
     def origin(self, repo: str, files: dict[str, str]) -> Path:
         return make_origin(self.tmp / "origins", repo, files, branch=BRANCH)
 
-    def start_worker(self, concurrency: int = 1) -> WorkerProcess:
+    def start_worker(
+        self, concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         name = f"chaos{len(self.workers)}-{uuid.uuid4().hex[:6]}"
-        worker = WorkerProcess.start(self.env, self.tmp / f"{name}.log", name, concurrency)
+        worker = WorkerProcess.start(
+            {**self.env, **(env or {})}, self.tmp / f"{name}.log", name, concurrency
+        )
         self.workers.append(worker)
         worker.wait_ready(self.orchestrator.app)
         return worker
@@ -84,7 +88,7 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
         redis.Redis.from_url(broker).flushdb()
     else:
         purge_queues(broker)
-    repos = ["slow", "poison", "slow2"]
+    repos = ["slow", "poison", "slow2", "gated"]
     contracts = tmp_path / "contracts.toml"
     contracts.write_text(
         "".join(

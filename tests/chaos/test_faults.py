@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.chaos.conftest import POISON, Chaos, slow_suite
+from tests.chaos.conftest import BRANCH, POISON, Chaos, slow_suite
+from tests.chaos.tcpproxy import TcpProxy
 from tests.fleet import ADVANCE, pid_alive, wait_for_file
+from tests.repofactory import show_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -119,3 +123,69 @@ def test_warm_shutdown_finishes_the_running_job_first(chaos: Chaos) -> None:
     [advance] = chaos.orchestrator.wait_for_event(106, ADVANCE, timeout=5)
     assert advance["result"] == "PASS" and advance["report_pushed"] is True
     report("warm-shutdown", chaos, advances=1)
+
+
+def gated_suite(started: Path, go: Path) -> str:
+    """A passing test that says it started, then waits for the test's go."""
+    return (
+        "import os, time\n\n\n"
+        "def test_waits_for_go():\n"
+        f"    open({str(started)!r}, 'w').write('started')\n"
+        f"    while not os.path.exists({str(go)!r}):\n"
+        "        time.sleep(0.05)\n"
+    )
+
+
+# How long the broker stays away after the report was pushed: shorter than the
+# publish's own retries (events.py: about 27 s), then longer, so that the task gives
+# its message back unacked and the job is delivered again.
+OUTAGES_S = [4.0, 40.0]
+
+
+@pytest.mark.parametrize("outage_s", OUTAGES_S, ids=["short", "past-publish-retries"])
+def test_an_advance_fired_while_the_broker_is_away_is_sent_once_it_is_back(
+    chaos: Chaos, outage_s: float
+) -> None:
+    """The worker reaches the broker only through a proxy the test cuts just before the
+    suite ends: the report is pushed, the advance cannot be, and it must arrive (once)
+    after the broker comes back, without restarting anything."""
+    started, go = chaos.tmp / "started", chaos.tmp / "go"
+    origin = chaos.origin("gated", {"tests/test_gated.py": gated_suite(started, go)})
+    target = urlsplit(chaos.broker)
+    with TcpProxy(target.hostname or "127.0.0.1", target.port or 0) as proxy:
+        chaos.start_worker(env={"TESTGATE_BROKER_URL": proxy.url_for(chaos.broker)})
+        sent = chaos.orchestrator.send(**chaos.job(107, "gated"))
+        wait_for_file(started)
+        proxy.down()
+        go.touch()
+        report_path = "docs/work-items/WI-107/13-test-report.md"
+        deadline = time.monotonic() + 60
+        while True:  # the verdict is on the branch: the advance is being fired now
+            try:
+                show_file(origin, BRANCH, report_path)
+                break
+            except RuntimeError:  # not pushed yet
+                assert time.monotonic() < deadline, chaos.logs()
+                time.sleep(0.1)
+        time.sleep(outage_s)  # the outage itself, not a wait for a race
+        assert chaos.orchestrator.events_for(107, ADVANCE) == []
+        assert proxy.refused > 0, "nobody tried to reach the broker while it was away"
+        proxy.up()
+        back_at = time.monotonic()
+        [advance] = chaos.orchestrator.wait_for_event(107, ADVANCE, timeout=120)
+        recovered_s = time.monotonic() - back_at
+        assert (advance["result"], advance["report_pushed"]) == ("PASS", True), chaos.logs()
+        assert chaos.orchestrator.wait_succeeded(sent.id)["kind"] in {
+            "advanced",
+            "already-done",
+            "duplicate",
+        }
+        assert len(chaos.orchestrator.events_for(107, ADVANCE)) == 1
+        report(
+            "broker-away-at-advance",
+            chaos,
+            outage_s=outage_s,
+            refused_connections=proxy.refused,
+            advances=1,
+            seconds_after_broker_back=f"{recovered_s:.1f}",
+        )
