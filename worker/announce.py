@@ -34,6 +34,7 @@ def announce_verdict(
         report_path=job.report_path,
         report_pushed=published.pushed,
         outcome=verdict.outcome,
+        failure_packet=facts.failure_packet,
     )
     try:
         ctx.events.send(ctx.settings.advance_task, advance.kwargs())

@@ -77,6 +77,23 @@ def checkout(
         _remove_worktree(mirror, lock_path, job_dir, worktree, git_timeout_s)
 
 
+def merge_base(
+    repo: str, commit: str, base_branch: str, *, workdir: Path, git_timeout_s: float = 300
+) -> str:
+    """The merge base of `commit` (already in the mirror) with origin's `base_branch`,
+    fetched first so a stale mirror does not pick an old base. Raises CheckoutError."""
+    mirror = workdir / "mirrors" / f"{repo}.git"
+    ref = f"refs/heads/{base_branch}"
+    with _locked(workdir / "mirrors" / f"{repo}.lock"):
+        _git(
+            mirror,
+            f"fetch of {base_branch!r}",
+            ["fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}"],
+            git_timeout_s,
+        )
+        return _git(mirror, "merge-base", ["merge-base", commit, ref], git_timeout_s)
+
+
 @contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     """Serialise mutations of one mirror across threads and processes (flock is per

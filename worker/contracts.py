@@ -11,9 +11,9 @@ import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from worker.settings import Settings
 from worker.smoke import SmokeCheck
@@ -47,6 +47,15 @@ class TestContract:
     python: str = ""  # interpreter of the suite and of `python` in setup; "" = the worker's
     venv: bool = False  # run in a cached venv built by `setup`, keyed by venv_key_files
     venv_key_files: tuple[str, ...] = ()
+    integrity: bool = False  # guard: removed or newly skipped tests vs main fail the branch
+    classify: bool = False  # re-run failing tests on the branch and on main, say why they fail
+    shards: int | Literal["auto"] = 1  # split the suite over this many shard tasks
+
+    @property
+    def run_budget_s(self) -> int:
+        """The longest a job's pytest runs may take: the suite's timeout, plus one more
+        for the integrity guard's and the classification's runs (which share it)."""
+        return self.timeout_s * (2 if self.integrity or self.classify else 1)
 
 
 class _SmokeCheckEntry(BaseModel):
@@ -77,6 +86,9 @@ class _ContractEntry(BaseModel):
     setup_timeout_s: int = Field(default=600, gt=0)
     python: str = ""
     venv: bool = False
+    integrity: bool = False
+    classify: bool = False
+    shards: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["auto"] = 1
     venv_key_files: list[str] = Field(
         default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
     )
@@ -119,7 +131,8 @@ class Contracts:
 
     @property
     def longest_timeout_s(self) -> int:
-        return max((c.timeout_s for c in self.by_repo.values()), default=0)
+        """The longest run budget of any contract: what a job's lease must outlast."""
+        return max((c.run_budget_s for c in self.by_repo.values()), default=0)
 
 
 def builtin_contract(settings: Settings) -> TestContract:
@@ -175,6 +188,9 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         python=entry.python,
         venv=entry.venv,
         venv_key_files=tuple(entry.venv_key_files),
+        integrity=entry.integrity,
+        classify=entry.classify,
+        shards=entry.shards,
     )
 
 

@@ -44,10 +44,14 @@ class Advance:
     report_path: str
     report_pushed: bool
     outcome: str
+    failure_packet: dict[str, Any] | None = None  # only for repos that opted in
 
     def kwargs(self) -> dict[str, Any]:
         # finished_agent="tester" is what the orchestrator's rollback rule matches on.
-        return {"current_stage": "testing", "finished_agent": "tester", **asdict(self)}
+        fields = asdict(self)
+        if fields["failure_packet"] is None:
+            del fields["failure_packet"]  # the message of a repo that did not opt in is unchanged
+        return {"current_stage": "testing", "finished_agent": "tester", **fields}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
+from worker.classify import Classified
+from worker.integrity import Integrity
+from worker.probe import Hang
+from worker.report_sections import (
+    classification_section,
+    hang_section,
+    integrity_section,
+    packet_section,
+)
 from worker.verdict import Verdict
 
 MAX_FAILING_LISTED = 50
@@ -38,6 +48,10 @@ class ReportFacts:
     output_tail: str = ""
     attempts: int = 1
     limit_notes: tuple[str, ...] = ()  # resource limits the suite ran into
+    hang: Hang | None = None  # where a suite killed at its timeout hung
+    integrity: Integrity | None = None  # the test-integrity guard's findings, if it ran
+    classified: tuple[Classified, ...] = ()  # why each failing test failed, if asked
+    failure_packet: dict[str, Any] | None = None  # for the developer agent, on a FAIL
 
 
 def render_report(facts: ReportFacts) -> str:
@@ -92,6 +106,14 @@ def _body(facts: ReportFacts) -> str:
         sections.append(f"## Resource limits reached\n\n{notes}\n")
     if facts.failing_tests:
         sections.append(_failing_section(facts.failing_tests))
+    if facts.hang is not None:
+        sections.append(hang_section(facts.hang))
+    if facts.integrity is not None:
+        sections.append(integrity_section(facts.integrity))
+    if facts.classified:
+        sections.append(classification_section(facts.classified))
+    if facts.failure_packet is not None:
+        sections.append(packet_section(facts.failure_packet))
     if facts.output_tail:
         sections.append(_tail_section(facts.output_tail))
     return "\n".join(sections)

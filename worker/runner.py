@@ -23,6 +23,7 @@ from typing import Any
 from worker import proctree
 from worker.alerts import infra_exhausted_text
 from worker.announce import already_done, announce_verdict, hand_back
+from worker.audit import NO_AUDIT, AuditJob, PytestEnv, audit_suite
 from worker.checkout import Checkout, CheckoutError, checkout
 from worker.context import GateContext, GateResult
 from worker.contracts import TestContract
@@ -30,6 +31,7 @@ from worker.job import Job, JobRejected, parse_job
 from worker.jobcgroup import open_job_cgroup
 from worker.metrics import observe_suite_duration
 from worker.prepare import prepare_suite
+from worker.probe import Hang
 from worker.progress import Progress
 from worker.publish import GitIdentity, PublishResult, publish_report
 from worker.report import ReportFacts, render_report
@@ -39,7 +41,7 @@ from worker.setup_steps import SetupFailure
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.state import StateUnavailable
 from worker.suite import SuiteRun, run_suite
-from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_smoke
+from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_guard, with_smoke
 
 logger = logging.getLogger("testgate.runner")
 
@@ -102,6 +104,7 @@ class _JobRun:
         # Marks every process of the job; the same on a redelivery of the same message,
         # so the redelivery can kill what a dead predecessor left running.
         self.cookie = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+        self.audit = NO_AUDIT  # the contract's opt-in second look, once the suite ran
 
     @property
     def budget_spent(self) -> bool:
@@ -113,7 +116,7 @@ class _JobRun:
         if job.commit and state.already_done(job.task_id, [job.commit]):
             return already_done(job, self.ctx, job.commit)
         lock_key = f"{job.task_id}:{job.commit or job.branch}"
-        lease_s = self.settings.required_visibility_timeout_s(self.contract.timeout_s)
+        lease_s = self.settings.required_visibility_timeout_s(self.contract.run_budget_s)
         holder = state.acquire_run(lock_key, self.delivery_id, lease_s)
         if holder is not None:
             # The other delivery's message is acked only when it ends, so dropping
@@ -148,7 +151,7 @@ class _JobRun:
                 if isinstance(suite, SetupFailure):
                     return self.tool_error(suite.describe(), co)
                 if not suite.ran:
-                    return self.tool_error(self._why_not_run(suite), co)
+                    return self.tool_error(self._why_not_run(suite), co, hang=suite.hang)
                 return self._code_outcome(co, suite)
         except CheckoutError as exc:
             logger.error(
@@ -195,6 +198,7 @@ class _JobRun:
                     left,
                     self.job.task_id,
                 )
+            raw = PytestEnv(sandbox, python)
             prepared = prepare_suite(
                 co.path,
                 sandbox,
@@ -213,7 +217,7 @@ class _JobRun:
                 co.repo,
                 co.commit,
             )
-            return run_suite(
+            suite = run_suite(
                 co.path,
                 sandbox,
                 python=python,
@@ -222,6 +226,13 @@ class _JobRun:
                 tail_bytes=self.settings.output_tail_bytes,
                 progress=self.progress,
             )
+            self.audit = audit_suite(
+                AuditJob.of(co, self.contract, self.settings),
+                suite,
+                branch=PytestEnv(sandbox, python),
+                raw=raw,
+            )
+            return suite
         finally:
             if cgroup is not None:
                 cgroup.remove()
@@ -229,12 +240,13 @@ class _JobRun:
 
     def _why_not_run(self, suite: SuiteRun) -> str:
         if suite.timed_out:
-            return f"timed out after {self.contract.timeout_s}s and was killed"
+            running = f" while running {suite.hang.test}" if suite.hang and suite.hang.test else ""
+            return f"timed out after {self.contract.timeout_s}s and was killed{running}"
         return f"could not be started: {suite.spawn_error or 'no exit code'}"
 
     def _code_outcome(self, co: Checkout, suite: SuiteRun) -> GateResult:
         """Level 1 of SPEC §6: the suite ran, so its exit code decides (AND the smoke)."""
-        suite_verdict = from_exit_code(suite.exit_code)
+        suite_verdict = with_guard(from_exit_code(suite.exit_code), self.audit.objection)
         if suite_verdict.result == "FAIL":
             smoke = skipped("the suite did not pass")
         elif not self.contract.smoke_enabled:
@@ -254,11 +266,14 @@ class _JobRun:
             output_tail=suite.output_tail,
             limit_notes=suite.limit_notes,
         )
+        facts = self.audit.annotate(facts)
         published = self._publish(co, facts)
         self._log_verdict(verdict, suite.exit_code, smoke)
         return announce_verdict(self.job, self.ctx, facts, published)
 
-    def tool_error(self, why: str, co: Checkout | None, *, final: bool = False) -> GateResult:
+    def tool_error(
+        self, why: str, co: Checkout | None, *, final: bool = False, hang: Hang | None = None
+    ) -> GateResult:
         """Level 2 of SPEC §6: the suite never ran. Defer while budget remains."""
         job = self.job
         self.ctx.state.bump("tool_error")
@@ -277,6 +292,7 @@ class _JobRun:
         verdict = infrastructure_fail(why, self.attempt + 1)
         self.ctx.state.bump("fail")
         facts = self._facts(verdict, co.commit if co else job.commit, skipped(why), None)
+        facts = replace(facts, hang=hang)
         published = self._publish_fail_closed(co, facts)
         self.ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, self.attempt + 1, why))
         self._log_verdict(verdict, None, skipped(why))

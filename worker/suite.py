@@ -7,11 +7,22 @@ this module knows pytest: its command line, its JUnit XML and what its output me
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker.junit import JunitSummary, parse_junit
+from worker.probe import (
+    PROBE_MODULE,
+    Hang,
+    ProbeFiles,
+    TestOutcome,
+    hang_dump_margin_s,
+    read_hang,
+    read_outcomes,
+    with_probe,
+)
 from worker.progress import (
     PLUGIN_MODULE,
     PROGRESS_FILE_VAR,
@@ -37,6 +48,8 @@ class SuiteRun:
     output_bytes: int  # how much the suite printed in total
     junit: JunitSummary | None  # None when pytest wrote no readable JUnit XML
     leftover_killed: int = 0  # processes of the job still alive after it ended, killed
+    outcomes: tuple[TestOutcome, ...] = ()  # per test, as the in-suite probe saw them
+    hang: Hang | None = None  # where it hung, when it was killed at the timeout
     limit_notes: tuple[str, ...] = ()  # resource limits the suite ran into
 
     @property
@@ -45,7 +58,15 @@ class SuiteRun:
         return self.spawn_error is None and not self.timed_out and self.exit_code is not None
 
 
-def suite_command(python: str, target: str, junit_path: Path) -> tuple[str, ...]:
+def suite_command(
+    python: str, target: str, junit_path: Path, timeout_s: float = 0
+) -> tuple[str, ...]:
+    """The suite's argv. With a timeout, pytest's faulthandler dumps every thread's
+    stack shortly before the hard kill, so a hang shows where it hung."""
+    watchdog: tuple[str, ...] = ()
+    if timeout_s > 0:
+        dump_after = max(timeout_s - hang_dump_margin_s(timeout_s), 0.01)
+        watchdog = ("-o", f"faulthandler_timeout={dump_after:g}")
     return (
         python,
         "-m",
@@ -57,6 +78,9 @@ def suite_command(python: str, target: str, junit_path: Path) -> tuple[str, ...]
         "no:cacheprovider",
         "-p",
         PLUGIN_MODULE,
+        "-p",
+        PROBE_MODULE,
+        *watchdog,
     )
 
 
@@ -75,11 +99,13 @@ def run_suite(
     log_path = sandbox.scratch_dir / "output.log"
     progress_path = sandbox.scratch_dir / "progress.json"
     watcher = ProgressWatcher(progress_path, progress) if progress else None
-    command = suite_command(python, target, junit_path)
+    probe = ProbeFiles(sandbox.scratch_dir / "probe")
+    command = suite_command(python, target, junit_path, timeout_s)
+    dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     ended = run_bounded(
         command,
         worktree,
-        _with_progress_plugin(sandbox, progress_path),
+        with_probe(_with_progress_plugin(sandbox, progress_path), probe, dump_at=dump_at),
         log_path=log_path,
         timeout_s=timeout_s,
         on_tick=watcher,
@@ -98,6 +124,8 @@ def run_suite(
         junit=_read_junit(junit_path),
         leftover_killed=ended.leftover_killed,
         limit_notes=ended.limit_notes,
+        outcomes=read_outcomes(probe),
+        hang=read_hang(probe) if ended.timed_out else None,
     )
 
 

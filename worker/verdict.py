@@ -67,6 +67,16 @@ def with_smoke(suite: Verdict, smoke: SmokeResult) -> Verdict:
     return suite
 
 
+def with_guard(suite: Verdict, objection: str | None) -> Verdict:
+    """A guard (the test-integrity check) can only object: an objection turns any
+    verdict into a code FAIL, and no objection leaves the verdict exactly as it was."""
+    if objection is None:
+        return suite
+    if suite.result == "PASS":
+        return Verdict("FAIL", "code-fail", f"{suite.reason}, but {objection}")
+    return Verdict("FAIL", suite.outcome, f"{suite.reason}; and {objection}")
+
+
 def infrastructure_fail(why: str, attempts: int) -> Verdict:
     """Level 2 with the retry budget spent: fail closed, and say it was not the code."""
     return Verdict(
