@@ -69,3 +69,19 @@ def test_an_unreachable_redis_raises_state_unavailable_but_counting_does_not() -
         state.already_done(1, ["abc"])
     with pytest.raises(StateUnavailable):
         state.acquire_run("k", "a", 60)
+
+
+def test_test_durations_are_kept_per_repo_and_updated(state: GateState) -> None:
+    assert state.test_durations("r") == {}
+    state.record_durations("r", {"t::a": 1.25, "t::b": 0.5})
+    state.record_durations("r", {"t::a": 2.0})
+    state.record_durations("other", {"t::a": 9.0})
+    assert state.test_durations("r") == {"t::a": 2.0, "t::b": 0.5}
+
+
+def test_durations_never_fail_a_job_when_redis_is_away() -> None:
+    server = fakeredis.FakeServer()
+    server.connected = False
+    state = RedisState(fakeredis.FakeRedis(server=server), prefix="t:")
+    state.record_durations("r", {"t::a": 1.0})  # logged, not raised
+    assert state.test_durations("r") == {}

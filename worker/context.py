@@ -5,14 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from worker.contracts import Contracts
 from worker.events import Advance, EventSender
+from worker.job import Job
 from worker.settings import Settings
 from worker.state import GateState
 
-GateKind = Literal["advanced", "handed-back", "deferred", "duplicate", "already-done"]
+GateKind = Literal["advanced", "handed-back", "deferred", "duplicate", "already-done", "sharded"]
+
+
+class ShardDispatcher(Protocol):
+    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
+        """Start one shard task per list of test ids and a callback that merges them
+        and announces the verdict. Raises EventDeliveryError if the broker refuses."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,7 @@ class GateContext:
     events: EventSender
     alert: Callable[[str], object]
     today: Callable[[], date] = date.today
+    shards: ShardDispatcher | None = None  # None: a sharded contract runs as one suite
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ _SELECT = _env("GATE_SELECT_FILE")
 _DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
 _files = {}
 _phases = {}
+_seconds = {}  # setup + call + teardown, per test
 
 
 def _open(name, var):
@@ -122,6 +123,7 @@ def _message(report):
 
 def pytest_runtest_logreport(report):
     outcome, _ = _phases.get(report.nodeid, (None, ""))
+    _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + (report.duration or 0.0)
     if report.failed and outcome != "failed":
         _phases[report.nodeid] = ("failed", _message(report))
     elif report.skipped and outcome in (None, "passed"):
@@ -133,10 +135,12 @@ def pytest_runtest_logreport(report):
 
 def pytest_runtest_logfinish(nodeid, location):
     outcome, message = _phases.pop(nodeid, ("passed", ""))
+    seconds = round(_seconds.pop(nodeid, 0.0), 4)
     out = _files.get("outcomes")
     if out is not None:
         try:
-            out.write(json.dumps({"id": nodeid, "outcome": outcome, "message": message}) + "\\n")
+            record = {"id": nodeid, "outcome": outcome, "message": message, "seconds": seconds}
+            out.write(json.dumps(record) + "\\n")
         except (OSError, ValueError):
             pass
 '''
@@ -153,6 +157,7 @@ class TestOutcome:
     test_id: str
     outcome: str
     message: str = ""  # the first failure's message (assertion or exception line)
+    seconds: float = 0.0  # setup + call + teardown
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,12 @@ def read_outcomes(files: ProbeFiles) -> tuple[TestOutcome, ...]:
         try:
             data = json.loads(line)
             outcomes.append(
-                TestOutcome(str(data["id"]), str(data["outcome"]), str(data["message"]))
+                TestOutcome(
+                    str(data["id"]),
+                    str(data["outcome"]),
+                    str(data["message"]),
+                    float(data.get("seconds", 0.0)),
+                )
             )
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by a kill

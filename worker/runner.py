@@ -35,9 +35,11 @@ from worker.probe import Hang
 from worker.progress import Progress
 from worker.publish import GitIdentity, PublishResult, publish_report
 from worker.report import ReportFacts, render_report
+from worker.reruns import collect_ids
 from worker.sandbox import Limits, Sandbox
 from worker.scope import job_rejection
 from worker.setup_steps import SetupFailure
+from worker.sharding import ShardsSent, plan_shards, shard_count
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.state import StateUnavailable
 from worker.suite import SuiteRun, run_suite
@@ -72,7 +74,7 @@ def run_gate(
         return hand_back(
             rejection or JobRejected("no test contract", parsed.task_id, parsed.repo), ctx
         )
-    run = _JobRun(parsed, contract, ctx, attempt, delivery_id, progress)
+    run = JobRun(parsed, contract, ctx, attempt, delivery_id, progress)
     try:
         return run.exclusively()
     except StateUnavailable as exc:
@@ -81,7 +83,7 @@ def run_gate(
         return run.tool_error(f"shared state unavailable: {exc}", None)
 
 
-class _JobRun:
+class JobRun:
     """One delivery of one valid, in-scope job."""
 
     def __init__(
@@ -92,8 +94,10 @@ class _JobRun:
         attempt: int,
         delivery_id: str,
         progress: Callable[[Progress], None] | None = None,
+        select: tuple[str, ...] | None = None,
     ) -> None:
         self.progress = progress
+        self.select = select  # a shard's test ids; None for the whole suite
         self.job = job
         self.contract = contract
         self.ctx = ctx
@@ -110,8 +114,9 @@ class _JobRun:
     def budget_spent(self) -> bool:
         return self.attempt >= self.settings.infra_max_retries
 
-    def exclusively(self) -> GateResult:
-        """Run under the job's lock so two deliveries never test it at once."""
+    def exclusively(self, body: Callable[[Checkout], GateResult] | None = None) -> GateResult:
+        """Run under the job's lock so two deliveries never test it at once: the whole
+        pipeline, or `body` in the job's checkout (the merge of a sharded run)."""
         job, state = self.job, self.ctx.state
         if job.commit and state.already_done(job.task_id, [job.commit]):
             return already_done(job, self.ctx, job.commit)
@@ -137,29 +142,33 @@ class _JobRun:
                     "OOM killer or by the suite itself)"
                 )
                 return self.tool_error(why, None, final=True)
-            return self._in_checkout()
+            return self._in_checkout(body)
         finally:
             state.release_run(lock_key, self.delivery_id)
 
-    def _in_checkout(self) -> GateResult:
+    def _in_checkout(self, body: Callable[[Checkout], GateResult] | None) -> GateResult:
         job = self.job
         try:
-            with self._checkout() as co:
+            with self.open_checkout() as co:
                 if self.ctx.state.already_done(job.task_id, [co.commit]):
                     return already_done(job, self.ctx, co.commit)
-                suite = self._run_suite(co)
+                if body is not None:
+                    return body(co)
+                suite = self.prepare_and_run(co)
+                if isinstance(suite, ShardsSent):
+                    return GateResult("sharded", suite.describe())
                 if isinstance(suite, SetupFailure):
                     return self.tool_error(suite.describe(), co)
                 if not suite.ran:
-                    return self.tool_error(self._why_not_run(suite), co, hang=suite.hang)
-                return self._code_outcome(co, suite)
+                    return self.tool_error(self.why_not_run(suite), co, hang=suite.hang)
+                return self.code_outcome(co, suite)
         except CheckoutError as exc:
             logger.error(
                 "checkout failed for task %s (%s@%s): %s", job.task_id, job.repo, job.branch, exc
             )
             return self.tool_error(f"checkout failed: {exc}", None)
 
-    def _checkout(self) -> AbstractContextManager[Checkout]:
+    def open_checkout(self) -> AbstractContextManager[Checkout]:
         return checkout(
             self.job.repo,
             self.job.branch,
@@ -169,8 +178,9 @@ class _JobRun:
             git_timeout_s=self.settings.git_timeout_s,
         )
 
-    def _run_suite(self, co: Checkout) -> SuiteRun | SetupFailure:
-        """Setup steps, then the suite, in one sandbox whose cookie is the job's."""
+    def prepare_and_run(self, co: Checkout) -> SuiteRun | SetupFailure | ShardsSent:
+        """Setup steps, then the suite (or its shards), in one sandbox whose cookie is
+        the job's."""
         scratch_root = self.settings.workdir_path / "scratch"
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=scratch_root))
@@ -210,6 +220,8 @@ class _JobRun:
             if isinstance(prepared, SetupFailure):
                 return prepared
             sandbox, python = prepared
+            if self.select is None and (sent := self._send_shards(co, sandbox, python)):
+                return sent
             logger.info(
                 "task %s: running pytest %s on %s@%s",
                 self.job.task_id,
@@ -225,7 +237,10 @@ class _JobRun:
                 timeout_s=self.contract.timeout_s,
                 tail_bytes=self.settings.output_tail_bytes,
                 progress=self.progress,
+                select=self.select,
             )
+            if self.select is not None:
+                return suite  # a shard: the guard and classification need the whole suite
             self.audit = audit_suite(
                 AuditJob.of(co, self.contract, self.settings),
                 suite,
@@ -238,15 +253,49 @@ class _JobRun:
                 cgroup.remove()
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _why_not_run(self, suite: SuiteRun) -> str:
+    def _send_shards(self, co: Checkout, sandbox: Sandbox, python: str) -> ShardsSent | None:
+        """Split the suite into shard tasks when the contract asks for it and the worker
+        can (a Celery worker; the embedded mode runs the suite whole). None: run whole."""
+        shards_asked, dispatcher = self.contract.shards, self.ctx.shards
+        if shards_asked == 1 or dispatcher is None:
+            return None
+        collected = collect_ids(
+            co.path,
+            sandbox,
+            python=python,
+            target=self.contract.target,
+            timeout_s=self.contract.timeout_s,
+            label="shards",
+        )
+        if not collected.complete or not collected.ids:
+            # The whole suite then fails (or passes) on its own terms, as pytest says.
+            logger.warning(
+                "task %s: collection for shards %s; running the suite whole",
+                self.job.task_id,
+                collected.detail,
+            )
+            return None
+        test_ids = sorted(collected.ids)
+        durations = self.ctx.state.test_durations(self.job.repo)
+        count = shard_count(shards_asked, test_ids, durations)
+        if count <= 1:
+            return None
+        plan = plan_shards(test_ids, durations, count)
+        dispatcher.dispatch(self.job, co.commit, plan)
+        return ShardsSent(len(plan), len(test_ids), co.commit)
+
+    def why_not_run(self, suite: SuiteRun) -> str:
         if suite.timed_out:
             running = f" while running {suite.hang.test}" if suite.hang and suite.hang.test else ""
             return f"timed out after {self.contract.timeout_s}s and was killed{running}"
         return f"could not be started: {suite.spawn_error or 'no exit code'}"
 
-    def _code_outcome(self, co: Checkout, suite: SuiteRun) -> GateResult:
-        """Level 1 of SPEC §6: the suite ran, so its exit code decides (AND the smoke)."""
-        suite_verdict = with_guard(from_exit_code(suite.exit_code), self.audit.objection)
+    def code_outcome(
+        self, co: Checkout, suite: SuiteRun, verdict: Verdict | None = None
+    ) -> GateResult:
+        """Level 1 of SPEC §6: the suite ran, so its exit code decides (AND the smoke).
+        `verdict` is the merged one of a sharded run, decided the same way."""
+        suite_verdict = verdict or with_guard(from_exit_code(suite.exit_code), self.audit.objection)
         if suite_verdict.result == "FAIL":
             smoke = skipped("the suite did not pass")
         elif not self.contract.smoke_enabled:
@@ -321,7 +370,7 @@ class _JobRun:
         if co is not None:
             return self._publish(co, facts)
         try:
-            with self._checkout() as fresh:
+            with self.open_checkout() as fresh:
                 return self._publish(fresh, facts)
         except CheckoutError as exc:
             logger.error("fail-closed report for task %s not written: %s", self.job.task_id, exc)

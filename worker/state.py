@@ -45,6 +45,12 @@ class GateState(Protocol):
         """Count one more start of `key`; return how many starts there have been."""
         ...
 
+    def test_durations(self, repo: str) -> dict[str, float]:
+        """Seconds per test id recorded on earlier runs of `repo` (for shard plans)."""
+        ...
+
+    def record_durations(self, repo: str, durations: dict[str, float]) -> None: ...
+
 
 class RedisState:
     def __init__(self, client: redis.Redis, prefix: str = "testgate:") -> None:
@@ -111,6 +117,27 @@ class RedisState:
         count, _ = self._call(pipe.execute)
         return int(count)
 
+    def test_durations(self, repo: str) -> dict[str, float]:
+        """Never a reason to fail a job: without them shards are dealt round-robin."""
+        try:
+            raw: dict[Any, Any] = self._redis.hgetall(self._key(f"durations:{repo}"))
+        except redis.RedisError as exc:
+            logger.warning("test durations of %s not read: %s", repo, exc)
+            return {}
+        return {_text(k): float(v) for k, v in raw.items()}
+
+    def record_durations(self, repo: str, durations: dict[str, float]) -> None:
+        if not durations:
+            return
+        key = self._key(f"durations:{repo}")
+        try:
+            pipe = self._redis.pipeline()
+            pipe.hset(key, mapping={k: f"{v:.3f}" for k, v in durations.items()})
+            pipe.expire(key, DONE_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("test durations of %s not recorded: %s", repo, exc)
+
     def _key(self, name: str) -> str:
         return f"{self._prefix}{name}"
 
@@ -130,6 +157,15 @@ class MemoryState:
         self._runs: dict[str, str] = {}
         self._done: dict[int, set[str]] = {}
         self._deliveries: dict[str, int] = {}
+        self._durations: dict[str, dict[str, float]] = {}
+
+    def test_durations(self, repo: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self._durations.get(repo, {}))
+
+    def record_durations(self, repo: str, durations: dict[str, float]) -> None:
+        with self._lock:
+            self._durations.setdefault(repo, {}).update(durations)
 
     def count_delivery(self, key: str) -> int:
         with self._lock:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -93,8 +93,10 @@ def run_suite(
     timeout_s: float,
     tail_bytes: int = 4096,
     progress: Callable[[Progress], None] | None = None,
+    select: Collection[str] | None = None,
 ) -> SuiteRun:
-    """Run the suite in `worktree` inside `sandbox`; never raises."""
+    """Run the suite in `worktree` inside `sandbox`; never raises. With `select`, only
+    those test ids of `target` run (a shard)."""
     junit_path = sandbox.scratch_dir / "junit.xml"
     log_path = sandbox.scratch_dir / "output.log"
     progress_path = sandbox.scratch_dir / "progress.json"
@@ -105,7 +107,9 @@ def run_suite(
     ended = run_bounded(
         command,
         worktree,
-        with_probe(_with_progress_plugin(sandbox, progress_path), probe, dump_at=dump_at),
+        with_probe(
+            _with_progress_plugin(sandbox, progress_path), probe, dump_at=dump_at, select=select
+        ),
         log_path=log_path,
         timeout_s=timeout_s,
         on_tick=watcher,

@@ -36,6 +36,9 @@ def current_context() -> GateContext:
     """The worker's context, built from the environment on first use."""
     global _context  # noqa: PLW0603
     if _context is None:
+        # Imported here: the shard tasks themselves import this module.
+        from worker.shard_tasks import CelerySharding
+
         settings = load_settings()
         try:
             contracts = load_contracts(settings)
@@ -48,6 +51,7 @@ def current_context() -> GateContext:
             state=RedisState.from_url(settings.state_redis_url, settings.key_prefix),
             events=make_sender(settings, app),
             alert=lambda text: send_alert(settings, text),
+            shards=CelerySharding(),
         )
     return _context
 

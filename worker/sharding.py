@@ -1,0 +1,195 @@
+"""Splitting one suite into shards and merging their results (pure).
+
+A plan puts each collected test id into one shard, balanced by the durations recorded
+on earlier runs (longest first, into the lightest shard); tests never timed before are
+dealt round-robin. The merge is strict: the job passes only if every shard ran, every
+shard passed and every planned test was reported by some shard.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.verdict import Verdict, describe_exit_code, from_exit_code
+
+MAX_AUTO_SHARDS = 8
+AUTO_SHARD_TARGET_S = 30.0  # "auto" aims at shards of about this many seconds each
+UNKNOWN_TEST_S = 1.0  # what "auto" assumes for a test it has never timed
+MAX_MISSING_LISTED = 50
+
+
+def shard_count(
+    requested: int | str, test_ids: Sequence[str], durations: Mapping[str, float]
+) -> int:
+    """How many shards to make: a number as asked (never more than there are tests), or
+    for "auto" enough for about AUTO_SHARD_TARGET_S each, up to MAX_AUTO_SHARDS."""
+    if not test_ids:
+        return 1
+    if requested == "auto":
+        estimate = sum(durations.get(t, UNKNOWN_TEST_S) for t in test_ids)
+        wanted = math.ceil(estimate / AUTO_SHARD_TARGET_S)
+        return max(1, min(MAX_AUTO_SHARDS, wanted, len(test_ids)))
+    return max(1, min(int(requested), len(test_ids)))
+
+
+def plan_shards(
+    test_ids: Sequence[str], durations: Mapping[str, float], shards: int
+) -> list[list[str]]:
+    """`shards` non-empty lists that together hold every id exactly once (in collection
+    order within a shard, so fixtures scoped to a module or class stay together)."""
+    count = max(1, min(shards, len(test_ids)))
+    order = {test: i for i, test in enumerate(test_ids)}
+    known = sorted((t for t in test_ids if t in durations), key=lambda t: (-durations[t], order[t]))
+    unknown = [t for t in test_ids if t not in durations]
+    bins: list[list[str]] = [[] for _ in range(count)]
+    loads = [(0.0, i) for i in range(count)]
+    for test in known:  # longest processing time first, each into the lightest shard
+        load, index = heapq.heappop(loads)
+        bins[index].append(test)
+        heapq.heappush(loads, (load + durations[test], index))
+    lightest_first = [index for _, index in sorted(loads)]
+    for i, test in enumerate(unknown):
+        bins[lightest_first[i % count]].append(test)
+    return [sorted(b, key=order.__getitem__) for b in bins if b]
+
+
+@dataclass(frozen=True)
+class TestCase:
+    __test__ = False  # not a pytest class
+
+    outcome: str  # "passed", "failed", "error", "skipped"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one shard task returns (JSON round trip through the result backend)."""
+
+    index: int
+    ran: bool
+    exit_code: int | None
+    duration_s: float
+    cases: dict[str, TestCase] = field(default_factory=dict)
+    problem: str = ""  # why it did not run (timeout, spawn error, checkout failure)
+    output_tail: str = ""
+    attempts: int = 1
+    final: bool = False  # did not run, and running it again cannot help
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "ran": self.ran,
+            "exit_code": self.exit_code,
+            "duration_s": self.duration_s,
+            "cases": {k: [c.outcome, c.seconds] for k, c in self.cases.items()},
+            "problem": self.problem,
+            "output_tail": self.output_tail,
+            "attempts": self.attempts,
+            "final": self.final,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ShardResult:
+        cases = {str(k): TestCase(str(v[0]), float(v[1])) for k, v in data["cases"].items()}
+        exit_code = data.get("exit_code")
+        return cls(
+            index=int(data["index"]),
+            ran=bool(data["ran"]),
+            exit_code=exit_code if isinstance(exit_code, int) else None,
+            duration_s=float(data["duration_s"]),
+            cases=cases,
+            problem=str(data.get("problem", "")),
+            output_tail=str(data.get("output_tail", "")),
+            attempts=int(data.get("attempts", 1)),
+            final=bool(data.get("final", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Merged:
+    """One verdict for the whole suite, or the reason the shards cannot give one."""
+
+    verdict: Verdict | None  # None: some shard never ran (an infrastructure fault)
+    not_run: str  # which shards did not run and why ("" when all ran)
+    exit_code: int | None
+    tests_total: int
+    failing: tuple[str, ...]
+    missing: tuple[str, ...]
+    durations: dict[str, float]  # per test, to record for the next plan
+    wall_s: float  # the longest shard
+    output_tail: str
+
+
+def merge_shards(planned: Sequence[Sequence[str]], results: Sequence[ShardResult]) -> Merged:
+    by_index = {r.index: r for r in results}
+    absent = [i for i in range(len(planned)) if i not in by_index]
+    not_run = [
+        f"shard {r.index + 1}/{len(planned)}: {r.problem or 'no exit code'}"
+        for r in sorted(results, key=lambda r: r.index)
+        if not r.ran
+    ] + [f"shard {i + 1}/{len(planned)}: no result" for i in absent]
+    cases: dict[str, TestCase] = {}
+    for result in results:
+        cases.update(result.cases)
+    expected = [t for shard in planned for t in shard]
+    missing = tuple(t for t in expected if t not in cases)
+    failing = tuple(t for t, c in cases.items() if c.outcome in ("failed", "error"))
+    tails = [f"[shard {r.index + 1}] {r.output_tail}" for r in results if r.exit_code != 0]
+    ran = [r for r in results if r.ran]
+    exit_code = _merged_exit_code([r.exit_code for r in ran], missing)
+    verdict = None if not_run else _verdict(exit_code, ran, missing)
+    return Merged(
+        verdict=verdict,
+        not_run="; ".join(not_run),
+        exit_code=None if not_run else exit_code,
+        tests_total=len(cases),
+        failing=failing,
+        missing=missing,
+        durations={t: c.seconds for t, c in cases.items()},
+        wall_s=max((r.duration_s for r in results), default=0.0),
+        output_tail="\n".join(tails),
+    )
+
+
+def _merged_exit_code(codes: Sequence[int | None], missing: Sequence[str]) -> int | None:
+    bad = [c for c in codes if c != 0]
+    if bad:
+        return bad[0]
+    return 1 if missing else 0
+
+
+def _verdict(exit_code: int | None, ran: Sequence[ShardResult], missing: Sequence[str]) -> Verdict:
+    """The merged exit code decides, as for one suite (verdict.from_exit_code); the
+    reason says which shard failed or which tests went missing."""
+    decided = from_exit_code(exit_code)
+    failed = [r for r in ran if r.exit_code != 0]
+    if failed:
+        shards = ", ".join(
+            f"shard {r.index + 1} ({describe_exit_code(r.exit_code)})" for r in failed
+        )
+        reason = f"{len(ran)} shards ran; failed: {shards}"
+    elif missing:
+        listed = ", ".join(missing[:MAX_MISSING_LISTED])
+        more = len(missing) - MAX_MISSING_LISTED
+        reason = f"{len(missing)} planned test(s) were reported by no shard: {listed}" + (
+            f" and {more} more" if more > 0 else ""
+        )
+    else:
+        reason = f"all {len(ran)} shards passed ({decided.reason})"
+    return Verdict(decided.result, decided.outcome, reason)
+
+
+@dataclass(frozen=True)
+class ShardsSent:
+    """A job that was split: its shard tasks and their merge are on the queue."""
+
+    shards: int
+    tests: int
+    commit: str
+
+    def describe(self) -> str:
+        return f"{self.tests} tests at {self.commit} sent as {self.shards} shards"
