@@ -186,13 +186,16 @@ def _remove_worktree(
                 run_git(
                     ["worktree", "remove", "--force", str(worktree)], mirror, timeout_s=timeout_s
                 )
+                removed = True
             except GitError as exc:
                 logger.warning("git worktree remove %s failed: %s", worktree, exc)
+                removed = False
             shutil.rmtree(job_dir, ignore_errors=True)
-            try:
-                run_git(["worktree", "prune"], mirror, timeout_s=timeout_s)
-            except GitError as exc:
-                logger.warning("git worktree prune in %s failed: %s", mirror, exc)
+            if not removed:  # a successful remove drops the mirror's record itself
+                try:
+                    run_git(["worktree", "prune"], mirror, timeout_s=timeout_s)
+                except GitError as exc:
+                    logger.warning("git worktree prune in %s failed: %s", mirror, exc)
     except OSError as exc:
         logger.error("cleanup of %s failed: %s", job_dir, exc)
         shutil.rmtree(job_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ the feature branch (never main, never forced). Best-effort: never raises."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,21 @@ def _commit(root: Path, rel_path: str, message: str, env: dict[str, str], timeou
             env=env,
             timeout_s=timeout_s,
         )
-    return run_git(["rev-parse", "HEAD"], root, env=env, timeout_s=timeout_s)
+    return _detached_head(root) or run_git(
+        ["rev-parse", "HEAD"], root, env=env, timeout_s=timeout_s
+    )
+
+
+def _detached_head(worktree: Path) -> str | None:
+    """The worktree's HEAD read from its git dir (one git process fewer per job), or
+    None when it is not a detached SHA there."""
+    try:
+        pointer = (worktree / ".git").read_text().strip()
+        git_dir = Path(pointer.removeprefix("gitdir: ")) if pointer.startswith("gitdir: ") else None
+        head = (git_dir / "HEAD").read_text().strip() if git_dir else ""
+    except OSError:
+        return None
+    return head if re.fullmatch(r"[0-9a-f]{40}", head) else None
 
 
 def _identity_env(identity: GitIdentity) -> dict[str, str]:

@@ -109,6 +109,7 @@ class JobRun:
         # so the redelivery can kill what a dead predecessor left running.
         self.cookie = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
         self.audit = NO_AUDIT  # the contract's opt-in second look, once the suite ran
+        self.redelivered = True  # until the delivery count says otherwise: sweep first
 
     @property
     def budget_spent(self) -> bool:
@@ -136,6 +137,7 @@ class JobRun:
             # the process running it died each time (OOM killer, a suite that kills
             # its worker), and running it again would loop forever.
             starts = state.count_delivery(f"{self.delivery_id}:{self.attempt}")
+            self.redelivered = starts > 1 or self.attempt > 0
             if starts > self.settings.max_deliveries:
                 why = (
                     f"the process running it died {starts - 1} times (killed by the "
@@ -202,7 +204,8 @@ class JobRun:
         )
         python = self.contract.python or self.settings.python or sys.executable
         try:
-            if left := proctree.sweep(sandbox.cookie):
+            # Only a delivery that ran before can have left processes (same cookie).
+            if self.redelivered and (left := proctree.sweep(sandbox.cookie)):
                 logger.warning(
                     "killed %d process(es) of an earlier delivery of task %s",
                     left,
