@@ -214,9 +214,9 @@ def render(r: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_block(document: str, block: str) -> str:
+def replace_block(document: str, block: str, begin: str = BEGIN, end_marker: str = END) -> str:
     """`document` with its generated block replaced by `block` (appended if absent)."""
-    start, end = document.find(BEGIN), document.find(END)
+    start, end = document.find(begin), document.find(end_marker)
     if start == -1 or end < start:
         return document.rstrip("\n") + "\n\n" + block
-    return document[:start] + block + document[end + len(END) :].removeprefix("\n")
+    return document[:start] + block + document[end + len(end_marker) :].removeprefix("\n")

@@ -18,13 +18,17 @@ from worker.webhook import WebhookError, post_json
 
 logger = logging.getLogger("testgate.events")
 
-# kombu retries the publish itself while the broker is briefly away.
-_PUBLISH_RETRY_POLICY = {
-    "max_retries": 8,
-    "interval_start": 0.5,
-    "interval_step": 1.0,
-    "interval_max": 5.0,
-}
+
+
+def publish_retry_policy(max_retries: int) -> dict[str, float]:
+    """kombu retries the publish itself while the broker is briefly away: waits of
+    0.5, 1.5, 2.5 ... s, at most 5 s each (8 retries: about 27 s in all)."""
+    return {
+        "max_retries": max_retries,
+        "interval_start": 0.5,
+        "interval_step": 1.0,
+        "interval_max": 5.0,
+    }
 
 
 class EventDeliveryError(Exception):
@@ -73,14 +77,15 @@ class EventSender(Protocol):
 class CelerySender:
     """Publishes `task_name(**kwargs)` on the orchestrator queue."""
 
-    def __init__(self, app: Celery, queue: str) -> None:
+    def __init__(self, app: Celery, queue: str, publish_retries: int = 8) -> None:
         self._app = app
         self._queue = queue
+        self._retry_policy = publish_retry_policy(publish_retries)
 
     def send(self, task_name: str, kwargs: dict[str, Any]) -> None:
         signature = self._app.signature(task_name, kwargs=kwargs, queue=self._queue)
         try:
-            signature.apply_async(retry=True, retry_policy=_PUBLISH_RETRY_POLICY)
+            signature.apply_async(retry=True, retry_policy=self._retry_policy)
         except (OperationalError, OSError) as exc:
             raise EventDeliveryError(f"{task_name} not published: {exc}") from exc
 
@@ -102,4 +107,4 @@ class WebhookSender:
 def make_sender(settings: Settings, app: Celery) -> EventSender:
     if settings.webhook_url:
         return WebhookSender(settings.webhook_url, settings.webhook_secret)
-    return CelerySender(app, settings.orchestrator_queue)
+    return CelerySender(app, settings.orchestrator_queue, settings.event_publish_retries)

@@ -23,15 +23,19 @@ PROGRESS_FILE_VAR = "GATE_PROGRESS_FILE"
 
 _PLUGIN_SOURCE = '''\
 """Written by testgate: reports progress to the worker. Never affects results."""
-import json, os
+import json, os, time
 
 _state = {"total": None, "done": 0, "failed": 0}
 _path = os.environ.get("GATE_PROGRESS_FILE")
+_EVERY_S = 0.2  # the worker reads once a second: a write per test is wasted CPU
+_last = [0.0]
 
 
-def _write():
-    if not _path:
+def _write(force=True):
+    now = time.monotonic()
+    if not _path or (not force and now - _last[0] < _EVERY_S):
         return
+    _last[0] = now
     try:
         with open(_path + ".tmp", "w") as out:
             json.dump(_state, out)
@@ -50,7 +54,11 @@ def pytest_runtest_logreport(report):
         _state["done"] += 1
         if report.failed:
             _state["failed"] += 1
-        _write()
+        _write(force=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _write()
 '''
 
 

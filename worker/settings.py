@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Starts of one attempt allowed when the process running it keeps dying (OOM,
     # a suite that kills its worker): then the job fails closed instead of looping.
     max_deliveries: int = Field(default=3, ge=1)
+    # Retries of an advance's publish while the broker is away (kombu's own, with
+    # backoff: 8 is about 27 s); after them the job's message is given back unacked.
+    event_publish_retries: int = Field(default=8, ge=0)
     delivery_overhead_s: int = Field(default=DELIVERY_OVERHEAD_S, ge=0)
     # Limits of the suite's processes (0 = none): a memory hog or a disk filler ends as
     # a FAIL of that suite, never as a dead worker or a full disk.

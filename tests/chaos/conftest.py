@@ -115,6 +115,9 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
             "TESTGATE_DELIVERY_OVERHEAD_S": "3",
             "TESTGATE_TIMEOUT_S": "8",
             "TESTGATE_ALERT_WEBHOOK_URL": f"{alert_base}/alert",
+            # Publish retries of about 8 s (0.5 + 1.5 + 2.5 + 3.5), so that an outage
+            # past them fits in a test.
+            "TESTGATE_EVENT_PUBLISH_RETRIES": "4",
         }
         orchestrator = Orchestrator.connect(broker, f"{REDIS}/{STATE_DB}")
         state = Chaos(request.param, broker, tmp_path, env, orchestrator, alerts, [])

@@ -137,9 +137,9 @@ def gated_suite(started: Path, go: Path) -> str:
 
 
 # How long the broker stays away after the report was pushed: shorter than the
-# publish's own retries (events.py: about 27 s), then longer, so that the task gives
-# its message back unacked and the job is delivered again.
-OUTAGES_S = [4.0, 40.0]
+# publish's own retries (about 8 s with the chaos settings), then longer, so that the
+# task gives its message back unacked and the job is delivered again.
+OUTAGES_S = [3.0, 14.0]
 
 
 @pytest.mark.parametrize("outage_s", OUTAGES_S, ids=["short", "past-publish-retries"])
