@@ -5,7 +5,8 @@
 
 (a) one-test job latency and (b) the worker's CPU per job, on one `-c 1` worker;
 (d) the I/O-bound suite by bare pytest and by pytest-xdist; (c) throughput and scaling
-with 1, 4 and 8 pool processes on that suite. Progress goes to stderr. Only Redis
+with 1, 4 and 8 pool processes on that suite; then bench.sharding (one suite sharded over
+the fleet against the same suite as one job). Progress goes to stderr. Only Redis
 DB 12 is used, flushed at start and end. About 5.5 minutes on 2 cores by default.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import redis
 
-from bench import cpu, latency
+from bench import cpu, latency, sharding
 from bench.common import (
     BENCH_DB,
     REDIS_URL,
@@ -74,6 +75,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--redis", default=REDIS_URL)
     parser.add_argument("--db", type=int, default=BENCH_DB)
     parser.add_argument("--write", type=Path, help="replace the generated block of this file")
+    parser.add_argument(
+        "--skip-sharding", action="store_true", help="leave out bench.sharding (about 2 min)"
+    )
     return parser.parse_args(argv)
 
 
@@ -185,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.write:
         args.write.write_text(replace_block(args.write.read_text(), block))
         progress(f"wrote the results into {args.write}")
+    if not args.skip_sharding:
+        sharding_argv = [f"--redis={args.redis}", f"--db={args.db}"]
+        sharding.main([*sharding_argv, *([f"--write={args.write}"] if args.write else [])])
 
 
 if __name__ == "__main__":

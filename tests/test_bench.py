@@ -232,3 +232,14 @@ def test_replace_block_swaps_only_the_generated_block() -> None:
 def test_replace_block_appends_when_the_document_has_none() -> None:
     block = f"{BEGIN}\nnew\n{END}\n"
     assert replace_block("# Benchmarks\n", block) == f"# Benchmarks\n\n{block}"
+
+
+def test_the_sharding_suites_have_the_asked_number_of_tests() -> None:
+    from bench.sharding import cpu_suite, io_suite, ratio_goal_met
+
+    io = io_suite(400, 0.05)
+    assert sum(text.count("def test_io_") for text in io.values()) == 400
+    assert len(io) == 20 and all("time.sleep(0.05)" in text for text in io.values())
+    cpu = cpu_suite(60, 1000)
+    assert sum(text.count("def test_cpu_") for text in cpu.values()) == 60
+    assert ratio_goal_met(3.0, 24.0, 1.3 / 8) and not ratio_goal_met(4.0, 24.0, 1.3 / 8)

@@ -19,6 +19,7 @@ import yaml
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from packaging.requirements import Requirement
 
+from tests.tools import required_tool
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,12 +228,7 @@ def test_the_scaled_object_sums_every_priority_list_celery_uses() -> None:
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus); CI runs this")
-    return found
+    return required_tool("promtool", "prometheus")
 
 
 def test_alert_rules_are_valid_prometheus_rules() -> None:

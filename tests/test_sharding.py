@@ -6,7 +6,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from worker.sandbox import Sandbox
@@ -23,6 +23,7 @@ from worker.suite import run_suite
 IDS = [f"tests/test_m.py::test_{i}" for i in range(10)]
 
 
+@example(ids=["0", "00"], shards=2, timed={0: 0.0})  # a 0 s test once emptied a shard
 @given(
     ids=st.lists(st.text(min_size=1, max_size=8), unique=True, max_size=60),
     shards=st.integers(min_value=1, max_value=12),

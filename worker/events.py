@@ -19,7 +19,6 @@ from worker.webhook import WebhookError, post_json
 logger = logging.getLogger("testgate.events")
 
 
-
 def publish_retry_policy(max_retries: int) -> dict[str, float]:
     """kombu retries the publish itself while the broker is briefly away: waits of
     0.5, 1.5, 2.5 ... s, at most 5 s each (8 retries: about 27 s in all)."""

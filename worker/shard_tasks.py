@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 
 from celery import Task, chord, group
-from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from worker.celery_app import app
@@ -22,7 +21,7 @@ from worker.events import EventDeliveryError
 from worker.job import Job, JobRejected, parse_job
 from worker.sharded import finish_sharded, run_shard
 from worker.sharding import ShardResult
-from worker.tasks import current_context
+from worker.tasks import current_context, retry_undelivered
 
 logger = logging.getLogger("testgate.shard_tasks")
 
@@ -103,10 +102,5 @@ def merge_test_shards(
         )
     except EventDeliveryError as exc:
         logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)
-        try:
-            raise self.retry(
-                countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
-            ) from exc
-        except (OperationalError, OSError) as publish_error:
-            raise Reject(str(publish_error), requeue=True) from exc
+        raise retry_undelivered(self, ctx, exc) from exc
     return outcome.as_dict()

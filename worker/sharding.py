@@ -46,12 +46,14 @@ def plan_shards(
     known = sorted((t for t in test_ids if t in durations), key=lambda t: (-durations[t], order[t]))
     unknown = [t for t in test_ids if t not in durations]
     bins: list[list[str]] = [[] for _ in range(count)]
-    loads = [(0.0, i) for i in range(count)]
+    # (seconds, tests, shard): ties in time go to the shard with fewer tests, so tests
+    # timed at 0 s still spread out.
+    loads = [(0.0, 0, i) for i in range(count)]
     for test in known:  # longest processing time first, each into the lightest shard
-        load, index = heapq.heappop(loads)
+        load, tests, index = heapq.heappop(loads)
         bins[index].append(test)
-        heapq.heappush(loads, (load + durations[test], index))
-    lightest_first = [index for _, index in sorted(loads)]
+        heapq.heappush(loads, (load + durations[test], tests + 1, index))
+    lightest_first = [index for _, _, index in sorted(loads)]
     for i, test in enumerate(unknown):
         bins[lightest_first[i % count]].append(test)
     return [sorted(b, key=order.__getitem__) for b in bins if b]

@@ -56,6 +56,21 @@ def current_context() -> GateContext:
     return _context
 
 
+def retry_undelivered(task: Task, ctx: GateContext, exc: EventDeliveryError) -> BaseException:
+    """What to raise when a verdict exists but the orchestrator has not heard it: the
+    job must be delivered again rather than acked and lost. A retry, or, when the
+    broker cannot take the retry either, a Reject that gives the message back unacked."""
+    try:
+        # Task.retry publishes the retry and then raises Retry itself.
+        retry: BaseException = task.retry(
+            countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+        )
+    except (OperationalError, OSError) as publish_error:
+        rejected: BaseException = Reject(str(publish_error), requeue=True)
+        return rejected
+    return retry
+
+
 @app.task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
     """Run one tester job; returns a summary. Raises only Celery's own control flow
@@ -73,16 +88,8 @@ def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
             progress=lambda p: self.update_state(state="PROGRESS", meta=p.as_meta()),
         )
     except EventDeliveryError as exc:
-        # The verdict exists but the orchestrator has not heard it: the job must be
-        # delivered again rather than acked and lost.
         logger.error("task %s: event not delivered, job retried: %s", delivery_id, exc)
-        try:
-            raise self.retry(
-                countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
-            ) from exc
-        except (OperationalError, OSError) as publish_error:
-            # The broker cannot take the retry either: give the message back unacked.
-            raise Reject(str(publish_error), requeue=True) from exc
+        raise retry_undelivered(self, ctx, exc) from exc
     except Exception as exc:
         logger.exception("task %s: unexpected error in the gate", delivery_id)
         if attempt < ctx.settings.infra_max_retries:

@@ -22,6 +22,7 @@ from tests.fleet import ROOT, Orchestrator, WorkerProcess
 from tests.httpfixtures import free_port
 from tests.integration.conftest import REDIS_HOST
 from tests.repofactory import make_origin
+from tests.tools import required_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 flower = pytest.importorskip("flower")
@@ -44,12 +45,7 @@ class Screenshot:
 
 
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
-        pytest.skip("chromium not installed (apt-get install chromium); CI runs this")
-    return found
+    return required_tool("chromium", "chromium")
 
 
 def screenshot(port: int, page: str, tmp_path: Path) -> Screenshot:
