@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from worker.announce import hand_back
 from worker.checkout import Checkout, CheckoutError
 from worker.context import GateContext, GateResult
-from worker.job import Job
+from worker.job import Job, JobRejected
 from worker.junit import JunitSummary
 from worker.runner import JobRun
 from worker.setup_steps import SetupFailure
@@ -83,8 +84,8 @@ def finish_sharded(
 ) -> GateResult:
     """Merge, report and announce once. Raises only EventDeliveryError."""
     contract = ctx.contracts.for_repo(job.repo) if ctx.contracts else None
-    if contract is None:
-        return GateResult("duplicate", f"no test contract for {job.repo} any more")
+    if contract is None:  # the contracts file changed while the shards ran
+        return hand_back(JobRejected("no test contract", job.task_id, job.repo), ctx)
     merged = merge_shards(plan, shards)
     ctx.state.record_durations(job.repo, merged.durations)
     attempts = max((s.attempts for s in shards), default=1)
