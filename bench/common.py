@@ -108,11 +108,13 @@ def running_worker(
     app: Celery,
     concurrency: int = 1,
     suite_env: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[WorkerProcess]:
     """`celery -A worker worker -c <concurrency>` until the block ends; its log's tail
-    goes to stderr if the block fails. Workers of one root share the mirror."""
+    goes to stderr if the block fails. Workers of one root share the mirror.
+    `extra_env` goes on top of the worker's settings (another contracts file, say)."""
     log = root / f"worker-c{concurrency}.log"
-    env = worker_env(root, broker, suite_env or {})
+    env = {**worker_env(root, broker, suite_env or {}), **(extra_env or {})}
     worker = WorkerProcess.start(env, log, f"bench-c{concurrency}", concurrency)
     try:
         worker.wait_ready(app)
