@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 from kombu.utils.url import maybe_sanitize_url
 
 from worker.contracts import ContractsFileError, load_contracts
 from worker.jobcgroup import open_job_cgroup
 from worker.sandbox import Sandbox
 from worker.settings import load_settings
+from worker.subreaper import become_subreaper
 
 logger = logging.getLogger("testgate.app")
 
@@ -116,3 +117,10 @@ def _log_process_containment() -> None:
             "TESTGATE_SUITE_MAX_PROCESSES (RLIMIT_NPROC, not for root)",
             max_pids,
         )
+
+
+@worker_process_init.connect
+def _adopt_orphans(**_: Any) -> None:
+    """Each pool process becomes a child subreaper: what a job daemonises is re-parented
+    to it (not to PID 1) and killed when the job ends, even without a cgroup."""
+    become_subreaper()

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from worker import proctree
+from worker import proctree, subreaper
 from worker.alerts import infra_exhausted_text
 from worker.announce import already_done, announce_verdict, hand_back
 from worker.audit import NO_AUDIT, AuditJob, PytestEnv, audit_suite
@@ -203,6 +203,9 @@ class JobRun:
             cgroup=cgroup,
         )
         python = self.contract.python or self.settings.python or sys.executable
+        # A subreaper pool process adopts what the job daemonises: without a cgroup that
+        # is how it is found; with one, its killed members must still be reaped.
+        before = subreaper.children() if subreaper.is_subreaper() else None
         try:
             # Only a delivery that ran before can have left processes (same cookie).
             if self.redelivered and (left := proctree.sweep(sandbox.cookie)):
@@ -254,6 +257,8 @@ class JobRun:
         finally:
             if cgroup is not None:
                 cgroup.remove()
+            if before is not None:
+                subreaper.reap_adopted(before)
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _send_shards(self, co: Checkout, sandbox: Sandbox, python: str) -> ShardsSent | None:
