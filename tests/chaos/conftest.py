@@ -88,7 +88,7 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
         redis.Redis.from_url(broker).flushdb()
     else:
         purge_queues(broker)
-    repos = ["slow", "poison", "slow2", "gated"]
+    repos = ["slow", "poison", "slow2", "gated", "escape"]
     contracts = tmp_path / "contracts.toml"
     contracts.write_text(
         "".join(

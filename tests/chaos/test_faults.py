@@ -16,6 +16,7 @@ from tests.chaos.conftest import BRANCH, POISON, Chaos, slow_suite
 from tests.chaos.tcpproxy import TcpProxy
 from tests.fleet import ADVANCE, pid_alive, wait_for_file
 from tests.repofactory import show_file
+from tests.test_suite import escaping_daemon_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -189,3 +190,21 @@ def test_an_advance_fired_while_the_broker_is_away_is_sent_once_it_is_back(
             advances=1,
             seconds_after_broker_back=f"{recovered_s:.1f}",
         )
+
+
+def test_a_daemon_that_cleared_its_environment_dies_with_its_job_without_a_cgroup(
+    chaos: Chaos,
+) -> None:
+    """No pids cgroup (as for a non-root worker): the pool process, a child subreaper,
+    adopts the daemon the suite leaves and kills it when the job ends."""
+    project, pid_file = escaping_daemon_project(chaos.tmp)
+    chaos.origin("escape", {"tests/test_escape.py": (project / "tests/test_escape.py").read_text()})
+    chaos.start_worker(env={"TESTGATE_SUITE_MAX_PIDS": "0"})
+    sent = chaos.orchestrator.send(**chaos.job(108, "escape"))
+    assert chaos.orchestrator.wait_done(sent)["kind"] == "advanced", chaos.logs()
+    [advance] = chaos.orchestrator.events_for(108, ADVANCE)
+    assert advance["result"] == "PASS"
+    daemon = int(pid_file.read_text())
+    assert not pid_alive(daemon), "the daemon outlived its job"
+    assert "left behind (adopted)" in chaos.logs()
+    report("daemon-without-cgroup", chaos, advances=1, daemon_alive=False)
