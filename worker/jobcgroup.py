@@ -5,17 +5,18 @@ It does what the cookie and the process tree cannot: `pids.max` stops a fork bom
 when the worker runs as root (RLIMIT_NPROC does not apply to root), and membership is
 inherited by every process the job starts, so a daemon that cleared its environment and
 re-parented itself away is still found and killed. Where no such cgroup exists, the
-sandbox falls back to the cookie sweep alone.
+cookie sweep and the pool process as child subreaper (worker/subreaper.py) remain.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from worker import proctree
 
 logger = logging.getLogger("testgate.jobcgroup")
 
@@ -64,19 +65,9 @@ class JobCgroup:
 
     def kill_all(self) -> int:
         """SIGKILL every member until none is left (bounded). Returns how many were killed."""
-        killed: set[int] = set()
-        for _ in range(_KILL_ROUNDS):
-            members = self.members() - {os.getpid()}
-            if not members:
-                return len(killed)
-            for pid in members:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.add(pid)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.01)
-        logger.error("cgroup %s: members still alive after %d rounds", self.path, _KILL_ROUNDS)
+        killed = proctree.kill_until_gone(lambda: self.members() - {os.getpid()}, _KILL_ROUNDS)
+        if self.members() - {os.getpid()}:
+            logger.error("cgroup %s: members still alive after the kill rounds", self.path)
         return len(killed)
 
     def remove(self) -> None:
@@ -144,7 +135,7 @@ def open_job_cgroup(name: str, max_pids: int) -> JobCgroup | None:
         path.mkdir(exist_ok=True)
         (path / "pids.max").write_text(str(max_pids))
     except OSError as exc:
-        logger.info("no per-job pids cgroup (%s): the cookie sweep alone bounds the job", exc)
+        logger.info("no per-job pids cgroup (%s): cookie sweep and subreaper only", exc)
         return None
     group = JobCgroup(path, max_pids)
     if left := group.kill_all():

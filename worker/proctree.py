@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger("testgate.proctree")
@@ -64,16 +65,23 @@ def kill_job(cookie: str, root_pid: int | None, *, grace_s: float, tree: bool) -
 
 def sweep(cookie: str) -> int:
     """SIGKILL every process still carrying the cookie (after a normal exit)."""
-    killed: set[int] = set()
-    for _ in range(_KILL_ROUNDS):
-        left = job_processes(cookie)
-        if not left:
-            break
-        killed |= _signal_all(left, signal.SIGKILL)
-        time.sleep(0.02)
+    killed = kill_until_gone(lambda: job_processes(cookie))
     if killed:
         logger.warning("job %s left %d process(es) behind; killed", cookie, len(killed))
     return len(killed)
+
+
+def kill_until_gone(find: Callable[[], set[int]], rounds: int = _KILL_ROUNDS) -> set[int]:
+    """SIGKILL what `find` returns, again and again until it returns nothing (what was
+    killed may have forked meanwhile), at most `rounds` times. Returns every pid killed."""
+    killed: set[int] = set()
+    for _ in range(rounds):
+        left = find()
+        if not left:
+            break
+        killed |= _signal_all(left, signal.SIGKILL)
+        time.sleep(0.02)  # let the kernel deliver before the next look
+    return killed
 
 
 def _signal_all(pids: set[int], sig: signal.Signals) -> set[int]:
