@@ -90,6 +90,34 @@ class Orchestrator:
         raise TimeoutError(f"task {task_uuid} did not succeed within {timeout}s")
 
 
+def fleet_env(
+    *,
+    broker: str,
+    state: str,
+    prefix: str,
+    workdir: Path,
+    origins: Path,
+    contracts: Path,
+    repos: list[str],
+    alert_url: str,
+) -> dict[str, str]:
+    """A test worker's settings: short retries, one state DB for results and state."""
+    return {
+        "TESTGATE_BROKER_URL": broker,
+        "TESTGATE_RESULT_BACKEND": state,
+        "TESTGATE_STATE_URL": state,
+        "TESTGATE_KEY_PREFIX": prefix,
+        "TESTGATE_WORKDIR": str(workdir),
+        "TESTGATE_GIT_URL_TEMPLATE": str(origins / "{repo}.git"),
+        "TESTGATE_CONTRACTS_FILE": str(contracts),
+        "TESTGATE_REPOS": ",".join(repos),
+        "TESTGATE_INFRA_MAX_RETRIES": "1",
+        "TESTGATE_INFRA_RETRY_DELAY_S": "1",
+        "TESTGATE_KILL_GRACE_S": "1",
+        "TESTGATE_ALERT_WEBHOOK_URL": alert_url,
+    }
+
+
 def worker_command(name: str, concurrency: int = 1) -> list[str]:
     """`celery -A worker worker -Q tests`, exactly as an operator starts it."""
     return [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fleet import Orchestrator, WorkerProcess, purge_queues
+from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues
 from tests.httpfixtures import Recorder, http_server
 from tests.repofactory import make_origin
 
@@ -98,23 +98,21 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
     )
     with http_server() as (alert_base, alerts):
         env = {
-            "TESTGATE_BROKER_URL": broker,
-            "TESTGATE_RESULT_BACKEND": f"{REDIS}/{STATE_DB}",
-            "TESTGATE_STATE_URL": f"{REDIS}/{STATE_DB}",
-            "TESTGATE_KEY_PREFIX": f"chaos-{uuid.uuid4().hex[:8]}:",
-            "TESTGATE_WORKDIR": str(tmp_path / "work"),
-            "TESTGATE_GIT_URL_TEMPLATE": str(tmp_path / "origins" / "{repo}.git"),
-            "TESTGATE_CONTRACTS_FILE": str(contracts),
-            "TESTGATE_REPOS": ",".join(repos),
-            "TESTGATE_INFRA_MAX_RETRIES": "1",
-            "TESTGATE_INFRA_RETRY_DELAY_S": "1",
-            "TESTGATE_KILL_GRACE_S": "1",
+            **fleet_env(
+                broker=broker,
+                state=f"{REDIS}/{STATE_DB}",
+                prefix=f"chaos-{uuid.uuid4().hex[:8]}:",
+                workdir=tmp_path / "work",
+                origins=tmp_path / "origins",
+                contracts=contracts,
+                repos=repos,
+                alert_url=f"{alert_base}/alert",
+            ),
             "TESTGATE_MAX_DELIVERIES": "2",
             # A short Redis visibility timeout (8 s suite + 1 s grace + 3 s) so that a
             # job of a SIGKILLed worker comes back within the test.
             "TESTGATE_DELIVERY_OVERHEAD_S": "3",
             "TESTGATE_TIMEOUT_S": "8",
-            "TESTGATE_ALERT_WEBHOOK_URL": f"{alert_base}/alert",
             # Publish retries of about 8 s (0.5 + 1.5 + 2.5 + 3.5), so that an outage
             # past them fits in a test.
             "TESTGATE_EVENT_PUBLISH_RETRIES": "4",

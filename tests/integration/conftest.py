@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fleet import Orchestrator, WorkerProcess, purge_queues
+from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues
 from tests.httpfixtures import Recorder, healthy_routes, http_server
 from tests.integration.scenarios import BRANCH, contracts_toml, scenarios
 from tests.repofactory import make_origin
@@ -78,18 +78,16 @@ def fleet(
         contracts.write_text(contracts_toml(items))
         prefix = f"testgate-test-{uuid.uuid4().hex[:8]}:"
         env = {
-            "TESTGATE_BROKER_URL": broker,
-            "TESTGATE_RESULT_BACKEND": f"{REDIS_HOST}/{STATE_DB}",
-            "TESTGATE_STATE_URL": f"{REDIS_HOST}/{STATE_DB}",
-            "TESTGATE_KEY_PREFIX": prefix,
-            "TESTGATE_WORKDIR": str(tmp / "workdir"),
-            "TESTGATE_GIT_URL_TEMPLATE": str(origins / "{repo}.git"),
-            "TESTGATE_CONTRACTS_FILE": str(contracts),
-            "TESTGATE_REPOS": ",".join(item.repo for item in items),
-            "TESTGATE_INFRA_MAX_RETRIES": "1",
-            "TESTGATE_INFRA_RETRY_DELAY_S": "1",
-            "TESTGATE_KILL_GRACE_S": "1",
-            "TESTGATE_ALERT_WEBHOOK_URL": f"{alert_base}/alert",
+            **fleet_env(
+                broker=broker,
+                state=f"{REDIS_HOST}/{STATE_DB}",
+                prefix=prefix,
+                workdir=tmp / "workdir",
+                origins=origins,
+                contracts=contracts,
+                repos=[item.repo for item in items],
+                alert_url=f"{alert_base}/alert",
+            ),
             "TESTGATE_GIT_EMAIL_DOMAIN": "gate.example",
         }
         log = tmp / "worker.log"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, purge_queues
+from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, fleet_env, purge_queues
 from tests.httpfixtures import Recorder, http_server
 from tests.repofactory import make_origin, show_file
 
@@ -110,20 +110,16 @@ def shard_fleet(
     (tmp / "contracts.toml").write_text(CONTRACTS)
     prefix = f"shards-{uuid.uuid4().hex[:8]}:"
     with http_server() as (alert_base, alerts):
-        env = {
-            "TESTGATE_BROKER_URL": broker,
-            "TESTGATE_RESULT_BACKEND": f"{REDIS}/{STATE_DB}",
-            "TESTGATE_STATE_URL": f"{REDIS}/{STATE_DB}",
-            "TESTGATE_KEY_PREFIX": prefix,
-            "TESTGATE_WORKDIR": str(tmp / "work"),
-            "TESTGATE_GIT_URL_TEMPLATE": str(tmp / "origins" / "{repo}.git"),
-            "TESTGATE_CONTRACTS_FILE": str(tmp / "contracts.toml"),
-            "TESTGATE_REPOS": "shard_ok,shard_red,shard_missing,shard_hang",
-            "TESTGATE_INFRA_MAX_RETRIES": "1",
-            "TESTGATE_INFRA_RETRY_DELAY_S": "1",
-            "TESTGATE_KILL_GRACE_S": "1",
-            "TESTGATE_ALERT_WEBHOOK_URL": f"{alert_base}/alert",
-        }
+        env = fleet_env(
+            broker=broker,
+            state=f"{REDIS}/{STATE_DB}",
+            prefix=prefix,
+            workdir=tmp / "work",
+            origins=tmp / "origins",
+            contracts=tmp / "contracts.toml",
+            repos=["shard_ok", "shard_red", "shard_missing", "shard_hang"],
+            alert_url=f"{alert_base}/alert",
+        )
         worker = WorkerProcess.start(env, tmp / "worker.log", f"shards-{prefix[7:15]}", 3)
         orchestrator = Orchestrator.connect(broker, f"{REDIS}/{STATE_DB}")
         try:
