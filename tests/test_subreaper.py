@@ -22,6 +22,7 @@ from tests.gateworld import job, world
 from tests.repofactory import make_origin
 from worker import subreaper
 from worker.runner import run_gate
+from worker.sandbox import warm_interpreter
 
 tmp, project = Path(sys.argv[1]), Path(sys.argv[2])
 tmp.mkdir()
@@ -29,10 +30,12 @@ if sys.argv[3] == "subreaper":
     assert subreaper.become_subreaper() and subreaper.is_subreaper()
 # No cgroup (as for a non-root worker): only the subreaper can catch the daemon.
 w = world(tmp, {"escape": {"smoke_enabled": False}}, suite_max_pids=0)
+warm = warm_interpreter()  # as a pool process does at start, before any job
 files = {str(p.relative_to(project)): p.read_text() for p in project.rglob("*.py")}
 make_origin(w.origins, "escape", files)
 result = run_gate(job("escape"), w.ctx, attempt=0, delivery_id="d1")
-print(json.dumps({"kind": result.kind, "result": w.sender.sent[0][1]["result"]}))
+print(json.dumps({"kind": result.kind, "result": w.sender.sent[0][1]["result"],
+                  "warm_kept": warm.alive() and warm_interpreter() is warm}))
 """
 
 
@@ -53,14 +56,15 @@ def run_gate_in_child(tmp_path: Path, mode: str) -> tuple[dict[str, str], int]:
 
 def test_a_subreaper_gate_kills_a_daemon_that_cleared_its_environment(tmp_path: Path) -> None:
     outcome, daemon = run_gate_in_child(tmp_path, "subreaper")
-    assert outcome == {"kind": "advanced", "result": "PASS"}
+    # The job's leftovers are reaped, the pool process's warm interpreter is not.
+    assert outcome == {"kind": "advanced", "result": "PASS", "warm_kept": True}
     assert not pid_alive(daemon)
 
 
 def test_without_the_subreaper_the_same_daemon_outlives_the_job(tmp_path: Path) -> None:
     outcome, daemon = run_gate_in_child(tmp_path, "plain")
     try:
-        assert outcome == {"kind": "advanced", "result": "PASS"}
+        assert outcome == {"kind": "advanced", "result": "PASS", "warm_kept": True}
         assert pid_alive(daemon), "the control: nothing else would have caught it"
     finally:
         os.kill(daemon, 9)

@@ -17,8 +17,23 @@ import pytest
 from tests.fleet import pid_alive
 from worker.jobcgroup import JobCgroup, open_job_cgroup
 from worker.progress import Progress
-from worker.sandbox import Limits, Sandbox, sandbox_environment
+from worker.sandbox import Limits, Sandbox, sandbox_environment, warm_interpreter
 from worker.suite import SuiteRun, run_suite
+from worker.warm import WarmPytest
+
+# Every test here runs twice: pytest started cold, and forked from the warm interpreter.
+_started: dict[str, WarmPytest | None] = {"warm": None}
+
+
+@pytest.fixture(autouse=True, params=["cold", "warm"])
+def start(request: pytest.FixtureRequest) -> Iterator[str]:
+    _started["warm"] = warm_interpreter() if request.param == "warm" else None
+    yield request.param
+    _started["warm"] = None
+
+
+def warm() -> WarmPytest | None:
+    return _started["warm"]
 
 
 def project(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -43,6 +58,7 @@ def run(
         cookie=uuid.uuid4().hex,
         kill_grace_s=0.5,
         limits=limits or Limits(),
+        warm=warm(),
     )
     sandbox.scratch_dir.mkdir(exist_ok=True)
     return run_suite(
@@ -285,7 +301,7 @@ def test_progress_is_reported_while_the_suite_runs(tmp_path: Path) -> None:
         },
     )
     seen: list[Progress] = []
-    sandbox = Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex)
+    sandbox = Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex, warm=warm())
     sandbox.scratch_dir.mkdir()
     result = run_suite(
         root, sandbox, python=sys.executable, target="tests/", timeout_s=60, progress=seen.append
@@ -320,7 +336,10 @@ def test_network_isolation_cuts_the_suite_off_from_the_workers_network(
             tmp_path, {"tests/test_net.py": NETWORK_PROBE.format(port=port, expected=reachable)}
         )
         sandbox = Sandbox(
-            scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex, isolate_network=isolated
+            scratch_dir=tmp_path / "scratch",
+            cookie=uuid.uuid4().hex,
+            isolate_network=isolated,
+            warm=warm(),
         )
         sandbox.scratch_dir.mkdir()
         result = run_suite(root, sandbox, python=sys.executable, target="tests/", timeout_s=60)
@@ -345,6 +364,7 @@ def run_in(root: Path, tmp_path: Path, group: JobCgroup, *, cookie: str | None =
         cookie=cookie or uuid.uuid4().hex,
         kill_grace_s=0.5,
         cgroup=group,
+        warm=warm(),
     )
     sandbox.scratch_dir.mkdir(exist_ok=True)
     return run_suite(root, sandbox, python=sys.executable, target="tests/", timeout_s=120)

@@ -15,7 +15,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from worker.contracts import ContractsFileError, load_contracts
 from worker.jobcgroup import open_job_cgroup
-from worker.sandbox import Sandbox
+from worker.sandbox import Sandbox, warm_interpreter
 from worker.settings import load_settings
 from worker.subreaper import become_subreaper
 
@@ -124,3 +124,11 @@ def _adopt_orphans(**_: Any) -> None:
     """Each pool process becomes a child subreaper: what a job daemonises is re-parented
     to it (not to PID 1) and killed when the job ends, even without a cgroup."""
     become_subreaper()
+
+
+@worker_process_init.connect
+def _warm_up_pytest(**_: Any) -> None:
+    """Each pool process starts its warm pytest interpreter while it waits for its first
+    job, so that even the first suite skips pytest's start-up."""
+    if load_settings().warm_pytest:
+        warm_interpreter()

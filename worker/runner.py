@@ -36,7 +36,7 @@ from worker.progress import Progress
 from worker.publish import GitIdentity, PublishResult, publish_report
 from worker.report import ReportFacts, render_report
 from worker.reruns import collect_ids
-from worker.sandbox import Limits, Sandbox
+from worker.sandbox import Limits, Sandbox, warm_interpreter
 from worker.scope import job_rejection
 from worker.setup_steps import SetupFailure
 from worker.sharding import ShardsSent, plan_shards, shard_count
@@ -201,6 +201,8 @@ class JobRun:
             extra_env=dict(self.contract.env),
             isolate_network=self.settings.suite_network_isolation,
             cgroup=cgroup,
+            # Before the children snapshot below: it must not count as the job's leftover.
+            warm=warm_interpreter() if self.settings.warm_pytest else None,
         )
         python = self.contract.python or self.settings.python or sys.executable
         # A subreaper pool process adopts what the job daemonises: without a cgroup that

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import select
 import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from worker import proctree
+from worker import proctree, pytest_zygote
 from worker.jobcgroup import JobCgroup
+from worker.warm import SuiteLaunch, WarmPytest, WarmRun, warm_pytest
 
 logger = logging.getLogger("testgate.sandbox")
 
@@ -60,6 +63,19 @@ class Limits:
         ]
         return ["prlimit", *options, "--"] if options else []
 
+    def rlimits(self) -> tuple[tuple[int, int], ...]:
+        """The same limits as (resource, value) pairs, for a process to set on itself."""
+        mib = 1024 * 1024
+        return tuple(
+            (limit, value)
+            for limit, value in (
+                (resource.RLIMIT_AS, self.max_memory_mb * mib),
+                (resource.RLIMIT_FSIZE, self.max_file_mb * mib),
+                (resource.RLIMIT_NPROC, self.max_processes),
+            )
+            if value > 0
+        )
+
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -73,6 +89,7 @@ class Sandbox:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     isolate_network: bool = False  # a network namespace of its own: no network at all
     cgroup: JobCgroup | None = None  # the job's pids cgroup, where there can be one
+    warm: WarmPytest | None = None  # runs `python -m pytest` without a cold start-up
 
     def wrap(self, command: Sequence[str]) -> list[str]:
         """The argv to execute. The cgroup shell, `prlimit` and `unshare` all exec the
@@ -124,6 +141,13 @@ class Bounded:
     limit_notes: tuple[str, ...] = ()
 
 
+def warm_interpreter() -> WarmPytest:
+    """This process's warm pytest interpreter, started with the start-up environment
+    every suite gets (it does not depend on the job)."""
+    home = Path(tempfile.gettempdir()) / "testgate-no-home"
+    return warm_pytest(sandbox_environment(os.environ, home=home, tmpdir=home, cookie=""))
+
+
 def sandbox_environment(
     base: Mapping[str, str],
     *,
@@ -153,6 +177,21 @@ def sandbox_environment(
     return env
 
 
+class _Running(Protocol):
+    """A started command, wherever it was started from."""
+
+    pid: int
+    how: str  # "cold" or "warm", for the log
+
+    def exited(self, timeout: float) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> int | None: ...
+
+    def never_ran(self, exit_code: int | None) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
 def run_bounded(
     command: Sequence[str],
     cwd: Path,
@@ -169,13 +208,66 @@ def run_bounded(
     for directory in (sandbox.scratch_dir / "home", sandbox.scratch_dir / "tmp"):
         directory.mkdir(parents=True, exist_ok=True)
     env = sandbox.environment(os.environ)
+    started = time.monotonic()
+    running: _Running | None = _start_warm(command, cwd, sandbox, env, log_path)
+    if running is None:
+        cold = _start_cold(command, cwd, sandbox, env, log_path)
+        if isinstance(cold, Bounded):
+            return cold
+        running = cold
+    logger.info(
+        "started %s in %s (%s): pid %d, timeout %ss",
+        command[0],
+        cwd,
+        running.how,
+        running.pid,
+        timeout_s,
+    )
+    try:
+        exit_code, timed_out = _wait(running, sandbox, timeout_s, on_tick)
+        never_ran = running.never_ran(exit_code)
+    finally:
+        running.close()
+    duration = time.monotonic() - started
+    if never_ran is not None:
+        logger.error("%s in %s never ran: %s", command[0], cwd, never_ran)
+        return Bounded(None, False, never_ran, duration, sandbox.kill_leftovers())
+    leftovers = sandbox.kill_leftovers()
+    return Bounded(exit_code, timed_out, None, duration, leftovers, sandbox.limit_notes())
+
+
+def _start_warm(
+    command: Sequence[str], cwd: Path, sandbox: Sandbox, env: dict[str, str], log_path: Path
+) -> _Running | None:
+    """The suite forked from the warm interpreter; None: start it cold."""
+    if sandbox.warm is None or list(command[1:3]) != ["-m", "pytest"]:
+        return None
+    if sandbox.isolate_network:
+        return None  # a network namespace needs `unshare` around a fresh exec
+    launch = SuiteLaunch(
+        args=tuple(command[3:]),
+        cwd=cwd,
+        env=env,
+        log_path=log_path,
+        rlimits=sandbox.limits.rlimits(),
+        cgroup_procs=sandbox.cgroup.procs_file if sandbox.cgroup else None,
+    )
+    if reason := sandbox.warm.why_cold(command, launch):
+        logger.info("pytest in %s starts cold: %s", cwd, reason)
+        return None
+    run = sandbox.warm.start(launch)
+    return _WarmStarted(run) if run is not None else None
+
+
+def _start_cold(
+    command: Sequence[str], cwd: Path, sandbox: Sandbox, env: dict[str, str], log_path: Path
+) -> _Running | Bounded:
     argv = sandbox.wrap(command)
     # Behind a wrapper (prlimit, unshare) a missing program is the wrapper's exit code,
     # which would read as a suite that ran and failed: look for it before starting.
     if not _executable(command[0], cwd, env):
         logger.error("%s could not be started in %s: not found or not executable", command[0], cwd)
         return Bounded(None, False, f"{command[0]}: not found or not executable", 0.0)
-    started = time.monotonic()
     with log_path.open("ab") as log:
         try:
             process = subprocess.Popen(
@@ -191,18 +283,73 @@ def run_bounded(
         except OSError as exc:
             logger.error("%s could not be started in %s: %s", command[0], cwd, exc)
             return Bounded(None, False, f"{type(exc).__name__}: {exc}", 0.0)
-        logger.info(
-            "started %s in %s: pid %d, timeout %ss", command[0], cwd, process.pid, timeout_s
-        )
-        exit_code, timed_out = _wait(process, sandbox, timeout_s, on_tick)
-    duration = time.monotonic() - started
-    if argv[0] != command[0] and exit_code in _WRAPPER_EXEC_FAILED:
-        # prlimit/unshare could not exec the command: it never ran.
-        return Bounded(
-            None, False, f"{argv[0]} could not execute {command[0]} (exit {exit_code})", duration
-        )
-    leftovers = sandbox.kill_leftovers()
-    return Bounded(exit_code, timed_out, None, duration, leftovers, sandbox.limit_notes())
+    return _ColdStarted(process, wrapper=argv[0] if argv[0] != command[0] else None)
+
+
+class _ColdStarted:
+    """A command this process started. Its end is seen on a pidfd at once:
+    Popen.wait(timeout) polls with sleeps of up to 50 ms, pure latency on every job."""
+
+    how = "cold"
+
+    def __init__(self, process: subprocess.Popen[bytes], wrapper: str | None) -> None:
+        self.pid = process.pid
+        self._process = process
+        self._wrapper = wrapper
+        self._pidfd: int | None = None
+        self._poller = select.poll()
+        try:
+            self._pidfd = os.pidfd_open(process.pid)
+            self._poller.register(self._pidfd, select.POLLIN)
+        except OSError:  # no pidfd on this kernel: Popen's polling
+            self._pidfd = None
+
+    def exited(self, timeout: float) -> bool:
+        if self._pidfd is None:
+            return self.wait(timeout) is not None
+        return bool(self._poller.poll(timeout * 1000))
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def never_ran(self, exit_code: int | None) -> str | None:
+        if self._wrapper is not None and exit_code in _WRAPPER_EXEC_FAILED:
+            # prlimit/unshare/the cgroup shell could not exec the command.
+            return f"{self._wrapper} could not execute the command (exit {exit_code})"
+        return None
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+
+
+class _WarmStarted:
+    """A suite forked from the warm interpreter (worker/warm.py)."""
+
+    how = "warm"
+
+    def __init__(self, run: WarmRun) -> None:
+        self.pid = run.pid
+        self._run = run
+
+    def exited(self, timeout: float) -> bool:
+        return self._run.exited(timeout)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self._run.wait(timeout)
+
+    def never_ran(self, exit_code: int | None) -> str | None:
+        if self._run.lost:
+            return "the warm interpreter died before the suite's exit code was known"
+        if exit_code == pytest_zygote.SETUP_FAILED_EXIT:
+            return "the warm interpreter could not start the suite (see its output)"
+        return None
+
+    def close(self) -> None:
+        pass
 
 
 def _executable(program: str, cwd: Path, env: Mapping[str, str]) -> bool:
@@ -213,59 +360,34 @@ def _executable(program: str, cwd: Path, env: Mapping[str, str]) -> bool:
 
 
 def _wait(
-    process: subprocess.Popen[bytes],
+    running: _Running,
     sandbox: Sandbox,
     timeout_s: float,
     on_tick: Callable[[], None] | None,
 ) -> tuple[int | None, bool]:
     deadline = time.monotonic() + timeout_s
-    with _exit_notifier(process) as exited:
-        while (remaining := deadline - time.monotonic()) > 0:
-            if exited(min(remaining, _TICK_S)):
-                return process.wait(), False
-            if on_tick is not None:
-                on_tick()
+    while (remaining := deadline - time.monotonic()) > 0:
+        if running.exited(min(remaining, _TICK_S)):
+            if (code := running.wait(_REAP_TIMEOUT_S)) is not None:
+                return code, False
+            break  # its end is known but not its exit code: kill what is left of it
+        if on_tick is not None:
+            on_tick()
     signalled = proctree.kill_job(
-        sandbox.cookie, process.pid, grace_s=sandbox.kill_grace_s, tree=sandbox.tree_kill
+        sandbox.cookie, running.pid, grace_s=sandbox.kill_grace_s, tree=sandbox.tree_kill
     )
     if sandbox.cgroup is not None:
         signalled += sandbox.cgroup.kill_all()
+    timed_out = time.monotonic() >= deadline
     logger.warning(
-        "pid %d timed out after %ss: %d process(es) killed", process.pid, timeout_s, signalled
+        "pid %d %s: %d process(es) killed",
+        running.pid,
+        f"timed out after {timeout_s}s" if timed_out else "lost its exit code",
+        signalled,
     )
-    try:
-        process.wait(timeout=_REAP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        logger.error("pid %d did not die after SIGKILL", process.pid)
-    return None, True
-
-
-@contextmanager
-def _exit_notifier(process: subprocess.Popen[bytes]) -> Iterator[Callable[[float], bool]]:
-    """`exited(timeout)` -> True as soon as the process has exited.
-
-    A pidfd wakes up the moment the process ends; Popen.wait(timeout) polls with sleeps
-    of up to 50 ms, which is pure latency on every job.
-    """
-    try:
-        pidfd = os.pidfd_open(process.pid)
-    except OSError:  # no pidfd on this kernel: fall back to Popen's polling
-        yield lambda timeout: _exited_by_polling(process, timeout)
-        return
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    try:
-        yield lambda timeout: bool(poller.poll(timeout * 1000))
-    finally:
-        os.close(pidfd)
-
-
-def _exited_by_polling(process: subprocess.Popen[bytes], timeout: float) -> bool:
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return False
-    return True
+    if running.wait(_REAP_TIMEOUT_S) is None and timed_out:
+        logger.error("pid %d did not die after SIGKILL", running.pid)
+    return None, timed_out
 
 
 def read_tail(path: Path, limit: int) -> tuple[str, int]:

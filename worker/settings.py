@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # Run setup and suite in a network namespace of their own (needs `unshare`, and root
     # or user namespaces). Off by default: many suites need the network.
     suite_network_isolation: bool = False
+    # `python -m pytest` forked from a warm interpreter that has imported pytest already
+    # (worker/warm.py): the same run without ~130 ms of start-up CPU. Off: cold starts.
+    warm_pytest: bool = True
     git_email_domain: str = "testgate.invalid"
     agent_home_dir: str = ""
     broker_url: str = "redis://localhost:6379/0"
