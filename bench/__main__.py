@@ -143,6 +143,12 @@ def run_all(args: argparse.Namespace, broker: str, command: str) -> Results:
                 worker, orchestrator, one.branches[0], args.cpu_jobs
             )
             progress(cpu.describe(cpu_result))
+        cold_env = {"TESTGATE_WARM_PYTEST": "false"}
+        with running_worker(tmp / "one", broker, orchestrator.app, extra_env=cold_env):
+            orchestrator.run_serial(one.branches[0], 1)
+            progress(f"(a) latency with cold pytest starts, {args.runs} runs each")
+            lat_cold = latency.measure_latency(one, orchestrator, args.runs)
+            progress(latency.describe(lat_cold))
         variants = [
             _measure_io_variant(args, broker, orchestrator, tmp / f"io-{name}", name)
             for name in args.suite_plugins
@@ -170,6 +176,7 @@ def run_all(args: argparse.Namespace, broker: str, command: str) -> Results:
         io_tests=args.io_tests,
         io_sleep_s=args.io_sleep,
         latency=lat,
+        latency_cold=lat_cold,
         cpu=cpu_result,
         variants=variants,
     )

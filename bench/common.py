@@ -171,7 +171,12 @@ class TimedOrchestrator:
     def connect(cls, broker: str) -> Iterator[TimedOrchestrator]:
         app = Celery("bench-orchestrator", broker=broker, backend=broker)
         with app.connection_for_read() as conn, conn.SimpleQueue("orchestrator") as queue:
-            yield cls(app, queue)
+            orchestrator = cls(app, queue)
+            try:
+                yield orchestrator
+            finally:
+                # Dropped now: an AsyncResult's __del__ at interpreter exit raises.
+                orchestrator.pending.clear()
 
     def send(self, branch: str) -> int:
         """Enqueue one job; every job has its own task id, because a repeated (task id,

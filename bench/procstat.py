@@ -63,7 +63,7 @@ def children_of(pid: int) -> list[int]:
 @dataclass(frozen=True)
 class WorkerCpu:
     """CPU seconds of a Celery worker: its main process, its pool processes, and the
-    reaped children of both (suites, git)."""
+    children of both (suites, git, the warm pytest interpreters and their suites)."""
 
     main_s: float
     pool_s: float
@@ -88,10 +88,15 @@ def read_worker_cpu(main_pid: int) -> WorkerCpu:
     has been reaped."""
     main = read_proc_cpu(main_pid)
     pool = [read_proc_cpu(pid) for pid in children_of(main_pid)]
+    # A pool process's warm pytest interpreter lives as long as the pool process: its
+    # suites are its reaped children, so it is counted whole, alive.
+    warm = [read_proc_cpu(child) for p in pool for child in children_of(p.pid)]
     return WorkerCpu(
         main_s=main.own_s,
         pool_s=sum(p.own_s for p in pool),
-        children_s=main.children_s + sum(p.children_s for p in pool),
+        children_s=main.children_s
+        + sum(p.children_s for p in pool)
+        + sum(w.own_s + w.children_s for w in warm),
         pool_pids=tuple(p.pid for p in pool),
     )
 

@@ -217,6 +217,21 @@ def purge_queues(broker: str) -> None:
             conn.SimpleQueue(name, channel=channel).clear()
 
 
+def warm_interpreters(worker_pid: int) -> set[int]:
+    """The warm pytest interpreters of a worker's pool processes (its grandchildren)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            grandparent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        if b"pytest_zygote.py" in cmdline and grandparent == worker_pid:
+            found.add(int(entry.name))
+    return found
+
+
 def pid_alive(pid: int) -> bool:
     """A zombie is dead: it runs nothing and is only waiting to be reaped."""
     try:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,15 @@ def test_render_states_each_goal_and_whether_it_was_met() -> None:
     assert "all other processes 40 CPU-s (10% of the machine)" in text
     met_8 = next(line for line in render(_results(3.5)).splitlines() if "8 worker" in line)
     assert met_8.endswith("| yes |")
+    overhead = next(line for line in text.splitlines() if "testgate overhead per job" in line)
+    assert overhead.endswith("| +100 ms (x1.18) | <= +50 ms | **no** |")
+
+
+def test_render_shows_the_cold_start_latency_beside_the_warm_one() -> None:
+    cold = LatencyResult([PytestRun(0.5, 0.45)], [0.58, 0.58])
+    text = render(replace(_results(wall_at_8=5.0), latency_cold=cold))
+    row = next(line for line in text.splitlines() if "TESTGATE_WARM_PYTEST=false" in line)
+    assert "bare pytest 500 ms in that run)" in row and "| 580 ms, overhead +80 ms |" in row
 
 
 def test_replace_block_swaps_only_the_generated_block() -> None:

@@ -25,7 +25,7 @@ HANGS = (
 
 
 def test_the_suite_arms_faulthandler_a_few_seconds_before_the_hard_timeout() -> None:
-    command = suite_command("python", "tests/", Path("/j.xml"), timeout_s=900)
+    command = suite_command("python", ["tests/"], Path("/j.xml"), timeout_s=900)
     assert command[command.index("-o") + 1] == "faulthandler_timeout=895"
     assert hang_dump_margin_s(8) == 2  # short timeouts still dump before the kill
 

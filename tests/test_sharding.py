@@ -18,7 +18,7 @@ from worker.sharding import (
     plan_shards,
     shard_count,
 )
-from worker.suite import run_suite
+from worker.suite import run_suite, shard_targets
 
 IDS = [f"tests/test_m.py::test_{i}" for i in range(10)]
 
@@ -137,3 +137,44 @@ def test_a_selection_runs_only_its_ids_and_times_each(tmp_path: Path) -> None:
     assert set(outcomes) == chosen
     assert outcomes["tests/test_k.py::TestK::test_p[2]"].outcome == "failed"
     assert outcomes["tests/test_k.py::TestK::test_slow"].seconds >= 0.3
+
+
+def test_a_shard_imports_only_the_files_that_hold_its_tests(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "tests").mkdir(parents=True)
+    for name in ("a", "b"):
+        (root / "tests" / f"test_{name}.py").write_text(
+            f"open({str(tmp_path / name)!r}, 'w').close()  # proof of import\n\n\n"
+            f"def test_{name}():\n    pass\n"
+        )
+    sandbox = Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex)
+    sandbox.scratch_dir.mkdir()
+    chosen = {"tests/test_a.py::test_a"}
+    suite = run_suite(
+        root, sandbox, python=sys.executable, target="tests/", timeout_s=60, select=chosen
+    )
+    assert suite.exit_code == 0 and {o.test_id for o in suite.outcomes} == chosen
+    assert "tests/test_a.py" in suite.command and "tests/" not in suite.command
+    assert (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_shard_targets_fall_back_to_the_target_unless_every_id_names_a_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("")
+    ids = {"tests/test_a.py::test_x", "tests/test_a.py::T::test_y[1-::]"}
+    assert shard_targets(tmp_path, "tests/", ids) == ["tests/test_a.py"]
+    assert shard_targets(tmp_path, "tests/", None) == ["tests/"]
+    # Ids relative to another rootdir do not name files here: the whole target then.
+    assert shard_targets(tmp_path, "tests/", {"test_a.py::test_x"}) == ["tests/"]
+
+
+def test_equally_timed_tests_go_to_shards_of_consecutive_tests() -> None:
+    ids = [f"tests/test_f{f:02}.py::test_{i}" for f in range(20) for i in range(20)]
+    durations = {t: 0.05 + (hash(t) % 7) * 1e-4 for t in ids}  # timing noise
+    plan = plan_shards(ids, durations, 8)
+    loads = [sum(durations[t] for t in shard) for shard in plan]
+    assert max(loads) <= sum(loads) / 8 + max(durations.values())  # within one test
+    assert [t for shard in plan for t in shard] == ids  # each shard a run of the order
+    assert max(len({t.split("::")[0] for t in shard}) for shard in plan) <= 4  # not 20

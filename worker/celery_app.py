@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu.utils.url import maybe_sanitize_url
 
 from worker.contracts import ContractsFileError, load_contracts
@@ -18,6 +18,7 @@ from worker.jobcgroup import open_job_cgroup
 from worker.sandbox import Sandbox, warm_interpreter
 from worker.settings import load_settings
 from worker.subreaper import become_subreaper
+from worker.warm import stop_warm_pytest
 
 logger = logging.getLogger("testgate.app")
 
@@ -132,3 +133,10 @@ def _warm_up_pytest(**_: Any) -> None:
     job, so that even the first suite skips pytest's start-up."""
     if load_settings().warm_pytest:
         warm_interpreter()
+
+
+@worker_process_shutdown.connect
+def _stop_warm_pytest(**_: Any) -> None:
+    """A pool process that exits stops its warm interpreter itself rather than leave it
+    to the kernel's parent-death signal."""
+    stop_warm_pytest()

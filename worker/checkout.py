@@ -57,10 +57,15 @@ def checkout(
     lock_path = mirrors / f"{repo}.lock"
     job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
     worktree = job_dir / "src"
+    # A commit the mirror already has is looked up outside the lock (objects are only
+    # ever added), so the lock, which every job's checkout takes in turn, is held for
+    # `worktree add` alone: many shards of one commit start at the same moment.
+    sha = commit if commit and _mirror_has(mirror, commit, git_timeout_s) else None
     try:
         with _locked(lock_path):
-            _ensure_mirror(mirror, url_template.format(repo=repo), git_timeout_s)
-            sha = _resolve(mirror, branch, commit, git_timeout_s)
+            if sha is None:
+                _ensure_mirror(mirror, url_template.format(repo=repo), git_timeout_s)
+                sha = _resolve(mirror, branch, commit, git_timeout_s)
             _git(
                 mirror,
                 "worktree add",
@@ -166,6 +171,10 @@ def _resolve(mirror: Path, branch: str, commit: str | None, timeout_s: float) ->
         ["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
         timeout_s,
     )
+
+
+def _mirror_has(mirror: Path, commit: str, timeout_s: float) -> bool:
+    return (mirror / "HEAD").is_file() and _has_commit(mirror, commit, timeout_s)
 
 
 def _has_commit(mirror: Path, commit: str, timeout_s: float) -> bool:

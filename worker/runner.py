@@ -39,7 +39,7 @@ from worker.reruns import collect_ids
 from worker.sandbox import Limits, Sandbox, warm_interpreter
 from worker.scope import job_rejection
 from worker.setup_steps import SetupFailure
-from worker.sharding import ShardsSent, plan_shards, shard_count
+from worker.sharding import ShardPlan, plan_shards, shard_count
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.state import StateUnavailable
 from worker.suite import SuiteRun, run_suite
@@ -157,18 +157,26 @@ class JobRun:
                 if body is not None:
                     return body(co)
                 suite = self.prepare_and_run(co)
-                if isinstance(suite, ShardsSent):
-                    return GateResult("sharded", suite.describe())
                 if isinstance(suite, SetupFailure):
                     return self.tool_error(suite.describe(), co)
-                if not suite.ran:
+                if isinstance(suite, ShardPlan):
+                    split = suite
+                elif not suite.ran:
                     return self.tool_error(self.why_not_run(suite), co, hang=suite.hang)
-                return self.code_outcome(co, suite)
+                else:
+                    return self.code_outcome(co, suite)
         except CheckoutError as exc:
             logger.error(
                 "checkout failed for task %s (%s@%s): %s", job.task_id, job.repo, job.branch, exc
             )
             return self.tool_error(f"checkout failed: {exc}", None)
+        # Sent only now that the worktree is gone: removing it waits for the mirror's
+        # lock, which the shards' own checkouts take in turn, and the shards need this
+        # pool process too.
+        if self.ctx.shards is None:  # a plan is only made where it can be sent
+            return self.tool_error("the suite was split but no one can send its shards", None)
+        self.ctx.shards.dispatch(job, split.commit, [list(ids) for ids in split.plan])
+        return GateResult("sharded", split.describe())
 
     def open_checkout(self) -> AbstractContextManager[Checkout]:
         return checkout(
@@ -180,7 +188,7 @@ class JobRun:
             git_timeout_s=self.settings.git_timeout_s,
         )
 
-    def prepare_and_run(self, co: Checkout) -> SuiteRun | SetupFailure | ShardsSent:
+    def prepare_and_run(self, co: Checkout) -> SuiteRun | SetupFailure | ShardPlan:
         """Setup steps, then the suite (or its shards), in one sandbox whose cookie is
         the job's."""
         scratch_root = self.settings.workdir_path / "scratch"
@@ -228,8 +236,8 @@ class JobRun:
             if isinstance(prepared, SetupFailure):
                 return prepared
             sandbox, python = prepared
-            if self.select is None and (sent := self._send_shards(co, sandbox, python)):
-                return sent
+            if self.select is None and (split := self._plan_shards(co, sandbox, python)):
+                return split
             logger.info(
                 "task %s: running pytest %s on %s@%s",
                 self.job.task_id,
@@ -263,7 +271,7 @@ class JobRun:
                 subreaper.reap_adopted(before)
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _send_shards(self, co: Checkout, sandbox: Sandbox, python: str) -> ShardsSent | None:
+    def _plan_shards(self, co: Checkout, sandbox: Sandbox, python: str) -> ShardPlan | None:
         """Split the suite into shard tasks when the contract asks for it and the worker
         can (a Celery worker; the embedded mode runs the suite whole). None: run whole."""
         shards_asked, dispatcher = self.contract.shards, self.ctx.shards
@@ -291,8 +299,7 @@ class JobRun:
         if count <= 1:
             return None
         plan = plan_shards(test_ids, durations, count)
-        dispatcher.dispatch(self.job, co.commit, plan)
-        return ShardsSent(len(plan), len(test_ids), co.commit)
+        return ShardPlan(co.commit, tuple(tuple(ids) for ids in plan))
 
     def why_not_run(self, suite: SuiteRun) -> str:
         if suite.timed_out:

@@ -17,7 +17,7 @@ from worker.job import Job, JobRejected
 from worker.junit import JunitSummary
 from worker.runner import JobRun
 from worker.setup_steps import SetupFailure
-from worker.sharding import Merged, ShardResult, ShardsSent, TestCase, merge_shards
+from worker.sharding import Merged, ShardPlan, ShardResult, TestCase, merge_shards
 from worker.suite import SuiteRun
 
 logger = logging.getLogger("testgate.sharded")
@@ -54,7 +54,7 @@ def run_shard(
         )
     if isinstance(suite, SetupFailure):
         problem = suite.describe()
-    elif isinstance(suite, ShardsSent):  # cannot happen with a selection; never loop
+    elif isinstance(suite, ShardPlan):  # cannot happen with a selection; never loop
         problem = "a shard tried to shard itself"
     elif not suite.ran:
         problem = run.why_not_run(suite)

@@ -1,9 +1,10 @@
 """Splitting one suite into shards and merging their results (pure).
 
 A plan puts each collected test id into one shard, balanced by the durations recorded
-on earlier runs (longest first, into the lightest shard); tests never timed before are
-dealt round-robin. The merge is strict: the job passes only if every shard ran, every
-shard passed and every planned test was reported by some shard.
+on earlier runs (consecutive tests where that costs no balance, else longest first into
+the lightest shard); tests never timed before are dealt round-robin. The merge is
+strict: the job passes only if every shard ran, every shard passed and every planned
+test was reported by some shard.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ MAX_AUTO_SHARDS = 8
 AUTO_SHARD_TARGET_S = 30.0  # "auto" aims at shards of about this many seconds each
 UNKNOWN_TEST_S = 1.0  # what "auto" assumes for a test it has never timed
 MAX_MISSING_LISTED = 50
+# How much less balanced than longest-first a plan of consecutive tests may be: worth
+# it for a shard that collects 2 files instead of 20.
+CONTIGUOUS_SLACK = 0.05
 
 
 def shard_count(
@@ -40,23 +44,76 @@ def plan_shards(
     test_ids: Sequence[str], durations: Mapping[str, float], shards: int
 ) -> list[list[str]]:
     """`shards` non-empty lists that together hold every id exactly once (in collection
-    order within a shard, so fixtures scoped to a module or class stay together)."""
+    order within a shard, so fixtures scoped to a module or class stay together).
+
+    Timed tests are split into runs of consecutive tests when that balances within
+    CONTIGUOUS_SLACK of the best longest-first deal: a shard then imports and collects a
+    few files instead of all of them. Tests never timed before are dealt round-robin."""
     count = max(1, min(shards, len(test_ids)))
     order = {test: i for i, test in enumerate(test_ids)}
-    known = sorted((t for t in test_ids if t in durations), key=lambda t: (-durations[t], order[t]))
+    known = [t for t in test_ids if t in durations]
     unknown = [t for t in test_ids if t not in durations]
-    bins: list[list[str]] = [[] for _ in range(count)]
+    bins = _longest_first(known, durations, order, count)
+    if known and len(known) >= count:
+        runs = _consecutive_runs(known, [max(durations[t], 0.0) for t in known], count)
+        if _max_load(runs, durations) <= _max_load(bins, durations) * (1 + CONTIGUOUS_SLACK):
+            bins = runs
     # (seconds, tests, shard): ties in time go to the shard with fewer tests, so tests
     # timed at 0 s still spread out.
+    loads = sorted((sum(durations[t] for t in b), len(b), i) for i, b in enumerate(bins))
+    for i, test in enumerate(unknown):
+        bins[loads[i % count][2]].append(test)
+    return [sorted(b, key=order.__getitem__) for b in bins if b]
+
+
+def _longest_first(
+    known: Sequence[str], durations: Mapping[str, float], order: Mapping[str, int], count: int
+) -> list[list[str]]:
+    """Longest processing time first, each test into the lightest shard."""
+    bins: list[list[str]] = [[] for _ in range(count)]
     loads = [(0.0, 0, i) for i in range(count)]
-    for test in known:  # longest processing time first, each into the lightest shard
+    for test in sorted(known, key=lambda t: (-durations[t], order[t])):
         load, tests, index = heapq.heappop(loads)
         bins[index].append(test)
         heapq.heappush(loads, (load + durations[test], tests + 1, index))
-    lightest_first = [index for _, _, index in sorted(loads)]
-    for i, test in enumerate(unknown):
-        bins[lightest_first[i % count]].append(test)
-    return [sorted(b, key=order.__getitem__) for b in bins if b]
+    return bins
+
+
+def _consecutive_runs(
+    tests: Sequence[str], weights: Sequence[float], count: int
+) -> list[list[str]]:
+    """`count` non-empty runs of consecutive tests with the smallest largest load (a
+    binary search on that load, each candidate filled greedily)."""
+
+    def fill(capacity: float) -> list[list[str]]:
+        runs: list[list[str]] = [[]]
+        load = 0.0
+        for test, weight in zip(tests, weights, strict=True):
+            if runs[-1] and load + weight > capacity:
+                runs.append([])
+                load = 0.0
+            runs[-1].append(test)
+            load += weight
+        return runs
+
+    low, high = max(weights), sum(weights)
+    for _ in range(40):  # to well below any test's duration
+        middle = (low + high) / 2
+        if len(fill(middle)) <= count:
+            high = middle
+        else:
+            low = middle
+    runs = fill(high)
+    while len(runs) < count:  # fewer were needed: halve the longest run (by tests)
+        longest = max(range(len(runs)), key=lambda i: len(runs[i]))
+        run = runs.pop(longest)
+        half = len(run) // 2
+        runs[longest:longest] = [run[:half], run[half:]]
+    return runs
+
+
+def _max_load(bins: Sequence[Sequence[str]], durations: Mapping[str, float]) -> float:
+    return max(sum(durations[t] for t in b) for b in bins)
 
 
 @dataclass(frozen=True)
@@ -186,12 +243,19 @@ def _verdict(exit_code: int | None, ran: Sequence[ShardResult], missing: Sequenc
 
 
 @dataclass(frozen=True)
-class ShardsSent:
-    """A job that was split: its shard tasks and their merge are on the queue."""
+class ShardPlan:
+    """A job to split: the test ids of each shard, to be sent once its checkout is gone."""
 
-    shards: int
-    tests: int
     commit: str
+    plan: tuple[tuple[str, ...], ...]
+
+    @property
+    def shards(self) -> int:
+        return len(self.plan)
+
+    @property
+    def tests(self) -> int:
+        return sum(len(ids) for ids in self.plan)
 
     def describe(self) -> str:
         return f"{self.tests} tests at {self.commit} sent as {self.shards} shards"

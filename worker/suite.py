@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +33,8 @@ from worker.progress import (
 from worker.sandbox import Sandbox, read_tail, run_bounded
 
 logger = logging.getLogger("testgate.suite")
+
+_MAX_TARGET_FILES = 500
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class SuiteRun:
 
 
 def suite_command(
-    python: str, target: str, junit_path: Path, timeout_s: float = 0
+    python: str, targets: Sequence[str], junit_path: Path, timeout_s: float = 0
 ) -> tuple[str, ...]:
     """The suite's argv. With a timeout, pytest's faulthandler dumps every thread's
     stack shortly before the hard kill, so a hang shows where it hung."""
@@ -71,7 +73,7 @@ def suite_command(
         python,
         "-m",
         "pytest",
-        target,
+        *targets,
         "-q",
         f"--junitxml={junit_path}",
         "-p",
@@ -102,7 +104,7 @@ def run_suite(
     progress_path = sandbox.scratch_dir / "progress.json"
     watcher = ProgressWatcher(progress_path, progress) if progress else None
     probe = ProbeFiles(sandbox.scratch_dir / "probe")
-    command = suite_command(python, target, junit_path, timeout_s)
+    command = suite_command(python, shard_targets(worktree, target, select), junit_path, timeout_s)
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     ended = run_bounded(
         command,
@@ -131,6 +133,19 @@ def run_suite(
         outcomes=read_outcomes(probe),
         hang=read_hang(probe) if ended.timed_out else None,
     )
+
+
+def shard_targets(worktree: Path, target: str, select: Collection[str] | None) -> list[str]:
+    """What pytest is pointed at: for a shard, only the files that hold its tests, so it
+    does not import and collect the whole suite to run a part of it. The contract's
+    target whenever an id does not name a file of the worktree (ids relative to another
+    rootdir, too many files for a command line)."""
+    if not select:
+        return [target]
+    files = sorted({test_id.split("::", 1)[0] for test_id in select})
+    if len(files) > _MAX_TARGET_FILES or not all((worktree / f).is_file() for f in files):
+        return [target]
+    return files
 
 
 def _with_progress_plugin(sandbox: Sandbox, progress_path: Path) -> Sandbox:

@@ -261,3 +261,11 @@ def warm_pytest(suite_env: Mapping[str, str]) -> WarmPytest:
         }
         _current["server"] = current = WarmPytest(sys.executable, env)
     return current
+
+
+def stop_warm_pytest() -> None:
+    """Stop this process's warm interpreter and reap it (its CPU, and its suites',
+    is then accounted to this process like any child's)."""
+    current = _current.pop("server", None)
+    if current is not None:
+        current.close()

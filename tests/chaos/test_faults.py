@@ -14,7 +14,7 @@ import pytest
 
 from tests.chaos.conftest import BRANCH, POISON, Chaos, slow_suite
 from tests.chaos.tcpproxy import TcpProxy
-from tests.fleet import ADVANCE, pid_alive, wait_for_file
+from tests.fleet import ADVANCE, pid_alive, wait_for_file, warm_interpreters
 from tests.repofactory import show_file
 from tests.test_suite import escaping_daemon_project
 
@@ -119,10 +119,14 @@ def test_warm_shutdown_finishes_the_running_job_first(chaos: Chaos) -> None:
     worker = chaos.start_worker()
     chaos.orchestrator.send(**chaos.job(106, "slow"))
     wait_for_file(pid_file)
+    warm = warm_interpreters(worker.process.pid)
+    assert warm, "the pool process has no warm pytest interpreter"
     worker.signal(signal.SIGTERM)
     assert worker.process.wait(timeout=60) == 0
     [advance] = chaos.orchestrator.wait_for_event(106, ADVANCE, timeout=5)
     assert advance["result"] == "PASS" and advance["report_pushed"] is True
+    assert "(warm): pid" in worker.tail(20000)
+    assert not any(pid_alive(pid) for pid in warm), "a warm interpreter outlived its worker"
     report("warm-shutdown", chaos, advances=1)
 
 
