@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -203,3 +204,33 @@ def test_a_package_or_module_named_like_a_preloaded_one_is_found(tmp_path: Path)
     assert shadowing_module([str(tmp_path / "a")], preloaded) == f"{tmp_path}/a/pluggy"
     assert shadowing_module([str(tmp_path / "b")], preloaded) == f"{tmp_path}/b/sitecustomize.py"
     assert shadowing_module([str(tmp_path / "c"), str(tmp_path / "absent")], preloaded) is None
+
+
+def test_two_suites_at_once_in_one_process_get_one_warm_start_and_one_cold(
+    tmp_path: Path,
+) -> None:
+    """A threaded caller must never read another suite's replies: the second runs cold."""
+    gate = tmp_path / "gate"
+    suite = STATE_DUMP.replace(
+        "def test_dump_the_interpreter():\n",
+        "def test_dump_the_interpreter():\n"
+        f"    while not os.path.exists({str(gate)!r}):\n"
+        "        __import__('time').sleep(0.01)\n",
+    )
+    results: dict[str, dict[str, Any]] = {}
+
+    def one(name: str) -> None:
+        root = project(tmp_path / name, {"tests/test_dump.py": suite})
+        results[name] = dump(root, tmp_path / name, warm=True)
+
+    threads = [threading.Thread(target=one, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob("*/scratch/output.log"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)  # both suites have started before either may finish
+    gate.touch()
+    for thread in threads:
+        thread.join(timeout=60)
+    parents = sorted(r["ppid"] == warm_interpreter().pid for r in results.values())
+    assert parents == [False, True]

@@ -252,11 +252,11 @@ def _start_warm(
         rlimits=sandbox.limits.rlimits(),
         cgroup_procs=sandbox.cgroup.procs_file if sandbox.cgroup else None,
     )
-    if reason := sandbox.warm.why_cold(command, launch):
-        logger.info("pytest in %s starts cold: %s", cwd, reason)
+    started = sandbox.warm.start(command, launch)
+    if isinstance(started, str):
+        logger.info("pytest in %s starts cold: %s", cwd, started)
         return None
-    run = sandbox.warm.start(launch)
-    return _WarmStarted(run) if run is not None else None
+    return _WarmStarted(started)
 
 
 def _start_cold(

@@ -17,6 +17,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -125,6 +126,7 @@ class WarmPytest:
         self.modules: frozenset[str] = frozenset()
         self._ready = False
         self._busy = False  # a forked suite has not reported its exit yet
+        self._lock = threading.Lock()
         self._buffer = b""
         self._process = subprocess.Popen(
             [python, pytest_zygote.__file__],
@@ -147,8 +149,21 @@ class WarmPytest:
     def alive(self) -> bool:
         return self.owner == os.getpid() and self._process.poll() is None
 
-    def why_cold(self, command: Sequence[str], launch: SuiteLaunch) -> str | None:
-        """Why this command must not run warm; None when it may."""
+    def start(self, command: Sequence[str], launch: SuiteLaunch) -> WarmRun | str:
+        """Fork the suite's process, or say why it must start cold. One suite at a time:
+        a second caller (another thread) is sent cold, never given the first's replies."""
+        with self._lock:
+            if self._busy:
+                return "the warm interpreter is running another suite"
+            if reason := self._why_cold(command, launch):
+                return reason
+            run = self._fork(launch)
+            if run is None:
+                return "the warm interpreter failed; it is started again for the next job"
+            self._busy = True
+            return run
+
+    def _why_cold(self, command: Sequence[str], launch: SuiteLaunch) -> str | None:
         if list(command[:3]) != [self.python, "-m", "pytest"]:
             return "not the worker's own `python -m pytest`"
         if startup_environment(launch.env) != startup_environment(self.env):
@@ -162,11 +177,7 @@ class WarmPytest:
             return f"{shadowed} would shadow a module the warm interpreter imported"
         return None
 
-    def start(self, launch: SuiteLaunch) -> WarmRun | None:
-        """Fork the suite's process; None when the warm interpreter cannot (run cold)."""
-        if self._busy:
-            logger.warning("warm interpreter still waits on an earlier suite: running cold")
-            return None
+    def _fork(self, launch: SuiteLaunch) -> WarmRun | None:
         request: dict[str, Any] = {
             "args": list(launch.args),
             "cwd": str(launch.cwd),
@@ -191,7 +202,6 @@ class WarmPytest:
             logger.warning("warm interpreter could not fork (%s): running cold", reply)
             self.close()
             return None
-        self._busy = True
         return WarmRun(self, int(reply["pid"]))
 
     def finished(self) -> None:
