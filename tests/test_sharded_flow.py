@@ -89,6 +89,18 @@ def test_auto_with_few_short_tests_runs_the_suite_whole(tmp_path: Path) -> None:
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     result = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
     assert result.kind == "advanced" and sharding.plans == []
+    # The whole run still times each test, so the next "auto" sizes from real times.
+    assert set(w.state.test_durations("split")) == {
+        "tests/test_a.py::test_1",
+        "tests/test_a.py::test_2",
+    }
+
+
+def test_a_repo_that_never_shards_keeps_no_durations(tmp_path: Path) -> None:
+    w, _ = sharded_world(tmp_path, 1)
+    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1"])})
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "advanced"
+    assert w.state.test_durations("split") == {}
 
 
 def test_without_a_dispatcher_a_sharded_contract_runs_whole(tmp_path: Path) -> None:

@@ -164,6 +164,7 @@ class JobRun:
                 elif not suite.ran:
                     return self.tool_error(self.why_not_run(suite), co, hang=suite.hang)
                 else:
+                    self._record_durations(suite)
                     return self.code_outcome(co, suite)
         except CheckoutError as exc:
             logger.error(
@@ -177,6 +178,13 @@ class JobRun:
             return self.tool_error("the suite was split but no one can send its shards", None)
         self.ctx.shards.dispatch(job, split.commit, [list(ids) for ids in split.plan])
         return GateResult("sharded", split.describe())
+
+    def _record_durations(self, suite: SuiteRun) -> None:
+        """A repo that shards learns its tests' durations from whole runs too: "auto"
+        that chose one shard from a guess then sizes the next run from real times."""
+        if self.contract.shards != 1 and self.select is None:
+            timed = {o.test_id: o.seconds for o in suite.outcomes}
+            self.ctx.state.record_durations(self.job.repo, timed)
 
     def open_checkout(self) -> AbstractContextManager[Checkout]:
         return checkout(
