@@ -57,9 +57,11 @@ def checkout(
     lock_path = mirrors / f"{repo}.lock"
     job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
     worktree = job_dir / "src"
-    # A commit the mirror already has is looked up outside the lock (objects are only
-    # ever added), so the lock, which every job's checkout takes in turn, is held for
-    # `worktree add` alone: many shards of one commit start at the same moment.
+    # The lock, which every job's checkout of this repo takes in turn, is held only to
+    # register the worktree: concurrent `git worktree add`s read each other's half-made
+    # records and fail. A commit the mirror already has is looked up before it (objects
+    # are only ever added) and the files are written after it, into the worktree's own
+    # index: many shards of one commit start at the same moment.
     sha = commit if commit and _mirror_has(mirror, commit, git_timeout_s) else None
     try:
         with _locked(lock_path):
@@ -69,11 +71,16 @@ def checkout(
             _git(
                 mirror,
                 "worktree add",
-                ["worktree", "add", "--detach", "--quiet", str(worktree), sha],
+                ["worktree", "add", "--no-checkout", "--detach", "--quiet", str(worktree), sha],
                 git_timeout_s,
             )
     except CheckoutError:
         shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    try:
+        _git(worktree, "checkout of the files", ["reset", "--hard", "--quiet"], git_timeout_s)
+    except CheckoutError:
+        _remove_worktree(mirror, lock_path, job_dir, worktree, git_timeout_s)
         raise
     logger.info("checked out %s@%s (%s) in %s", repo, branch, sha, worktree)
     try:
