@@ -35,7 +35,8 @@ _STARTUP_MODULES = frozenset({"sitecustomize", "usercustomize"})
 _READY_TIMEOUT_S = 30.0
 # The job's cookie is written over this in each fork's initial environment block, where
 # /proc shows it to the sweep for leftovers (see pytest_zygote._stamp_initial_environ).
-COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * 64}"
+_COOKIE_ROOM = 64  # characters of cookie the placeholder holds, its NUL aside
+COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * _COOKIE_ROOM}"
 
 
 def read_at_startup(name: str) -> bool:
@@ -155,29 +156,31 @@ class WarmPytest:
         with self._lock:
             if self._busy:
                 return "the warm interpreter is running another suite"
-            if reason := self._why_cold(command, launch):
+            prefix = suite_path_prefix(launch.cwd, launch.env)
+            if reason := self._why_cold(command, launch, prefix):
                 return reason
-            run = self._fork(launch)
+            run = self._fork(launch, prefix)
             if run is None:
                 return "the warm interpreter failed; it is started again for the next job"
             self._busy = True
             return run
 
-    def _why_cold(self, command: Sequence[str], launch: SuiteLaunch) -> str | None:
+    def _why_cold(
+        self, command: Sequence[str], launch: SuiteLaunch, path_prefix: list[str]
+    ) -> str | None:
         if list(command[:3]) != [self.python, "-m", "pytest"]:
             return "not the worker's own `python -m pytest`"
         if startup_environment(launch.env) != startup_environment(self.env):
             return "the suite's environment sets interpreter start-up variables"
-        if len(launch.env.get(proctree.COOKIE_VAR, "")) >= len(COOKIE_PLACEHOLDER.split("=")[1]):
+        if len(launch.env.get(proctree.COOKIE_VAR, "")) >= _COOKIE_ROOM:
             return "the job's cookie does not fit the warm interpreter's placeholder"
         if not self._await_ready():
             return "the warm interpreter is not available"
-        prefix = suite_path_prefix(launch.cwd, launch.env)
-        if shadowed := shadowing_module(prefix, self.modules):
+        if shadowed := shadowing_module(path_prefix, self.modules):
             return f"{shadowed} would shadow a module the warm interpreter imported"
         return None
 
-    def _fork(self, launch: SuiteLaunch) -> WarmRun | None:
+    def _fork(self, launch: SuiteLaunch, path_prefix: list[str]) -> WarmRun | None:
         request: dict[str, Any] = {
             "args": list(launch.args),
             "cwd": str(launch.cwd),
@@ -185,7 +188,7 @@ class WarmPytest:
             "log": str(launch.log_path),
             "rlimits": [list(limit) for limit in launch.rlimits],
             "cgroup_procs": str(launch.cgroup_procs) if launch.cgroup_procs else None,
-            "path_prefix": suite_path_prefix(launch.cwd, launch.env),
+            "path_prefix": path_prefix,
             "environ_stamp": [
                 COOKIE_PLACEHOLDER,
                 f"{proctree.COOKIE_VAR}={launch.env.get(proctree.COOKIE_VAR, '')}",
