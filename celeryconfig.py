@@ -16,7 +16,7 @@ _settings = load_settings()
 try:
     _longest_timeout_s = load_contracts(_settings).longest_timeout_s
 except ContractsFileError:
-    # Reported, with the reason, when the worker starts (worker.celery_app).
+    # Reported, with the reason, when the worker starts (worker.celery_adapter.app).
     _longest_timeout_s = _settings.timeout_s
 
 broker_url = _settings.broker_url

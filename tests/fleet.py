@@ -145,7 +145,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`testgate <args>` in a subprocess with `env` on top of this process's environment."""
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "worker.cli.main", *args],
         cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,
@@ -227,7 +227,7 @@ def warm_interpreters(worker_pid: int) -> set[int]:
             grandparent = int(Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError):
             continue
-        if b"pytest_zygote.py" in cmdline and grandparent == worker_pid:
+        if b"insuite/zygote.py" in cmdline and grandparent == worker_pid:
             found.add(int(entry.name))
     return found
 

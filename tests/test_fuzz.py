@@ -11,9 +11,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.gate import parse_tests_verdict
 from worker.job import Job, JobRejected, parse_job
-from worker.report import ReportFacts, render_report
+from worker.report.orchestrator_gate import parse_tests_verdict
+from worker.report.render import ReportFacts, render_report
 from worker.smoke import SmokeResult
 from worker.verdict import from_exit_code, infrastructure_fail, with_smoke
 

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     # or user namespaces). Off by default: many suites need the network.
     suite_network_isolation: bool = False
     # `python -m pytest` forked from a warm interpreter that has imported pytest already
-    # (worker/warm.py): the same run without ~130 ms of start-up CPU. Off: cold starts.
+    # (worker/containment/warm.py): the same run without ~130 ms of start-up CPU. Off: cold starts.
     warm_pytest: bool = True
     git_email_domain: str = "testgate.invalid"
     agent_home_dir: str = ""

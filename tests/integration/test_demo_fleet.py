@@ -10,7 +10,7 @@ import redis
 
 from tests.fleet import Orchestrator, WorkerProcess
 from tests.integration.conftest import REDIS_HOST
-from worker.demo import run_demo
+from worker.cli.demo import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

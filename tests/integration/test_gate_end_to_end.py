@@ -11,7 +11,7 @@ from tests.fleet import pid_alive
 from tests.integration.conftest import Fleet, job
 from tests.integration.scenarios import BRANCH
 from tests.repofactory import git, show_file
-from worker.gate import frontmatter_lines, parse_tests_verdict
+from worker.report.orchestrator_gate import frontmatter_lines, parse_tests_verdict
 
 pytestmark = pytest.mark.integration
 

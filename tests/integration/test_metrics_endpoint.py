@@ -39,7 +39,7 @@ def test_metrics_report_outcomes_durations_queue_and_workers(fleet: Fleet, task_
         "TESTGATE_KEY_PREFIX": fleet.prefix,
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "metrics", "--port", str(port)],
+        [sys.executable, "-m", "worker.cli.main", "metrics", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -1,0 +1,110 @@
+"""A sharded job without a broker: the dispatcher runs each shard and the merge in this
+process, as the chord would on the fleet (real git and pytest, in-memory state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tests.gateworld import World, job, world
+from tests.repofactory import make_origin, show_file
+from worker.job import Job
+from worker.pipeline.context import GateResult
+from worker.pipeline.runner import run_gate
+from worker.pipeline.shard_merge import finish_sharded, run_shard
+
+REPORT = "docs/work-items/WI-5/13-test-report.md"
+
+
+@dataclass
+class InlineSharding:
+    world: World | None = None
+    plans: list[list[list[str]]] = field(default_factory=list)
+    merged: list[GateResult] = field(default_factory=list)
+
+    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
+        assert self.world is not None
+        ctx = self.world.ctx
+        results = [
+            run_shard(job, commit, i, ids, ctx, attempt=0, delivery_id=f"shard-{i}")
+            for i, ids in enumerate(plan)
+        ]
+        self.plans.append(plan)
+        self.merged.append(finish_sharded(job, commit, plan, results, ctx, delivery_id="merge"))
+
+
+def sharded_world(tmp_path: Path, shards: int | str) -> tuple[World, InlineSharding]:
+    w = world(tmp_path, {"split": {"smoke_enabled": False, "shards": shards}})
+    sharding = InlineSharding()
+    w.ctx = replace(w.ctx, shards=sharding)
+    sharding.world = w
+    return w, sharding
+
+
+def module_of_tests(names: list[str], failing: str = "") -> str:
+    return "".join(f"def {name}():\n    assert {name != failing}\n\n\n" for name in names)
+
+
+def test_a_sharded_job_merges_into_one_report_and_one_advance(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, 3)
+    origin = make_origin(
+        w.origins,
+        "split",
+        {
+            "tests/test_a.py": module_of_tests(["test_a1", "test_a2", "test_a3"]),
+            "tests/test_b.py": module_of_tests(["test_b1", "test_b2"], failing="test_b2"),
+        },
+    )
+    result = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
+    assert result.kind == "sharded"
+    [plan] = sharding.plans
+    assert len(plan) == 3 and sorted(t for s in plan for t in s) == sorted(
+        [f"tests/test_a.py::test_a{i}" for i in (1, 2, 3)]
+        + [f"tests/test_b.py::test_b{i}" for i in (1, 2)]
+    )
+    [merged] = sharding.merged
+    assert merged.kind == "advanced"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "code-fail")
+    report = show_file(origin, "feature/x", REPORT)
+    assert "tests_total: 5" in report and "tests/test_b.py::test_b2" in report
+    assert set(w.state.test_durations("split")) == {t for s in plan for t in s}
+
+
+def test_a_redelivered_merge_does_not_advance_twice(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, 2)
+    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
+    [plan] = sharding.plans
+    commit = w.sender.sent[0][1]["commit"]
+    again = finish_sharded(
+        Job.model_validate(job("split")), commit, plan, [], w.ctx, delivery_id="merge-2"
+    )
+    assert again.kind == "already-done"
+    assert len(w.sender.sent) == 1 and w.sender.sent[0][1]["result"] == "PASS"
+
+
+def test_auto_with_few_short_tests_runs_the_suite_whole(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, "auto")
+    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
+    result = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
+    assert result.kind == "advanced" and sharding.plans == []
+    # The whole run still times each test, so the next "auto" sizes from real times.
+    assert set(w.state.test_durations("split")) == {
+        "tests/test_a.py::test_1",
+        "tests/test_a.py::test_2",
+    }
+
+
+def test_a_repo_that_never_shards_keeps_no_durations(tmp_path: Path) -> None:
+    w, _ = sharded_world(tmp_path, 1)
+    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1"])})
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "advanced"
+    assert w.state.test_durations("split") == {}
+
+
+def test_without_a_dispatcher_a_sharded_contract_runs_whole(tmp_path: Path) -> None:
+    w, _ = sharded_world(tmp_path, 4)
+    w.ctx = replace(w.ctx, shards=None)  # the embedded mode
+    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "advanced"

@@ -1,0 +1,128 @@
+"""Per-repo contracts on real projects: src and flat layouts, `env`, `setup` steps."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+from tests.gateworld import job, world
+from tests.repofactory import make_origin, push_commit, show_file
+from worker.pipeline.runner import run_gate
+from worker.report.orchestrator_gate import parse_tests_verdict
+
+SRC_LAYOUT = {
+    "pyproject.toml": '[project]\nname = "pkg"\nversion = "0"\n',
+    "src/pkg/__init__.py": "def answer():\n    return 42\n",
+    "tests/test_pkg.py": (
+        "from pkg import answer\n\n\ndef test_answer():\n    assert answer() == 42\n"
+    ),
+}
+FLAT_LAYOUT = {
+    "pkg/__init__.py": "def answer():\n    return 42\n",
+    "tests/test_pkg.py": SRC_LAYOUT["tests/test_pkg.py"],
+}
+GENERATED = {
+    "tests/test_gen.py": (
+        "from generated import VALUE\n\n\ndef test_value():\n    assert VALUE == 42\n"
+    ),
+}
+REPORT = "docs/work-items/WI-5/13-test-report.md"
+
+
+def test_a_src_layout_project_passes_with_pythonpath_from_its_contract(tmp_path: Path) -> None:
+    w = world(tmp_path, {"srcpkg": {"smoke_enabled": False, "env": {"PYTHONPATH": "src"}}})
+    make_origin(w.origins, "srcpkg", SRC_LAYOUT)
+    result = run_gate(job("srcpkg"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None and result.advance.result == "PASS"
+
+
+def test_the_same_src_layout_fails_without_it(tmp_path: Path) -> None:
+    w = world(tmp_path, {"srcpkg": {"smoke_enabled": False}})
+    make_origin(w.origins, "srcpkg", SRC_LAYOUT)
+    result = run_gate(job("srcpkg"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None
+    assert (result.advance.result, result.advance.exit_code) == ("FAIL", 2)
+
+
+def test_a_flat_layout_project_passes_as_is(tmp_path: Path) -> None:
+    w = world(tmp_path, {"flat": {"smoke_enabled": False}})
+    make_origin(w.origins, "flat", FLAT_LAYOUT)
+    result = run_gate(job("flat"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None and result.advance.result == "PASS"
+
+
+def test_setup_steps_run_in_the_worktree_before_the_suite(tmp_path: Path) -> None:
+    step = "python -c \"open('generated.py', 'w').write('VALUE = 42')\""
+    w = world(tmp_path, {"gen": {"smoke_enabled": False, "setup": [step]}})
+    make_origin(w.origins, "gen", GENERATED)
+    result = run_gate(job("gen"), w.ctx, attempt=0, delivery_id="d")
+    assert result.advance is not None and result.advance.result == "PASS"
+
+
+def test_a_failing_setup_step_is_an_infrastructure_outcome_that_names_the_step(
+    tmp_path: Path,
+) -> None:
+    steps = ["python -c pass", "python -c \"import sys; print('no network'); sys.exit(3)\""]
+    w = world(tmp_path, {"gen": {"smoke_enabled": False, "setup": steps}})
+    origin = make_origin(w.origins, "gen", GENERATED)
+    first = run_gate(job("gen"), w.ctx, attempt=0, delivery_id="d")
+    assert first.kind == "deferred"
+    assert "setup step 2" in first.detail and "exited with 3" in first.detail
+    final = run_gate(job("gen"), w.ctx, attempt=1, delivery_id="d")
+    assert final.advance is not None
+    assert (final.advance.result, final.advance.outcome) == ("FAIL", "tool-error")
+    report = show_file(origin, "feature/x", REPORT)
+    assert parse_tests_verdict(report) is False
+    assert "setup step 2" in report and "never executed" in report
+    assert "setup step 2" in w.alerts[0]
+
+
+def test_a_cached_venv_is_built_once_per_set_of_dependency_files(tmp_path: Path) -> None:
+    counter = tmp_path / "builds.txt"
+    # The venv gets pytest the way a project's requirements would bring it; here from
+    # this interpreter's site-packages (no network in tests), plus a build counter.
+    here = sysconfig.get_paths()["purelib"]
+    step = (
+        'python -c "import site; '
+        f"open(site.getsitepackages()[0] + '/outer.pth', 'w').write({here!r}); "
+        f"open({str(counter)!r}, 'a').write('built\\n')\""
+    )
+    files = {
+        "requirements.txt": "pytest\n",
+        **FLAT_LAYOUT,
+        "tests/test_venv.py": (
+            "import os, sys\n\n\ndef test_runs_in_the_venv():\n"
+            "    assert sys.prefix == os.environ['VIRTUAL_ENV']\n"
+        ),
+    }
+    w = world(tmp_path, {"cached": {"smoke_enabled": False, "venv": True, "setup": [step]}})
+    origin = make_origin(w.origins, "cached", files)
+    for task_id in (1, 2):
+        result = run_gate(
+            job("cached", task_id=task_id), w.ctx, attempt=0, delivery_id=f"d{task_id}"
+        )
+        assert result.advance is not None and result.advance.result == "PASS", result
+    assert counter.read_text().splitlines() == ["built"]
+    push_commit(origin, "feature/x", {"requirements.txt": "pytest\nrequests\n"}, "new dep")
+    result = run_gate(job("cached", task_id=3), w.ctx, attempt=0, delivery_id="d3")
+    assert result.advance is not None and result.advance.result == "PASS"
+    assert counter.read_text().splitlines() == ["built", "built"]
+    venvs = sorted(p.name for p in (tmp_path / "work" / "venvs").iterdir() if p.is_dir())
+    assert len(venvs) == 2 and all(name.startswith("cached-") for name in venvs)
+
+
+def test_a_venv_whose_setup_fails_is_not_kept(tmp_path: Path) -> None:
+    w = world(
+        tmp_path,
+        {
+            "broken": {
+                "smoke_enabled": False,
+                "venv": True,
+                "setup": ['python -c "raise SystemExit(1)"'],
+            }
+        },
+    )
+    make_origin(w.origins, "broken", FLAT_LAYOUT)
+    result = run_gate(job("broken"), w.ctx, attempt=0, delivery_id="d")
+    assert result.kind == "deferred" and "setup step 1" in result.detail
+    assert [p for p in (tmp_path / "work" / "venvs").iterdir() if p.is_dir()] == []

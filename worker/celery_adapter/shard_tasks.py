@@ -1,0 +1,106 @@
+"""Celery adapter of sharded runs: one task per shard and a chord callback that merges
+them. The work itself is in `worker.pipeline.shard_merge`.
+
+A shard that could not run is retried alone, under the same budget as a whole job
+(TESTGATE_INFRA_MAX_RETRIES); once the budget is spent it reports "did not run", and
+the merge fails the whole job closed. Shard tasks never raise anything else, so the
+chord always reaches its callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from celery import Task, chord, group
+from kombu.exceptions import OperationalError
+
+from worker.celery_adapter.app import app
+from worker.celery_adapter.tasks import current_context, retry_undelivered
+from worker.job import Job, JobRejected, parse_job
+from worker.notify.events import EventDeliveryError
+from worker.pipeline.shard_merge import finish_sharded, run_shard
+from worker.pipeline.shard_plan import ShardResult
+
+logger = logging.getLogger("testgate.shard_tasks")
+
+SHARD_TASK = "testgate.run_test_shard"
+MERGE_TASK = "testgate.merge_test_shards"
+TESTS_QUEUE = "tests"
+
+
+class CelerySharding:
+    """Dispatches a plan as a chord on the `tests` queue."""
+
+    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
+        raw = job.model_dump()
+        header = group(
+            run_test_shard.si(raw, commit, index, ids).set(queue=TESTS_QUEUE)
+            for index, ids in enumerate(plan)
+        )
+        callback = merge_test_shards.s(raw, commit, plan).set(queue=TESTS_QUEUE)
+        try:
+            chord(header)(callback)
+        except (OperationalError, OSError) as exc:
+            raise EventDeliveryError(f"shards of task {job.task_id} not sent: {exc}") from exc
+        logger.info("task %s: %d shards sent for %s", job.task_id, len(plan), commit)
+
+
+@app.task(bind=True, name=SHARD_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def run_test_shard(
+    self: Task, raw_job: dict[str, Any], commit: str, index: int, test_ids: list[str]
+) -> dict[str, Any]:
+    ctx = current_context()
+    attempt = int(self.request.retries or 0)
+    job = parse_job(raw_job)
+    if isinstance(job, JobRejected):  # we built it ourselves: cannot happen, never raise
+        return ShardResult(index, False, None, 0.0, problem=job.reason).to_json()
+    try:
+        result = run_shard(
+            job,
+            commit,
+            index,
+            test_ids,
+            ctx,
+            attempt=attempt,
+            delivery_id=str(self.request.id or uuid.uuid4()),
+        )
+    except Exception as exc:  # a shard must always reach the merge
+        logger.exception("task %s shard %d: unexpected error", job.task_id, index + 1)
+        result = ShardResult(index, False, None, 0.0, problem=f"the shard crashed: {exc!r}")
+    if not result.ran and not result.final and attempt < ctx.settings.infra_max_retries:
+        logger.warning(
+            "task %s shard %d did not run (%s): retried in %ss",
+            job.task_id,
+            index + 1,
+            result.problem,
+            ctx.settings.infra_retry_delay_s,
+        )
+        raise self.retry(
+            countdown=ctx.settings.infra_retry_delay_s, max_retries=ctx.settings.infra_max_retries
+        )
+    return result.to_json()
+
+
+@app.task(bind=True, name=MERGE_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None)
+def merge_test_shards(
+    self: Task,
+    results: list[dict[str, Any]],
+    raw_job: dict[str, Any],
+    commit: str,
+    plan: list[list[str]],
+) -> dict[str, Any]:
+    ctx = current_context()
+    job = parse_job(raw_job)
+    if isinstance(job, JobRejected):
+        return {"kind": "handed-back", "detail": job.reason, "advance": None}
+    shards = [ShardResult.from_json(r) for r in results]
+    try:
+        outcome = finish_sharded(
+            job, commit, plan, shards, ctx, delivery_id=str(self.request.id or uuid.uuid4())
+        )
+    except EventDeliveryError as exc:
+        logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)
+        raise retry_undelivered(self, ctx, exc) from exc
+    return outcome.as_dict()

@@ -1,0 +1,156 @@
+"""The embedded main job: the whole gate on a local repository, in one process,
+with Celery on its in-memory broker. No Redis, no orchestrator."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery.contrib.testing.worker import start_worker
+from celery.exceptions import AlwaysEagerIgnored
+
+from worker.celery_adapter.app import app
+from worker.celery_adapter.tasks import configure, run_test_gate
+from worker.contracts import parse_contracts
+from worker.git.command import read_at_ref
+from worker.notify.alerts import send_alert
+from worker.notify.events import CelerySender
+from worker.pipeline.runner import GateContext
+from worker.settings import Settings, load_settings
+from worker.state import MemoryState
+
+logger = logging.getLogger("testgate.embedded")
+
+
+@dataclass(frozen=True)
+class EmbeddedRun:
+    summary: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]]  # what reached the orchestrator queue
+    counters: dict[str, int]
+
+
+def run_embedded(
+    repo_path: Path,
+    *,
+    branch: str,
+    work_item_id: str,
+    commit: str | None = None,
+    task_id: int = 1,
+    target: str = "tests/",
+    timeout_s: int = 900,
+    smoke_url: str = "",
+    workdir: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> EmbeddedRun:
+    """Run one tester job against `repo_path` (a git repository, bare or not)."""
+    repo_path = repo_path.resolve()
+    repo = _repo_name(repo_path)
+    settings = load_settings(
+        broker_url="memory://localhost/",
+        result_backend="cache+memory://",
+        repos=repo,
+        self_repo=repo,
+        target=target,
+        timeout_s=timeout_s,
+        smoke_enabled=bool(smoke_url),
+        smoke_base_url=smoke_url or "http://localhost:8500",
+        git_url_template=str(repo_path),
+        contracts_file="",
+        webhook_url="",
+        infra_retry_delay_s=0,
+        **({"workdir": str(workdir)} if workdir else {}),
+    )
+    state = _install_in_process(settings, eager=True)
+    job: dict[str, Any] = {
+        "task_id": task_id,
+        "repo": repo,
+        "work_item_id": work_item_id,
+        "branch": branch,
+        "agent": "tester",
+        "stage": "testing",
+    }
+    if commit:
+        job["commit"] = commit
+    say(f"job: {job}")
+    say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
+    try:
+        outcome = run_test_gate.apply(kwargs=job)
+        summary = outcome.get(propagate=False)
+    finally:
+        configure(None)
+    events = _drain(settings.orchestrator_queue)
+    if not isinstance(summary, dict):
+        summary = {"kind": "error", "detail": repr(summary)}
+    return EmbeddedRun(summary=summary, events=events, counters=state.counters())
+
+
+@contextmanager
+def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryState]:
+    """Testgate workers in this process (threads), on the settings' in-memory broker."""
+    state = _install_in_process(settings, eager=False)
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=concurrency, perform_ping_check=False, queues=["tests"]
+        ):
+            yield state
+    finally:
+        configure(None)
+
+
+def _install_in_process(settings: Settings, *, eager: bool) -> MemoryState:
+    """Point the worker app at the settings' broker and give its jobs an in-memory state."""
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_always_eager=eager,
+        task_eager_propagates=False,
+    )
+    state = MemoryState()
+    configure(
+        GateContext(
+            settings=settings,
+            contracts=parse_contracts({}, settings),
+            state=state,
+            events=CelerySender(app, settings.orchestrator_queue),
+            alert=lambda text: send_alert(settings, text),
+        )
+    )
+    return state
+
+
+def read_report(repo_path: Path, branch: str, report_path: str) -> str | None:
+    """The report as it now stands on the branch in `repo_path`, if it is there."""
+    return read_at_ref(repo_path, f"refs/heads/{branch}", report_path)
+
+
+def _drain(queue_name: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every task message on `queue_name` in the memory broker, as (name, kwargs)."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    with app.connection_for_write() as conn, conn.SimpleQueue(queue_name) as queue:
+        while True:
+            try:
+                message = queue.get(block=False)
+            except queue.Empty:
+                return events
+            _args, kwargs, _embed = message.decode()
+            events.append((str(message.headers.get("task")), dict(kwargs)))
+            message.ack()
+
+
+def _repo_name(path: Path) -> str:
+    name = path.name.removesuffix(".git") or "repo"
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in name).lstrip("._-")
+    return (cleaned or "repo")[:100]
+
+
+def quiet_celery_logs() -> None:
+    """The embedded run prints the gate's steps, not Celery's plumbing."""
+    for noisy in ("celery", "kombu", "kombu.connection", "amqp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Events go by name to the orchestrator's queue on purpose, even in eager mode.
+    warnings.filterwarnings("ignore", category=AlwaysEagerIgnored)

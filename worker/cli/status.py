@@ -1,0 +1,58 @@
+"""What `testgate status` and `testgate metrics` show: the snapshot and counters, the
+depth of `tests`, the workers online."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.exceptions import OperationalError
+
+from worker.celery_adapter.app import app
+from worker.client import QUEUE, snapshot
+from worker.metrics import render_metrics
+from worker.settings import load_settings
+from worker.state import RedisState, StateUnavailable
+
+logger = logging.getLogger("testgate.status")
+
+
+def queue_depth() -> int | None:
+    """Jobs waiting on `tests` (on Redis: every priority list summed, as kombu counts)."""
+    try:
+        with app.connection_for_read() as conn:
+            return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
+    except (OperationalError, OSError) as exc:
+        logger.warning("queue depth unavailable: %s", exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a passive declare of a missing queue raises per broker
+        logger.info("queue %s not declared yet: %s", QUEUE, exc)
+        return 0
+
+
+def workers_online(timeout_s: float = 1.0) -> int | None:
+    try:
+        return len(app.control.ping(timeout=timeout_s) or [])
+    except (OperationalError, OSError) as exc:
+        logger.warning("workers unavailable: %s", exc)
+        return None
+
+
+def fleet_status(timeout_s: float = 1.0) -> dict[str, Any]:
+    """Never raises: what cannot be read is reported as unavailable."""
+    status = snapshot()
+    depth, online = queue_depth(), workers_online(timeout_s)
+    status["queue_depth"] = "unavailable" if depth is None else depth
+    status["workers_online"] = "unavailable" if online is None else online
+    return status
+
+
+def metrics_text() -> str:
+    """The fleet's metrics, read fresh on every scrape."""
+    settings = load_settings()
+    try:
+        counters = RedisState.from_url(settings.state_redis_url, settings.key_prefix).counters()
+    except StateUnavailable as exc:
+        logger.warning("metrics without counters: %s", exc)
+        counters = {}
+    return render_metrics(counters, queue_depth(), workers_online())

@@ -1,0 +1,285 @@
+"""Run `python -m pytest` in a warm interpreter: a child of the pool process that has
+imported pytest once (worker/insuite/zygote.py) and forks a fresh copy per suite run.
+
+Every run still starts from the same pristine state (a fork of a process that has never
+run a suite), so runs cannot leak into each other. A run goes to the warm interpreter
+only when the result cannot differ from a cold `python -m pytest`: the worker's own
+interpreter, the same start-up environment (every PYTHON* variable but PYTHONPATH, and
+the locale), no network namespace, and no module on the suite's sys.path with the name
+of one the warm interpreter already imported. Anything else runs cold, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.containment import proctree
+from worker.insuite import zygote
+
+logger = logging.getLogger("testgate.warm")
+
+_LOCALE_VARS = ("LANG", "LC_ALL", "LC_CTYPE")
+# Imported by the interpreter's start-up from sys.path when present; the warm one has
+# started already, so a suite that ships one must run cold.
+_STARTUP_MODULES = frozenset({"sitecustomize", "usercustomize"})
+_READY_TIMEOUT_S = 30.0
+# The job's cookie is written over this in each fork's initial environment block, where
+# /proc shows it to the sweep for leftovers (see zygote._stamp_initial_environ).
+_COOKIE_ROOM = 64  # characters of cookie the placeholder holds, its NUL aside
+COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * _COOKIE_ROOM}"
+
+
+def read_at_startup(name: str) -> bool:
+    """Whether CPython's start-up reads this variable (so a warm child cannot honour it)."""
+    return name.startswith("PYTHON") or name in _LOCALE_VARS
+
+
+def startup_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The part of `env` that shapes an interpreter as it starts. PYTHONPATH is left out:
+    a warm child puts those entries on sys.path itself."""
+    return {k: v for k, v in env.items() if read_at_startup(k) and k != "PYTHONPATH"}
+
+
+def suite_path_prefix(cwd: Path, env: Mapping[str, str]) -> list[str]:
+    """What `python -m` puts in front of sys.path: the working directory, then
+    PYTHONPATH's entries made absolute (as site.py does)."""
+    entries = [e for e in env.get("PYTHONPATH", "").split(os.pathsep) if e]
+    return [str(cwd), *(os.path.abspath(cwd / entry) for entry in entries)]
+
+
+def shadowing_module(path_entries: Iterable[str], preloaded: Iterable[str]) -> str | None:
+    """A module of the suite's own sys.path entries that a cold start would import
+    instead of the warm interpreter's copy (or a sitecustomize it would run)."""
+    names = set(preloaded) | _STARTUP_MODULES
+    for entry in path_entries:
+        try:
+            listing = os.listdir(entry)
+        except OSError:
+            continue
+        for item in listing:
+            if item.partition(".")[0] in names:
+                return f"{entry}/{item}"
+    return None
+
+
+@dataclass(frozen=True)
+class SuiteLaunch:
+    """One `python -m pytest` run as the sandbox asks for it."""
+
+    args: tuple[str, ...]  # after `python -m pytest`
+    cwd: Path
+    env: Mapping[str, str]
+    log_path: Path
+    rlimits: tuple[tuple[int, int], ...] = ()
+    cgroup_procs: Path | None = None
+
+
+class WarmRun:
+    """A suite running in a fork of the warm interpreter; not a child of this process,
+    so its end and exit code arrive from the warm interpreter."""
+
+    def __init__(self, server: WarmPytest, pid: int) -> None:
+        self.pid = pid
+        self._server = server
+        self._exit: int | None = None
+        self.lost = False  # the warm interpreter died before telling the exit code
+
+    def exited(self, timeout: float) -> bool:
+        if self._exit is not None or self.lost:
+            return True
+        message = self._server.receive(timeout)
+        if message is None:
+            return False
+        if "exit" in message:
+            self._exit = int(message["exit"])
+            self._server.finished()
+        else:
+            self.lost = True
+            logger.error("warm interpreter died while pid %d ran the suite", self.pid)
+        return True
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code (negative: the signal), or None if it could not be learnt."""
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while not self.exited(max(deadline - time.monotonic(), 0)):
+            if time.monotonic() >= deadline:
+                return None
+        return self._exit
+
+
+class WarmPytest:
+    """The warm interpreter of one pool process (see the module docstring)."""
+
+    def __init__(self, python: str, env: Mapping[str, str]) -> None:
+        self.python = python
+        self.env = dict(env)
+        self.owner = os.getpid()
+        self.modules: frozenset[str] = frozenset()
+        self._ready = False
+        self._busy = False  # a forked suite has not reported its exit yet
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._process = subprocess.Popen(
+            [python, zygote.__file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=self.env,
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
+        )
+        if self._process.stdin is None or self._process.stdout is None:
+            raise OSError("the warm interpreter's pipes were not created")
+        self._requests, self._replies = self._process.stdin, self._process.stdout
+        logger.debug("warm interpreter started: pid %d", self._process.pid)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self.owner == os.getpid() and self._process.poll() is None
+
+    def start(self, command: Sequence[str], launch: SuiteLaunch) -> WarmRun | str:
+        """Fork the suite's process, or say why it must start cold. One suite at a time:
+        a second caller (another thread) is sent cold, never given the first's replies."""
+        with self._lock:
+            if self._busy:
+                return "the warm interpreter is running another suite"
+            prefix = suite_path_prefix(launch.cwd, launch.env)
+            if reason := self._why_cold(command, launch, prefix):
+                return reason
+            run = self._fork(launch, prefix)
+            if run is None:
+                return "the warm interpreter failed; it is started again for the next job"
+            self._busy = True
+            return run
+
+    def _why_cold(
+        self, command: Sequence[str], launch: SuiteLaunch, path_prefix: list[str]
+    ) -> str | None:
+        if list(command[:3]) != [self.python, "-m", "pytest"]:
+            return "not the worker's own `python -m pytest`"
+        if startup_environment(launch.env) != startup_environment(self.env):
+            return "the suite's environment sets interpreter start-up variables"
+        if len(launch.env.get(proctree.COOKIE_VAR, "")) >= _COOKIE_ROOM:
+            return "the job's cookie does not fit the warm interpreter's placeholder"
+        if not self._await_ready():
+            return "the warm interpreter is not available"
+        if shadowed := shadowing_module(path_prefix, self.modules):
+            return f"{shadowed} would shadow a module the warm interpreter imported"
+        return None
+
+    def _fork(self, launch: SuiteLaunch, path_prefix: list[str]) -> WarmRun | None:
+        request: dict[str, Any] = {
+            "args": list(launch.args),
+            "cwd": str(launch.cwd),
+            "env": dict(launch.env),
+            "log": str(launch.log_path),
+            "rlimits": [list(limit) for limit in launch.rlimits],
+            "cgroup_procs": str(launch.cgroup_procs) if launch.cgroup_procs else None,
+            "path_prefix": path_prefix,
+            "environ_stamp": [
+                COOKIE_PLACEHOLDER,
+                f"{proctree.COOKIE_VAR}={launch.env.get(proctree.COOKIE_VAR, '')}",
+            ],
+        }
+        try:
+            self._requests.write(json.dumps(request).encode() + b"\n")
+            self._requests.flush()
+        except OSError as exc:
+            logger.warning("warm interpreter unusable (%s): running cold", exc)
+            return None
+        reply = self.receive(_READY_TIMEOUT_S)
+        if reply is None or "pid" not in reply:
+            logger.warning("warm interpreter could not fork (%s): running cold", reply)
+            self.close()
+            return None
+        return WarmRun(self, int(reply["pid"]))
+
+    def finished(self) -> None:
+        """The suite it forked last has ended and its exit code was read."""
+        self._busy = False
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message; None on timeout; {"eof": True} once it has died."""
+        fd = self._replies.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining < 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return {"eof": True}
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def _await_ready(self) -> bool:
+        if self._ready:
+            return True
+        message = self.receive(_READY_TIMEOUT_S)
+        if message is None or not message.get("ready"):
+            logger.warning("warm interpreter not ready (%s): suites run cold", message)
+            self.close()
+            return False
+        self.modules = frozenset(message["modules"])
+        self._ready = True
+        return True
+
+    def close(self) -> None:
+        """Stop it (closing its stdin ends its loop; a kill if it does not listen)."""
+        if self.owner != os.getpid():
+            return  # a forked copy of the object: the process is another's to stop
+        for stream in (self._requests, self._replies):
+            stream.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+_current: dict[str, WarmPytest] = {}  # "server": this process's warm interpreter
+
+
+def warm_pytest(suite_env: Mapping[str, str]) -> WarmPytest:
+    """This process's warm interpreter, started (again) when there is none alive, with
+    the start-up part of `suite_env` (what every suite gets). Its HOME must hold no user
+    site-packages, as each suite's fresh HOME holds none.
+
+    Start it before a job snapshots its children: one started during a job is taken
+    for something the job left behind and killed when the job ends."""
+    current = _current.get("server")
+    if current is None or not current.alive():
+        if current is not None:
+            current.close()  # a no-op for the copy a fork inherited
+        env = {
+            **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
+            **startup_environment(suite_env),
+            "PATH": suite_env.get("PATH", os.defpath),
+            "HOME": suite_env.get("HOME", "/nonexistent"),
+        }
+        _current["server"] = current = WarmPytest(sys.executable, env)
+    return current
+
+
+def stop_warm_pytest() -> None:
+    """Stop this process's warm interpreter and reap it (its CPU, and its suites',
+    is then accounted to this process like any child's)."""
+    current = _current.pop("server", None)
+    if current is not None:
+        current.close()

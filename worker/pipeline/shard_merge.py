@@ -1,0 +1,122 @@
+"""A sharded job's two halves, callable without a broker: run one shard (a subset of the
+suite's test ids, in a worktree of its own at the job's commit), and merge every
+shard's result into one verdict, one report and one advance.
+
+Both reuse the job pipeline of `worker.pipeline.runner` (checkout, sandbox, setup, report,
+announce), so a shard is tested exactly as a whole suite would be.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from worker.git.checkout import Checkout, CheckoutError
+from worker.job import Job, JobRejected
+from worker.pipeline.announce import hand_back
+from worker.pipeline.context import GateContext, GateResult
+from worker.pipeline.runner import JobRun
+from worker.pipeline.shard_plan import Merged, ShardPlan, ShardResult, TestCase, merge_shards
+from worker.suite.junit import JunitSummary
+from worker.suite.run import SuiteRun
+from worker.suite.setup import SetupFailure
+
+logger = logging.getLogger("testgate.sharded")
+
+
+def run_shard(
+    job: Job,
+    commit: str,
+    index: int,
+    test_ids: list[str],
+    ctx: GateContext,
+    *,
+    attempt: int,
+    delivery_id: str,
+) -> ShardResult:
+    """Run `test_ids` at `commit`; never raises. `ran` is False when pytest produced no
+    exit code (checkout, setup, spawn, timeout); `final` when retrying cannot help."""
+    contract = ctx.contracts.for_repo(job.repo) if ctx.contracts else None
+    if contract is None:
+        return ShardResult(index, False, None, 0.0, problem="no test contract", final=True)
+    at_commit = job.model_copy(update={"commit": commit})
+    run = JobRun(at_commit, contract, ctx, attempt, delivery_id, select=tuple(test_ids))
+    starts = ctx.state.count_delivery(f"{delivery_id}:{attempt}")
+    if starts > ctx.settings.max_deliveries:
+        why = f"the process running it died {starts - 1} times"
+        return ShardResult(index, False, None, 0.0, problem=why, attempts=attempt + 1, final=True)
+    try:
+        with run.open_checkout() as co:
+            suite = run.prepare_and_run(co)
+    except CheckoutError as exc:
+        logger.error("task %s shard %d: checkout failed: %s", job.task_id, index + 1, exc)
+        return ShardResult(
+            index, False, None, 0.0, problem=f"checkout failed: {exc}", attempts=attempt + 1
+        )
+    if isinstance(suite, SetupFailure):
+        problem = suite.describe()
+    elif isinstance(suite, ShardPlan):  # cannot happen with a selection; never loop
+        problem = "a shard tried to shard itself"
+    elif not suite.ran:
+        problem = run.why_not_run(suite)
+    else:
+        cases = {o.test_id: TestCase(o.outcome, o.seconds) for o in suite.outcomes}
+        return ShardResult(
+            index,
+            True,
+            suite.exit_code,
+            suite.duration_s,
+            cases=cases,
+            output_tail=suite.output_tail,
+            attempts=attempt + 1,
+        )
+    logger.warning("task %s shard %d did not run: %s", job.task_id, index + 1, problem)
+    return ShardResult(index, False, None, 0.0, problem=problem, attempts=attempt + 1)
+
+
+def finish_sharded(
+    job: Job,
+    commit: str,
+    plan: list[list[str]],
+    shards: list[ShardResult],
+    ctx: GateContext,
+    *,
+    delivery_id: str,
+) -> GateResult:
+    """Merge, report and announce once. Raises only EventDeliveryError."""
+    contract = ctx.contracts.for_repo(job.repo) if ctx.contracts else None
+    if contract is None:  # the contracts file changed while the shards ran
+        return hand_back(JobRejected("no test contract", job.task_id, job.repo), ctx)
+    merged = merge_shards(plan, shards)
+    ctx.state.record_durations(job.repo, merged.durations)
+    attempts = max((s.attempts for s in shards), default=1)
+    at_commit = job.model_copy(update={"commit": commit})
+    run = JobRun(at_commit, contract, ctx, attempts - 1, delivery_id)
+    logger.info(
+        "task %s: %d shards merged: %s",
+        job.task_id,
+        len(plan),
+        merged.verdict.reason if merged.verdict else merged.not_run,
+    )
+    return run.exclusively(lambda co: _announce(run, co, merged, len(plan)))
+
+
+def _announce(run: JobRun, co: Checkout, merged: Merged, shard_count: int) -> GateResult:
+    if merged.verdict is None:
+        return run.tool_error(f"not every shard ran: {merged.not_run}", co, final=True)
+    suite = SuiteRun(
+        command=("python", "-m", "pytest", run.contract.target, "-q", f"({shard_count} shards)"),
+        exit_code=merged.exit_code,
+        timed_out=False,
+        spawn_error=None,
+        duration_s=merged.wall_s,
+        output_tail=merged.output_tail,
+        output_bytes=len(merged.output_tail),
+        junit=JunitSummary(
+            tests=merged.tests_total,
+            failures=len(merged.failing),
+            errors=0,
+            skipped=0,
+            failing=merged.failing + merged.missing,
+        ),
+    )
+    return run.code_outcome(co, suite, verdict=merged.verdict)

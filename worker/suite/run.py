@@ -1,0 +1,163 @@
+"""Run the regression suite, `python -m pytest <target> -q`, in a job's worktree.
+
+The process handling (timeout, whole-job kill, environment, limits) is the sandbox's;
+this module knows pytest: its command line, its JUnit XML and what its output means.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from worker.containment.sandbox import Sandbox, read_tail, run_bounded
+from worker.suite.junit import JunitSummary, parse_junit
+from worker.suite.probe import (
+    PROBE_MODULE,
+    Hang,
+    ProbeFiles,
+    TestOutcome,
+    hang_dump_margin_s,
+    read_hang,
+    read_outcomes,
+    with_probe,
+)
+from worker.suite.progress import (
+    PLUGIN_MODULE,
+    PROGRESS_FILE_VAR,
+    Progress,
+    ProgressWatcher,
+    install_plugin,
+)
+
+logger = logging.getLogger("testgate.suite")
+
+_MAX_TARGET_FILES = 500
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """What happened when the suite was started. Never raised, always returned."""
+
+    command: tuple[str, ...]
+    exit_code: int | None  # None: no exit code was produced (spawn error, timeout)
+    timed_out: bool
+    spawn_error: str | None
+    duration_s: float
+    output_tail: str  # at most `tail_bytes` of the end of stdout+stderr
+    output_bytes: int  # how much the suite printed in total
+    junit: JunitSummary | None  # None when pytest wrote no readable JUnit XML
+    leftover_killed: int = 0  # processes of the job still alive after it ended, killed
+    outcomes: tuple[TestOutcome, ...] = ()  # per test, as the in-suite probe saw them
+    hang: Hang | None = None  # where it hung, when it was killed at the timeout
+    limit_notes: tuple[str, ...] = ()  # resource limits the suite ran into
+
+    @property
+    def ran(self) -> bool:
+        """True iff the suite really executed and produced an exit code (SPEC §6)."""
+        return self.spawn_error is None and not self.timed_out and self.exit_code is not None
+
+
+def suite_command(
+    python: str, targets: Sequence[str], junit_path: Path, timeout_s: float = 0
+) -> tuple[str, ...]:
+    """The suite's argv. With a timeout, pytest's faulthandler dumps every thread's
+    stack shortly before the hard kill, so a hang shows where it hung."""
+    watchdog: tuple[str, ...] = ()
+    if timeout_s > 0:
+        dump_after = max(timeout_s - hang_dump_margin_s(timeout_s), 0.01)
+        watchdog = ("-o", f"faulthandler_timeout={dump_after:g}")
+    return (
+        python,
+        "-m",
+        "pytest",
+        *targets,
+        "-q",
+        f"--junitxml={junit_path}",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        PLUGIN_MODULE,
+        "-p",
+        PROBE_MODULE,
+        *watchdog,
+    )
+
+
+def run_suite(
+    worktree: Path,
+    sandbox: Sandbox,
+    *,
+    python: str,
+    target: str,
+    timeout_s: float,
+    tail_bytes: int = 4096,
+    progress: Callable[[Progress], None] | None = None,
+    select: Collection[str] | None = None,
+) -> SuiteRun:
+    """Run the suite in `worktree` inside `sandbox`; never raises. With `select`, only
+    those test ids of `target` run (a shard)."""
+    junit_path = sandbox.scratch_dir / "junit.xml"
+    log_path = sandbox.scratch_dir / "output.log"
+    progress_path = sandbox.scratch_dir / "progress.json"
+    watcher = ProgressWatcher(progress_path, progress) if progress else None
+    probe = ProbeFiles(sandbox.scratch_dir / "probe")
+    command = suite_command(python, shard_targets(worktree, target, select), junit_path, timeout_s)
+    dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
+    ended = run_bounded(
+        command,
+        worktree,
+        with_probe(
+            _with_progress_plugin(sandbox, progress_path), probe, dump_at=dump_at, select=select
+        ),
+        log_path=log_path,
+        timeout_s=timeout_s,
+        on_tick=watcher,
+    )
+    if watcher is not None:
+        watcher()  # the last word, which a tick may have missed
+    tail, size = read_tail(log_path, tail_bytes)
+    return SuiteRun(
+        command=command,
+        exit_code=ended.exit_code,
+        timed_out=ended.timed_out,
+        spawn_error=ended.spawn_error,
+        duration_s=ended.duration_s,
+        output_tail=tail,
+        output_bytes=size,
+        junit=_read_junit(junit_path),
+        leftover_killed=ended.leftover_killed,
+        limit_notes=ended.limit_notes,
+        outcomes=read_outcomes(probe),
+        hang=read_hang(probe) if ended.timed_out else None,
+    )
+
+
+def shard_targets(worktree: Path, target: str, select: Collection[str] | None) -> list[str]:
+    """What pytest is pointed at: for a shard, only the files that hold its tests, so it
+    does not import and collect the whole suite to run a part of it. The contract's
+    target whenever an id does not name a file of the worktree (ids relative to another
+    rootdir, too many files for a command line)."""
+    if not select:
+        return [target]
+    files = sorted({test_id.split("::", 1)[0] for test_id in select})
+    if len(files) > _MAX_TARGET_FILES or not all((worktree / f).is_file() for f in files):
+        return [target]
+    return files
+
+
+def _with_progress_plugin(sandbox: Sandbox, progress_path: Path) -> Sandbox:
+    plugins = install_plugin(sandbox.scratch_dir / "plugins")
+    # Absolute, so a contract's relative PYTHONPATH (e.g. "src") keeps working after it.
+    python_path = ":".join(p for p in (str(plugins), sandbox.extra_env.get("PYTHONPATH")) if p)
+    extra = {**sandbox.extra_env, "PYTHONPATH": python_path, PROGRESS_FILE_VAR: str(progress_path)}
+    return replace(sandbox, extra_env=extra)
+
+
+def _read_junit(path: Path) -> JunitSummary | None:
+    try:
+        return parse_junit(path.read_bytes())
+    except OSError:
+        return None

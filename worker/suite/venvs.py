@@ -1,0 +1,98 @@
+"""Cached per-repo virtualenvs, keyed by a hash of the dependency files.
+
+With `venv = true` in a contract, the suite runs in a virtualenv built once per
+distinct set of dependency files (and interpreter): the contract's setup steps install
+into it when it is built, and every later job with the same files reuses it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from worker.containment.sandbox import Sandbox
+from worker.suite.setup import SetupFailure, run_setup
+
+logger = logging.getLogger("testgate.venvs")
+
+READY_MARKER = ".testgate-ready"
+DEFAULT_KEY_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt")
+
+
+def venv_key(worktree: Path, patterns: Sequence[str], base_python: str) -> str:
+    """Hash of the interpreter and of every dependency file's path and content."""
+    digest = hashlib.sha256(base_python.encode())
+    files = sorted({p for pattern in patterns for p in worktree.glob(pattern) if p.is_file()})
+    for path in files:
+        digest.update(b"\0" + str(path.relative_to(worktree)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def in_venv(sandbox: Sandbox, venv: Path) -> Sandbox:
+    """The same sandbox with the venv first on PATH, as `activate` would do."""
+    path = f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    return replace(sandbox, extra_env={**sandbox.extra_env, "VIRTUAL_ENV": str(venv), "PATH": path})
+
+
+def ensure_venv(
+    repo: str,
+    worktree: Path,
+    sandbox: Sandbox,
+    *,
+    root: Path,
+    base_python: str,
+    setup: Sequence[str],
+    key_files: Sequence[str] = DEFAULT_KEY_FILES,
+    timeout_s: float,
+) -> Path | SetupFailure:
+    """The venv for this worktree's dependency files, built (with `setup`) if missing.
+
+    Returns the venv's directory, or the setup failure that prevented building it.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    venv = root / f"{repo}-{venv_key(worktree, key_files, base_python)}"
+    if (venv / READY_MARKER).is_file():
+        return venv
+    with (root / f"{venv.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder per venv on this host
+        if (venv / READY_MARKER).is_file():
+            return venv
+        return _build(venv, worktree, sandbox, base_python, setup, timeout_s)
+
+
+def _build(
+    venv: Path,
+    worktree: Path,
+    sandbox: Sandbox,
+    base_python: str,
+    setup: Sequence[str],
+    timeout_s: float,
+) -> Path | SetupFailure:
+    # A half-built venv (a crash mid-build) has no marker and is rebuilt from scratch.
+    shutil.rmtree(venv, ignore_errors=True)
+    logger.info("building venv %s", venv)
+    try:
+        subprocess.run(
+            [base_python, "-m", "venv", str(venv)],
+            check=True,
+            capture_output=True,
+            timeout=timeout_s,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        shutil.rmtree(venv, ignore_errors=True)
+        return SetupFailure(0, f"{base_python} -m venv", f"failed: {exc}", "")
+    python = str(venv / "bin" / "python")
+    failure = run_setup(worktree, in_venv(sandbox, venv), setup, python=python, timeout_s=timeout_s)
+    if failure is not None:
+        shutil.rmtree(venv, ignore_errors=True)
+        return failure
+    (venv / READY_MARKER).write_text("ok\n")
+    return venv
