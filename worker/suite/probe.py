@@ -17,133 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker.containment.sandbox import Sandbox
+from worker.insuite import PLUGINS_DIR
 
 PROBE_MODULE = "testgate_probe"
 MAX_STACK_CHARS = 6000
 FRAMES_PER_THREAD = 12
-
-# faulthandler's watchdog is a C thread: it dumps even when the hanging test holds the
-# GIL (a runaway regex, a C extension). It is re-armed at every test because pytest's
-# own `faulthandler_timeout` arms and cancels the one watchdog around each test; this
-# keeps it pointed at the run's deadline rather than the test's.
-_PLUGIN_SOURCE = '''\
-"""Written by testgate: what ran, how it ended, where it hung. Never affects results."""
-import faulthandler, json, os, time
-
-import pytest
-
-_env = os.environ.get
-_CURRENT = _env("GATE_CURRENT_TEST_FILE")
-_COLLECTED = _env("GATE_COLLECTED_FILE")
-_SELECT = _env("GATE_SELECT_FILE")
-_DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
-_files = {}
-_phases = {}
-_seconds = {}  # setup + call + teardown, per test
-
-
-def _open(name, var):
-    path = _env(var)
-    if path and name not in _files:
-        try:
-            # Appending: with pytest-xdist several processes write the same file.
-            _files[name] = open(path, "a", buffering=1)
-        except OSError:
-            pass  # the probe is best effort; the verdict never depends on it
-
-
-def _arm():
-    if "stacks" in _files and _DUMP_AT:
-        faulthandler.dump_traceback_later(max(_DUMP_AT - time.time(), 0.01), file=_files["stacks"])
-
-
-def _replace(path, text):
-    if not path:
-        return
-    try:
-        with open(path + ".tmp", "w") as out:
-            out.write(text)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        pass
-
-
-def pytest_configure(config):
-    _open("stacks", "GATE_STACKS_FILE")
-    _open("outcomes", "GATE_OUTCOMES_FILE")
-    _arm()
-
-
-def pytest_unconfigure(config):
-    if "stacks" in _files:
-        faulthandler.cancel_dump_traceback_later()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config, items):
-    if not _SELECT:
-        return
-    try:
-        with open(_SELECT) as handle:
-            wanted = set(json.load(handle))
-    except (OSError, ValueError):
-        wanted = set()  # an unreadable selection runs nothing, never the whole suite
-    dropped = [item for item in items if item.nodeid not in wanted]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item.nodeid in wanted]
-
-
-def pytest_collection_finish(session):
-    if _COLLECTED:
-        _replace(_COLLECTED, json.dumps([item.nodeid for item in session.items]))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item, nextitem):
-    _replace(_CURRENT, item.nodeid)
-    _arm()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_exception_interact(node, call, report):
-    _arm()  # pytest cancels the watchdog on every failure
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _replace(_CURRENT, "")
-    _arm()
-
-
-def _message(report):
-    crash = getattr(report.longrepr, "reprcrash", None)
-    text = crash.message if crash is not None else str(report.longrepr or "")
-    return text[:1000]
-
-
-def pytest_runtest_logreport(report):
-    outcome, _ = _phases.get(report.nodeid, (None, ""))
-    _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + (report.duration or 0.0)
-    if report.failed and outcome != "failed":
-        _phases[report.nodeid] = ("failed", _message(report))
-    elif report.skipped and outcome in (None, "passed"):
-        kind = "xfailed" if hasattr(report, "wasxfail") else "skipped"
-        _phases[report.nodeid] = (kind, "")
-    elif report.passed and outcome is None and report.when == "call":
-        _phases[report.nodeid] = ("passed", "")
-
-
-def pytest_runtest_logfinish(nodeid, location):
-    outcome, message = _phases.pop(nodeid, ("passed", ""))
-    seconds = round(_seconds.pop(nodeid, 0.0), 4)
-    out = _files.get("outcomes")
-    if out is not None:
-        try:
-            record = {"id": nodeid, "outcome": outcome, "message": message, "seconds": seconds}
-            out.write(json.dumps(record) + "\\n")
-        except (OSError, ValueError):
-            pass
-'''
 
 _THREAD_HEADER = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+", re.MULTILINE)
 
@@ -215,13 +93,11 @@ def with_probe(
     `select` runs only those ids.
     """
     files.directory.mkdir(parents=True, exist_ok=True)
-    plugins = sandbox.scratch_dir / "plugins"
-    plugins.mkdir(parents=True, exist_ok=True)
-    (plugins / f"{PROBE_MODULE}.py").write_text(_PLUGIN_SOURCE)
+    plugins = str(PLUGINS_DIR)
     env = dict(sandbox.extra_env)
-    if str(plugins) not in env.get("PYTHONPATH", "").split(":"):
+    if plugins not in env.get("PYTHONPATH", "").split(":"):
         # Absolute and first, so a contract's relative PYTHONPATH keeps working after it.
-        env["PYTHONPATH"] = ":".join(p for p in (str(plugins), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = ":".join(p for p in (plugins, env.get("PYTHONPATH")) if p)
     env["GATE_CURRENT_TEST_FILE"] = str(files.current)
     env["GATE_OUTCOMES_FILE"] = str(files.outcomes)
     if dump_at is not None:

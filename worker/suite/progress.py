@@ -1,6 +1,6 @@
 """Live progress of a running suite: tests done / total / failed so far.
 
-A tiny pytest plugin is written next to the job's scratch files and loaded into the
+A tiny pytest plugin (worker/insuite/plugins/testgate_progress.py) is loaded into the
 suite with `-p`; it keeps a small JSON file up to date, which the worker reads about
 once a second and publishes as the task's PROGRESS state (seen by Flower and by
 `testgate watch`). The plugin is plain source, so it works with any interpreter a
@@ -21,46 +21,6 @@ logger = logging.getLogger("testgate.progress")
 PLUGIN_MODULE = "testgate_progress"
 PROGRESS_FILE_VAR = "GATE_PROGRESS_FILE"
 
-_PLUGIN_SOURCE = '''\
-"""Written by testgate: reports progress to the worker. Never affects results."""
-import json, os, time
-
-_state = {"total": None, "done": 0, "failed": 0}
-_path = os.environ.get("GATE_PROGRESS_FILE")
-_EVERY_S = 0.2  # the worker reads once a second: a write per test is wasted CPU
-_last = [0.0]
-
-
-def _write(force=True):
-    now = time.monotonic()
-    if not _path or (not force and now - _last[0] < _EVERY_S):
-        return
-    _last[0] = now
-    try:
-        with open(_path + ".tmp", "w") as out:
-            json.dump(_state, out)
-        os.replace(_path + ".tmp", _path)
-    except OSError:
-        pass  # progress is best effort; the verdict never depends on it
-
-
-def pytest_collection_finish(session):
-    _state["total"] = len(session.items)
-    _write()
-
-
-def pytest_runtest_logreport(report):
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        _state["done"] += 1
-        if report.failed:
-            _state["failed"] += 1
-        _write(force=False)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    _write()
-'''
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -70,13 +30,6 @@ class Progress:
 
     def as_meta(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def install_plugin(directory: Path) -> Path:
-    """Write the plugin into `directory` (to be put on the suite's PYTHONPATH)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{PLUGIN_MODULE}.py").write_text(_PLUGIN_SOURCE)
-    return directory
 
 
 def read_progress(path: Path) -> Progress | None:

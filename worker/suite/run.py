@@ -29,7 +29,6 @@ from worker.suite.progress import (
     PROGRESS_FILE_VAR,
     Progress,
     ProgressWatcher,
-    install_plugin,
 )
 
 logger = logging.getLogger("testgate.suite")
@@ -149,11 +148,8 @@ def shard_targets(worktree: Path, target: str, select: Collection[str] | None) -
 
 
 def _with_progress_plugin(sandbox: Sandbox, progress_path: Path) -> Sandbox:
-    plugins = install_plugin(sandbox.scratch_dir / "plugins")
-    # Absolute, so a contract's relative PYTHONPATH (e.g. "src") keeps working after it.
-    python_path = ":".join(p for p in (str(plugins), sandbox.extra_env.get("PYTHONPATH")) if p)
-    extra = {**sandbox.extra_env, "PYTHONPATH": python_path, PROGRESS_FILE_VAR: str(progress_path)}
-    return replace(sandbox, extra_env=extra)
+    # The probe puts the plugins' directory on PYTHONPATH for both plugins.
+    return replace(sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(progress_path)})
 
 
 def _read_junit(path: Path) -> JunitSummary | None:

@@ -1,0 +1,41 @@
+"""Start `python -m pytest` cold, after telling the worker that the interpreter is up.
+
+Run as a script (`python boot.py ARGS...`) by a cold start; it imports nothing of the
+worker (stdlib only). Before any code of the suite runs, it writes one byte to the pipe
+named by GATE_STARTED_FD and closes it: from then on the run counts as started, so
+whatever the suite does next (exit 126, kill itself, kill its parent) is the suite's
+outcome, never "could not start". Then it becomes exactly what `python -m pytest ARGS`
+would be: sys.path[0] is the working directory and pytest's __main__ runs as __main__.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import sys
+
+
+def _announce_start() -> None:
+    fd_text = os.environ.pop("GATE_STARTED_FD", "")
+    if not fd_text.isdigit():
+        return
+    fd = int(fd_text)
+    try:
+        os.write(fd, b"1")
+    except OSError:
+        pass  # no pipe: the worker then sees no start, and says so
+    finally:
+        with contextlib.suppress(OSError):  # closed already
+            os.close(fd)
+
+
+def main() -> None:
+    _announce_start()
+    sys.path[0] = os.getcwd()  # `python -m` puts the working directory first, not ours
+    sys.argv = ["-m", *sys.argv[1:]]
+    getattr(runpy, "_run_module_as_main")("pytest", True)  # noqa: B009 - private API
+
+
+if __name__ == "__main__":
+    main()

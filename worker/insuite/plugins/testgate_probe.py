@@ -1,0 +1,193 @@
+"""The in-suite probe: a pytest plugin that testgate loads into every pytest it starts.
+
+It runs inside the suite's interpreter and imports nothing of the worker (only the
+stdlib and pytest), so any interpreter a contract picks can load it from this
+directory. It never changes an outcome or the exit code. It writes:
+
+- the session record, the evidence a PASS needs: one JSON line written when the session
+  finished, with pytest's exit status and the tests counted by outcome, tagged with the
+  run's nonce (read once from a pipe the worker filled, then gone), so a line written
+  by anything else does not count;
+- what the worker cannot see from outside: the test running now, each test's outcome
+  and first failure message, the collected ids and, a few seconds before the hard
+  timeout, the stacks of every thread;
+- with a selection file, it runs only the listed ids (a shard).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import json
+import os
+import time
+from collections.abc import Generator
+from typing import IO, Any
+
+import pytest
+
+_env = os.environ.get
+_CURRENT = _env("GATE_CURRENT_TEST_FILE")
+_COLLECTED = _env("GATE_COLLECTED_FILE")
+_SELECT = _env("GATE_SELECT_FILE")
+_SESSION = _env("GATE_SESSION_FILE")
+_DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
+_NONCE_BYTES = 128
+_files: dict[str, IO[str]] = {}
+_phases: dict[str, tuple[str, str]] = {}
+_seconds: dict[str, float] = {}  # setup + call + teardown, per test
+_counts: dict[str, int] = {}  # final outcome -> tests
+_collected: list[int | None] = [None]
+
+
+def _take_nonce() -> str:
+    """The run's nonce: from the pipe the worker filled and closed before the start (a
+    cold start), or from the environment (a warm start, whose environment /proc does
+    not show). Removed from both, so nothing the suite starts inherits it."""
+    value = os.environ.pop("GATE_NONCE", "")
+    fd_text = os.environ.pop("GATE_NONCE_FD", "")
+    if not fd_text.isdigit():
+        return value
+    fd = int(fd_text)
+    try:
+        return os.read(fd, _NONCE_BYTES).decode(errors="replace").strip()
+    except OSError:
+        return value
+    finally:
+        with contextlib.suppress(OSError):  # closed already: then there is no nonce
+            os.close(fd)
+
+
+_NONCE = _take_nonce()
+
+
+def _open(name: str, var: str) -> None:
+    path = _env(var)
+    if path and name not in _files:
+        # Appending: with pytest-xdist several processes write the same file. A file
+        # that cannot be opened is missing information, never a changed outcome.
+        with contextlib.suppress(OSError):
+            _files[name] = open(path, "a", buffering=1)  # noqa: SIM115 - kept open for the run
+
+
+def _arm() -> None:
+    # faulthandler's watchdog is a C thread: it dumps even when the hanging test holds
+    # the GIL. pytest's own faulthandler_timeout arms and cancels the one watchdog around
+    # each test; re-arming here keeps it pointed at the run's deadline.
+    if "stacks" in _files and _DUMP_AT:
+        faulthandler.dump_traceback_later(max(_DUMP_AT - time.time(), 0.01), file=_files["stacks"])
+
+
+def _replace(path: str | None, text: str) -> None:
+    if not path:
+        return
+    try:
+        with open(path + ".tmp", "w") as out:
+            out.write(text)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass  # informational only: the current test, the collected ids
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _open("stacks", "GATE_STACKS_FILE")
+    _open("outcomes", "GATE_OUTCOMES_FILE")
+    _arm()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "stacks" in _files:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _SELECT:
+        return
+    try:
+        with open(_SELECT) as handle:
+            wanted = set(json.load(handle))
+    except (OSError, ValueError):
+        wanted = set()  # an unreadable selection runs nothing, never the whole suite
+    dropped = [item for item in items if item.nodeid not in wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.nodeid in wanted]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _collected[0] = len(session.items)
+    if _COLLECTED:
+        _replace(_COLLECTED, json.dumps([item.nodeid for item in session.items]))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    _replace(_CURRENT, item.nodeid)
+    _arm()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact(node: Any, call: Any, report: Any) -> None:
+    _arm()  # pytest cancels the watchdog on every failure
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    # A wrapper: the record is written after every other plugin's sessionfinish, with
+    # the exit status as they left it.
+    yield
+    _replace(_CURRENT, "")
+    _arm()
+    if _SESSION and _NONCE and not _is_xdist_worker(session.config):
+        _write_session_record(session)
+
+
+def _write_session_record(session: pytest.Session) -> None:
+    record = {
+        "nonce": _NONCE,
+        "finished": True,
+        "exitstatus": int(session.exitstatus),
+        "collected": _collected[0],
+        "counts": dict(_counts),
+    }
+    try:
+        with open(str(_SESSION), "a") as out:
+            out.write(json.dumps(record) + "\n")
+    except OSError:
+        pass  # no record: the worker fails the run closed
+
+
+def _message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr or "")
+    return text[:1000]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    outcome, _ = _phases.get(report.nodeid, (None, ""))
+    _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + (report.duration or 0.0)
+    if report.failed and outcome != "failed":
+        _phases[report.nodeid] = ("failed", _message(report))
+    elif report.skipped and outcome in (None, "passed"):
+        kind = "xfailed" if hasattr(report, "wasxfail") else "skipped"
+        _phases[report.nodeid] = (kind, "")
+    elif report.passed and outcome is None and report.when == "call":
+        _phases[report.nodeid] = ("passed", "")
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    outcome, message = _phases.pop(nodeid, ("passed", ""))
+    _counts[outcome] = _counts.get(outcome, 0) + 1
+    seconds = round(_seconds.pop(nodeid, 0.0), 4)
+    out = _files.get("outcomes")
+    if out is not None:
+        try:
+            record = {"id": nodeid, "outcome": outcome, "message": message, "seconds": seconds}
+            out.write(json.dumps(record) + "\n")
+        except (OSError, ValueError):
+            pass  # informational: the counts above are the evidence

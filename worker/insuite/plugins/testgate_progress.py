@@ -1,0 +1,53 @@
+"""The in-suite progress plugin: keeps a small JSON file of tests done / total / failed
+up to date for the worker, which reads it about once a second.
+
+It runs inside the suite's interpreter and imports nothing of the worker (stdlib and
+pytest only). It never affects results; the verdict never depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+_state: dict[str, int | None] = {"total": None, "done": 0, "failed": 0}
+_path = os.environ.get("GATE_PROGRESS_FILE")
+_EVERY_S = 0.2  # the worker reads once a second: a write per test is wasted CPU
+_last = [0.0]
+
+
+def _write(force: bool = True) -> None:
+    now = time.monotonic()
+    if not _path or (not force and now - _last[0] < _EVERY_S):
+        return
+    _last[0] = now
+    try:
+        with open(_path + ".tmp", "w") as out:
+            json.dump(_state, out)
+        os.replace(_path + ".tmp", _path)
+    except OSError:
+        pass  # progress is best effort
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _state["total"] = len(session.items)
+    _write()
+
+
+def _bump(key: str) -> None:
+    _state[key] = (_state[key] or 0) + 1
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _bump("done")
+        if report.failed:
+            _bump("failed")
+        _write(force=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _write()
