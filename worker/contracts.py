@@ -50,6 +50,9 @@ class TestContract:
     integrity: bool = False  # guard: removed or newly skipped tests vs main fail the branch
     classify: bool = False  # re-run failing tests on the branch and on main, say why they fail
     shards: int | Literal["auto"] = 1  # split the suite over this many shard tasks
+    # Under containment, setup and suite reach the network (the host's, loopback and
+    # its services included) only when the contract says so.
+    network: bool = False
 
     @property
     def run_budget_s(self) -> int:
@@ -89,6 +92,7 @@ class _ContractEntry(BaseModel):
     integrity: bool = False
     classify: bool = False
     shards: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["auto"] = 1
+    network: bool = False
     venv_key_files: list[str] = Field(
         default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
     )
@@ -191,6 +195,7 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         integrity=entry.integrity,
         classify=entry.classify,
         shards=entry.shards,
+        network=entry.network,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 from pydantic_core import PydanticUndefined
@@ -26,7 +26,8 @@ DELIVERY_OVERHEAD_S = 600
 # Where the field default is not the safe answer to a garbled value: an operator who
 # typed something unreadable into the kill-switch most likely meant "off", and "off"
 # only hands the job back to the orchestrator's old path.
-_FAIL_SAFE_FALLBACKS: dict[str, Any] = {"enabled": False}
+# An invalid value of a safety switch falls back to its safe side, not its default.
+_FAIL_SAFE_FALLBACKS: dict[str, Any] = {"enabled": False, "containment": "required"}
 
 
 class Settings(BaseSettings):
@@ -66,6 +67,10 @@ class Settings(BaseSettings):
     # `python -m pytest` forked from a warm interpreter that has imported pytest already
     # (worker/containment/warm.py): the same run without ~130 ms of start-up CPU. Off: cold starts.
     warm_pytest: bool = True
+    # How the suite is kept from the worker (worker/containment/bwrap.py): "required"
+    # refuses to start without bubblewrap, "auto" uses it when it works and says so when
+    # it does not, "off" runs suites as the worker's own user, with its view (unsafe).
+    containment: Literal["auto", "required", "off"] = "auto"
     git_email_domain: str = "testgate.invalid"
     agent_home_dir: str = ""
     broker_url: str = "redis://localhost:6379/0"

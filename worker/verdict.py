@@ -67,6 +67,14 @@ def with_smoke(suite: Verdict, smoke: SmokeResult) -> Verdict:
     return suite
 
 
+def with_evidence(suite: Verdict, objection: str | None) -> Verdict:
+    """Exit status 0 is a PASS only when the gate's own record of the session agrees
+    (worker/evidence.py); without that agreement it is a FAIL of the code."""
+    if suite.result == "PASS" and objection is not None:
+        return Verdict("FAIL", "code-fail", f"{suite.reason}, but {objection}")
+    return suite
+
+
 def with_guard(suite: Verdict, objection: str | None) -> Verdict:
     """A guard (the test-integrity check) can only object: an objection turns any
     verdict into a code FAIL, and no objection leaves the verdict exactly as it was."""

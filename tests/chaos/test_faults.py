@@ -203,7 +203,7 @@ def test_a_daemon_that_cleared_its_environment_dies_with_its_job_without_a_cgrou
     adopts the daemon the suite leaves and kills it when the job ends."""
     project, pid_file = escaping_daemon_project(chaos.tmp)
     chaos.origin("escape", {"tests/test_escape.py": (project / "tests/test_escape.py").read_text()})
-    chaos.start_worker(env={"TESTGATE_SUITE_MAX_PIDS": "0"})
+    chaos.start_worker(env={"TESTGATE_SUITE_MAX_PIDS": "0", "TESTGATE_CONTAINMENT": "off"})
     sent = chaos.orchestrator.send(**chaos.job(108, "escape"))
     assert chaos.orchestrator.wait_done(sent)["kind"] == "advanced", chaos.logs()
     [advance] = chaos.orchestrator.events_for(108, ADVANCE)

@@ -29,7 +29,7 @@ tmp.mkdir()
 if sys.argv[3] == "subreaper":
     assert subreaper.become_subreaper() and subreaper.is_subreaper()
 # No cgroup (as for a non-root worker): only the subreaper can catch the daemon.
-w = world(tmp, {"escape": {"smoke_enabled": False}}, suite_max_pids=0)
+w = world(tmp, {"escape": {"smoke_enabled": False}}, suite_max_pids=0, containment="off")
 warm = warm_interpreter()  # as a pool process does at start, before any job
 files = {str(p.relative_to(project)): p.read_text() for p in project.rglob("*.py")}
 make_origin(w.origins, "escape", files)

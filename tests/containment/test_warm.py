@@ -21,6 +21,7 @@ from worker.containment.cgroup import JobCgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
 from worker.containment.warm import shadowing_module, startup_environment, suite_path_prefix
 from worker.suite.run import SuiteRun, run_suite
+from worker.verdict import from_exit_code, with_evidence
 
 STATE_DUMP = """\
 import json, os, resource, sys, tempfile
@@ -118,7 +119,7 @@ def test_a_hanging_warm_suite_is_killed_and_the_next_one_still_runs_warm(tmp_pat
     assert dump(root, tmp_path, warm=True)["ppid"] == warm_interpreter().pid
 
 
-def test_a_warm_interpreter_that_dies_mid_suite_is_a_run_that_never_ran(tmp_path: Path) -> None:
+def test_a_suite_that_kills_its_warm_interpreter_ran_and_fails(tmp_path: Path) -> None:
     pid_file = tmp_path / "suite.pid"
     root = project(
         tmp_path,
@@ -134,8 +135,11 @@ def test_a_warm_interpreter_that_dies_mid_suite_is_a_run_that_never_ran(tmp_path
     )
     before = warm_interpreter().pid
     result = run(root, tmp_path, warm=True)
-    assert not result.ran and result.spawn_error is not None
-    assert "warm interpreter died" in result.spawn_error
+    # It started, so however it ended it ran: a FAIL of the code, never "could not start".
+    assert result.started is True and result.ran and result.spawn_error is None
+    assert result.exit_code is None
+    verdict = with_evidence(from_exit_code(result.exit_code), result.evidence_objection())
+    assert (verdict.result, verdict.outcome) == ("FAIL", "code-fail")
     assert not pid_alive(int(pid_file.read_text()))  # the orphaned suite was killed
     assert warm_interpreter().pid != before and pid_alive(warm_interpreter().pid)
 

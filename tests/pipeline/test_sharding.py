@@ -60,9 +60,21 @@ def test_auto_asks_for_about_thirty_seconds_a_shard_within_bounds() -> None:
     assert shard_count(4, [], {}) == 1
 
 
-def result(index: int, outcomes: dict[str, str], exit_code: int | None = 0) -> ShardResult:
+def result(
+    index: int, outcomes: dict[str, str], exit_code: int | None = 0, evidence: str = ""
+) -> ShardResult:
+    """A shard's result whose probe saw what `outcomes` says."""
     cases = {t: TestCase(o, 0.5) for t, o in outcomes.items()}
-    return ShardResult(index, exit_code is not None, exit_code, 1.0 + index, cases)
+    passed = sum(o == "passed" for o in outcomes.values())
+    return ShardResult(
+        index,
+        exit_code is not None,
+        exit_code,
+        1.0 + index,
+        cases,
+        evidence=evidence,
+        passed=passed,
+    )
 
 
 def test_all_shards_passing_with_every_test_reported_is_a_pass() -> None:
@@ -178,3 +190,29 @@ def test_equally_timed_tests_go_to_shards_of_consecutive_tests() -> None:
     assert max(loads) <= sum(loads) / 8 + max(durations.values())  # within one test
     assert [t for shard in plan for t in shard] == ids  # each shard a run of the order
     assert max(len({t.split("::")[0] for t in shard}) for shard in plan) <= 4  # not 20
+
+
+def test_a_shard_that_exited_0_without_evidence_fails_the_merge() -> None:
+    plan = [IDS[:2], IDS[2:4]]
+    forged = result(1, dict.fromkeys(IDS[2:4], "passed"), evidence="no session record")
+    merged = merge_shards(plan, [result(0, dict.fromkeys(IDS[:2], "passed")), forged])
+    assert merged.verdict is not None
+    assert (merged.verdict.result, merged.verdict.outcome) == ("FAIL", "code-fail")
+    assert "shard 2 exited 0, but no session record" in merged.verdict.reason
+
+
+def test_shards_that_only_skipped_fail_and_one_skipping_shard_among_passing_ones_passes() -> None:
+    plan = [IDS[:2], IDS[2:4]]
+    skipped_only = [
+        result(0, dict.fromkeys(IDS[:2], "skipped")),
+        result(1, dict.fromkeys(IDS[2:4], "skipped")),
+    ]
+    verdict = merge_shards(plan, skipped_only).verdict
+    assert verdict is not None and verdict.result == "FAIL"
+    assert "no test passed" in verdict.reason
+    mixed = [
+        result(0, dict.fromkeys(IDS[:2], "skipped")),
+        result(1, dict.fromkeys(IDS[2:4], "passed")),
+    ]
+    verdict = merge_shards(plan, mixed).verdict
+    assert verdict is not None and verdict.result == "PASS"

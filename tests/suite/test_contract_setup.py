@@ -77,16 +77,26 @@ def test_a_failing_setup_step_is_an_infrastructure_outcome_that_names_the_step(
     assert "setup step 2" in w.alerts[0]
 
 
+def builds(venvs_root: Path) -> dict[str, list[str]]:
+    """Each venv's build log, as the setup step below writes it into the venv itself
+    (the one place outside its worktree a contained setup step may write)."""
+    return {
+        venv.name: (venv / "builds.txt").read_text().splitlines()
+        for venv in sorted(venvs_root.iterdir())
+        if venv.is_dir()
+    }
+
+
 def test_a_cached_venv_is_built_once_per_set_of_dependency_files(tmp_path: Path) -> None:
-    counter = tmp_path / "builds.txt"
     # The venv gets pytest the way a project's requirements would bring it; here from
-    # this interpreter's site-packages (no network in tests), plus a build counter.
+    # this interpreter's site-packages (no network in tests), plus a build log.
     here = sysconfig.get_paths()["purelib"]
     step = (
-        'python -c "import site; '
+        'python -c "import site, sys; '
         f"open(site.getsitepackages()[0] + '/outer.pth', 'w').write({here!r}); "
-        f"open({str(counter)!r}, 'a').write('built\\n')\""
+        "open(sys.prefix + '/builds.txt', 'a').write('built\\n')\""
     )
+    venvs_root = tmp_path / "work" / "venvs"
     files = {
         "requirements.txt": "pytest\n",
         **FLAT_LAYOUT,
@@ -102,13 +112,13 @@ def test_a_cached_venv_is_built_once_per_set_of_dependency_files(tmp_path: Path)
             job("cached", task_id=task_id), w.ctx, attempt=0, delivery_id=f"d{task_id}"
         )
         assert result.advance is not None and result.advance.result == "PASS", result
-    assert counter.read_text().splitlines() == ["built"]
+    assert list(builds(venvs_root).values()) == [["built"]]
     push_commit(origin, "feature/x", {"requirements.txt": "pytest\nrequests\n"}, "new dep")
     result = run_gate(job("cached", task_id=3), w.ctx, attempt=0, delivery_id="d3")
     assert result.advance is not None and result.advance.result == "PASS"
-    assert counter.read_text().splitlines() == ["built", "built"]
-    venvs = sorted(p.name for p in (tmp_path / "work" / "venvs").iterdir() if p.is_dir())
-    assert len(venvs) == 2 and all(name.startswith("cached-") for name in venvs)
+    built = builds(venvs_root)
+    assert list(built.values()) == [["built"], ["built"]]
+    assert all(name.startswith("cached-") for name in built)
 
 
 def test_a_venv_whose_setup_fails_is_not_kept(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from kombu.utils.url import maybe_sanitize_url
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Sandbox, warm_interpreter
 from worker.containment.subreaper import become_subreaper
+from worker.containment.view import containment_missing
 from worker.containment.warm import stop_warm_pytest
 from worker.contracts import ContractsFileError, load_contracts
 from worker.settings import load_settings
@@ -66,6 +67,12 @@ def check_configuration(conf: Any) -> None:
             "does not work here (not installed, or no root / user namespaces); suites would "
             "otherwise fail for a reason that is not theirs"
         )
+    if settings.containment == "required" and (missing := containment_missing(settings)):
+        raise UnsafeConfiguration(
+            f"refusing to start: TESTGATE_CONTAINMENT=required but {missing}; install "
+            "bubblewrap (apt-get install bubblewrap) and allow user namespaces, or set "
+            "TESTGATE_CONTAINMENT=auto to run suites uncontained (unsafe with agent code)"
+        )
     if not conf.task_acks_late or not conf.task_reject_on_worker_lost:
         raise UnsafeConfiguration(
             "refusing to start: task_acks_late and task_reject_on_worker_lost must be on, "
@@ -75,7 +82,9 @@ def check_configuration(conf: Any) -> None:
 
 def network_isolation_works() -> bool:
     """One probe at start-up: can this worker put a command in its own network namespace?"""
-    probe = Sandbox(scratch_dir=Path("."), cookie="probe", isolate_network=True).wrap(["true"])
+    probe = Sandbox(scratch_dir=Path("."), cookie="probe", isolate_network=True).wrap(
+        ["true"], Path(".")
+    )
     try:
         return subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
     except (OSError, subprocess.SubprocessError):
@@ -106,7 +115,18 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
 
 def _log_process_containment() -> None:
     """Say once how far a job's processes are contained here (it depends on privileges)."""
-    max_pids = load_settings().suite_max_pids
+    settings = load_settings()
+    missing = containment_missing(settings)
+    if settings.containment == "off":
+        logger.warning("containment is OFF (TESTGATE_CONTAINMENT=off): suites see the worker")
+    elif missing is not None:
+        logger.warning("suites run UNCONTAINED: %s (TESTGATE_CONTAINMENT=auto)", missing)
+    else:
+        logger.info(
+            "suites run contained by bubblewrap: own user, PID, mount, IPC and network "
+            "namespaces, no capabilities, an allowlisted read-only view"
+        )
+    max_pids = settings.suite_max_pids
     probe = open_job_cgroup("startup-probe", max_pids)
     if probe is not None:
         probe.remove()

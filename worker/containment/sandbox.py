@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
-import select
-import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
 from worker.containment import proctree
+from worker.containment.bwrap import SuiteView, bwrap_prefix
 from worker.containment.cgroup import JobCgroup
-from worker.containment.warm import SuiteLaunch, WarmPytest, WarmRun, warm_pytest
-from worker.insuite import zygote
+from worker.containment.launch import Running, StartFailed, start_cold, start_warm
+from worker.containment.limits import Limits
+from worker.containment.warm import WarmPytest, warm_pytest
+from worker.containment.witness import StartWitness
+
+__all__ = ["Bounded", "Limits", "Sandbox", "SuiteView", "read_tail", "run_bounded"]
 
 logger = logging.getLogger("testgate.sandbox")
 
@@ -33,41 +33,6 @@ INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 _FORBIDDEN_PREFIX = "TESTGATE_"
 _REAP_TIMEOUT_S = 30
 _TICK_S = 1.0
-# What util-linux wrappers exit with when the exec itself fails (EX_EXEC_FAILED/ENOENT).
-_WRAPPER_EXEC_FAILED = frozenset({126, 127})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of the command's processes (inherited by its children); 0 means
-    none. `max_processes` counts every process of the user (RLIMIT_NPROC)."""
-
-    max_memory_mb: int = 0  # address space per process
-    max_file_mb: int = 0  # largest file a process may write, its output log included
-    max_processes: int = 0
-
-    def prefix(self) -> list[str]:
-        """`prlimit` with these limits, to put before the command ([] when unlimited).
-
-        A wrapper that execs the command rather than a pre-exec hook: with a hook Python
-        must fork the whole worker instead of using vfork, ~60 ms more per job.
-        """
-        options = [f"--{option}={value}" for option, _, value in self._set()]
-        return ["prlimit", *options, "--"] if options else []
-
-    def rlimits(self) -> tuple[tuple[int, int], ...]:
-        """The same limits as (resource, value) pairs, for a process to set on itself."""
-        return tuple((limit, value) for _, limit, value in self._set())
-
-    def _set(self) -> list[tuple[str, int, int]]:
-        """(prlimit option, resource, value) of each limit that is set."""
-        mib = 1024 * 1024
-        limits = (
-            ("as", resource.RLIMIT_AS, self.max_memory_mb * mib),
-            ("fsize", resource.RLIMIT_FSIZE, self.max_file_mb * mib),
-            ("nproc", resource.RLIMIT_NPROC, self.max_processes),
-        )
-        return [limit for limit in limits if limit[2] > 0]
 
 
 @dataclass(frozen=True)
@@ -83,16 +48,44 @@ class Sandbox:
     isolate_network: bool = False  # a network namespace of its own: no network at all
     cgroup: JobCgroup | None = None  # the job's pids cgroup, where there can be one
     warm: WarmPytest | None = None  # runs `python -m pytest` without a cold start-up
+    # Under containment, what the job's commands may see (worker/containment/bwrap.py);
+    # None: they run with the worker's own view and user.
+    view: SuiteView | None = None
 
-    def wrap(self, command: Sequence[str]) -> list[str]:
-        """The argv to execute. The cgroup shell, `prlimit` and `unshare` all exec the
-        command in place, so the pid that is waited for and killed is the command's own."""
+    @property
+    def home_dir(self) -> Path:
+        return self.scratch_dir / "home"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.scratch_dir / "tmp"
+
+    @property
+    def out_dir(self) -> Path:
+        """Where the suite writes what the worker reads after it (probe, JUnit,
+        progress): inside the suite's reach, so every read of it is hostile-safe."""
+        return self.scratch_dir / "out"
+
+    def wrap(self, command: Sequence[str], cwd: Path) -> list[str]:
+        """The argv to execute in `cwd`. The cgroup shell, `prlimit`, `unshare` and bwrap
+        all exec the command, so the pid that is waited for and killed is the job's own."""
         enter = self.cgroup.enter_prefix() if self.cgroup else []
         isolate: list[str] = []
-        if self.isolate_network:
+        if self.view is not None:
+            own = (self.home_dir, self.tmp_dir, self.out_dir)
+            isolate = bwrap_prefix(self.view.with_paths(writable=own), cwd)
+        elif self.isolate_network:
             isolate = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
             isolate.append("--")
-        return [*enter, *isolate, *self.limits.prefix(), *command]
+        return [*enter, *self.limits.prefix(), *isolate, *command]
+
+    def with_view_paths(
+        self, *, writable: Sequence[Path] = (), readable: Sequence[Path] = ()
+    ) -> Sandbox:
+        """The same sandbox, its commands seeing these paths too (no-op uncontained)."""
+        if self.view is None:
+            return self
+        return replace(self, view=self.view.with_paths(writable=writable, readable=readable))
 
     def kill_leftovers(self) -> int:
         """Kill whatever of the job still runs: by cookie, and by cgroup membership (which
@@ -115,8 +108,8 @@ class Sandbox:
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         return sandbox_environment(
             base,
-            home=self.scratch_dir / "home",
-            tmpdir=self.scratch_dir / "tmp",
+            home=self.home_dir,
+            tmpdir=self.tmp_dir,
             cookie=self.cookie,
             extra=self.extra_env,
         )
@@ -132,6 +125,9 @@ class Bounded:
     duration_s: float
     leftover_killed: int = 0
     limit_notes: tuple[str, ...] = ()
+    # Whether the interpreter said it came up (None: the command gives no such word):
+    # a started suite that ends in any way has run.
+    started: bool | None = None
 
 
 def warm_interpreter() -> WarmPytest:
@@ -170,21 +166,6 @@ def sandbox_environment(
     return env
 
 
-class _Running(Protocol):
-    """A started command, wherever it was started from."""
-
-    pid: int
-    how: str  # "cold" or "warm", for the log
-
-    def exited(self, timeout: float) -> bool: ...
-
-    def wait(self, timeout: float | None = None) -> int | None: ...
-
-    def never_ran(self, exit_code: int | None) -> str | None: ...
-
-    def close(self) -> None: ...
-
-
 def run_bounded(
     command: Sequence[str],
     cwd: Path,
@@ -193,21 +174,24 @@ def run_bounded(
     log_path: Path,
     timeout_s: float,
     on_tick: Callable[[], None] | None = None,
+    witness: StartWitness | None = None,
 ) -> Bounded:
     """Run `command` in `cwd`, stdout and stderr streamed to `log_path`; never raises.
 
     `on_tick` is called about once a second while the command runs (progress reports).
+    With a `witness`, a `python -m pytest` says when its interpreter came up.
     """
-    for directory in (sandbox.scratch_dir / "home", sandbox.scratch_dir / "tmp"):
+    for directory in (sandbox.home_dir, sandbox.tmp_dir, sandbox.out_dir):
         directory.mkdir(parents=True, exist_ok=True)
     env = sandbox.environment(os.environ)
     started = time.monotonic()
-    running: _Running | None = _start_warm(command, cwd, sandbox, env, log_path)
-    if running is None:
-        cold = _start_cold(command, cwd, sandbox, env, log_path)
-        if isinstance(cold, Bounded):
-            return cold
-        running = cold
+    try:
+        running = start_warm(command, cwd, sandbox, env, log_path, witness) or start_cold(
+            command, cwd, sandbox, env, log_path, witness
+        )
+    except StartFailed as exc:
+        logger.error("%s could not be started in %s: %s", command[0], cwd, exc)
+        return Bounded(None, False, str(exc), 0.0, started=False if witness else None)
     logger.info(
         "started %s in %s (%s): pid %d, timeout %ss",
         command[0],
@@ -222,138 +206,18 @@ def run_bounded(
     finally:
         running.close()
     duration = time.monotonic() - started
+    came_up = None if witness is None else witness.started()
     if never_ran is not None:
         logger.error("%s in %s never ran: %s", command[0], cwd, never_ran)
-        return Bounded(None, False, never_ran, duration, sandbox.kill_leftovers())
+        return Bounded(None, False, never_ran, duration, sandbox.kill_leftovers(), started=came_up)
     leftovers = sandbox.kill_leftovers()
-    return Bounded(exit_code, timed_out, None, duration, leftovers, sandbox.limit_notes())
-
-
-def _start_warm(
-    command: Sequence[str], cwd: Path, sandbox: Sandbox, env: dict[str, str], log_path: Path
-) -> _Running | None:
-    """The suite forked from the warm interpreter; None: start it cold."""
-    if sandbox.warm is None or list(command[1:3]) != ["-m", "pytest"]:
-        return None
-    if sandbox.isolate_network:
-        return None  # a network namespace needs `unshare` around a fresh exec
-    launch = SuiteLaunch(
-        args=tuple(command[3:]),
-        cwd=cwd,
-        env=env,
-        log_path=log_path,
-        rlimits=sandbox.limits.rlimits(),
-        cgroup_procs=sandbox.cgroup.procs_file if sandbox.cgroup else None,
+    return Bounded(
+        exit_code, timed_out, None, duration, leftovers, sandbox.limit_notes(), started=came_up
     )
-    started = sandbox.warm.start(command, launch)
-    if isinstance(started, str):
-        logger.info("pytest in %s starts cold: %s", cwd, started)
-        return None
-    return _WarmStarted(started)
-
-
-def _start_cold(
-    command: Sequence[str], cwd: Path, sandbox: Sandbox, env: dict[str, str], log_path: Path
-) -> _Running | Bounded:
-    argv = sandbox.wrap(command)
-    # Behind a wrapper (prlimit, unshare) a missing program is the wrapper's exit code,
-    # which would read as a suite that ran and failed: look for it before starting.
-    if not _executable(command[0], cwd, env):
-        logger.error("%s could not be started in %s: not found or not executable", command[0], cwd)
-        return Bounded(None, False, f"{command[0]}: not found or not executable", 0.0)
-    with log_path.open("ab") as log:
-        try:
-            process = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            logger.error("%s could not be started in %s: %s", command[0], cwd, exc)
-            return Bounded(None, False, f"{type(exc).__name__}: {exc}", 0.0)
-    return _ColdStarted(process, wrapper=argv[0] if argv[0] != command[0] else None)
-
-
-class _ColdStarted:
-    """A command this process started. Its end is seen on a pidfd at once:
-    Popen.wait(timeout) polls with sleeps of up to 50 ms, pure latency on every job."""
-
-    how = "cold"
-
-    def __init__(self, process: subprocess.Popen[bytes], wrapper: str | None) -> None:
-        self.pid = process.pid
-        self._process = process
-        self._wrapper = wrapper
-        self._pidfd: int | None = None
-        self._poller = select.poll()
-        try:
-            self._pidfd = os.pidfd_open(process.pid)
-            self._poller.register(self._pidfd, select.POLLIN)
-        except OSError:  # no pidfd on this kernel: Popen's polling
-            self._pidfd = None
-
-    def exited(self, timeout: float) -> bool:
-        if self._pidfd is None:
-            return self.wait(timeout) is not None
-        return bool(self._poller.poll(timeout * 1000))
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        try:
-            return self._process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def never_ran(self, exit_code: int | None) -> str | None:
-        if self._wrapper is not None and exit_code in _WRAPPER_EXEC_FAILED:
-            # prlimit/unshare/the cgroup shell could not exec the command.
-            return f"{self._wrapper} could not execute the command (exit {exit_code})"
-        return None
-
-    def close(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-
-
-class _WarmStarted:
-    """A suite forked from the warm interpreter (worker/containment/warm.py)."""
-
-    how = "warm"
-
-    def __init__(self, run: WarmRun) -> None:
-        self.pid = run.pid
-        self._run = run
-
-    def exited(self, timeout: float) -> bool:
-        return self._run.exited(timeout)
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return self._run.wait(timeout)
-
-    def never_ran(self, exit_code: int | None) -> str | None:
-        if self._run.lost:
-            return "the warm interpreter died before the suite's exit code was known"
-        if exit_code == zygote.SETUP_FAILED_EXIT:
-            return "the warm interpreter could not start the suite (see its output)"
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-def _executable(program: str, cwd: Path, env: Mapping[str, str]) -> bool:
-    if "/" in program:
-        path = Path(program) if Path(program).is_absolute() else cwd / program
-        return path.is_file() and os.access(path, os.X_OK)
-    return shutil.which(program, path=env.get("PATH")) is not None
 
 
 def _wait(
-    running: _Running,
+    running: Running,
     sandbox: Sandbox,
     timeout_s: float,
     on_tick: Callable[[], None] | None,

@@ -89,17 +89,23 @@ class WarmRun:
     """A suite running in a fork of the warm interpreter; not a child of this process,
     so its end and exit code arrive from the warm interpreter."""
 
-    def __init__(self, server: WarmPytest, pid: int) -> None:
+    def __init__(self, server: WarmPytest, pid: int, *, started: bool = False) -> None:
         self.pid = pid
         self._server = server
         self._exit: int | None = None
         self.lost = False  # the warm interpreter died before telling the exit code
+        # The fork said it is about to run the suite's code: from then on, however it
+        # ends (its warm parent killed included), the suite ran.
+        self.started = started
 
     def exited(self, timeout: float) -> bool:
         if self._exit is not None or self.lost:
             return True
         message = self._server.receive(timeout)
         if message is None:
+            return False
+        if "started" in message:
+            self.started = True
             return False
         if "exit" in message:
             self._exit = int(message["exit"])
@@ -201,12 +207,17 @@ class WarmPytest:
         except OSError as exc:
             logger.warning("warm interpreter unusable (%s): running cold", exc)
             return None
+        # The fork's own "started" may overtake the warm interpreter's "pid".
+        started = False
         reply = self.receive(_READY_TIMEOUT_S)
+        while reply is not None and "started" in reply:
+            started = True
+            reply = self.receive(_READY_TIMEOUT_S)
         if reply is None or "pid" not in reply:
             logger.warning("warm interpreter could not fork (%s): running cold", reply)
             self.close()
             return None
-        return WarmRun(self, int(reply["pid"]))
+        return WarmRun(self, int(reply["pid"]), started=started)
 
     def finished(self) -> None:
         """The suite it forked last has ended and its exit code was read."""

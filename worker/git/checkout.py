@@ -34,6 +34,11 @@ class Checkout:
     path: Path  # the job's private worktree
 
 
+def mirror_path(workdir: Path, repo: str) -> Path:
+    """The bare mirror of `repo` under `workdir`: every worktree's git directory."""
+    return workdir / "mirrors" / f"{repo}.git"
+
+
 @contextmanager
 def checkout(
     repo: str,
@@ -53,7 +58,7 @@ def checkout(
     jobs = workdir / "jobs"
     mirrors.mkdir(parents=True, exist_ok=True)
     jobs.mkdir(parents=True, exist_ok=True)
-    mirror = mirrors / f"{repo}.git"
+    mirror = mirror_path(workdir, repo)
     lock_path = mirrors / f"{repo}.lock"
     job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
     worktree = job_dir / "src"
@@ -94,7 +99,7 @@ def merge_base(
 ) -> str:
     """The merge base of `commit` (already in the mirror) with origin's `base_branch`,
     fetched first so a stale mirror does not pick an old base. Raises CheckoutError."""
-    mirror = workdir / "mirrors" / f"{repo}.git"
+    mirror = mirror_path(workdir, repo)
     ref = f"refs/heads/{base_branch}"
     with _locked(workdir / "mirrors" / f"{repo}.lock"):
         _git(

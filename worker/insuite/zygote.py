@@ -92,7 +92,9 @@ def _send(message: dict[str, Any]) -> None:
 
 
 def _become(request: dict[str, Any]) -> None:
-    """Turn this fresh child into the suite's process, or exit SETUP_FAILED_EXIT."""
+    """Turn this fresh child into the suite's process, or exit SETUP_FAILED_EXIT. Its
+    last act on the warm interpreter's channel is to say the suite's code runs next."""
+    channel = os.dup(1)
     try:
         os.setsid()
         # The log first: whatever fails next is written where the report reads output.
@@ -119,6 +121,9 @@ def _become(request: dict[str, Any]) -> None:
     sys.path[:0] = request["path_prefix"]
     sys.argv = ["-m", *request["args"]]
     sys.dont_write_bytecode = request["env"].get("PYTHONDONTWRITEBYTECODE", "") != ""
+    # One write, under PIPE_BUF: it cannot interleave with the warm interpreter's.
+    os.write(channel, json.dumps({"started": os.getpid()}).encode() + b"\n")
+    os.close(channel)  # the suite keeps no end of the warm interpreter's channels
 
 
 def _stamp_initial_environ(placeholder: str, entry: str) -> None:

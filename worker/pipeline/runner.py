@@ -23,8 +23,9 @@ from typing import Any
 from worker.containment import proctree, subreaper
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
+from worker.containment.view import suite_view
 from worker.contracts import TestContract
-from worker.git.checkout import Checkout, CheckoutError, checkout
+from worker.git.checkout import Checkout, CheckoutError, checkout, mirror_path
 from worker.job import Job, JobRejected, parse_job
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
@@ -43,7 +44,14 @@ from worker.suite.progress import Progress
 from worker.suite.reruns import collect_ids
 from worker.suite.run import SuiteRun, run_suite
 from worker.suite.setup import SetupFailure
-from worker.verdict import Verdict, from_exit_code, infrastructure_fail, with_guard, with_smoke
+from worker.verdict import (
+    Verdict,
+    from_exit_code,
+    infrastructure_fail,
+    with_evidence,
+    with_guard,
+    with_smoke,
+)
 
 logger = logging.getLogger("testgate.runner")
 
@@ -105,9 +113,11 @@ class JobRun:
         self.attempt = attempt  # 0 for the first try, as Celery's request.retries
         self.started = time.monotonic()
         self.delivery_id = delivery_id
-        # Marks every process of the job; the same on a redelivery of the same message,
-        # so the redelivery can kill what a dead predecessor left running.
-        self.cookie = hashlib.sha256(delivery_id.encode()).hexdigest()[:32]
+        # Marks every process of the job; the same on a redelivery of the same message to
+        # this host's workdir, so the redelivery can kill what a dead predecessor left
+        # running, and never another workdir's (two fleets, or test runs, on one host).
+        marker = f"{self.settings.workdir_path}\0{delivery_id}"
+        self.cookie = hashlib.sha256(marker.encode()).hexdigest()[:32]
         self.audit = NO_AUDIT  # the contract's opt-in second look, once the suite ran
         self.redelivered = True  # until the delivery count says otherwise: sweep first
 
@@ -186,6 +196,10 @@ class JobRun:
             timed = {o.test_id: o.seconds for o in suite.outcomes}
             self.ctx.state.record_durations(self.job.repo, timed)
 
+    @property
+    def mirror_path(self) -> Path:
+        return mirror_path(self.settings.workdir_path, self.job.repo)
+
     def open_checkout(self) -> AbstractContextManager[Checkout]:
         return checkout(
             self.job.repo,
@@ -204,6 +218,8 @@ class JobRun:
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=scratch_root))
         # Named by the cookie, so a redelivery finds (and empties) a dead delivery's group.
         cgroup = open_job_cgroup(f"job-{self.cookie[:16]}", self.settings.suite_max_pids)
+        python = self.contract.python or self.settings.python or sys.executable
+        view = suite_view(self.settings, self.contract, python, self.mirror_path)
         sandbox = Sandbox(
             scratch_dir=scratch,
             cookie=self.cookie,
@@ -218,9 +234,11 @@ class JobRun:
             isolate_network=self.settings.suite_network_isolation,
             cgroup=cgroup,
             # Before the children snapshot below: it must not count as the job's leftover.
-            warm=warm_interpreter() if self.settings.warm_pytest else None,
+            # A contained suite always starts cold: the warm interpreter lives outside
+            # its namespaces.
+            warm=warm_interpreter() if self.settings.warm_pytest and view is None else None,
+            view=view,
         )
-        python = self.contract.python or self.settings.python or sys.executable
         # A subreaper pool process adopts what the job daemonises: without a cgroup that
         # is how it is found; with one, its killed members must still be reaped.
         before = subreaper.children() if subreaper.is_subreaper() else None
@@ -320,7 +338,10 @@ class JobRun:
     ) -> GateResult:
         """Level 1 of SPEC §6: the suite ran, so its exit code decides (AND the smoke).
         `verdict` is the merged one of a sharded run, decided the same way."""
-        suite_verdict = verdict or with_guard(from_exit_code(suite.exit_code), self.audit.objection)
+        suite_verdict = verdict or with_guard(
+            with_evidence(from_exit_code(suite.exit_code), suite.evidence_objection()),
+            self.audit.objection,
+        )
         if suite_verdict.result == "FAIL":
             smoke = skipped("the suite did not pass")
         elif not self.contract.smoke_enabled:

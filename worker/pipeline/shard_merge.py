@@ -68,6 +68,12 @@ def run_shard(
             cases=cases,
             output_tail=suite.output_tail,
             attempts=attempt + 1,
+            evidence=(
+                (suite.evidence_objection(require_a_pass=False) or "")
+                if suite.exit_code == 0
+                else ""
+            ),
+            passed=suite.passed_tests,
         )
     logger.warning("task %s shard %d did not run: %s", job.task_id, index + 1, problem)
     return ShardResult(index, False, None, 0.0, problem=problem, attempts=attempt + 1)

@@ -137,6 +137,9 @@ class ShardResult:
     output_tail: str = ""
     attempts: int = 1
     final: bool = False  # did not run, and running it again cannot help
+    # Why the shard's own records do not support its exit status 0 ("" when they do).
+    evidence: str = ""
+    passed: int = 0  # tests its probe saw pass: the merge needs one over all shards
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,6 +152,8 @@ class ShardResult:
             "output_tail": self.output_tail,
             "attempts": self.attempts,
             "final": self.final,
+            "evidence": self.evidence,
+            "passed": self.passed,
         }
 
     @classmethod
@@ -165,6 +170,8 @@ class ShardResult:
             output_tail=str(data.get("output_tail", "")),
             attempts=int(data.get("attempts", 1)),
             final=bool(data.get("final", False)),
+            evidence=str(data.get("evidence", "")),
+            passed=int(data.get("passed", 0)),
         )
 
 
@@ -199,7 +206,7 @@ def merge_shards(planned: Sequence[Sequence[str]], results: Sequence[ShardResult
     failing = tuple(t for t, c in cases.items() if c.outcome in ("failed", "error"))
     tails = [f"[shard {r.index + 1}] {r.output_tail}" for r in results if r.exit_code != 0]
     ran = [r for r in results if r.ran]
-    exit_code = _merged_exit_code([r.exit_code for r in ran], missing)
+    exit_code = _merged_exit_code(ran, missing)
     verdict = None if not_run else _verdict(exit_code, ran, missing)
     return Merged(
         verdict=verdict,
@@ -214,11 +221,12 @@ def merge_shards(planned: Sequence[Sequence[str]], results: Sequence[ShardResult
     )
 
 
-def _merged_exit_code(codes: Sequence[int | None], missing: Sequence[str]) -> int | None:
-    bad = [c for c in codes if c != 0]
+def _merged_exit_code(ran: Sequence[ShardResult], missing: Sequence[str]) -> int | None:
+    bad = [r.exit_code for r in ran if r.exit_code != 0]
     if bad:
         return bad[0]
-    return 1 if missing else 0
+    unproven = any(r.evidence for r in ran) or not any(r.passed for r in ran)
+    return 1 if missing or unproven else 0
 
 
 def _verdict(exit_code: int | None, ran: Sequence[ShardResult], missing: Sequence[str]) -> Verdict:
@@ -226,6 +234,17 @@ def _verdict(exit_code: int | None, ran: Sequence[ShardResult], missing: Sequenc
     reason says which shard failed or which tests went missing."""
     decided = from_exit_code(exit_code)
     failed = [r for r in ran if r.exit_code != 0]
+    unproven = [r for r in ran if r.exit_code == 0 and r.evidence]
+    if unproven and not failed:
+        first = unproven[0]
+        return Verdict(
+            "FAIL",
+            "code-fail",
+            f"shard {first.index + 1} exited 0, but {first.evidence}"
+            + (f" (and {len(unproven) - 1} more shard(s))" if len(unproven) > 1 else ""),
+        )
+    if not failed and not missing and not any(r.passed for r in ran):
+        return Verdict("FAIL", "code-fail", f"{len(ran)} shards exited 0, but no test passed")
     if failed:
         shards = ", ".join(
             f"shard {r.index + 1} ({describe_exit_code(r.exit_code)})" for r in failed

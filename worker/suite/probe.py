@@ -21,6 +21,7 @@ from worker.insuite import PLUGINS_DIR
 
 PROBE_MODULE = "testgate_probe"
 MAX_STACK_CHARS = 6000
+MAX_SESSION_BYTES = 64 * 1024
 FRAMES_PER_THREAD = 12
 
 _THREAD_HEADER = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+", re.MULTILINE)
@@ -72,6 +73,10 @@ class ProbeFiles:
     def select(self) -> Path:
         return self.directory / "select.json"
 
+    @property
+    def session(self) -> Path:
+        return self.directory / "session.jsonl"
+
 
 def hang_dump_margin_s(timeout_s: float) -> float:
     """How long before the hard timeout the stacks are dumped: a few seconds, less
@@ -99,6 +104,7 @@ def with_probe(
         # Absolute and first, so a contract's relative PYTHONPATH keeps working after it.
         env["PYTHONPATH"] = ":".join(p for p in (plugins, env.get("PYTHONPATH")) if p)
     env["GATE_CURRENT_TEST_FILE"] = str(files.current)
+    env["GATE_SESSION_FILE"] = str(files.session)
     env["GATE_OUTCOMES_FILE"] = str(files.outcomes)
     if dump_at is not None:
         env.update({"GATE_STACKS_FILE": str(files.stacks), "GATE_DUMP_AT": f"{dump_at:.3f}"})
@@ -131,6 +137,15 @@ def read_outcomes(files: ProbeFiles) -> tuple[TestOutcome, ...]:
         except (ValueError, KeyError, TypeError):
             continue  # a line cut short by a kill
     return tuple(outcomes)
+
+
+def read_session(files: ProbeFiles) -> str:
+    """The session records as written (parsed against the run's nonce elsewhere)."""
+    try:
+        with files.session.open("rb") as handle:
+            return handle.read(MAX_SESSION_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def read_collected(files: ProbeFiles) -> frozenset[str] | None:

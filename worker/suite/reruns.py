@@ -37,7 +37,7 @@ def collect_ids(
     """`python -m pytest <target> --collect-only -q` and the ids it collected."""
     if timeout_s <= 0:
         return Collection(frozenset(), False, "no time left in the job's budget")
-    files = ProbeFiles(sandbox.scratch_dir / f"collect-{label}")
+    files = ProbeFiles(sandbox.out_dir / f"collect-{label}")
     # No assertion rewriting: nothing runs, and rewriting every test module (no .pyc
     # can be kept) is a fifth of a collection's time.
     command = (python, "-m", "pytest", target, "--collect-only", "-q", "--assert=plain", *_OPTIONS)
@@ -64,7 +64,7 @@ def rerun_ids(
     without it. None when nothing could be run."""
     if timeout_s <= 0 or not ids:
         return None
-    files = ProbeFiles(sandbox.scratch_dir / f"rerun-{label}")
+    files = ProbeFiles(sandbox.out_dir / f"rerun-{label}")
     command = (python, "-m", "pytest", target, "-q", *_OPTIONS)
     ended = _run(command, worktree, with_probe(sandbox, files, select=ids), files, timeout_s)
     outcomes = {o.test_id: o.outcome for o in read_outcomes(files) if o.test_id in ids}

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker.containment.sandbox import Sandbox, read_tail, run_bounded
+from worker.containment.witness import StartWitness
+from worker.evidence import JunitCounts, SessionRecord, objection, parse_session_records
 from worker.suite.junit import JunitSummary, parse_junit
 from worker.suite.probe import (
     PROBE_MODULE,
@@ -22,6 +24,7 @@ from worker.suite.probe import (
     hang_dump_margin_s,
     read_hang,
     read_outcomes,
+    read_session,
     with_probe,
 )
 from worker.suite.progress import (
@@ -52,11 +55,26 @@ class SuiteRun:
     outcomes: tuple[TestOutcome, ...] = ()  # per test, as the in-suite probe saw them
     hang: Hang | None = None  # where it hung, when it was killed at the timeout
     limit_notes: tuple[str, ...] = ()  # resource limits the suite ran into
+    started: bool | None = None  # its interpreter said it came up (None: not asked)
+    session: tuple[SessionRecord, ...] = ()  # the probe's records carrying the run's nonce
 
     @property
     def ran(self) -> bool:
-        """True iff the suite really executed and produced an exit code (SPEC §6)."""
-        return self.spawn_error is None and not self.timed_out and self.exit_code is not None
+        """True iff the suite really executed (SPEC §6): it produced an exit code, or
+        it said it started and then ended some other way (its parent killed)."""
+        if self.spawn_error is not None or self.timed_out:
+            return False
+        return self.exit_code is not None or self.started is True
+
+    def evidence_objection(self, *, require_a_pass: bool = True) -> str | None:
+        """Why the gate's own records do not support a PASS; None when they do."""
+        junit = JunitCounts(self.junit.tests, len(self.junit.failing)) if self.junit else None
+        return objection(self.session, junit, require_a_pass=require_a_pass)
+
+    @property
+    def passed_tests(self) -> int:
+        """Tests the gate's probe saw pass (0 without exactly one session record)."""
+        return self.session[0].count("passed") if len(self.session) == 1 else 0
 
 
 def suite_command(
@@ -98,11 +116,12 @@ def run_suite(
 ) -> SuiteRun:
     """Run the suite in `worktree` inside `sandbox`; never raises. With `select`, only
     those test ids of `target` run (a shard)."""
-    junit_path = sandbox.scratch_dir / "junit.xml"
+    junit_path = sandbox.out_dir / "junit.xml"
     log_path = sandbox.scratch_dir / "output.log"
-    progress_path = sandbox.scratch_dir / "progress.json"
+    progress_path = sandbox.out_dir / "progress.json"
     watcher = ProgressWatcher(progress_path, progress) if progress else None
-    probe = ProbeFiles(sandbox.scratch_dir / "probe")
+    probe = ProbeFiles(sandbox.out_dir / "probe")
+    witness = StartWitness()
     command = suite_command(python, shard_targets(worktree, target, select), junit_path, timeout_s)
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     ended = run_bounded(
@@ -114,7 +133,9 @@ def run_suite(
         log_path=log_path,
         timeout_s=timeout_s,
         on_tick=watcher,
+        witness=witness,
     )
+    witness.close()
     if watcher is not None:
         watcher()  # the last word, which a tick may have missed
     tail, size = read_tail(log_path, tail_bytes)
@@ -131,6 +152,8 @@ def run_suite(
         limit_notes=ended.limit_notes,
         outcomes=read_outcomes(probe),
         hang=read_hang(probe) if ended.timed_out else None,
+        started=ended.started,
+        session=parse_session_records(read_session(probe), witness.nonce),
     )
 
 

@@ -36,10 +36,12 @@ def venv_key(worktree: Path, patterns: Sequence[str], base_python: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def in_venv(sandbox: Sandbox, venv: Path) -> Sandbox:
-    """The same sandbox with the venv first on PATH, as `activate` would do."""
+def in_venv(sandbox: Sandbox, venv: Path, *, writable: bool = False) -> Sandbox:
+    """The same sandbox with the venv first on PATH, as `activate` would do. Under
+    containment the venv is seen read-only, except while it is being built."""
     path = f"{venv / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-    return replace(sandbox, extra_env={**sandbox.extra_env, "VIRTUAL_ENV": str(venv), "PATH": path})
+    seen = sandbox.with_view_paths(**({"writable": [venv]} if writable else {"readable": [venv]}))
+    return replace(seen, extra_env={**sandbox.extra_env, "VIRTUAL_ENV": str(venv), "PATH": path})
 
 
 def ensure_venv(
@@ -90,7 +92,8 @@ def _build(
         shutil.rmtree(venv, ignore_errors=True)
         return SetupFailure(0, f"{base_python} -m venv", f"failed: {exc}", "")
     python = str(venv / "bin" / "python")
-    failure = run_setup(worktree, in_venv(sandbox, venv), setup, python=python, timeout_s=timeout_s)
+    building = in_venv(sandbox, venv, writable=True)
+    failure = run_setup(worktree, building, setup, python=python, timeout_s=timeout_s)
     if failure is not None:
         shutil.rmtree(venv, ignore_errors=True)
         return failure

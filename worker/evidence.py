@@ -1,0 +1,119 @@
+"""The evidence a PASS needs besides exit status 0. Pure functions over plain data.
+
+A suite controls its own exit status (`os._exit(0)`, a hook that sets
+`session.exitstatus = 0`, `pytest.exit(returncode=0)`, a config that only collects or
+prints help). So a PASS also needs the gate's own record of the session, written by the
+in-suite probe (worker/insuite/plugins/testgate_probe.py) and tagged with the run's
+nonce: the session finished, at least one test passed, none failed or errored, every
+collected test reached an outcome, and the JUnit XML counts the same. Anything missing
+or disagreeing is a FAIL of the code, and the report says which record disagreed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+OUTCOMES = frozenset({"passed", "failed", "skipped", "xfailed"})
+MAX_RECORDS = 16  # a session writes one; more than a few is noise, not evidence
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """The probe's account of one pytest session."""
+
+    exitstatus: int
+    collected: int | None  # None when collection happened elsewhere (pytest-xdist)
+    counts: Mapping[str, int] = field(default_factory=dict)  # final outcome -> tests
+
+    @property
+    def finished_tests(self) -> int:
+        return sum(self.counts.values())
+
+    def count(self, outcome: str) -> int:
+        return self.counts.get(outcome, 0)
+
+
+@dataclass(frozen=True)
+class JunitCounts:
+    """What pytest's JUnit XML says, when the run wrote one."""
+
+    tests: int
+    failing: int
+
+
+def parse_session_records(text: str, nonce: str) -> tuple[SessionRecord, ...]:
+    """The records carrying `nonce`, in order; lines without it or malformed are not
+    evidence (a forged line, a line cut short by a kill)."""
+    if not nonce:
+        return ()
+    records: list[SessionRecord] = []
+    for line in text.splitlines()[:MAX_RECORDS]:
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict) or data.get("nonce") != nonce:
+                continue
+            if data.get("finished") is not True:
+                continue
+            counts = data["counts"]
+            collected = data["collected"]
+            records.append(
+                SessionRecord(
+                    exitstatus=_strict_int(data["exitstatus"]),
+                    collected=None if collected is None else _strict_int(collected),
+                    counts={str(k): _strict_int(v) for k, v in dict(counts).items()},
+                )
+            )
+        except (ValueError, KeyError, TypeError):
+            continue
+    return tuple(records)
+
+
+def objection(
+    records: tuple[SessionRecord, ...], junit: JunitCounts | None, *, require_a_pass: bool = True
+) -> str | None:
+    """Why the records do not support a PASS, in one line; None when they do. A shard
+    may pass without a passing test of its own (`require_a_pass=False`): the merge asks
+    for one over all shards."""
+    if not records:
+        return (
+            "the gate's probe has no record of a finished session (the session did not "
+            "finish, or the probe was disabled or bypassed)"
+        )
+    if len(records) > 1:
+        return f"the gate's probe has {len(records)} session records for one run, not one"
+    record = records[0]
+    unknown = sorted(set(record.counts) - OUTCOMES)
+    if unknown:
+        return f"the gate's probe recorded unknown outcomes {unknown}"
+    if record.count("failed"):
+        return f"the gate's probe counted {record.count('failed')} failed or erroring test(s)"
+    if record.exitstatus != 0:
+        return f"pytest's own exit status for the session was {record.exitstatus}"
+    if require_a_pass and record.count("passed") == 0:
+        return "no test passed: none ran, or every one was skipped"
+    if record.collected is not None and record.finished_tests != record.collected:
+        return (
+            f"{record.collected} test(s) were collected but only {record.finished_tests} "
+            "reached an outcome"
+        )
+    return _junit_objection(record, junit)
+
+
+def _junit_objection(record: SessionRecord, junit: JunitCounts | None) -> str | None:
+    if junit is None:
+        return "pytest wrote no readable JUnit XML"
+    if junit.failing:
+        return f"the JUnit XML lists {junit.failing} failing test(s)"
+    if junit.tests != record.finished_tests:
+        return (
+            f"the JUnit XML counts {junit.tests} test(s), the gate's probe {record.finished_tests}"
+        )
+    return None
+
+
+def _strict_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not an int: {value!r}")
+    return value
