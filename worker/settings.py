@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     tree_kill: bool = True
     smoke_enabled: bool = True
     smoke_base_url: str = "http://localhost:8500"
+    # How far into a smoke answer's body a check's `contains` is looked for (streamed).
+    smoke_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     infra_max_retries: int = Field(default=2, ge=0)
     infra_retry_delay_s: int = Field(default=30, ge=0)
     # Starts of one attempt allowed when the process running it keeps dying (OOM,
