@@ -115,6 +115,20 @@ class Settings(BaseSettings):
             )
             return fallback
 
+    @field_validator("workdir", mode="after")
+    @classmethod
+    def _absolute_workdir(cls, value: str) -> str:
+        """Resolved once, against the directory the worker starts in: git runs in
+        mirrors and worktrees with other working directories, where a relative path
+        would name something else and fail every checkout."""
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return str(path)
+        try:
+            return str(Path.cwd() / path)
+        except OSError as exc:  # the start directory was deleted
+            raise ValueError(f"relative, and the current directory is unknown ({exc})") from exc
+
     @property
     def workdir_path(self) -> Path:
         return Path(self.workdir).expanduser()
