@@ -52,6 +52,11 @@ class TestContract:
     shards: int | Literal["auto"] = 1  # split the suite over this many shard tasks
 
     @property
+    def setup_budget_s(self) -> int:
+        """The longest the setup steps may take: each up to its timeout."""
+        return len(self.setup) * self.setup_timeout_s
+
+    @property
     def run_budget_s(self) -> int:
         """The longest a job's pytest runs may take: the suite's timeout, plus one more
         for the integrity guard's and the classification's runs (which share it)."""
@@ -133,6 +138,11 @@ class Contracts:
     def longest_timeout_s(self) -> int:
         """The longest run budget of any contract: what a job's lease must outlast."""
         return max((c.run_budget_s for c in self.by_repo.values()), default=0)
+
+    @property
+    def longest_setup_s(self) -> int:
+        """The longest setup budget of any contract: a delivery runs setup, then suite."""
+        return max((c.setup_budget_s for c in self.by_repo.values()), default=0)
 
 
 def builtin_contract(settings: Settings) -> TestContract:
