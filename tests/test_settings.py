@@ -1,4 +1,5 @@
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,8 @@ def test_a_job_checks_out_under_a_relative_workdir(
     w = world(tmp_path, workdir="work")
     make_origin(w.origins, "passing", {"tests/test_ok.py": "def test_ok():\n    assert True\n"})
     monkeypatch.chdir("/")
-    result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d1")
+    # A delivery id of its own: the job's cgroup is named by it, machine-wide.
+    result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id=f"d-{uuid.uuid4()}")
     assert result.kind == "advanced", result.detail
     assert [kwargs["result"] for _, kwargs in w.sender.sent] == ["PASS"]
     assert (tmp_path / "work").is_dir()
