@@ -7,17 +7,20 @@ process running it dies (reject_on_worker_lost), one message per process at a ti
 
 from __future__ import annotations
 
-from kombu.entity import Queue
-
-from worker.contracts import ContractsFileError, load_contracts
+from worker.celery_adapter.broker_options import delivery_budget_s, tests_queue, transport_options
+from worker.contracts import Contracts, ContractsFileError, load_contracts
 from worker.settings import load_settings
 
 _settings = load_settings()
+_contracts: Contracts | None
 try:
-    _longest_timeout_s = load_contracts(_settings).longest_timeout_s
+    _contracts = load_contracts(_settings)
 except ContractsFileError:
     # Reported, with the reason, when the worker starts (worker.celery_adapter.app).
-    _longest_timeout_s = _settings.timeout_s
+    _contracts = None
+# For one job per host; a worker knows its real concurrency only when it starts, and
+# raises the visibility timeout then (worker.celery_adapter.app) if its jobs wait for each other.
+_budget_s = delivery_budget_s(_settings, _contracts, concurrency=1)
 
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend
@@ -29,7 +32,7 @@ accept_content = ["json"]
 result_accept_content = ["json"]
 
 task_default_queue = "tests"
-task_queues = (Queue("tests"),)
+task_queues = (tests_queue(_settings.broker_url, _budget_s),)
 task_routes = {
     "testgate.run_test_gate": {"queue": "tests"},
     _settings.advance_task: {"queue": _settings.orchestrator_queue},
@@ -48,13 +51,9 @@ result_extended = True
 result_expires = 7 * 24 * 3600
 
 # Redis redelivers a message not acked within the visibility timeout to another
-# worker; it must outlast the longest suite plus kill grace and overhead, or a job
-# still running would be run twice (checked again at worker start).
-broker_transport_options = {
-    "visibility_timeout": _settings.visibility_timeout_s
-    or _settings.required_visibility_timeout_s(_longest_timeout_s),
-    # kombu sweeps for messages of dead workers every interval x throttle seconds (100 s
-    # by default); one cheap ZRANGE every 10 s brings a lost job back sooner.
-    "unacked_restore_interval": 10,
-    "unacked_restore_throttle": 1,
-}
+# worker; it must outlast everything one delivery may take (the suite, its setup, git,
+# mirror lock waits, a held countdown), or a job still running would be run twice
+# (checked again at worker start). On RabbitMQ, publishes wait for the broker's confirm.
+broker_transport_options = transport_options(
+    _settings.broker_url, _settings.visibility_timeout_s or _budget_s
+)

@@ -38,15 +38,15 @@ class World:
 def world(tmp_path: Path, contracts: dict[str, Any] | None = None, **overrides: Any) -> World:
     origins = tmp_path / "origins"
     origins.mkdir(exist_ok=True)
-    settings = Settings(
-        repos=",".join(["passing", "failing", *(contracts or {})]),
-        smoke_enabled=False,
-        workdir=str(tmp_path / "work"),
-        git_url_template=str(origins / "{repo}.git"),
-        infra_max_retries=1,
-        contracts_file="",
-        **overrides,
-    )
+    defaults: dict[str, Any] = {
+        "repos": ",".join(["passing", "failing", *(contracts or {})]),
+        "smoke_enabled": False,
+        "workdir": str(tmp_path / "work"),
+        "git_url_template": str(origins / "{repo}.git"),
+        "infra_max_retries": 1,
+        "contracts_file": "",
+    }
+    settings = Settings(**(defaults | overrides))
     repos = {"passing": {"smoke_enabled": False}, "failing": {"smoke_enabled": False}}
     repos.update(contracts or {})
     parsed = parse_contracts({"repos": repos}, settings)

@@ -46,6 +46,8 @@ def _handler(routes: Routes, rec: Recorder) -> type[BaseHTTPRequestHandler]:
         def _answer(self, status: int, body: str) -> None:
             data = body.encode()
             self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", body)  # a redirect route's body is its target
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -65,6 +67,39 @@ def http_server(
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", rec
     finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def trickling_server(head: bytes, pause_s: float) -> Iterator[str]:
+    """Answer every GET with a 200 whose body is `head` and then one more byte every
+    `pause_s` seconds, without end: a service no per-read timeout ever cuts off.
+    Yields the base URL."""
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()  # no Content-Length: the body ends when the server closes
+            try:
+                self.wfile.write(head)
+                while not stop.wait(pause_s):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client gave up, as it should
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stop.set()
         server.shutdown()
         server.server_close()
 

@@ -200,6 +200,19 @@ def test_the_worker_pod_is_locked_down_probed_and_given_time_to_drain() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
+def test_the_worker_pod_s_grace_covers_a_whole_delivery_of_a_doubled_budget() -> None:
+    """A warm shutdown must not cut a delivery short: the grace covers the budget of an
+    integrity/classify contract (twice the suite timeout) at the manifest's -c."""
+    spec = find("Deployment", "worker")["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    args = container["args"]
+    concurrency = int(args[args.index("-c") + 1])
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = Settings(timeout_s=int(env["TESTGATE_TIMEOUT_S"]))
+    budget = settings.required_visibility_timeout_s(2 * settings.timeout_s, 0, concurrency)
+    assert spec["terminationGracePeriodSeconds"] >= budget
+
+
 def test_redis_keeps_its_data_on_a_volume_claim() -> None:
     redis_set = find("StatefulSet", "redis")["spec"]
     assert redis_set["volumeClaimTemplates"]

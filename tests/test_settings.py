@@ -1,7 +1,12 @@
 import logging
+import uuid
+from pathlib import Path
 
 import pytest
 
+from tests.gateworld import job, world
+from tests.repofactory import make_origin
+from worker.pipeline.runner import run_gate
 from worker.settings import DEFAULT_TIMEOUT_S, Settings
 
 
@@ -53,3 +58,35 @@ def test_the_visibility_timeout_outlasts_the_longest_suite() -> None:
     settings = Settings(timeout_s=900, kill_grace_s=5)
     assert settings.required_visibility_timeout_s(1800) > 1800 + 5
     assert settings.required_visibility_timeout_s(0) > 900 + 5
+
+
+def test_a_relative_workdir_is_made_absolute_once_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TESTGATE_WORKDIR", "cache/testgate")
+    settings = Settings()
+    monkeypatch.chdir("/")  # later working directories do not move it
+    assert settings.workdir == str(tmp_path / "cache/testgate")
+    assert settings.workdir_path == tmp_path / "cache/testgate"
+
+
+def test_a_home_relative_workdir_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/tg")
+    assert Settings(workdir="~/wd").workdir == "/home/tg/wd"
+
+
+def test_a_job_checks_out_under_a_relative_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative, it failed every checkout (`git config` ran in the mirror, where the
+    relative path named nothing) and was retried as an infrastructure fault."""
+    monkeypatch.chdir(tmp_path)
+    w = world(tmp_path, workdir="work")
+    make_origin(w.origins, "passing", {"tests/test_ok.py": "def test_ok():\n    assert True\n"})
+    monkeypatch.chdir("/")
+    # A delivery id of its own: the job's cgroup is named by it, machine-wide.
+    result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id=f"d-{uuid.uuid4()}")
+    assert result.kind == "advanced", result.detail
+    assert [kwargs["result"] for _, kwargs in w.sender.sent] == ["PASS"]
+    assert (tmp_path / "work").is_dir()

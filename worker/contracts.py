@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,6 +53,11 @@ class TestContract:
     # Under containment, setup and suite reach the network (the host's, loopback and
     # its services included) only when the contract says so.
     network: bool = False
+
+    @property
+    def setup_budget_s(self) -> int:
+        """The longest the setup steps may take: each up to its timeout."""
+        return len(self.setup) * self.setup_timeout_s
 
     @property
     def run_budget_s(self) -> int:
@@ -138,6 +143,11 @@ class Contracts:
         """The longest run budget of any contract: what a job's lease must outlast."""
         return max((c.run_budget_s for c in self.by_repo.values()), default=0)
 
+    @property
+    def longest_setup_s(self) -> int:
+        """The longest setup budget of any contract: a delivery runs setup, then suite."""
+        return max((c.setup_budget_s for c in self.by_repo.values()), default=0)
+
 
 def builtin_contract(settings: Settings) -> TestContract:
     """The self-hosting repo's contract: `pytest <target> -q` plus the default smoke."""
@@ -147,8 +157,13 @@ def builtin_contract(settings: Settings) -> TestContract:
         timeout_s=settings.timeout_s,
         smoke_enabled=settings.smoke_enabled,
         smoke_base_url=settings.smoke_base_url,
-        smoke_checks=DEFAULT_SMOKE_CHECKS,
+        smoke_checks=_bounded(DEFAULT_SMOKE_CHECKS, settings),
     )
+
+
+def _bounded(checks: tuple[SmokeCheck, ...], settings: Settings) -> tuple[SmokeCheck, ...]:
+    """The checks with the worker's body bound: the runner passes only the checks."""
+    return tuple(replace(c, max_body_bytes=settings.smoke_max_body_bytes) for c in checks)
 
 
 def parse_contracts(data: dict[str, Any], settings: Settings) -> Contracts:
@@ -185,7 +200,7 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
             entry.smoke_enabled if entry.smoke_enabled is not None else settings.smoke_enabled
         ),
         smoke_base_url=entry.smoke_base_url or settings.smoke_base_url,
-        smoke_checks=checks,
+        smoke_checks=_bounded(checks, settings),
         env=tuple(sorted(entry.env.items())),
         setup=tuple(entry.setup),
         setup_timeout_s=entry.setup_timeout_s,

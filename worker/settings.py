@@ -23,6 +23,16 @@ DEFAULT_TIMEOUT_S = 900
 # hand the same message to another worker.
 DELIVERY_OVERHEAD_S = 600
 
+# Besides suite and setup, a delivery's worst case counts each network git step at
+# git_timeout_s (mirror clone or fetch, the job's fetch, the report push, the integrity
+# guard's fetch of the base); local git steps take seconds and live in the overhead.
+GIT_NETWORK_STEPS = 4
+# The mirror lock is taken around network steps twice per job (checkout, integrity
+# base), each time possibly behind every other job of the host, each holding it for
+# up to two network steps.
+LOCKED_SECTIONS_PER_JOB = 2
+NETWORK_STEPS_PER_LOCKED_SECTION = 2
+
 # Where the field default is not the safe answer to a garbled value: an operator who
 # typed something unreadable into the kill-switch most likely meant "off", and "off"
 # only hands the job back to the orchestrator's old path.
@@ -44,6 +54,8 @@ class Settings(BaseSettings):
     tree_kill: bool = True
     smoke_enabled: bool = True
     smoke_base_url: str = "http://localhost:8500"
+    # How far into a smoke answer's body a check's `contains` is looked for (streamed).
+    smoke_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     infra_max_retries: int = Field(default=2, ge=0)
     infra_retry_delay_s: int = Field(default=30, ge=0)
     # Starts of one attempt allowed when the process running it keeps dying (OOM,
@@ -118,6 +130,20 @@ class Settings(BaseSettings):
             )
             return fallback
 
+    @field_validator("workdir", mode="after")
+    @classmethod
+    def _absolute_workdir(cls, value: str) -> str:
+        """Resolved once, against the directory the worker starts in: git runs in
+        mirrors and worktrees with other working directories, where a relative path
+        would name something else and fail every checkout."""
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return str(path)
+        try:
+            return str(Path.cwd() / path)
+        except OSError as exc:  # the start directory was deleted
+            raise ValueError(f"relative, and the current directory is unknown ({exc})") from exc
+
     @property
     def workdir_path(self) -> Path:
         return Path(self.workdir).expanduser()
@@ -144,10 +170,26 @@ class Settings(BaseSettings):
                 return url
         return "redis://localhost:6379/0"
 
-    def required_visibility_timeout_s(self, longest_timeout_s: int) -> int:
-        """The shortest broker visibility timeout that never redelivers a live job."""
-        suite = max(self.timeout_s, longest_timeout_s)
-        return int(suite + self.kill_grace_s + self.delivery_overhead_s)
+    def required_visibility_timeout_s(
+        self, longest_timeout_s: int, longest_setup_s: int = 0, concurrency: int = 1
+    ) -> int:
+        """The shortest broker visibility timeout that never redelivers a live job:
+        everything one delivery may take, each part at its bound. `longest_setup_s`:
+        the contracts' setup steps at their timeouts; `concurrency`: jobs per host,
+        which share (and wait for) the mirror lock."""
+        suite = max(self.timeout_s, longest_timeout_s) + self.kill_grace_s
+        git = GIT_NETWORK_STEPS * self.git_timeout_s
+        lock_waits = (
+            LOCKED_SECTIONS_PER_JOB
+            * max(concurrency - 1, 0)
+            * NETWORK_STEPS_PER_LOCKED_SECTION
+            * self.git_timeout_s
+        )
+        # A deferred job's retry is delivered, and held unacked, before its countdown.
+        held_countdown = self.infra_retry_delay_s
+        return int(
+            suite + longest_setup_s + git + lock_waits + held_countdown + self.delivery_overhead_s
+        )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.fleet import run_cli
-from tests.repofactory import git
+from tests.fleet import pid_alive, run_cli
+from tests.repofactory import git, make_origin
+from tests.suite.test_suite import escaping_daemon_project
 from worker.cli.sample import GREEN_BRANCH, RED_BRANCH
 from worker.report.orchestrator_gate import parse_tests_verdict
 
@@ -71,3 +74,33 @@ def test_run_with_a_bad_work_item_is_handed_back(sample: Path, tmp_path: Path) -
     assert done.returncode == 2
     assert "orchestrator.test_gate_handback" in done.stdout
     assert "work_item_id" in done.stdout
+
+
+def test_run_kills_what_the_suite_daemonised(tmp_path: Path) -> None:
+    """`testgate run` is a child subreaper like a pool process: a daemon the suite left
+    (new session, environment cleared, so neither its cookie nor its process tree leads
+    to it) is re-parented to the run, then killed and reaped when the suite ends."""
+    project, pid_file = escaping_daemon_project(tmp_path)
+    files = {str(p.relative_to(project)): p.read_text() for p in project.rglob("*.py")}
+    origin = make_origin(tmp_path / "origins", "escape", files)
+    done = run_cli(
+        "run",
+        str(origin),
+        "--branch",
+        "feature/x",
+        "--work-item",
+        "WI-9",
+        "--workdir",
+        str(tmp_path / "work"),
+        # No pids cgroup (as for a non-root user): only the subreaper can catch it.
+        env={**NO_REDIS, "TESTGATE_SUITE_MAX_PIDS": "0"},
+        cwd=tmp_path,
+    )
+    daemon = int(pid_file.read_text())
+    alive = pid_alive(daemon)
+    if alive:
+        os.kill(daemon, signal.SIGKILL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: PASS" in done.stdout
+    assert not alive, "the daemonised leftover outlived `testgate run`"
+    assert "killed 1 process(es) a job left behind (adopted)" in done.stderr

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from kombu.utils.url import maybe_sanitize_url
 
+from worker.celery_adapter.broker_options import (
+    TESTS_QUEUE,
+    delivery_budget_s,
+    eta_task_limit,
+    foreign_queues,
+    is_amqp,
+    is_redis,
+    tests_queue_arguments,
+)
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Sandbox, warm_interpreter
 from worker.containment.subreaper import become_subreaper
@@ -33,23 +44,24 @@ class UnsafeConfiguration(Exception):
     """The worker would run with a configuration that can lose or duplicate jobs."""
 
 
-def check_configuration(conf: Any) -> None:
+def check_configuration(conf: Any, concurrency: int = 1) -> None:
     """Refuse a configuration that cannot keep SPEC's promises; raise with the fix."""
     settings = load_settings()
     try:
-        longest = load_contracts(settings).longest_timeout_s
+        contracts = load_contracts(settings)
     except ContractsFileError as exc:
         raise UnsafeConfiguration(f"refusing to start: {exc}") from exc
     broker = str(conf.broker_url or "")
-    if broker.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis(broker):
         visibility = int((conf.broker_transport_options or {}).get("visibility_timeout", 3600))
-        required = settings.required_visibility_timeout_s(longest)
+        required = delivery_budget_s(settings, contracts, concurrency)
         if visibility < required:
             raise UnsafeConfiguration(
-                f"refusing to start: the Redis visibility_timeout is {visibility}s but the "
-                f"longest suite may hold a job for {required}s (timeout + kill grace + "
-                "overhead); a running job would be redelivered to a second worker. Raise "
-                f"TESTGATE_VISIBILITY_TIMEOUT_S to at least {required} or leave it unset."
+                f"refusing to start: the Redis visibility_timeout is {visibility}s but one "
+                f"delivery may hold a job for {required}s (suite + kill grace + setup + git "
+                "+ mirror lock waits + a held countdown + overhead); a running job would be "
+                "redelivered to a second worker. Raise TESTGATE_VISIBILITY_TIMEOUT_S to at "
+                f"least {required} or leave it unset."
             )
     limited = (
         settings.suite_max_memory_mb,
@@ -80,6 +92,88 @@ def check_configuration(conf: Any) -> None:
         )
 
 
+def fit_to_concurrency(conf: Any, concurrency: int) -> None:
+    """What depends on how many jobs this worker runs at once, known only now: a derived
+    visibility timeout and the queue's consumer timeout grow with the mirror lock waits
+    of `concurrency` jobs, and at most one message per pool slot is held (ETA limit)."""
+    settings = load_settings()
+    try:
+        contracts = load_contracts(settings)
+    except ContractsFileError:
+        return  # check_configuration refuses to start, with the reason
+    budget = delivery_budget_s(settings, contracts, concurrency)
+    broker = str(conf.broker_url or "")
+    options = dict(conf.broker_transport_options or {})
+    if is_redis(broker) and not settings.visibility_timeout_s:
+        options["visibility_timeout"] = max(int(options.get("visibility_timeout", 0)), budget)
+    conf.broker_transport_options = options
+    queue = app.amqp.queues.get(TESTS_QUEUE)
+    if queue is not None and is_amqp(broker):
+        queue.queue_arguments = tests_queue_arguments(broker, budget)
+    conf.worker_eta_task_limit = eta_task_limit(concurrency, conf.worker_prefetch_multiplier)
+    logger.info(
+        "delivery budget %ds for %d job(s) at once; at most %d message(s) held",
+        budget,
+        concurrency,
+        conf.worker_eta_task_limit,
+    )
+
+
+def check_broker(conf: Any) -> None:
+    """Refuse what only the broker itself shows: on Redis, a DB shared with other
+    applications' queues; on RabbitMQ, a `tests` queue that cannot be declared as ours."""
+    settings = load_settings()
+    broker = str(conf.broker_url or "")
+    if is_redis(broker):
+        _check_dedicated_redis_db(broker, settings.orchestrator_queue)
+    elif is_amqp(broker):
+        queue = app.amqp.queues.get(TESTS_QUEUE)
+        if queue is not None:
+            with app.connection_for_read() as conn:
+                check_tests_queue(conn, queue)
+
+
+def _check_dedicated_redis_db(url: str, orchestrator_queue: str) -> None:
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10)
+        foreign = foreign_queues(client, {TESTS_QUEUE, orchestrator_queue})
+    except redis.RedisError as exc:
+        # The worker waits for its broker anyway (broker_connection_retry_on_startup);
+        # a later start, with the broker up, checks again.
+        logger.warning("could not check that the Redis broker DB is dedicated: %s", exc)
+        return
+    if foreign:
+        raise UnsafeConfiguration(
+            f"refusing to start: the Redis broker DB is shared with other queues "
+            f"({', '.join(foreign[:10])}). kombu keeps one unacked index per DB and every "
+            "consumer restores entries older than its own visibility timeout, so another "
+            "application's worker would hand a running job to a second worker. Give "
+            "testgate a DB of its own (TESTGATE_BROKER_URL=redis://host:port/<db>), shared "
+            "only with the orchestrator's queue."
+        )
+    logger.info(
+        "Redis broker DB is dedicated; the orchestrator's workers consuming %r from it "
+        "must use a visibility_timeout of at least this worker's",
+        orchestrator_queue,
+    )
+
+
+def check_tests_queue(conn: Any, queue: Any) -> None:
+    """Declare `queue` as this worker will; RabbitMQ refuses a queue that exists with
+    other arguments (PRECONDITION_FAILED), which would otherwise stop consuming."""
+    try:
+        with conn.channel() as channel:
+            queue(channel).declare()
+    except conn.channel_errors as exc:
+        raise UnsafeConfiguration(
+            f"refusing to start: RabbitMQ refuses to declare queue {queue.name!r} with "
+            f"arguments {queue.queue_arguments} ({exc}). It exists with other ones: delete "
+            f"it while it is empty (rabbitmqctl delete_queue {queue.name}) so the worker "
+            "declares it anew, or set its consumer timeout by a policy (consumer-timeout) "
+            "and TESTGATE's argument to match."
+        ) from exc
+
+
 def network_isolation_works() -> bool:
     """One probe at start-up: can this worker put a command in its own network namespace?"""
     probe = Sandbox(scratch_dir=Path("."), cookie="probe", isolate_network=True).wrap(
@@ -101,8 +195,11 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
     if sender is not None and sender.app is not app:
         return  # another app's worker in this process (the demo's orchestrator)
     conf = app.conf
+    concurrency = _concurrency_of(sender)
     try:
-        check_configuration(conf)
+        fit_to_concurrency(conf, concurrency)
+        check_configuration(conf, concurrency)
+        check_broker(conf)
     except UnsafeConfiguration as exc:
         logger.critical("%s", exc)
         print(f"testgate: {exc}", file=sys.stderr)
@@ -111,6 +208,13 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
         "testgate worker configuration checked: broker %s", maybe_sanitize_url(str(conf.broker_url))
     )
     _log_process_containment()
+
+
+def _concurrency_of(sender: Any) -> int:
+    """Pool slots of the starting worker; "auto" (resolved later by Celery) and a
+    missing sender count as the CPU count, Celery's own default."""
+    value = getattr(sender, "concurrency", None)
+    return value if isinstance(value, int) and value > 0 else (os.cpu_count() or 1)
 
 
 def _log_process_containment() -> None:

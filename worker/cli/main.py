@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from worker.cli.embedded import quiet_celery_logs, read_report, run_embedded
+    from worker.containment.subreaper import become_subreaper
 
     # Keep our lines in order with the log lines on stderr, also when piped.
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -124,6 +125,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     quiet_celery_logs()
+    # As a worker's pool process is (worker.celery_adapter.app): what the suite daemonises is
+    # re-parented to this process instead of PID 1, and killed when the suite ends.
+    become_subreaper()
     run = run_embedded(
         args.path,
         branch=args.branch,

@@ -74,19 +74,52 @@ class EventSender(Protocol):
 
 
 class CelerySender:
-    """Publishes `task_name(**kwargs)` on the orchestrator queue."""
+    """Publishes `task_name(**kwargs)` on the orchestrator queue.
+
+    Sent means the broker took it: on RabbitMQ by its publisher confirm (the worker's
+    `confirm_publish` transport option, worker/celery_adapter/broker_options.py), on
+    Redis by the reply to the LPUSH. A nack, an error reply or a missing confirm raises
+    EventDeliveryError, so the job is retried instead of being recorded as announced."""
 
     def __init__(self, app: Celery, queue: str, publish_retries: int = 8) -> None:
         self._app = app
         self._queue = queue
         self._retry_policy = publish_retry_policy(publish_retries)
+        self._errors = _publish_errors(app)
 
     def send(self, task_name: str, kwargs: dict[str, Any]) -> None:
         signature = self._app.signature(task_name, kwargs=kwargs, queue=self._queue)
         try:
-            signature.apply_async(retry=True, retry_policy=self._retry_policy)
-        except (OperationalError, OSError) as exc:
-            raise EventDeliveryError(f"{task_name} not published: {exc}") from exc
+            signature.apply_async(
+                retry=True, retry_policy=self._retry_policy, confirm_timeout=CONFIRM_TIMEOUT_S
+            )
+        except self._errors as exc:
+            raise EventDeliveryError(f"{task_name} not published: {_describe(exc)}") from exc
+
+
+# The longest a publish waits for RabbitMQ's confirm: a broker that stops answering (a
+# memory alarm blocks publishers) becomes a retried error instead of a hung job.
+CONFIRM_TIMEOUT_S = 30.0
+
+
+def _publish_errors(app: Celery) -> tuple[type[BaseException], ...]:
+    """What a publish can fail with. kombu wraps only the errors it deems recoverable;
+    the transport's others pass through as they are: a Redis error reply (OOM,
+    READONLY) or an AMQP channel error (a queue declared with other arguments)."""
+    with app.connection_for_write() as conn:  # the transport's class only, no connect
+        return (OperationalError, OSError, *conn.connection_errors, *conn.channel_errors)
+
+
+def _describe(exc: BaseException) -> str:
+    """The error and its causes: a RabbitMQ nack arrives as an OperationalError with no
+    text of its own, wrapping amqp's MessageNacked."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 3:
+        text = str(current)
+        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
 
 
 class WebhookSender:
