@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from kombu.entity import Queue
 
-from worker.contracts import ContractsFileError, load_contracts
+from worker.contracts import load_contracts
+from worker.errors import ContractsFileError
 from worker.settings import load_settings
 
 _settings = load_settings()

@@ -13,20 +13,19 @@ from typing import Any
 
 from celery import Celery
 
-from worker.contracts import Contracts, ContractsFileError, load_contracts
+from worker.contracts import Contracts, load_contracts
+from worker.errors import ContractsFileError, InvalidJob, StateUnavailable
 from worker.job import JobRejected, parse_job
 from worker.scope import applies as _applies
 from worker.settings import Settings, load_settings
-from worker.state import COUNTERS, RedisState, StateUnavailable
+from worker.state import COUNTERS, RedisState
+
+__all__ = ["InvalidJob", "applies", "enqueue", "should_intercept", "snapshot"]
 
 logger = logging.getLogger("testgate.client")
 
 TASK_NAME = "testgate.run_test_gate"
 QUEUE = "tests"
-
-
-class InvalidJob(ValueError):
-    """`enqueue` refused a job that a worker would only hand back."""
 
 
 def _contracts(settings: Settings) -> Contracts | None:

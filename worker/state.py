@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 import redis
 
+from worker.errors import StateUnavailable
+
 logger = logging.getLogger("testgate.state")
 
 COUNTERS = ("runs", "pass", "fail", "tool_error", "deferred", "handed_back", "redelivered")
@@ -25,10 +27,6 @@ _RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-class StateUnavailable(Exception):
-    """The shared state cannot be read or written (an infrastructure fault)."""
 
 
 class GateState(Protocol):

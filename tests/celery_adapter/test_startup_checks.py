@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.celery_adapter.app import UnsafeConfiguration, app, check_configuration
+from worker.celery_adapter.app import app, check_configuration
+from worker.errors import UnsafeConfiguration
 
 
 def test_a_safe_default_configuration_passes() -> None:

@@ -17,7 +17,8 @@ from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Sandbox, warm_interpreter
 from worker.containment.subreaper import become_subreaper
 from worker.containment.warm import stop_warm_pytest
-from worker.contracts import ContractsFileError, load_contracts
+from worker.contracts import load_contracts
+from worker.errors import ContractsFileError, UnsafeConfiguration
 from worker.settings import load_settings
 
 logger = logging.getLogger("testgate.app")
@@ -26,10 +27,6 @@ app = Celery("testgate")
 app.config_from_object("celeryconfig")
 app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
 app.autodiscover_tasks(["worker"], related_name="shard_tasks", force=True)
-
-
-class UnsafeConfiguration(Exception):
-    """The worker would run with a configuration that can lose or duplicate jobs."""
 
 
 def check_configuration(conf: Any) -> None:

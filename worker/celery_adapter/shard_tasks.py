@@ -18,8 +18,8 @@ from kombu.exceptions import OperationalError
 
 from worker.celery_adapter.app import app
 from worker.celery_adapter.tasks import current_context, retry_undelivered
+from worker.errors import EventDeliveryError
 from worker.job import Job, JobRejected, parse_job
-from worker.notify.events import EventDeliveryError
 from worker.pipeline.shard_merge import finish_sharded, run_shard
 from worker.pipeline.shard_plan import ShardResult
 

@@ -12,9 +12,10 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from worker.celery_adapter.app import app
-from worker.contracts import ContractsFileError, load_contracts
+from worker.contracts import load_contracts
+from worker.errors import ContractsFileError, EventDeliveryError
 from worker.notify.alerts import send_alert
-from worker.notify.events import EventDeliveryError, make_sender
+from worker.notify.events import make_sender
 from worker.pipeline.announce import fail_closed_after_crash
 from worker.pipeline.runner import GateContext, run_gate
 from worker.settings import load_settings

@@ -183,7 +183,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_enqueue(args: argparse.Namespace) -> int:
-    from worker.client import InvalidJob, enqueue
+    from worker.client import enqueue
+    from worker.errors import InvalidJob
 
     job = {
         "task_id": args.task_id,

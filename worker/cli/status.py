@@ -10,9 +10,10 @@ from kombu.exceptions import OperationalError
 
 from worker.celery_adapter.app import app
 from worker.client import QUEUE, snapshot
+from worker.errors import StateUnavailable
 from worker.metrics import render_metrics
 from worker.settings import load_settings
-from worker.state import RedisState, StateUnavailable
+from worker.state import RedisState
 
 logger = logging.getLogger("testgate.status")
 

@@ -17,13 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.git.command import GitError, run_git
+from worker.errors import CheckoutError, GitError
+from worker.git.command import run_git
 
 logger = logging.getLogger("testgate.checkout")
-
-
-class CheckoutError(Exception):
-    """The checkout could not be made: an infrastructure fault, never a code fault."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from worker.containment import proctree, subreaper
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
 from worker.contracts import TestContract
-from worker.git.checkout import Checkout, CheckoutError, checkout
+from worker.errors import CheckoutError, StateUnavailable
+from worker.git.checkout import Checkout, checkout
 from worker.job import Job, JobRejected, parse_job
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
@@ -36,7 +37,6 @@ from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
 from worker.scope import job_rejection
 from worker.smoke import SmokeResult, run_smoke, skipped
-from worker.state import StateUnavailable
 from worker.suite.prepare import prepare_suite
 from worker.suite.probe import Hang
 from worker.suite.progress import Progress
