@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from kombu.entity import Queue
 
+from worker import names
 from worker.contracts import load_contracts
 from worker.errors import ContractsFileError
 from worker.settings import load_settings
@@ -29,10 +30,10 @@ result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 
-task_default_queue = "tests"
-task_queues = (Queue("tests"),)
+task_default_queue = names.TESTS_QUEUE
+task_queues = (Queue(names.TESTS_QUEUE),)
 task_routes = {
-    "testgate.run_test_gate": {"queue": "tests"},
+    names.RUN_TEST_GATE: {"queue": names.TESTS_QUEUE},
     _settings.advance_task: {"queue": _settings.orchestrator_queue},
     _settings.handback_task: {"queue": _settings.orchestrator_queue},
 }

@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from worker import names
 from worker.contracts import Contracts, load_contracts
 from worker.errors import ContractsFileError, InvalidJob, StateUnavailable
 from worker.job import JobRejected, parse_job
@@ -23,9 +24,6 @@ from worker.state import COUNTERS, RedisState
 __all__ = ["InvalidJob", "applies", "enqueue", "should_intercept", "snapshot"]
 
 logger = logging.getLogger("testgate.client")
-
-TASK_NAME = "testgate.run_test_gate"
-QUEUE = "tests"
 
 
 def _contracts(settings: Settings) -> Contracts | None:
@@ -71,7 +69,7 @@ def enqueue(
         app = Celery("testgate-client", broker=settings.broker_url, backend=settings.result_backend)
         app.conf.task_serializer = "json"
     kwargs = parsed.model_dump(exclude_none=True)
-    result = app.send_task(TASK_NAME, kwargs=kwargs, queue=QUEUE)
+    result = app.send_task(names.RUN_TEST_GATE, kwargs=kwargs, queue=names.TESTS_QUEUE)
     return str(result.id)
 
 

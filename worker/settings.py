@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker import names
+
 logger = logging.getLogger("testgate.settings")
 
 DEFAULT_TIMEOUT_S = 900
@@ -73,9 +75,9 @@ class Settings(BaseSettings):
     git_url_template: str = "/srv/git/{repo}.git"
     workdir: str = "~/.cache/testgate"
     contracts_file: str = ""
-    advance_task: str = "orchestrator.advance_stage"
-    handback_task: str = "orchestrator.test_gate_handback"
-    orchestrator_queue: str = "orchestrator"
+    advance_task: str = names.ADVANCE_TASK
+    handback_task: str = names.HANDBACK_TASK
+    orchestrator_queue: str = names.ORCHESTRATOR_QUEUE
     webhook_url: str = ""
     webhook_secret: str = ""
     alert_webhook_url: str = ""
@@ -85,7 +87,7 @@ class Settings(BaseSettings):
 
     # Operational additions (not in SPEC §8, additive only).
     state_url: str = ""
-    key_prefix: str = "testgate:"
+    key_prefix: str = names.KEY_PREFIX
     visibility_timeout_s: int = Field(default=0, ge=0)
     output_tail_bytes: int = Field(default=4096, gt=0)
     git_timeout_s: int = Field(default=300, gt=0)

@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from worker import names
 from worker.cli.sample import GREEN_BRANCH, RED_BRANCH, create_sample_repo
 
 
@@ -164,7 +165,17 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     extra = [a for a in args.celery_args if a != "--"]
-    argv = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "tests", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "-Q",
+        names.TESTS_QUEUE,
+        *extra,
+    ]
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
     return 0  # pragma: no cover
 
