@@ -11,7 +11,8 @@ from tests.gateworld import job, world
 from tests.httpfixtures import Recorder, http_server
 from tests.repofactory import make_origin, show_file
 from worker.celery_adapter.app import app
-from worker.celery_adapter.tasks import configure, run_test_gate
+from worker.celery_adapter.runtime import configure
+from worker.celery_adapter.tasks import run_test_gate
 from worker.contracts import Contracts, TestContract
 from worker.errors import EventDeliveryError, StateUnavailable
 from worker.notify.events import WebhookSender

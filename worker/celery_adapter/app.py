@@ -25,8 +25,8 @@ logger = logging.getLogger("testgate.app")
 
 app = Celery("testgate")
 app.config_from_object("celeryconfig")
-app.autodiscover_tasks(["worker"], related_name="tasks", force=True)
-app.autodiscover_tasks(["worker"], related_name="shard_tasks", force=True)
+app.autodiscover_tasks(["worker.celery_adapter"], related_name="tasks", force=True)
+app.autodiscover_tasks(["worker.celery_adapter"], related_name="shard_tasks", force=True)
 
 
 def check_configuration(conf: Any) -> None:
