@@ -35,11 +35,11 @@ def _contracts(settings: Settings) -> Contracts | None:
 
 
 def applies(repo: Any, settings: Settings | None = None) -> bool:
-    """SPEC §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
+    """docs/contract.md §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
     try:
         settings = settings or load_settings()
         return _applies(repo, settings, _contracts(settings))
-    except Exception as exc:  # noqa: BLE001 - SPEC §2: never raises, errors -> False
+    except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("applies(%r) failed: %s", repo, exc)
         return False
 
@@ -52,7 +52,7 @@ def should_intercept(job: Any, settings: Settings | None = None) -> bool:
         if not applies(job.get("repo"), settings):
             return False
         return bool(job.get("stage") == "testing")
-    except Exception as exc:  # noqa: BLE001 - SPEC §2: never raises, errors -> False
+    except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("should_intercept failed: %s", exc)
         return False
 
@@ -93,7 +93,7 @@ def snapshot(settings: Settings | None = None) -> dict[str, Any]:
             logger.warning("snapshot without counters: %s", exc)
             counters = dict.fromkeys(COUNTERS, 0) | {"counters_unavailable": 1}
         return base | counters
-    except Exception as exc:  # noqa: BLE001 - SPEC §9: snapshot never raises
+    except Exception as exc:  # noqa: BLE001 - docs/contract.md §10: snapshot never raises
         logger.warning("snapshot failed: %s", exc)
         try:
             return {"enabled": bool(load_settings().enabled)}

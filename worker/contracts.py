@@ -1,4 +1,4 @@
-"""Per-repo test contracts (SPEC §3): what to run and what to smoke.
+"""Per-repo test contracts (docs/contract.md §3): what to run and what to smoke.
 
 The self-hosting repo has a built-in contract; any other repo has one only if the
 contracts file (TOML, `[repos.<name>]` tables) defines it. Loading is pure apart from

@@ -1,7 +1,7 @@
 """Every name that crosses the wire, written once: tasks, queues and shared-state keys.
 
 The orchestrator sends and receives these by name (it never imports testgate), so a
-change here is a change of the contract (docs/contract.md §2 and §7): never rename one
+change here is a change of the contract (docs/contract.md §2 and §8): never rename one
 without the orchestrator. The in-suite variable names belong to `worker.insuite`.
 """
 
@@ -18,7 +18,7 @@ MERGE_TEST_SHARDS: Final = "testgate.merge_test_shards"
 TESTS_QUEUE: Final = "tests"
 ORCHESTRATOR_QUEUE: Final = "orchestrator"  # the default of TESTGATE_ORCHESTRATOR_QUEUE
 
-# The two events testgate sends (docs/contract.md §7); defaults of the settings.
+# The two events testgate sends (docs/contract.md §8); defaults of the settings.
 ADVANCE_TASK: Final = "orchestrator.advance_stage"
 HANDBACK_TASK: Final = "orchestrator.test_gate_handback"
 

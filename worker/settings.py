@@ -2,7 +2,7 @@
 
 A worker must survive any bad value it can survive: a malformed or out-of-range
 number falls back to its default with a WARNING instead of crashing the process
-(SPEC §8: "malformed or <= 0 -> 900 with a WARNING, never a crash").
+(docs/contract.md §9: "malformed or <= 0 -> 900 with a WARNING, never a crash").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _FAIL_SAFE_FALLBACKS: dict[str, Any] = {"enabled": False}
 
 
 class Settings(BaseSettings):
-    """Every row of SPEC §8, plus a few operational knobs."""
+    """Every row of docs/contract.md §9, plus a few operational knobs."""
 
     model_config = SettingsConfigDict(env_prefix="TESTGATE_", extra="ignore")
 
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     telegram_chat_id: str = ""
     telegram_api_base: str = "https://api.telegram.org"
 
-    # Operational additions (not in SPEC §8, additive only).
+    # Operational additions (additive only; listed in docs/contract.md §9 too).
     state_url: str = ""
     key_prefix: str = names.KEY_PREFIX
     visibility_timeout_s: int = Field(default=0, ge=0)

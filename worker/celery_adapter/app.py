@@ -30,7 +30,7 @@ app.autodiscover_tasks(["worker.celery_adapter"], related_name="shard_tasks", fo
 
 
 def check_configuration(conf: Any) -> None:
-    """Refuse a configuration that cannot keep SPEC's promises; raise with the fix."""
+    """Refuse a configuration that cannot keep the contract's promises; raise with the fix."""
     settings = load_settings()
     try:
         longest = load_contracts(settings).longest_timeout_s

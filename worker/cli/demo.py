@@ -1,7 +1,7 @@
 """`testgate demo`: a reference orchestrator next to a testgate fleet, end to end.
 
 The orchestrator here is what a real one needs and no more: a SQLite tasks table with a
-stage per task, the gate of SPEC §5 reading the report from the branch, and the
+stage per task, the gate of docs/contract.md §6 reading the report from the branch, and the
 `testing -> deploy-staging` / `testing -> development` transitions, driven by the
 `orchestrator.advance_stage` and `orchestrator.test_gate_handback` tasks it consumes.
 It talks to testgate only through `worker.client` and the broker.

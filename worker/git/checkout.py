@@ -1,4 +1,4 @@
-"""Per-job checkouts (SPEC §3b): a bare mirror per repo, a throw-away worktree per job.
+"""Per-job checkouts (docs/contract.md §4): a bare mirror per repo, a throw-away worktree per job.
 
 The mirror is cloned once from `url_template` and fetched per job (only when the
 commit to test is not already there). Each job gets its own `git worktree`, removed

@@ -1,4 +1,4 @@
-"""The two events the orchestrator receives (SPEC §7): advance and hand-back.
+"""The two events the orchestrator receives (docs/contract.md §8): advance and hand-back.
 
 They go by task name to the orchestrator's queue (a Celery signature; the
 orchestrator never imports testgate), or as a JSON POST when a webhook is configured.

@@ -318,7 +318,7 @@ class JobRun:
     def code_outcome(
         self, co: Checkout, suite: SuiteRun, verdict: Verdict | None = None
     ) -> GateResult:
-        """Level 1 of SPEC §6: the suite ran, so its exit code decides (AND the smoke).
+        """Level 1 of docs/contract.md §7: the suite ran, so its exit code decides (AND the smoke).
         `verdict` is the merged one of a sharded run, decided the same way."""
         suite_verdict = verdict or with_guard(from_exit_code(suite.exit_code), self.audit.objection)
         if suite_verdict.result == "FAIL":
@@ -348,7 +348,7 @@ class JobRun:
     def tool_error(
         self, why: str, co: Checkout | None, *, final: bool = False, hang: Hang | None = None
     ) -> GateResult:
-        """Level 2 of SPEC §6: the suite never ran. Defer while budget remains."""
+        """Level 2 of docs/contract.md §7: the suite never ran. Defer while budget remains."""
         job = self.job
         self.ctx.state.bump("tool_error")
         if not self.budget_spent and not final:

@@ -56,7 +56,7 @@ class SuiteRun:
 
     @property
     def ran(self) -> bool:
-        """True iff the suite really executed and produced an exit code (SPEC §6)."""
+        """True iff the suite really executed and produced an exit code (docs/contract.md §7)."""
         return self.spawn_error is None and not self.timed_out and self.exit_code is not None
 
 
