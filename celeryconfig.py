@@ -7,8 +7,10 @@ process running it dies (reject_on_worker_lost), one message per process at a ti
 
 from __future__ import annotations
 
+from worker import names
 from worker.celery_adapter.broker_options import delivery_budget_s, tests_queue, transport_options
-from worker.contracts import Contracts, ContractsFileError, load_contracts
+from worker.contracts import Contracts, load_contracts
+from worker.errors import ContractsFileError
 from worker.settings import load_settings
 
 _settings = load_settings()
@@ -31,10 +33,10 @@ result_serializer = "json"
 accept_content = ["json"]
 result_accept_content = ["json"]
 
-task_default_queue = "tests"
+task_default_queue = names.TESTS_QUEUE
 task_queues = (tests_queue(_settings.broker_url, _budget_s),)
 task_routes = {
-    "testgate.run_test_gate": {"queue": "tests"},
+    names.RUN_TEST_GATE: {"queue": names.TESTS_QUEUE},
     _settings.advance_task: {"queue": _settings.orchestrator_queue},
     _settings.handback_task: {"queue": _settings.orchestrator_queue},
 }

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.contracts import parse_contracts
-from worker.notify.events import EventDeliveryError
+from worker.errors import EventDeliveryError
 from worker.pipeline.runner import GateContext
 from worker.settings import Settings
 from worker.state import MemoryState

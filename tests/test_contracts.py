@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.contracts import ContractsFileError, load_contracts
+from worker.contracts import load_contracts
+from worker.errors import ContractsFileError
 from worker.settings import Settings
 
 

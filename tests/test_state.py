@@ -6,7 +6,8 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 
-from worker.state import GateState, MemoryState, RedisState, StateUnavailable
+from worker.errors import StateUnavailable
+from worker.state import GateState, MemoryState, RedisState
 
 
 @pytest.fixture(params=["redis", "memory"])

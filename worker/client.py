@@ -13,20 +13,17 @@ from typing import Any
 
 from celery import Celery
 
-from worker.contracts import Contracts, ContractsFileError, load_contracts
+from worker import names
+from worker.contracts import Contracts, load_contracts
+from worker.errors import ContractsFileError, InvalidJob, StateUnavailable
 from worker.job import JobRejected, parse_job
 from worker.scope import applies as _applies
 from worker.settings import Settings, load_settings
-from worker.state import COUNTERS, RedisState, StateUnavailable
+from worker.state import COUNTERS, RedisState
+
+__all__ = ["InvalidJob", "applies", "enqueue", "should_intercept", "snapshot"]
 
 logger = logging.getLogger("testgate.client")
-
-TASK_NAME = "testgate.run_test_gate"
-QUEUE = "tests"
-
-
-class InvalidJob(ValueError):
-    """`enqueue` refused a job that a worker would only hand back."""
 
 
 def _contracts(settings: Settings) -> Contracts | None:
@@ -38,11 +35,11 @@ def _contracts(settings: Settings) -> Contracts | None:
 
 
 def applies(repo: Any, settings: Settings | None = None) -> bool:
-    """SPEC §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
+    """docs/contract.md §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
     try:
         settings = settings or load_settings()
         return _applies(repo, settings, _contracts(settings))
-    except Exception as exc:  # noqa: BLE001 - SPEC §2: never raises, errors -> False
+    except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("applies(%r) failed: %s", repo, exc)
         return False
 
@@ -55,7 +52,7 @@ def should_intercept(job: Any, settings: Settings | None = None) -> bool:
         if not applies(job.get("repo"), settings):
             return False
         return bool(job.get("stage") == "testing")
-    except Exception as exc:  # noqa: BLE001 - SPEC §2: never raises, errors -> False
+    except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("should_intercept failed: %s", exc)
         return False
 
@@ -72,7 +69,7 @@ def enqueue(
         app = Celery("testgate-client", broker=settings.broker_url, backend=settings.result_backend)
         app.conf.task_serializer = "json"
     kwargs = parsed.model_dump(exclude_none=True)
-    result = app.send_task(TASK_NAME, kwargs=kwargs, queue=QUEUE)
+    result = app.send_task(names.RUN_TEST_GATE, kwargs=kwargs, queue=names.TESTS_QUEUE)
     return str(result.id)
 
 
@@ -96,7 +93,7 @@ def snapshot(settings: Settings | None = None) -> dict[str, Any]:
             logger.warning("snapshot without counters: %s", exc)
             counters = dict.fromkeys(COUNTERS, 0) | {"counters_unavailable": 1}
         return base | counters
-    except Exception as exc:  # noqa: BLE001 - SPEC §9: snapshot never raises
+    except Exception as exc:  # noqa: BLE001 - docs/contract.md §10: snapshot never raises
         logger.warning("snapshot failed: %s", exc)
         try:
             return {"enabled": bool(load_settings().enabled)}

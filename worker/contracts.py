@@ -1,4 +1,4 @@
-"""Per-repo test contracts (SPEC §3): what to run and what to smoke.
+"""Per-repo test contracts (docs/contract.md §3): what to run and what to smoke.
 
 The self-hosting repo has a built-in contract; any other repo has one only if the
 contracts file (TOML, `[repos.<name>]` tables) defines it. Loading is pure apart from
@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
+from worker.errors import ContractsFileError
 from worker.settings import Settings
 from worker.smoke import SmokeCheck
 
@@ -23,10 +24,6 @@ DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (
     SmokeCheck(path="/status"),
     SmokeCheck(path="/queue", contains="serial_gate"),
 )
-
-
-class ContractsFileError(Exception):
-    """The contracts file cannot be read or does not describe valid contracts."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The tester job (SPEC §2): validation of what the orchestrator enqueued (pure).
+"""The tester job (docs/contract.md §2): validation of what the orchestrator enqueued (pure).
 
 A job that fails validation is never run: `parse_job` returns a `JobRejected` with a
 reason, and the caller hands it back. Nothing here touches the filesystem; the rules
@@ -22,7 +22,7 @@ _MAX_BRANCH_LEN = 255
 
 
 def is_valid_name(value: str) -> bool:
-    """A repo or work-item name: SPEC's pattern, and never `..` anywhere."""
+    """A repo or work-item name: the contract's pattern, and never `..` anywhere."""
     return bool(_NAME.fullmatch(value)) and ".." not in value
 
 
@@ -118,7 +118,7 @@ class Job(BaseModel):
 
     @property
     def report_path(self) -> str:
-        """Where the report lives, relative to the checkout (SPEC §4)."""
+        """Where the report lives, relative to the checkout (docs/contract.md §5)."""
         return f"docs/work-items/{self.work_item_id}/13-test-report.md"
 
 

@@ -1,4 +1,4 @@
-"""Is a repo in testgate's scope? (SPEC §2 `applies`). Pure, never raises."""
+"""Is a repo in testgate's scope? (docs/contract.md §2 `applies`). Pure, never raises."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def applies(repo: object, settings: Settings, contracts: Contracts | None) -> bo
     """True iff testgate runs tester jobs for `repo`. Errors -> False, never raises."""
     try:
         return isinstance(repo, str) and scope_rejection(repo, settings, contracts) is None
-    except Exception as exc:  # noqa: BLE001 - SPEC §2: applies() never raises
+    except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: applies() never raises
         logger.warning("applies(%r) failed, answering False: %s", repo, exc)
         return False
 

@@ -2,7 +2,7 @@
 
 A worker must survive any bad value it can survive: a malformed or out-of-range
 number falls back to its default with a WARNING instead of crashing the process
-(SPEC §8: "malformed or <= 0 -> 900 with a WARNING, never a crash").
+(docs/contract.md §9: "malformed or <= 0 -> 900 with a WARNING, never a crash").
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker import names
 
 logger = logging.getLogger("testgate.settings")
 
@@ -41,7 +43,7 @@ _FAIL_SAFE_FALLBACKS: dict[str, Any] = {"enabled": False, "containment": "requir
 
 
 class Settings(BaseSettings):
-    """Every row of SPEC §8, plus a few operational knobs."""
+    """Every row of docs/contract.md §9, plus a few operational knobs."""
 
     model_config = SettingsConfigDict(env_prefix="TESTGATE_", extra="ignore")
 
@@ -90,9 +92,9 @@ class Settings(BaseSettings):
     git_url_template: str = "/srv/git/{repo}.git"
     workdir: str = "~/.cache/testgate"
     contracts_file: str = ""
-    advance_task: str = "orchestrator.advance_stage"
-    handback_task: str = "orchestrator.test_gate_handback"
-    orchestrator_queue: str = "orchestrator"
+    advance_task: str = names.ADVANCE_TASK
+    handback_task: str = names.HANDBACK_TASK
+    orchestrator_queue: str = names.ORCHESTRATOR_QUEUE
     webhook_url: str = ""
     webhook_secret: str = ""
     alert_webhook_url: str = ""
@@ -100,9 +102,9 @@ class Settings(BaseSettings):
     telegram_chat_id: str = ""
     telegram_api_base: str = "https://api.telegram.org"
 
-    # Operational additions (not in SPEC §8, additive only).
+    # Operational additions (additive only; listed in docs/contract.md §9 too).
     state_url: str = ""
-    key_prefix: str = "testgate:"
+    key_prefix: str = names.KEY_PREFIX
     visibility_timeout_s: int = Field(default=0, ge=0)
     output_tail_bytes: int = Field(default=4096, gt=0)
     git_timeout_s: int = Field(default=300, gt=0)

@@ -1,4 +1,4 @@
-"""Read-only HTTP smoke against the running service (SPEC §6).
+"""Read-only HTTP smoke against the running service (docs/contract.md §7).
 
 Only GETs. A refused connection or a timeout is transient and retried (3 attempts,
 1 s apart) so one blip does not roll back a healthy branch; a reachable service that

@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 import redis
 
+from worker import names
+from worker.errors import StateUnavailable
+
 logger = logging.getLogger("testgate.state")
 
 COUNTERS = ("runs", "pass", "fail", "tool_error", "deferred", "handed_back", "redelivered")
@@ -25,10 +28,6 @@ _RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-
-
-class StateUnavailable(Exception):
-    """The shared state cannot be read or written (an infrastructure fault)."""
 
 
 class GateState(Protocol):
@@ -53,30 +52,30 @@ class GateState(Protocol):
 
 
 class RedisState:
-    def __init__(self, client: redis.Redis, prefix: str = "testgate:") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = names.KEY_PREFIX) -> None:
         self._redis = client
         self._prefix = prefix
         self._release = client.register_script(_RELEASE_IF_OWNER)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "testgate:") -> RedisState:
+    def from_url(cls, url: str, prefix: str = names.KEY_PREFIX) -> RedisState:
         client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
         return cls(client, prefix)
 
     def bump(self, counter: str, amount: int = 1) -> None:
         """Observability must never break a decision: errors are logged, not raised."""
         try:
-            self._redis.hincrby(self._key("counters"), counter, amount)
+            self._redis.hincrby(self._key(names.COUNTERS_KEY), counter, amount)
         except redis.RedisError as exc:
             logger.warning("counter %s not incremented: %s", counter, exc)
 
     def counters(self) -> dict[str, int]:
-        raw: dict[Any, Any] = self._call(self._redis.hgetall, self._key("counters"))
+        raw: dict[Any, Any] = self._call(self._redis.hgetall, self._key(names.COUNTERS_KEY))
         found = {_text(k): int(v) for k, v in raw.items()}
         return {name: found.get(name, 0) for name in COUNTERS} | found
 
     def acquire_run(self, key: str, owner: str, ttl_s: int) -> str | None:
-        lock = self._key(f"run:{key}")
+        lock = self._key(f"{names.RUN_LOCK_KEY}{key}")
         if self._call(self._redis.set, lock, owner, nx=True, ex=ttl_s):
             return None
         holder = self._call(self._redis.get, lock)
@@ -90,17 +89,17 @@ class RedisState:
 
     def release_run(self, key: str, owner: str) -> None:
         try:
-            self._release(keys=[self._key(f"run:{key}")], args=[owner])
+            self._release(keys=[self._key(f"{names.RUN_LOCK_KEY}{key}")], args=[owner])
         except redis.RedisError as exc:
             # The lease expires on its own; a stuck lock costs a delay, never a job.
             logger.warning("run lock %s not released (expires by itself): %s", key, exc)
 
     def already_done(self, task_id: int, commits: Iterable[str]) -> bool:
-        done = self._key(f"done:{task_id}")
+        done = self._key(f"{names.DONE_KEY}{task_id}")
         return any(self._call(self._redis.sismember, done, c) for c in commits if c)
 
     def mark_done(self, task_id: int, commits: Iterable[str]) -> None:
-        done = self._key(f"done:{task_id}")
+        done = self._key(f"{names.DONE_KEY}{task_id}")
         members = [c for c in commits if c]
         if not members:
             return
@@ -110,7 +109,7 @@ class RedisState:
         self._call(pipe.execute)
 
     def count_delivery(self, key: str) -> int:
-        counter = self._key(f"deliveries:{key}")
+        counter = self._key(f"{names.DELIVERIES_KEY}{key}")
         pipe = self._redis.pipeline()
         pipe.incr(counter)
         pipe.expire(counter, DONE_TTL_S)
@@ -120,7 +119,7 @@ class RedisState:
     def test_durations(self, repo: str) -> dict[str, float]:
         """Never a reason to fail a job: without them shards are dealt round-robin."""
         try:
-            raw: dict[Any, Any] = self._redis.hgetall(self._key(f"durations:{repo}"))
+            raw: dict[Any, Any] = self._redis.hgetall(self._key(f"{names.DURATIONS_KEY}{repo}"))
         except redis.RedisError as exc:
             logger.warning("test durations of %s not read: %s", repo, exc)
             return {}
@@ -129,7 +128,7 @@ class RedisState:
     def record_durations(self, repo: str, durations: dict[str, float]) -> None:
         if not durations:
             return
-        key = self._key(f"durations:{repo}")
+        key = self._key(f"{names.DURATIONS_KEY}{repo}")
         try:
             pipe = self._redis.pipeline()
             pipe.hset(key, mapping={k: f"{v:.3f}" for k, v in durations.items()})

@@ -1,4 +1,4 @@
-"""Where PASS is decided (SPEC §6). Pure functions over plain data.
+"""Where PASS is decided (docs/contract.md §7). Pure functions over plain data.
 
 Level 1, the suite ran: its exit code is trusted; only 0 passes, everything else
 (any other int, a signal, None, a non-int) fails closed. A green suite is then AND-ed

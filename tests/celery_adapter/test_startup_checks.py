@@ -12,7 +12,6 @@ from kombu.connection import Connection
 from kombu.entity import Queue
 
 from worker.celery_adapter.app import (
-    UnsafeConfiguration,
     _check_dedicated_redis_db,
     app,
     check_configuration,
@@ -21,6 +20,7 @@ from worker.celery_adapter.app import (
 )
 from worker.celery_adapter.broker_options import tests_queue_arguments as queue_arguments_for
 from worker.contracts import parse_contracts
+from worker.errors import UnsafeConfiguration
 from worker.settings import Settings
 
 

@@ -15,8 +15,8 @@ import pytest
 from tests.chaos.conftest import BRANCH, POISON, Chaos, slow_suite
 from tests.chaos.tcpproxy import TcpProxy
 from tests.fleet import ADVANCE, pid_alive, wait_for_file, warm_interpreters
+from tests.projects import escaping_daemon_project
 from tests.repofactory import show_file
-from tests.suite.test_suite import escaping_daemon_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

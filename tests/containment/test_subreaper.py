@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tests.fleet import ROOT, pid_alive
-from tests.suite.test_suite import escaping_daemon_project
+from tests.projects import escaping_daemon_project
 
 GATE_AS_SUBREAPER = """
 import json, sys

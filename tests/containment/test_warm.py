@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fleet import ROOT, pid_alive
-from tests.suite.test_suite import project
+from tests.projects import project
 from worker.containment.cgroup import JobCgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
 from worker.containment.warm import shadowing_module, startup_environment, suite_path_prefix

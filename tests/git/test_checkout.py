@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.repofactory import branch_tip, git, make_origin, push_commit
-from worker.git.checkout import Checkout, CheckoutError, checkout
+from worker.errors import CheckoutError
+from worker.git.checkout import Checkout, checkout
 
 FILES = {"tests/test_a.py": "def test_a():\n    pass\n"}
 

@@ -19,7 +19,8 @@ from kombu.entity import Queue
 
 from tests.httpfixtures import free_port
 from worker.celery_adapter.broker_options import transport_options
-from worker.notify.events import CelerySender, EventDeliveryError
+from worker.errors import EventDeliveryError
+from worker.notify.events import CelerySender
 
 RABBITMQ = os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 ADVANCE = "orchestrator.advance_stage"

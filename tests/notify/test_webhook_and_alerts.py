@@ -5,9 +5,10 @@ import json
 import pytest
 
 from tests.httpfixtures import Recorder, free_port, http_server
+from worker.errors import WebhookError
 from worker.notify.alerts import infra_exhausted_text, send_alert
 from worker.notify.events import WebhookSender
-from worker.notify.webhook import SIGNATURE_HEADER, WebhookError, post_json
+from worker.notify.webhook import SIGNATURE_HEADER, post_json
 from worker.settings import Settings
 
 

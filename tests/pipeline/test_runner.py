@@ -11,12 +11,14 @@ from tests.gateworld import job, world
 from tests.httpfixtures import Recorder, http_server
 from tests.repofactory import make_origin, show_file
 from worker.celery_adapter.app import app
-from worker.celery_adapter.tasks import configure, run_test_gate
+from worker.celery_adapter.runtime import configure
+from worker.celery_adapter.tasks import run_test_gate
 from worker.contracts import Contracts, TestContract
-from worker.notify.events import EventDeliveryError, WebhookSender
+from worker.errors import EventDeliveryError, StateUnavailable
+from worker.notify.events import WebhookSender
 from worker.pipeline.runner import GateContext, run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict
-from worker.state import MemoryState, StateUnavailable
+from worker.state import MemoryState
 
 PASSING = {"tests/test_ok.py": "def test_ok():\n    assert True\n"}
 FAILING = {"tests/test_bad.py": "def test_bad():\n    assert 1 == 2\n"}

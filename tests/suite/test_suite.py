@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.fleet import pid_alive
+from tests.projects import escaping_daemon_project, project
 from worker.containment.cgroup import JobCgroup, open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, sandbox_environment, warm_interpreter
 from worker.containment.warm import WarmPytest
@@ -34,15 +35,6 @@ def start(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def warm() -> WarmPytest | None:
     return _started["warm"]
-
-
-def project(tmp_path: Path, files: dict[str, str]) -> Path:
-    root = tmp_path / "project"
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    (root / "tests").mkdir(parents=True, exist_ok=True)
-    return root
 
 
 def run(
@@ -391,32 +383,6 @@ def test_a_fork_bomb_hits_the_job_cgroup_and_fails_its_suite_even_as_root(
     assert job_cgroup.members() == set()
     [note] = result.limit_notes
     assert "limit of 40 processes" in note and "fork bomb" in note
-
-
-def escaping_daemon_project(tmp_path: Path) -> tuple[Path, Path]:
-    pid_file = tmp_path / "daemon.pid"
-    root = project(
-        tmp_path,
-        {
-            "tests/test_escape.py": (
-                "import os, time\n\n\n"
-                "def test_escapes():\n"
-                "    if os.fork() == 0:\n"
-                "        os.setsid()\n"
-                "        if os.fork() == 0:\n"
-                "            # a new session, re-parented away, and no cookie left\n"
-                f"            open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
-                f"            os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
-                "            os.execve('/bin/sleep', ['sleep', '600'], {})\n"
-                "        os._exit(0)\n"
-                "    os.wait()\n"
-                f"    while not os.path.exists({str(pid_file)!r}):\n"
-                "        time.sleep(0.01)\n"
-                "    time.sleep(0.2)  # past the execve\n"
-            )
-        },
-    )
-    return root, pid_file
 
 
 def test_a_daemon_that_clears_its_environment_escapes_the_cookie_alone(tmp_path: Path) -> None:

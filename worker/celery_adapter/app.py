@@ -29,7 +29,8 @@ from worker.containment.sandbox import Sandbox, warm_interpreter
 from worker.containment.subreaper import become_subreaper
 from worker.containment.view import containment_missing
 from worker.containment.warm import stop_warm_pytest
-from worker.contracts import ContractsFileError, load_contracts
+from worker.contracts import load_contracts
+from worker.errors import ContractsFileError, UnsafeConfiguration
 from worker.settings import load_settings
 
 logger = logging.getLogger("testgate.app")
@@ -40,12 +41,8 @@ app.autodiscover_tasks(["worker.celery_adapter"], related_name="tasks", force=Tr
 app.autodiscover_tasks(["worker.celery_adapter"], related_name="shard_tasks", force=True)
 
 
-class UnsafeConfiguration(Exception):
-    """The worker would run with a configuration that can lose or duplicate jobs."""
-
-
 def check_configuration(conf: Any, concurrency: int = 1) -> None:
-    """Refuse a configuration that cannot keep SPEC's promises; raise with the fix."""
+    """Refuse a configuration that cannot keep the contract's promises; raise with the fix."""
     settings = load_settings()
     try:
         contracts = load_contracts(settings)

@@ -13,38 +13,20 @@ import logging
 import uuid
 from typing import Any
 
-from celery import Task, chord, group
-from kombu.exceptions import OperationalError
+from celery import Task
 
+from worker import names
 from worker.celery_adapter.app import app
-from worker.celery_adapter.tasks import current_context, retry_undelivered
-from worker.job import Job, JobRejected, parse_job
-from worker.notify.events import EventDeliveryError
+from worker.celery_adapter.runtime import current_context, retry_undelivered
+from worker.errors import EventDeliveryError
+from worker.job import JobRejected, parse_job
 from worker.pipeline.shard_merge import finish_sharded, run_shard
 from worker.pipeline.shard_plan import ShardResult
 
 logger = logging.getLogger("testgate.shard_tasks")
 
-SHARD_TASK = "testgate.run_test_shard"
-MERGE_TASK = "testgate.merge_test_shards"
-TESTS_QUEUE = "tests"
-
-
-class CelerySharding:
-    """Dispatches a plan as a chord on the `tests` queue."""
-
-    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
-        raw = job.model_dump()
-        header = group(
-            run_test_shard.si(raw, commit, index, ids).set(queue=TESTS_QUEUE)
-            for index, ids in enumerate(plan)
-        )
-        callback = merge_test_shards.s(raw, commit, plan).set(queue=TESTS_QUEUE)
-        try:
-            chord(header)(callback)
-        except (OperationalError, OSError) as exc:
-            raise EventDeliveryError(f"shards of task {job.task_id} not sent: {exc}") from exc
-        logger.info("task %s: %d shards sent for %s", job.task_id, len(plan), commit)
+SHARD_TASK = names.RUN_TEST_SHARD
+MERGE_TASK = names.MERGE_TEST_SHARDS
 
 
 @app.task(bind=True, name=SHARD_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None)

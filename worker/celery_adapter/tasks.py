@@ -8,67 +8,17 @@ import uuid
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject
-from kombu.exceptions import OperationalError
 
+from worker import names
 from worker.celery_adapter.app import app
-from worker.contracts import ContractsFileError, load_contracts
-from worker.notify.alerts import send_alert
-from worker.notify.events import EventDeliveryError, make_sender
+from worker.celery_adapter.runtime import current_context, retry_undelivered
+from worker.errors import EventDeliveryError
 from worker.pipeline.announce import fail_closed_after_crash
-from worker.pipeline.runner import GateContext, run_gate
-from worker.settings import load_settings
-from worker.state import RedisState
+from worker.pipeline.runner import run_gate
 
 logger = logging.getLogger("testgate.tasks")
 
-TASK_NAME = "testgate.run_test_gate"
-_context: GateContext | None = None
-
-
-def configure(context: GateContext | None) -> None:
-    """Install the context jobs run with (the embedded mode and tests); None resets."""
-    global _context  # noqa: PLW0603 - one context per worker process, built once
-    _context = context
-
-
-def current_context() -> GateContext:
-    """The worker's context, built from the environment on first use."""
-    global _context  # noqa: PLW0603
-    if _context is None:
-        # Imported here: the shard tasks themselves import this module.
-        from worker.celery_adapter.shard_tasks import CelerySharding
-
-        settings = load_settings()
-        try:
-            contracts = load_contracts(settings)
-        except ContractsFileError as exc:
-            logger.error("no contracts (every job is handed back): %s", exc)
-            contracts = None
-        _context = GateContext(
-            settings=settings,
-            contracts=contracts,
-            state=RedisState.from_url(settings.state_redis_url, settings.key_prefix),
-            events=make_sender(settings, app),
-            alert=lambda text: send_alert(settings, text),
-            shards=CelerySharding(),
-        )
-    return _context
-
-
-def retry_undelivered(task: Task, ctx: GateContext, exc: EventDeliveryError) -> BaseException:
-    """What to raise when a verdict exists but the orchestrator has not heard it: the
-    job must be delivered again rather than acked and lost. A retry, or, when the
-    broker cannot take the retry either, a Reject that gives the message back unacked."""
-    try:
-        # Task.retry publishes the retry and then raises Retry itself.
-        retry: BaseException = task.retry(
-            countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
-        )
-    except (OperationalError, OSError) as publish_error:
-        rejected: BaseException = Reject(str(publish_error), requeue=True)
-        return rejected
-    return retry
+TASK_NAME = names.RUN_TEST_GATE
 
 
 @app.task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)

@@ -1,7 +1,7 @@
 """`testgate demo`: a reference orchestrator next to a testgate fleet, end to end.
 
 The orchestrator here is what a real one needs and no more: a SQLite tasks table with a
-stage per task, the gate of SPEC §5 reading the report from the branch, and the
+stage per task, the gate of docs/contract.md §6 reading the report from the branch, and the
 `testing -> deploy-staging` / `testing -> development` transitions, driven by the
 `orchestrator.advance_stage` and `orchestrator.test_gate_handback` tasks it consumes.
 It talks to testgate only through `worker.client` and the broker.
@@ -23,7 +23,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.contrib.testing.worker import start_worker
 
-from worker import client
+from worker import client, names
 from worker.cli.sample import GREEN_BRANCH, RED_BRANCH, create_sample_repo
 from worker.git.command import read_at_ref, run_git
 from worker.report.orchestrator_gate import parse_tests_verdict
@@ -120,7 +120,7 @@ def orchestrator_app(broker: str, engine: StageEngine) -> Celery:
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue="orchestrator",
+        task_default_queue=names.ORCHESTRATOR_QUEUE,
         broker_connection_retry_on_startup=True,
     )
 
@@ -128,11 +128,11 @@ def orchestrator_app(broker: str, engine: StageEngine) -> Celery:
 
     # Celery shares task definitions between apps by name, so a second demo in the same
     # process would reuse the first one's functions: they look their engine up by app.
-    @app.task(name="orchestrator.advance_stage", bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=names.ADVANCE_TASK, bind=True)  # type: ignore[untyped-decorator]
     def advance_stage(self: Task, **kwargs: Any) -> None:
         _ENGINES[self.app].advance_stage(**kwargs)
 
-    @app.task(name="orchestrator.test_gate_handback", bind=True)  # type: ignore[untyped-decorator]
+    @app.task(name=names.HANDBACK_TASK, bind=True)  # type: ignore[untyped-decorator]
     def test_gate_handback(self: Task, **kwargs: Any) -> None:
         _ENGINES[self.app].test_gate_handback(**kwargs)
 
@@ -228,7 +228,7 @@ def run_demo(
                 pool="threads",
                 concurrency=1,
                 perform_ping_check=False,
-                queues=["orchestrator"],
+                queues=[names.ORCHESTRATOR_QUEUE],
             )
         )
         green = engine.add("sample", "WI-1", GREEN_BRANCH)
@@ -240,8 +240,8 @@ def run_demo(
         # An orchestrator whose config is stale sends a job testgate must not run.
         engine.move(stale, "testing")
         orchestrator.send_task(
-            "testgate.run_test_gate",
-            queue="tests",
+            names.RUN_TEST_GATE,
+            queue=names.TESTS_QUEUE,
             kwargs={
                 "task_id": stale,
                 "repo": "docs-site",

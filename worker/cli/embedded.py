@@ -14,8 +14,10 @@ from typing import Any
 from celery.contrib.testing.worker import start_worker
 from celery.exceptions import AlwaysEagerIgnored
 
+from worker import names
 from worker.celery_adapter.app import app
-from worker.celery_adapter.tasks import configure, run_test_gate
+from worker.celery_adapter.runtime import configure
+from worker.celery_adapter.tasks import run_test_gate
 from worker.contracts import parse_contracts
 from worker.git.command import read_at_ref
 from worker.notify.alerts import send_alert
@@ -95,7 +97,11 @@ def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryS
     state = _install_in_process(settings, eager=False)
     try:
         with start_worker(
-            app, pool="threads", concurrency=concurrency, perform_ping_check=False, queues=["tests"]
+            app,
+            pool="threads",
+            concurrency=concurrency,
+            perform_ping_check=False,
+            queues=[names.TESTS_QUEUE],
         ):
             yield state
     finally:

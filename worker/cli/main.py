@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from worker import names
 from worker.cli.sample import GREEN_BRANCH, RED_BRANCH, create_sample_repo
 
 
@@ -168,7 +169,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     extra = [a for a in args.celery_args if a != "--"]
-    argv = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", "tests", *extra]
+    celery = [sys.executable, "-m", "celery", "-A", "worker", "worker"]
+    argv = [*celery, "-Q", names.TESTS_QUEUE, *extra]
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
     return 0  # pragma: no cover
 
@@ -187,7 +189,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_enqueue(args: argparse.Namespace) -> int:
-    from worker.client import InvalidJob, enqueue
+    from worker.client import enqueue
+    from worker.errors import InvalidJob
 
     job = {
         "task_id": args.task_id,

@@ -8,11 +8,13 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 
+from worker import names
 from worker.celery_adapter.app import app
-from worker.client import QUEUE, snapshot
+from worker.client import snapshot
+from worker.errors import StateUnavailable
 from worker.metrics import render_metrics
 from worker.settings import load_settings
-from worker.state import RedisState, StateUnavailable
+from worker.state import RedisState
 
 logger = logging.getLogger("testgate.status")
 
@@ -21,12 +23,14 @@ def queue_depth() -> int | None:
     """Jobs waiting on `tests` (on Redis: every priority list summed, as kombu counts)."""
     try:
         with app.connection_for_read() as conn:
-            return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
+            return int(
+                conn.default_channel.queue_declare(names.TESTS_QUEUE, passive=True).message_count
+            )
     except (OperationalError, OSError) as exc:
         logger.warning("queue depth unavailable: %s", exc)
         return None
     except Exception as exc:  # noqa: BLE001 - a passive declare of a missing queue raises per broker
-        logger.info("queue %s not declared yet: %s", QUEUE, exc)
+        logger.info("queue %s not declared yet: %s", names.TESTS_QUEUE, exc)
         return 0
 
 

@@ -1,4 +1,4 @@
-"""Per-job checkouts (SPEC §3b): a bare mirror per repo, a throw-away worktree per job.
+"""Per-job checkouts (docs/contract.md §4): a bare mirror per repo, a throw-away worktree per job.
 
 The mirror is cloned once from `url_template` and fetched per job (only when the
 commit to test is not already there). Each job gets its own `git worktree`, removed
@@ -17,13 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.git.command import GitError, run_git
+from worker.errors import CheckoutError, GitError
+from worker.git.command import run_git
 
 logger = logging.getLogger("testgate.checkout")
-
-
-class CheckoutError(Exception):
-    """The checkout could not be made: an infrastructure fault, never a code fault."""
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from worker.errors import GitError
+
 _STDERR_LIMIT = 2000
-
-
-class GitError(Exception):
-    """A git command failed, timed out or could not be started."""
 
 
 def run_git(

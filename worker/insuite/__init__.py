@@ -1,6 +1,11 @@
 """Code that runs inside the suite's interpreter, not the worker's: the warm
-interpreter (zygote), the cold start (boot) and the pytest plugins. None of it imports
-anything of the worker; the worker only needs to know where the files are."""
+interpreter (zygote), the cold start (boot) and the pytest plugins.
+
+Its modules are started as scripts or loaded as pytest plugins by the suite's own
+Python; they import nothing of the worker (only the standard library and pytest), so
+nothing of testgate is in reach of the code under test. The worker only needs to know
+where the files are.
+"""
 
 from pathlib import Path
 

@@ -10,7 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from worker.notify.webhook import WebhookError, post_json
+from worker.errors import WebhookError
+from worker.notify.webhook import post_json
 from worker.settings import Settings
 
 logger = logging.getLogger("testgate.alerts")

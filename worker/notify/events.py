@@ -1,4 +1,4 @@
-"""The two events the orchestrator receives (SPEC §7): advance and hand-back.
+"""The two events the orchestrator receives (docs/contract.md §8): advance and hand-back.
 
 They go by task name to the orchestrator's queue (a Celery signature; the
 orchestrator never imports testgate), or as a JSON POST when a webhook is configured.
@@ -13,7 +13,8 @@ from typing import Any, Protocol
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from worker.notify.webhook import WebhookError, post_json
+from worker.errors import EventDeliveryError, WebhookError
+from worker.notify.webhook import post_json
 from worker.settings import Settings
 
 logger = logging.getLogger("testgate.events")
@@ -28,10 +29,6 @@ def publish_retry_policy(max_retries: int) -> dict[str, float]:
         "interval_step": 1.0,
         "interval_max": 5.0,
     }
-
-
-class EventDeliveryError(Exception):
-    """An event could not be handed to the broker or the webhook."""
 
 
 @dataclass(frozen=True)

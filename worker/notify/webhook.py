@@ -13,14 +13,12 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from worker.errors import WebhookError
+
 logger = logging.getLogger("testgate.webhook")
 
 SIGNATURE_HEADER = "X-Testgate-Signature"
 REQUEST_TIMEOUT_S = 10.0
-
-
-class WebhookError(Exception):
-    """The POST did not succeed within its attempts."""
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -1,0 +1,3 @@
+"""One tester job, start to finish, callable without a broker: the runner (where PASS is
+decided, through `worker.verdict`), the announce of advance or hand-back, the second
+look, and the shard plan and merge of a sharded job."""

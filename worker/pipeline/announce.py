@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from worker.errors import EventDeliveryError, StateUnavailable
 from worker.job import Job, JobRejected, parse_job
 from worker.notify.alerts import infra_exhausted_text
-from worker.notify.events import Advance, EventDeliveryError, HandBack
+from worker.notify.events import Advance, HandBack
 from worker.pipeline.context import GateContext, GateResult
 from worker.report.publish import PublishResult
 from worker.report.render import ReportFacts
-from worker.state import StateUnavailable
 from worker.verdict import infrastructure_fail
 
 logger = logging.getLogger("testgate.announce")

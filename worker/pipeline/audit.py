@@ -20,8 +20,9 @@ from typing import Any
 
 from worker.containment.sandbox import Sandbox
 from worker.contracts import TestContract
-from worker.git.checkout import Checkout, CheckoutError, checkout, merge_base
-from worker.git.command import GitError, run_git
+from worker.errors import CheckoutError, GitError
+from worker.git.checkout import Checkout, checkout, merge_base
+from worker.git.command import run_git
 from worker.git.diff import parse_diff
 from worker.report.render import ReportFacts
 from worker.review.classify import Classified, classify

@@ -25,7 +25,8 @@ from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
 from worker.containment.view import suite_view
 from worker.contracts import TestContract
-from worker.git.checkout import Checkout, CheckoutError, checkout, mirror_path
+from worker.errors import CheckoutError, StateUnavailable
+from worker.git.checkout import Checkout, checkout, mirror_path
 from worker.job import Job, JobRejected, parse_job
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
@@ -37,7 +38,6 @@ from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
 from worker.scope import job_rejection
 from worker.smoke import SmokeResult, run_smoke, skipped
-from worker.state import StateUnavailable
 from worker.suite.prepare import prepare_suite
 from worker.suite.probe import Hang
 from worker.suite.progress import Progress
@@ -336,7 +336,7 @@ class JobRun:
     def code_outcome(
         self, co: Checkout, suite: SuiteRun, verdict: Verdict | None = None
     ) -> GateResult:
-        """Level 1 of SPEC §6: the suite ran, so its exit code decides (AND the smoke).
+        """Level 1 of docs/contract.md §7: the suite ran, so its exit code decides (AND the smoke).
         `verdict` is the merged one of a sharded run, decided the same way."""
         suite_verdict = verdict or with_guard(
             with_evidence(from_exit_code(suite.exit_code), suite.evidence_objection()),
@@ -369,7 +369,7 @@ class JobRun:
     def tool_error(
         self, why: str, co: Checkout | None, *, final: bool = False, hang: Hang | None = None
     ) -> GateResult:
-        """Level 2 of SPEC §6: the suite never ran. Defer while budget remains."""
+        """Level 2 of docs/contract.md §7: the suite never ran. Defer while budget remains."""
         job = self.job
         self.ctx.state.bump("tool_error")
         if not self.budget_spent and not final:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from worker.git.checkout import Checkout, CheckoutError
+from worker.errors import CheckoutError
+from worker.git.checkout import Checkout
 from worker.job import Job, JobRejected
 from worker.pipeline.announce import hand_back
 from worker.pipeline.context import GateContext, GateResult

@@ -1,4 +1,4 @@
-"""A faithful copy of the orchestrator's gate (SPEC §5), so tests can prove that every
+"""A faithful copy of the orchestrator's gate (docs/contract.md §6), so tests can prove that every
 report testgate writes is read back as the verdict it carries.
 
 testgate never uses this to decide anything: the orchestrator evaluates its own gate.

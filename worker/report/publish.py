@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.git.command import GitError, run_git
+from worker.errors import GitError
+from worker.git.command import run_git
 
 logger = logging.getLogger("testgate.publish")
 

@@ -1,4 +1,4 @@
-"""The report artifact's text (SPEC §4). Pure: plain data in, markdown out.
+"""The report artifact's text (docs/contract.md §5). Pure: plain data in, markdown out.
 
 The frontmatter is machine-read by the orchestrator's gate, so its keys, their order
 and their values are fixed; extra keys follow `smoke:` and never use a field name the

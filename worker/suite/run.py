@@ -60,7 +60,7 @@ class SuiteRun:
 
     @property
     def ran(self) -> bool:
-        """True iff the suite really executed (SPEC §6): it produced an exit code, or
+        """True iff the suite really executed (docs/contract.md §7): it produced an exit code, or
         it said it started and then ended some other way (its parent killed)."""
         if self.spawn_error is not None or self.timed_out:
             return False

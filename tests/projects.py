@@ -1,0 +1,43 @@
+"""Small pytest projects written on disk for suite, containment and chaos tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def project(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A project with `files` (and a `tests/` directory) under `tmp_path/project`."""
+    root = tmp_path / "project"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "tests").mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def escaping_daemon_project(tmp_path: Path) -> tuple[Path, Path]:
+    """A passing suite that leaves a daemon behind: a new session, re-parented away and
+    without the cookie in its environment. Returns the project and its pid file."""
+    pid_file = tmp_path / "daemon.pid"
+    root = project(
+        tmp_path,
+        {
+            "tests/test_escape.py": (
+                "import os, time\n\n\n"
+                "def test_escapes():\n"
+                "    if os.fork() == 0:\n"
+                "        os.setsid()\n"
+                "        if os.fork() == 0:\n"
+                "            # a new session, re-parented away, and no cookie left\n"
+                f"            open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+                f"            os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+                "            os.execve('/bin/sleep', ['sleep', '600'], {})\n"
+                "        os._exit(0)\n"
+                "    os.wait()\n"
+                f"    while not os.path.exists({str(pid_file)!r}):\n"
+                "        time.sleep(0.01)\n"
+                "    time.sleep(0.2)  # past the execve\n"
+            )
+        },
+    )
+    return root, pid_file

@@ -1,0 +1,92 @@
+"""What the gate is given in a worker process: its context, built once from the
+environment, the dispatch of shards as a chord, and the retry of an undelivered event.
+
+Both task modules import this one and neither imports the other: shards are sent by
+task name (`worker.names`), as the orchestrator sends jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, chord, group
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+
+from worker import names
+from worker.celery_adapter.app import app
+from worker.contracts import load_contracts
+from worker.errors import ContractsFileError, EventDeliveryError
+from worker.job import Job
+from worker.notify.alerts import send_alert
+from worker.notify.events import make_sender
+from worker.pipeline.runner import GateContext
+from worker.settings import load_settings
+from worker.state import RedisState
+
+logger = logging.getLogger("testgate.tasks")
+
+_context: GateContext | None = None
+
+
+def configure(context: GateContext | None) -> None:
+    """Install the context jobs run with (the embedded mode and tests); None resets."""
+    global _context  # noqa: PLW0603 - one context per worker process, built once
+    _context = context
+
+
+def current_context() -> GateContext:
+    """The worker's context, built from the environment on first use."""
+    global _context  # noqa: PLW0603
+    if _context is None:
+        settings = load_settings()
+        try:
+            contracts = load_contracts(settings)
+        except ContractsFileError as exc:
+            logger.error("no contracts (every job is handed back): %s", exc)
+            contracts = None
+        _context = GateContext(
+            settings=settings,
+            contracts=contracts,
+            state=RedisState.from_url(settings.state_redis_url, settings.key_prefix),
+            events=make_sender(settings, app),
+            alert=lambda text: send_alert(settings, text),
+            shards=CelerySharding(),
+        )
+    return _context
+
+
+class CelerySharding:
+    """Dispatches a plan as a chord on the `tests` queue."""
+
+    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
+        raw = job.model_dump()
+        header = group(
+            app.signature(names.RUN_TEST_SHARD, args=(raw, commit, index, ids), immutable=True).set(
+                queue=names.TESTS_QUEUE
+            )
+            for index, ids in enumerate(plan)
+        )
+        callback = app.signature(names.MERGE_TEST_SHARDS, args=(raw, commit, plan)).set(
+            queue=names.TESTS_QUEUE
+        )
+        try:
+            chord(header)(callback)
+        except (OperationalError, OSError) as exc:
+            raise EventDeliveryError(f"shards of task {job.task_id} not sent: {exc}") from exc
+        logger.info("task %s: %d shards sent for %s", job.task_id, len(plan), commit)
+
+
+def retry_undelivered(task: Task, ctx: GateContext, exc: EventDeliveryError) -> BaseException:
+    """What to raise when a verdict exists but the orchestrator has not heard it: the
+    job must be delivered again rather than acked and lost. A retry, or, when the
+    broker cannot take the retry either, a Reject that gives the message back unacked."""
+    try:
+        # Task.retry publishes the retry and then raises Retry itself.
+        retry: BaseException = task.retry(
+            countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+        )
+    except (OperationalError, OSError) as publish_error:
+        rejected: BaseException = Reject(str(publish_error), requeue=True)
+        return rejected
+    return retry
