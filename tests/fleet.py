@@ -241,6 +241,21 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def processes_running(argv: list[str]) -> list[int]:
+    """Pids of the live processes whose command line is exactly `argv`."""
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "cmdline").read_bytes() == wanted and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone while we looked
+    return found
+
+
 def wait_for_file(path: Path, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

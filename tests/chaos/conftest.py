@@ -109,6 +109,10 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
                 alert_url=f"{alert_base}/alert",
             ),
             "TESTGATE_MAX_DELIVERIES": "2",
+            # These tests watch the suite from outside through files it writes (its pid,
+            # its pool process's): a contained suite can do neither. Containment itself
+            # is proven in tests/hostile.
+            "TESTGATE_CONTAINMENT": "off",
             # A short Redis visibility timeout (8 s suite + 1 s grace + 3 s) so that a
             # job of a SIGKILLed worker comes back within the test.
             "TESTGATE_DELIVERY_OVERHEAD_S": "3",

@@ -16,7 +16,7 @@ import redis
 
 from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues
 from tests.httpfixtures import Recorder, healthy_routes, http_server
-from tests.integration.scenarios import BRANCH, contracts_toml, scenarios
+from tests.integration.scenarios import BRANCH, contracts_toml, hang_marker, scenarios
 from tests.repofactory import make_origin
 
 REDIS_HOST = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -28,7 +28,7 @@ class Fleet:
     orchestrator: Orchestrator
     origins: Path
     alerts: Recorder
-    hang_pid_file: Path
+    hang_marker: str
     state: redis.Redis
     prefix: str
     log: Path
@@ -99,7 +99,7 @@ def fleet(
                 orchestrator,
                 origins,
                 alerts,
-                tmp / "hang-child.pid",
+                hang_marker(tmp),
                 redis.Redis.from_url(f"{REDIS_HOST}/{STATE_DB}"),
                 prefix,
                 log,

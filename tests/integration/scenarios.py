@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +25,18 @@ FORGED_REPORT = (
 )
 
 
-def hanging_suite(pid_file: Path) -> str:
+def hang_marker(tmp: Path) -> str:
+    """The hanging suite's child sleeps this long: a command line unique to one fleet,
+    which the test looks for in /proc (a contained suite cannot write its pid out, and
+    the pid it sees is its namespace's)."""
+    return f"600.{zlib.crc32(str(tmp).encode())}"
+
+
+def hanging_suite(marker: str) -> str:
     return (
         "import subprocess, time\n\n\n"
         "def test_hangs_with_a_child_in_its_own_session():\n"
-        "    child = subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
-        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        f"    subprocess.Popen(['sleep', {marker!r}], start_new_session=True)\n"
         "    time.sleep(600)\n"
     )
 
@@ -83,7 +90,7 @@ def scenarios(tmp: Path, smoke_base: str) -> list[Scenario]:
         ),
         Scenario(
             "hang",
-            {"tests/test_hang.py": hanging_suite(tmp / "hang-child.pid")},
+            {"tests/test_hang.py": hanging_suite(hang_marker(tmp))},
             {"timeout_s": 2, "smoke_enabled": False},
         ),
         Scenario("huge", {"tests/test_huge.py": HUGE_OUTPUT}, no_smoke),
