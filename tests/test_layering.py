@@ -27,6 +27,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "smoke",
             "contracts",
             "verdict",
+            "evidence",
             "scope",
             "state",
             "metrics",
@@ -48,9 +49,15 @@ ALLOWED: dict[tuple[str, str], str] = {
         "`celery -A worker` looks for `worker.app`; the package loads it lazily, on first "
         "access, so that importing any other module of the package does not"
     ),
-    ("worker.containment.sandbox", "worker.insuite.zygote"): (
-        "the sandbox reads the zygote's exit code for 'could not become the suite'; the "
+    ("worker.containment.launch", "worker.insuite.zygote"): (
+        "a warm start reads the zygote's exit code for 'could not become the suite'; the "
         "zygote itself imports nothing of the worker"
+    ),
+    ("worker.containment.launch", "worker.insuite"): (
+        "a cold start runs the boot script's file; insuite's facade only names its files"
+    ),
+    ("worker.containment.view", "worker.insuite"): (
+        "the suite's view makes the in-suite files readable; insuite only names its files"
     ),
     ("worker.containment.warm", "worker.insuite.zygote"): (
         "the warm interpreter starts the zygote's file as a script and speaks its protocol"

@@ -6,7 +6,8 @@
      │    ├── CheckoutError
      │    ├── StateUnavailable
      │    ├── EventDeliveryError
-     │    └── WebhookError
+     │    ├── WebhookError
+     │    └── StartFailed
      ├── ConfigurationError           the operator's configuration is wrong: fix and restart
      │    ├── ContractsFileError
      │    └── UnsafeConfiguration
@@ -27,6 +28,7 @@ __all__ = [
     "GitError",
     "InfrastructureError",
     "InvalidJob",
+    "StartFailed",
     "StateUnavailable",
     "TestgateError",
     "UnsafeConfiguration",
@@ -80,3 +82,8 @@ class UnsafeConfiguration(ConfigurationError):
 
 class InvalidJob(TestgateError, ValueError):
     """Raised when `client.enqueue` refuses a job that a worker would only hand back."""
+
+
+class StartFailed(InfrastructureError):
+    """Raised when a job's command could not be started at all (not found, not
+    executable, the exec failed): the suite never ran."""

@@ -12,14 +12,15 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from worker.containment.warm import SuiteLaunch, WarmRun
+from worker.containment.bwrap import SuiteView
+from worker.containment.cgroup import JobCgroup
+from worker.containment.limits import Limits
+from worker.containment.warm import SuiteLaunch, WarmPytest, WarmRun
 from worker.containment.witness import StartWitness
+from worker.errors import StartFailed
 from worker.insuite import BOOT_SCRIPT, zygote
-
-if TYPE_CHECKING:
-    from worker.containment.sandbox import Sandbox
 
 logger = logging.getLogger("testgate.launch")
 
@@ -44,8 +45,25 @@ class Running(Protocol):
     def close(self) -> None: ...
 
 
-class StartFailed(Exception):
-    """Raised when a command could not be started at all (the reason is the message)."""
+class Wrapping(Protocol):
+    """What a start needs of the sandbox (worker/containment/sandbox.py)."""
+
+    @property
+    def warm(self) -> WarmPytest | None: ...
+
+    @property
+    def isolate_network(self) -> bool: ...
+
+    @property
+    def view(self) -> SuiteView | None: ...
+
+    @property
+    def limits(self) -> Limits: ...
+
+    @property
+    def cgroup(self) -> JobCgroup | None: ...
+
+    def wrap(self, command: Sequence[str], cwd: Path) -> list[str]: ...
 
 
 def is_pytest(command: Sequence[str]) -> bool:
@@ -55,7 +73,7 @@ def is_pytest(command: Sequence[str]) -> bool:
 def start_warm(
     command: Sequence[str],
     cwd: Path,
-    sandbox: Sandbox,
+    sandbox: Wrapping,
     env: dict[str, str],
     log_path: Path,
     witness: StartWitness | None,
@@ -83,7 +101,7 @@ def start_warm(
 def start_cold(
     command: Sequence[str],
     cwd: Path,
-    sandbox: Sandbox,
+    sandbox: Wrapping,
     env: dict[str, str],
     log_path: Path,
     witness: StartWitness | None,

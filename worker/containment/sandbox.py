@@ -19,10 +19,11 @@ from pathlib import Path
 from worker.containment import proctree
 from worker.containment.bwrap import SuiteView, bwrap_prefix
 from worker.containment.cgroup import JobCgroup
-from worker.containment.launch import Running, StartFailed, start_cold, start_warm
+from worker.containment.launch import Running, start_cold, start_warm
 from worker.containment.limits import Limits
 from worker.containment.warm import WarmPytest, warm_pytest
 from worker.containment.witness import StartWitness
+from worker.errors import StartFailed
 
 __all__ = ["Bounded", "Limits", "Sandbox", "SuiteView", "read_tail", "run_bounded"]
 
