@@ -1,0 +1,151 @@
+"""A failing suite that rewrites its own exit status still FAILs: the verdict needs
+the probe's session record, not just exit 0. Real pytest runs, cold under bubblewrap
+and warm without it."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.projects import project
+from tests.tools import required_tool
+from worker.containment.bwrap import SuiteView, interpreter_paths
+from worker.containment.sandbox import Sandbox, warm_interpreter
+from worker.insuite import HERE as INSUITE_DIR
+from worker.suite.run import SuiteRun, run_suite
+from worker.verdict import from_exit_code, with_evidence
+
+FAILING = "def test_fails():\n    assert 1 == 2\n"
+PASSING = "def test_passes():\n    assert 1 == 1\n"
+
+ATTACKS: dict[str, dict[str, str]] = {
+    "os._exit(0) in a later test": {
+        "tests/test_a.py": FAILING + "\n\ndef test_z_exit():\n    import os\n    os._exit(0)\n",
+    },
+    "a hook that sets session.exitstatus = 0": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": (
+            "import pytest\n\n\n"
+            "@pytest.hookimpl(trylast=True)\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    session.exitstatus = 0\n"
+        ),
+    },
+    "a hook wrapper that forces exit 0 after everyone": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": (
+            "import pytest\n\n\n"
+            "@pytest.hookimpl(wrapper=True)\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    yield\n"
+            "    session.exitstatus = 0\n"
+        ),
+    },
+    "os._exit(0) in pytest_unconfigure": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": "import os\n\n\ndef pytest_unconfigure(config):\n    os._exit(0)\n",
+    },
+    "pytest.exit(returncode=0) in a test": {
+        "tests/test_a.py": FAILING + "\n\ndef test_z():\n    import pytest\n"
+        "    pytest.exit('done', returncode=0)\n",
+    },
+    "pytest.exit(returncode=0) at collection": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": "import pytest\n\npytest.exit('nothing to see', returncode=0)\n",
+    },
+    "addopts = --co": {"tests/test_a.py": FAILING, "pytest.ini": "[pytest]\naddopts = --co\n"},
+    "addopts = --help": {"tests/test_a.py": FAILING, "pytest.ini": "[pytest]\naddopts = --help\n"},
+    "addopts = --version": {
+        "tests/test_a.py": FAILING,
+        "pytest.ini": "[pytest]\naddopts = --version\n",
+    },
+    "the probe disabled": {
+        "tests/test_a.py": FAILING,
+        "pytest.ini": "[pytest]\naddopts = -p no:testgate_probe\n",
+    },
+    "junit disabled": {
+        "tests/test_a.py": PASSING + "\n\n" + FAILING,
+        "pytest.ini": "[pytest]\naddopts = -p no:junitxml\n",
+    },
+    "deselecting everything": {
+        "tests/test_a.py": FAILING,
+        "pytest.ini": "[pytest]\naddopts = --deselect tests/test_a.py::test_fails\n",
+    },
+    "only skips": {
+        "tests/test_a.py": "import pytest\n\n\n@pytest.mark.skip\ndef test_s():\n    assert 0\n",
+    },
+    "a forged session record without the nonce": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": (
+            "import json, os\n\n\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    path = os.environ.get('GATE_SESSION_FILE')\n"
+            "    record = {'nonce': os.environ.get('GATE_NONCE', 'guess'), 'finished': True,\n"
+            "              'exitstatus': 0, 'collected': 1, 'counts': {'passed': 1}}\n"
+            "    if path:\n"
+            "        open(path, 'a').write(json.dumps(record) + '\\n')\n"
+            "    os._exit(0)\n"
+        ),
+    },
+    "a record read from the nonce pipe it cannot reach": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": (
+            "import os\n\n\n"
+            "def pytest_configure(config):\n"
+            "    fd = os.environ.get('GATE_NONCE_FD')\n"
+            "    if fd:\n"
+            "        try:\n"
+            "            os.read(int(fd), 64)\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "    os.environ['GATE_NONCE'] = 'stolen'\n"
+            "\n\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    os._exit(0)\n"
+        ),
+    },
+}
+
+
+def run(root: Path, tmp_path: Path, mode: str) -> SuiteRun:
+    if mode == "contained":
+        required_tool("bwrap", "bubblewrap")
+        sandbox = Sandbox(
+            scratch_dir=tmp_path / "scratch",
+            cookie=uuid.uuid4().hex,
+            kill_grace_s=0.5,
+            view=SuiteView(writable=(), readable=(INSUITE_DIR, *interpreter_paths(sys.executable))),
+        )
+    else:
+        sandbox = Sandbox(
+            scratch_dir=tmp_path / "scratch",
+            cookie=uuid.uuid4().hex,
+            kill_grace_s=0.5,
+            warm=warm_interpreter(),
+        )
+    sandbox.scratch_dir.mkdir()
+    return run_suite(root, sandbox, python=sys.executable, target="tests/", timeout_s=60)
+
+
+@pytest.mark.parametrize("mode", ["contained", "warm"])
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_a_failing_suite_cannot_turn_itself_green(tmp_path: Path, attack: str, mode: str) -> None:
+    result = run(project(tmp_path, ATTACKS[attack]), tmp_path, mode)
+    assert result.ran, result.spawn_error
+    decided = with_evidence(from_exit_code(result.exit_code), result.evidence_objection())
+    assert (decided.result, decided.outcome) == ("FAIL", "code-fail"), (
+        result.exit_code,
+        decided.reason,
+        result.output_tail,
+    )
+
+
+@pytest.mark.parametrize("mode", ["contained", "warm"])
+def test_the_honest_control_passes(tmp_path: Path, mode: str) -> None:
+    files = {"tests/test_a.py": PASSING, "tests/test_b.py": PASSING.replace("passes", "too")}
+    result = run(project(tmp_path, files), tmp_path, mode)
+    decided = with_evidence(from_exit_code(result.exit_code), result.evidence_objection())
+    assert (decided.result, decided.outcome) == ("PASS", "code-pass"), decided.reason
