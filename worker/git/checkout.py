@@ -32,6 +32,8 @@ class Checkout:
     branch: str
     commit: str  # the 40-hex SHA checked out (the job's commit, or the branch tip)
     path: Path  # the job's private worktree
+    mirror: Path  # the repo's bare mirror, whose objects the worktree uses
+    origin_url: str  # where the mirror fetches from and reports are pushed to
 
 
 @contextmanager
@@ -49,11 +51,12 @@ def checkout(
     Raises CheckoutError (with repo, step and git's message) if it cannot be made.
     The worktree is removed on exit, also when the block raises.
     """
-    mirrors = workdir / "mirrors"
+    mirror = mirror_path(workdir, repo)
+    mirrors = mirror.parent
     jobs = workdir / "jobs"
     mirrors.mkdir(parents=True, exist_ok=True)
     jobs.mkdir(parents=True, exist_ok=True)
-    mirror = mirrors / f"{repo}.git"
+    origin_url = url_template.format(repo=repo)
     lock_path = mirrors / f"{repo}.lock"
     job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
     worktree = job_dir / "src"
@@ -66,7 +69,7 @@ def checkout(
     try:
         with _locked(lock_path):
             if sha is None:
-                _ensure_mirror(mirror, url_template.format(repo=repo), git_timeout_s)
+                _ensure_mirror(mirror, origin_url, git_timeout_s)
                 sha = _resolve(mirror, branch, commit, git_timeout_s)
             _git(
                 mirror,
@@ -84,9 +87,21 @@ def checkout(
         raise
     logger.info("checked out %s@%s (%s) in %s", repo, branch, sha, worktree)
     try:
-        yield Checkout(repo=repo, branch=branch, commit=sha, path=worktree)
+        yield Checkout(
+            repo=repo,
+            branch=branch,
+            commit=sha,
+            path=worktree,
+            mirror=mirror,
+            origin_url=origin_url,
+        )
     finally:
         _remove_worktree(mirror, lock_path, job_dir, worktree, git_timeout_s)
+
+
+def mirror_path(workdir: Path, repo: str) -> Path:
+    """The bare mirror of `repo` under `workdir` (it may not exist yet)."""
+    return workdir / "mirrors" / f"{repo}.git"
 
 
 def merge_base(
@@ -94,7 +109,7 @@ def merge_base(
 ) -> str:
     """The merge base of `commit` (already in the mirror) with origin's `base_branch`,
     fetched first so a stale mirror does not pick an old base. Raises CheckoutError."""
-    mirror = workdir / "mirrors" / f"{repo}.git"
+    mirror = mirror_path(workdir, repo)
     ref = f"refs/heads/{base_branch}"
     with _locked(workdir / "mirrors" / f"{repo}.lock"):
         _git(
