@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import subprocess
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -468,3 +469,58 @@ def test_the_worktree_the_suite_mangled_is_not_used(
             job.chmod(0o755)
     assert_exact_report_on_branch(origin, result, tested)
     assert not (tmp_path / "outside.md").exists()
+
+
+# -- the suite rewrites objects in the mirror ----------------------------------------
+
+
+def rewrite_object(mirror: Path, sha: str, kind: str, content: bytes) -> None:
+    """Put `content` under the name `sha` as a loose object, as a suite that can write
+    the mirror could; prove that git then reads it for `sha`."""
+    loose = mirror / "objects" / sha[:2] / sha[2:]
+    loose.parent.mkdir(exist_ok=True)
+    # Replaced, not written through: a mirror cloned from a local origin shares its
+    # object files with the origin by hard links.
+    loose.unlink(missing_ok=True)
+    loose.write_bytes(zlib.compress(f"{kind} {len(content)}\0".encode() + content))
+    shown = subprocess.run(
+        ["git", "cat-file", kind, sha], cwd=mirror, capture_output=True, check=False
+    ).stdout
+    assert shown == content, "git does not read the rewritten object"
+
+
+def evil_tree(mirror: Path) -> bytes:
+    blob = git(mirror, "hash-object", "-w", "/dev/null")
+    return b"100644 backdoor.py\0" + bytes.fromhex(blob)
+
+
+def test_a_rewritten_tree_on_the_report_path_stops_the_publish(
+    tmp_path: Path, origin: Path, identity: GitIdentity
+) -> None:
+    before = branch_tip(origin, BRANCH)
+
+    def rewrite_root(co: Checkout) -> None:
+        root = git(co.mirror, "rev-parse", f"{co.commit}^{{tree}}")
+        rewrite_object(co.mirror, root, "tree", evil_tree(co.mirror))
+
+    result, _ = publish(tmp_path, identity, attack=rewrite_root)
+    assert (result.written, result.pushed, result.report_commit) == (False, False, None)
+    assert "the mirror was altered" in result.detail
+    assert branch_tip(origin, BRANCH) == before
+
+
+def test_a_rewritten_subtree_elsewhere_never_reaches_the_origin(
+    tmp_path: Path, identity: GitIdentity
+) -> None:
+    origin = make_origin(
+        tmp_path / "origins", "app", {REPORT: FORGED_REPORT, "src/app.py": "print(1)\n"}
+    )
+    real_src = git(origin, "rev-parse", f"{BRANCH}:src")
+
+    def rewrite_src(co: Checkout) -> None:
+        rewrite_object(co.mirror, real_src, "tree", evil_tree(co.mirror))
+
+    result, tested = publish(tmp_path, identity, attack=rewrite_src)
+    assert_exact_report_on_branch(origin, result, tested)
+    assert git(origin, "rev-parse", f"{BRANCH}:src") == real_src
+    assert git(origin, "ls-tree", "-r", "--name-only", BRANCH, "--", "src") == "src/app.py"

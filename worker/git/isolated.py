@@ -11,6 +11,7 @@ no GIT_* variable inherited from the worker's environment.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -94,6 +95,18 @@ class IsolatedGit:
         `strip` is false, for -z output), or GitError."""
         return self._run_raw([*_SAFE_CONFIG, *args], stdin=stdin, strip=strip)
 
+    def verified_object(self, sha: str, kind: str) -> bytes:
+        """The raw content of object `sha` of type `kind`, checked to hash to `sha`.
+
+        git reads objects by name without re-hashing them, so a loose object rewritten
+        in the mirror would otherwise be taken for the real one. GitError if not."""
+        done = self._run_process([*_SAFE_CONFIG, "cat-file", kind, sha], stdin=None, env=None)
+        content = done.stdout
+        header = f"{kind} {len(content)}\0".encode()
+        if hashlib.sha1(header + content, usedforsecurity=False).hexdigest() != sha:
+            raise GitError(f"{kind} {sha} does not hash to its name: the mirror was altered")
+        return content
+
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -116,6 +129,13 @@ class IsolatedGit:
         strip: bool = True,
         env: Mapping[str, str] | None = None,
     ) -> str:
+        out = self._run_process(args, stdin=stdin, env=env).stdout
+        text = out.decode("utf-8", "surrogateescape")
+        return text.strip() if strip else text
+
+    def _run_process(
+        self, args: list[str], *, stdin: bytes | None, env: Mapping[str, str] | None
+    ) -> subprocess.CompletedProcess[bytes]:
         try:
             done = subprocess.run(
                 ["git", *args],
@@ -133,8 +153,7 @@ class IsolatedGit:
         if done.returncode != 0:
             stderr = done.stderr.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:]
             raise GitError(f"git {_verb(args)} failed ({done.returncode}): {stderr}")
-        out = done.stdout.decode("utf-8", "surrogateescape")
-        return out.strip() if strip else out
+        return done
 
 
 def _verb(args: list[str]) -> str:

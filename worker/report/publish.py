@@ -96,10 +96,12 @@ def _report_commit(git: IsolatedGit, tested: str, rel_path: str, text: str, mess
     exactly this report (a redelivery of the same verdict makes no second commit)."""
     if git.run(["cat-file", "-t", tested]) != "commit":
         raise GitError(f"{tested} is not a commit")
+    _verify_path_trees(git, tested, rel_path)
     git.run(["read-tree", tested])
     _drop_conflicts(git, tested, rel_path)
     # --stdin without --path: no attribute, no filter, no eol conversion can apply.
-    blob = git.run(["hash-object", "-w", "--no-filters", "--stdin"], stdin=text.encode("utf-8"))
+    data = text.encode("utf-8", "replace")
+    blob = git.run(["hash-object", "-w", "--no-filters", "--stdin"], stdin=data)
     git.run(["update-index", "--add", "--cacheinfo", f"{_REGULAR_FILE},{blob},{rel_path}"])
     tree = git.run(["write-tree"])
     found = _tree_entry(git, tree, rel_path)
@@ -108,6 +110,32 @@ def _report_commit(git: IsolatedGit, tested: str, rel_path: str, text: str, mess
     if tree == git.run(["rev-parse", "--verify", f"{tested}^{{tree}}"]):
         return tested
     return git.run(["commit-tree", "--no-gpg-sign", "-p", tested, "-m", message, tree])
+
+
+def _verify_path_trees(git: IsolatedGit, tested: str, rel_path: str) -> None:
+    """Check that the tested commit and the trees on the way to the report path are
+    what their names say. Only these are rebuilt from their content; every other
+    subtree keeps its name (write-tree reuses the names read-tree recorded), and the
+    origin already holds the real objects behind those names."""
+    commit = git.verified_object(tested, "commit")
+    tree = commit.split(b"\n", 1)[0].removeprefix(b"tree ").decode("ascii", "replace")
+    for part in [*rel_path.split("/")[:-1], None]:
+        entries = _tree_entries(git.verified_object(tree, "tree"))
+        if part is None or entries.get(part.encode(), (b"", ""))[0] != b"40000":
+            return
+        tree = entries[part.encode()][1]
+
+
+def _tree_entries(raw: bytes) -> dict[bytes, tuple[bytes, str]]:
+    """name -> (mode, sha) of a raw tree object (`<mode> <name>\\0<20-byte sha>`...)."""
+    entries: dict[bytes, tuple[bytes, str]] = {}
+    at = 0
+    while at < len(raw):
+        space = raw.index(b" ", at)
+        nul = raw.index(b"\0", space)
+        entries[raw[space + 1 : nul]] = (raw[at:space], raw[nul + 1 : nul + 21].hex())
+        at = nul + 21
+    return entries
 
 
 def _drop_conflicts(git: IsolatedGit, tested: str, rel_path: str) -> None:
