@@ -524,3 +524,30 @@ def test_a_rewritten_subtree_elsewhere_never_reaches_the_origin(
     assert_exact_report_on_branch(origin, result, tested)
     assert git(origin, "rev-parse", f"{BRANCH}:src") == real_src
     assert git(origin, "ls-tree", "-r", "--name-only", BRANCH, "--", "src") == "src/app.py"
+
+
+def test_a_tested_commit_that_is_not_a_commit_of_the_mirror_is_refused(
+    tmp_path: Path, origin: Path, identity: GitIdentity
+) -> None:
+    before = branch_tip(origin, BRANCH)
+    with checkout(
+        "app",
+        BRANCH,
+        None,
+        workdir=tmp_path / "work",
+        url_template=str(tmp_path / "origins" / "{repo}.git"),
+    ) as co:
+        tree = git(co.mirror, "rev-parse", f"{co.commit}^{{tree}}")
+        for tested in ("0" * 40, tree, "HEAD", co.commit[:12]):
+            result = publish_report(
+                co.mirror,
+                tested,
+                REPORT,
+                TEXT,
+                origin_url=co.origin_url,
+                branch=BRANCH,
+                message="m",
+                identity=identity,
+            )
+            assert (result.written, result.pushed, result.report_commit) == (False, False, None)
+    assert branch_tip(origin, BRANCH) == before

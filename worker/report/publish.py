@@ -29,7 +29,6 @@ _SHA = re.compile(r"[0-9a-f]{40}")
 # so no pathspec magic, glob or `..` can widen what is looked up or removed.
 _PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _REGULAR_FILE = "100644"
-_TREE = "040000"
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,9 @@ def _refusal(tested_commit: str, rel_path: str, branch: str) -> str | None:
 def _report_commit(git: IsolatedGit, tested: str, rel_path: str, text: str, message: str) -> str:
     """The report commit's SHA; the tested commit itself when its tree already holds
     exactly this report (a redelivery of the same verdict makes no second commit)."""
-    if git.run(["cat-file", "-t", tested]) != "commit":
-        raise GitError(f"{tested} is not a commit")
-    _verify_path_trees(git, tested, rel_path)
+    root, blocker = _inspect_tested(git, tested, rel_path)
     git.run(["read-tree", tested])
-    _drop_conflicts(git, tested, rel_path)
+    _drop_conflicts(git, rel_path, blocker)
     # --stdin without --path: no attribute, no filter, no eol conversion can apply.
     data = text.encode("utf-8", "replace")
     blob = git.run(["hash-object", "-w", "--no-filters", "--stdin"], stdin=data)
@@ -107,50 +104,56 @@ def _report_commit(git: IsolatedGit, tested: str, rel_path: str, text: str, mess
     found = _tree_entry(git, tree, rel_path)
     if found != (_REGULAR_FILE, blob):
         raise GitError(f"the new tree has {found} at {rel_path}, not the report")
-    if tree == git.run(["rev-parse", "--verify", f"{tested}^{{tree}}"]):
+    if tree == root:
         return tested
     return git.run(["commit-tree", "--no-gpg-sign", "-p", tested, "-m", message, tree])
 
 
-def _verify_path_trees(git: IsolatedGit, tested: str, rel_path: str) -> None:
-    """Check that the tested commit and the trees on the way to the report path are
-    what their names say. Only these are rebuilt from their content; every other
-    subtree keeps its name (write-tree reuses the names read-tree recorded), and the
-    origin already holds the real objects behind those names."""
+def _inspect_tested(git: IsolatedGit, tested: str, rel_path: str) -> tuple[str, str | None]:
+    """The tested commit's root tree, and the first parent of the report path that is
+    there but not a directory (None if there is none).
+
+    The commit and every tree on the way to the report are checked to hash to their
+    names: only these are rebuilt from their content. Every other subtree keeps its
+    name (write-tree reuses the names read-tree recorded), and the origin already
+    holds the real objects behind those names."""
     commit = git.verified_object(tested, "commit")
-    tree = commit.split(b"\n", 1)[0].removeprefix(b"tree ").decode("ascii", "replace")
-    for part in [*rel_path.split("/")[:-1], None]:
-        entries = _tree_entries(git.verified_object(tree, "tree"))
-        if part is None or entries.get(part.encode(), (b"", ""))[0] != b"40000":
-            return
-        tree = entries[part.encode()][1]
+    first_line = commit.split(b"\n", 1)[0].decode("ascii", "replace")
+    root = first_line.removeprefix("tree ")
+    if not first_line.startswith("tree ") or not _SHA.fullmatch(root):
+        raise GitError(f"{tested} is not a commit with a tree")
+    parts = rel_path.split("/")[:-1]
+    tree = root
+    for depth, part in enumerate(parts, start=1):
+        entry = _tree_entries(git.verified_object(tree, "tree")).get(part.encode())
+        if entry is None:
+            return root, None  # nothing here, so nothing deeper either
+        if entry[0] != b"40000":
+            return root, "/".join(parts[:depth])  # a file, link or submodule
+        tree = entry[1]
+    git.verified_object(tree, "tree")  # the report's own directory
+    return root, None
 
 
 def _tree_entries(raw: bytes) -> dict[bytes, tuple[bytes, str]]:
     """name -> (mode, sha) of a raw tree object (`<mode> <name>\\0<20-byte sha>`...)."""
     entries: dict[bytes, tuple[bytes, str]] = {}
     at = 0
-    while at < len(raw):
-        space = raw.index(b" ", at)
-        nul = raw.index(b"\0", space)
-        entries[raw[space + 1 : nul]] = (raw[at:space], raw[nul + 1 : nul + 21].hex())
-        at = nul + 21
+    try:
+        while at < len(raw):
+            space = raw.index(b" ", at)
+            nul = raw.index(b"\0", space)
+            entries[raw[space + 1 : nul]] = (raw[at:space], raw[nul + 1 : nul + 21].hex())
+            at = nul + 21
+    except ValueError as exc:
+        raise GitError(f"a malformed tree object: {exc}") from exc
     return entries
 
 
-def _drop_conflicts(git: IsolatedGit, tested: str, rel_path: str) -> None:
-    """Remove from the index every entry that stands where the report goes: a
-    non-directory at any parent, the path itself (any mode), anything under it."""
-    doomed: list[str] = []
-    parts = rel_path.split("/")
-    for depth in range(1, len(parts)):
-        parent = "/".join(parts[:depth])
-        entry = _tree_entry(git, tested, parent)
-        if entry is None:
-            break  # nothing here, so nothing deeper either
-        if entry[0] != _TREE:
-            doomed.append(parent)  # a file, symlink or submodule where a directory goes
-            break
+def _drop_conflicts(git: IsolatedGit, rel_path: str, blocker: str | None) -> None:
+    """Remove from the index every entry that stands where the report goes: the
+    non-directory `blocker` at a parent, the path itself (any mode), anything under it."""
+    doomed = [blocker] if blocker else []
     listed = git.run(["ls-files", "-z", "--", f":(literal){rel_path}"], strip=False)
     doomed += [p for p in listed.split("\0") if p]
     if doomed:
