@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 GIT_ENV = {
@@ -76,6 +76,31 @@ def push_commit(bare: Path, branch: str, files: Mapping[str, str], message: str)
         git(work, "pull", "-q", "--ff-only")
     write_files(work, files)
     git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", message)
+    git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    return git(work, "rev-parse", "HEAD")
+
+
+def push_change(
+    bare: Path,
+    branch: str,
+    change: Callable[[Path], None],
+    message: str,
+    *,
+    then_in_index: Callable[[Path], None] | None = None,
+) -> str:
+    """Add a commit on top of `branch` in `bare` made by `change(worktree)` (which may
+    write, delete or link anything), staged with `add -A`, then `then_in_index(worktree)`
+    for what only the index can hold (a submodule entry); return its SHA."""
+    work = bare.parent / f"{bare.stem}-change-{branch.replace('/', '_')}"
+    if not work.exists():
+        git(bare.parent, "clone", "-q", "-b", branch, str(bare), str(work))
+    else:
+        git(work, "pull", "-q", "--ff-only")
+    change(work)
+    git(work, "add", "-A")
+    if then_in_index is not None:
+        then_in_index(work)
     git(work, "commit", "-q", "-m", message)
     git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
     return git(work, "rev-parse", "HEAD")

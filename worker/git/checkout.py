@@ -29,6 +29,8 @@ class Checkout:
     branch: str
     commit: str  # the 40-hex SHA checked out (the job's commit, or the branch tip)
     path: Path  # the job's private worktree
+    mirror: Path  # the repo's bare mirror, whose objects the worktree uses
+    origin_url: str  # where the mirror fetches from and reports are pushed to
 
 
 def mirror_path(workdir: Path, repo: str) -> Path:
@@ -51,11 +53,13 @@ def checkout(
     Raises CheckoutError (with repo, step and git's message) if it cannot be made.
     The worktree is removed on exit, also when the block raises.
     """
-    mirrors = workdir / "mirrors"
+    mirror = mirror_path(workdir, repo)
+    mirrors = mirror.parent
     jobs = workdir / "jobs"
     mirrors.mkdir(parents=True, exist_ok=True)
     jobs.mkdir(parents=True, exist_ok=True)
     mirror = mirror_path(workdir, repo)
+    origin_url = url_template.format(repo=repo)
     lock_path = mirrors / f"{repo}.lock"
     job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
     worktree = job_dir / "src"
@@ -68,7 +72,7 @@ def checkout(
     try:
         with _locked(lock_path):
             if sha is None:
-                _ensure_mirror(mirror, url_template.format(repo=repo), git_timeout_s)
+                _ensure_mirror(mirror, origin_url, git_timeout_s)
                 sha = _resolve(mirror, branch, commit, git_timeout_s)
             _git(
                 mirror,
@@ -86,7 +90,14 @@ def checkout(
         raise
     logger.info("checked out %s@%s (%s) in %s", repo, branch, sha, worktree)
     try:
-        yield Checkout(repo=repo, branch=branch, commit=sha, path=worktree)
+        yield Checkout(
+            repo=repo,
+            branch=branch,
+            commit=sha,
+            path=worktree,
+            mirror=mirror,
+            origin_url=origin_url,
+        )
     finally:
         _remove_worktree(mirror, lock_path, job_dir, worktree, git_timeout_s)
 

@@ -429,9 +429,11 @@ class JobRun:
             home=self.settings.home_dir,
         )
         result = publish_report(
-            co.path,
+            co.mirror,
+            co.commit,
             self.job.report_path,
             render_report(facts),
+            origin_url=co.origin_url,
             branch=self.job.branch,
             message=f"test: test gate {facts.verdict.result} for {self.job.work_item_id}",
             identity=identity,

@@ -2,17 +2,21 @@
 
 The frontmatter is machine-read by the orchestrator's gate, so its keys, their order
 and their values are fixed; extra keys follow `smoke:` and never use a field name the
-gate reads. The body is for humans and is bounded whatever the suite printed.
+gate reads. The body is for humans and is bounded whatever the suite printed: every
+quoted piece is clipped, and the whole report never exceeds MAX_REPORT_BYTES (the body
+is cut, with a visible note; the frontmatter never is).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from worker.report.budget import clip, clip_tail, fenced, fit_sections, utf8_len
 from worker.report.sections import (
+    MAX_ID_CHARS,
+    MAX_TEXT_CHARS,
     classification_section,
     hang_section,
     integrity_section,
@@ -23,9 +27,13 @@ from worker.review.integrity import Integrity
 from worker.suite.probe import Hang
 from worker.verdict import Verdict
 
+MAX_REPORT_BYTES = 64 * 1024
 MAX_FAILING_LISTED = 50
 MAX_TAIL_CHARS = 4096
-_BACKTICK_RUN = re.compile(r"`+")
+MAX_NOTES_LISTED = 20
+# Frontmatter values come from validated input (ids of at most 100 characters, SHAs);
+# this only keeps a value on one line and short if that validation were ever bypassed.
+MAX_FRONTMATTER_VALUE = 200
 
 
 @dataclass(frozen=True)
@@ -55,14 +63,18 @@ class ReportFacts:
 
 
 def render_report(facts: ReportFacts) -> str:
-    return _frontmatter(facts) + "\n" + _body(facts)
+    """The report: the frontmatter intact, then the body cut to fit MAX_REPORT_BYTES."""
+    head = _frontmatter(facts) + "\n"
+    report = head + fit_sections(_body(facts), MAX_REPORT_BYTES - utf8_len(head))
+    # Output decoded leniently can hold lone surrogates, which no file can store.
+    return report.encode("utf-8", "replace").decode("utf-8")
 
 
 def _frontmatter(facts: ReportFacts) -> str:
     lines = [
         "---",
         f"result: {facts.verdict.result}",
-        f"work_item: {facts.work_item_id}",
+        f"work_item: {_value(facts.work_item_id)}",
         "stage: testing",
         "author_agent: test-runner",
         f"status: {facts.verdict.status}",
@@ -73,7 +85,7 @@ def _frontmatter(facts: ReportFacts) -> str:
         f"outcome: {facts.verdict.outcome}",
     ]
     if facts.commit:
-        lines.append(f"commit: {facts.commit}")
+        lines.append(f"commit: {_value(facts.commit)}")
     if facts.duration_s is not None:
         lines.append(f"duration_s: {facts.duration_s:.1f}")
     if facts.tests_total is not None:
@@ -83,15 +95,23 @@ def _frontmatter(facts: ReportFacts) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _body(facts: ReportFacts) -> str:
+def _value(text: str) -> str:
+    return clip(" ".join(text.splitlines()), MAX_FRONTMATTER_VALUE)
+
+
+def _body(facts: ReportFacts) -> list[str]:
     verdict = facts.verdict
+    where = (
+        f"- repo `{clip(facts.repo, MAX_ID_CHARS)}`, branch `{clip(facts.branch, MAX_ID_CHARS)}`,"
+        f" commit `{clip(facts.commit or 'unknown', MAX_ID_CHARS)}`"
+    )
     sections = [
         f"# Test gate: {verdict.result}\n",
-        f"**Why:** {verdict.reason}.\n",
+        f"**Why:** {clip(verdict.reason, MAX_TEXT_CHARS)}.\n",
         "## What ran\n",
-        f"- repo `{facts.repo}`, branch `{facts.branch}`, commit `{facts.commit or 'unknown'}`",
-        f"- command `{facts.command}`",
-        f"- smoke: {facts.smoke_state} ({facts.smoke_detail})",
+        where,
+        f"- command `{clip(facts.command, MAX_TEXT_CHARS)}`",
+        f"- smoke: {facts.smoke_state} ({clip(facts.smoke_detail, MAX_TEXT_CHARS)})",
         f"- attempts: {facts.attempts}",
         "- verdict written by the deterministic test runner (no LLM): pytest's exit code "
         "AND-ed with the read-only smoke.\n",
@@ -102,7 +122,8 @@ def _body(facts: ReportFacts) -> str:
             "The runner failed closed so that no untested branch advances.\n"
         )
     if facts.limit_notes:
-        notes = "\n".join(f"- {note}" for note in facts.limit_notes)
+        shown = facts.limit_notes[:MAX_NOTES_LISTED]
+        notes = "\n".join(f"- {clip(note, MAX_TEXT_CHARS)}" for note in shown)
         sections.append(f"## Resource limits reached\n\n{notes}\n")
     if facts.failing_tests:
         sections.append(_failing_section(facts.failing_tests))
@@ -116,21 +137,17 @@ def _body(facts: ReportFacts) -> str:
         sections.append(packet_section(facts.failure_packet))
     if facts.output_tail:
         sections.append(_tail_section(facts.output_tail))
-    return "\n".join(sections)
+    return sections
 
 
 def _failing_section(failing: tuple[str, ...]) -> str:
     shown = failing[:MAX_FAILING_LISTED]
-    lines = ["## Failing tests\n", *(f"- `{node}`" for node in shown)]
+    lines = ["## Failing tests\n", *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown)]
     if len(failing) > len(shown):
         lines.append(f"- ... and {len(failing) - len(shown)} more")
     return "\n".join(lines) + "\n"
 
 
 def _tail_section(tail: str) -> str:
-    text = tail[-MAX_TAIL_CHARS:].strip("\n")
-    # The fence must be longer than any backtick run inside, or the output would
-    # close it early and spill into the markdown.
-    longest = max((len(m.group()) for m in _BACKTICK_RUN.finditer(text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"## Output (last {len(text)} characters)\n\n{fence}\n{text}\n{fence}\n"
+    text = clip_tail(tail, MAX_TAIL_CHARS).strip("\n")
+    return f"## Output (last {len(text)} characters)\n\n" + fenced(text)

@@ -5,35 +5,35 @@ which the gate reads)."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from worker.git.diff import DiffLine
+from worker.report.budget import clip, fenced
 from worker.review.classify import Classified
 from worker.review.integrity import Finding, Integrity
 from worker.suite.probe import Hang
 
 MAX_LISTED = 50
-_BACKTICK_RUN = re.compile(r"`+")
-
-
-def fenced(text: str, info: str = "") -> str:
-    """A code block that `text` cannot close early, whatever backticks it holds."""
-    longest = max((len(m.group()) for m in _BACKTICK_RUN.finditer(text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{info}\n{text}\n{fence}\n"
+MAX_ID_CHARS = 300  # one test id as listed
+MAX_TEXT_CHARS = 2000  # one free-text item: a reason, a detail, a note
+MAX_STACKS_CHARS = 8192  # the hang's stack dump, innermost frames first
+MAX_PACKET_CHARS = 16384  # the failure packet's JSON
 
 
 def hang_section(hang: Hang) -> str:
-    where = f"`{hang.test}`" if hang.test else "outside any test (collection or teardown)"
+    where = (
+        f"`{clip(hang.test, MAX_ID_CHARS)}`"
+        if hang.test
+        else "outside any test (collection or teardown)"
+    )
     parts = [
         "## Where it hung\n",
         f"The suite was killed at its hard timeout while running {where}.\n",
     ]
     if hang.stacks:
         parts += ["Every thread's stack a few seconds before the kill, innermost call first:\n"]
-        parts.append(fenced(hang.stacks))
+        parts.append(fenced(clip(hang.stacks, MAX_STACKS_CHARS)))
     else:
         parts.append("No stack dump was written before the kill.\n")
     return "\n".join(parts)
@@ -45,36 +45,42 @@ def integrity_section(found: Integrity) -> str:
     parts += _findings("Newly skipped tests", found.skipped)
     if found.moved:
         parts.append("### Moved or renamed (not flagged)\n")
-        parts.append(_listed(f"`{m.old_id}` -> `{m.new_id}` ({m.how})" for m in found.moved))
+        parts.append(
+            _listed(f"`{_id(m.old_id)}` -> `{_id(m.new_id)}` ({_text(m.how)})" for m in found.moved)
+        )
     if found.excused:
         parts.append("### Removed with the code they tested (not flagged)\n")
-        parts.append(_listed(f"`{e.test_id}`: {e.why}" for e in found.excused))
+        parts.append(_listed(f"`{_id(e.test_id)}`: {_text(e.why)}" for e in found.excused))
     if found.config:
         parts.append("### pytest configuration changed\n")
         parts.append(fenced(_diff(found.config)))
     if found.unattributed:
         parts.append("### Skip or xfail lines outside any collected test (not flagged)\n")
         parts.append(fenced(_diff(found.unattributed)))
-    parts += [f"Note: {note}.\n" for note in found.notes]
+    parts += [f"Note: {_text(note)}.\n" for note in found.notes[:MAX_LISTED]]
     return "\n".join(parts)
 
 
 def classification_section(classified: Sequence[Classified]) -> str:
-    lines = [f"- `{c.test_id}`: **{c.failure_class}** ({c.detail})" for c in classified]
+    lines = [f"- `{_id(c.test_id)}`: **{c.failure_class}** ({_text(c.detail)})" for c in classified]
     return "## Failure classification\n\n" + _listed(lines)
 
 
 def packet_section(packet: dict[str, Any]) -> str:
-    text = json.dumps(packet, indent=2, ensure_ascii=False)
-    return "## Failure packet\n\n" + fenced(text, "json")
+    text = json.dumps(packet, indent=2, ensure_ascii=False, default=repr)
+    if len(text) <= MAX_PACKET_CHARS:
+        return "## Failure packet\n\n" + fenced(text, "json")
+    shown = text[:MAX_PACKET_CHARS]
+    note = f"The packet is cut here: {len(text) - len(shown)} more characters of JSON.\n"
+    return "## Failure packet\n\n" + fenced(shown, "json") + "\n" + note
 
 
 def _integrity_summary(found: Integrity) -> str:
     objection = found.objection
     if objection:
-        return f"**FAIL:** {objection}. This guard can only turn a PASS into a FAIL.\n"
+        return f"**FAIL:** {_text(objection)}. This guard can only turn a PASS into a FAIL.\n"
     if found.incomplete:
-        return f"**Not checked:** {found.incomplete}. The verdict is the suite's alone.\n"
+        return f"**Not checked:** {_text(found.incomplete)}. The verdict is the suite's alone.\n"
     return "No test of the merge base was removed or newly skipped.\n"
 
 
@@ -83,7 +89,7 @@ def _findings(title: str, findings: Sequence[Finding]) -> list[str]:
         return []
     parts = [f"### {title}\n"]
     for finding in findings[:MAX_LISTED]:
-        parts.append(f"- `{finding.test_id}`")
+        parts.append(f"- `{_id(finding.test_id)}`")
         explained = _diff(finding.lines) if finding.lines else "(no line of the diff explains it)"
         parts.append(fenced(explained))
     if len(findings) > MAX_LISTED:
@@ -101,3 +107,11 @@ def _listed(lines: Iterable[str]) -> str:
 
 def _diff(lines: Sequence[DiffLine]) -> str:
     return "\n".join(line.render() for line in lines[:MAX_LISTED])
+
+
+def _id(test_id: str) -> str:
+    return clip(test_id, MAX_ID_CHARS)
+
+
+def _text(text: str) -> str:
+    return clip(text, MAX_TEXT_CHARS)
