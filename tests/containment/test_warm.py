@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -73,6 +74,13 @@ def dump(root: Path, tmp_path: Path, *, warm: bool, **kw: Any) -> dict[str, Any]
     return state
 
 
+RUN_DIR = re.compile(r"/run-[^/]+/")
+
+
+def per_run_dirs_named_alike(env: dict[str, str]) -> dict[str, str]:
+    return {key: RUN_DIR.sub("/run-*/", value) for key, value in env.items()}
+
+
 def test_a_warm_run_is_indistinguishable_from_a_cold_one(tmp_path: Path) -> None:
     root = project(tmp_path, {"tests/test_dump.py": STATE_DUMP})
     same = {"cookie": "c0ffee" * 5, "limits": Limits(max_file_mb=64)}
@@ -82,10 +90,15 @@ def test_a_warm_run_is_indistinguishable_from_a_cold_one(tmp_path: Path) -> None
     assert warm.pop("ppid") == warm_interpreter().pid  # it really was forked warm
     warm_env, cold_env = warm.pop("env"), cold.pop("env")
     assert warm_env.pop("GATE_DUMP_AT") != cold_env.pop("GATE_DUMP_AT")  # a time: per run
-    assert warm_env == cold_env
+    # Each run writes into a fresh directory of its own, under a random name.
+    assert per_run_dirs_named_alike(warm_env) == per_run_dirs_named_alike(cold_env)
+    warm_argv, cold_argv = warm.pop("argv"), cold.pop("argv")
+    assert [RUN_DIR.sub("/run-*/", a) for a in warm_argv] == [
+        RUN_DIR.sub("/run-*/", a) for a in cold_argv
+    ]
     assert warm == cold
     assert warm["cookie_in_proc"] and warm["own_session"] and warm["fsize"] == 64 * 1024**2
-    assert warm["argv"][0].endswith("pytest/__main__.py") and warm["main"] == warm["argv"][0]
+    assert warm_argv[0].endswith("pytest/__main__.py") and warm["main"] == warm_argv[0]
 
 
 def test_start_up_variables_in_the_suites_environment_send_it_cold(tmp_path: Path) -> None:

@@ -12,16 +12,31 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from worker.containment.sandbox import Sandbox
+from worker.containment.untrusted_files import UntrustedDir
 from worker.insuite import PLUGINS_DIR
 
 PROBE_MODULE = "testgate_probe"
 MAX_STACK_CHARS = 6000
+# Bounds of what is read back from the suite's reach.
 MAX_SESSION_BYTES = 64 * 1024
+MAX_OUTCOMES_BYTES = 64 * 1024 * 1024
+MAX_CURRENT_BYTES = 4096
+MAX_STACKS_BYTES = 1024 * 1024
+# The files of one probe directory.
+CURRENT = "current-test"
+OUTCOMES = "outcomes.jsonl"
+STACKS = "stacks.txt"
+COLLECTED = "collected.json"
+SELECT = "select.json"
+SESSION = "session.jsonl"
+JUNIT = "junit.xml"
+PROGRESS = "progress.json"
 FRAMES_PER_THREAD = 12
 
 _THREAD_HEADER = re.compile(r"^(Current thread|Thread) 0x[0-9a-f]+", re.MULTILINE)
@@ -47,35 +62,26 @@ class Hang:
     stacks: str  # every thread's stack, most recent call first; "" if none was dumped
 
 
-@dataclass(frozen=True)
 class ProbeFiles:
-    """Where the probe of one pytest process writes; all in one directory."""
+    """Where the probe of one pytest process writes (with JUnit XML and progress): a
+    directory in the suite's reach, so it is made fresh under a random name once every
+    earlier process of the job is gone (nothing can have been planted there), and read
+    back only through a descriptor pinned before the run (worker/containment/
+    untrusted_files.py: no link followed, no FIFO waited on, every read bounded)."""
 
-    directory: Path
+    def __init__(self, parent: Path, label: str) -> None:
+        parent.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=parent))
+        self.reader = UntrustedDir(self.directory)
 
-    @property
-    def current(self) -> Path:
-        return self.directory / "current-test"
+    def __enter__(self) -> ProbeFiles:
+        return self
 
-    @property
-    def outcomes(self) -> Path:
-        return self.directory / "outcomes.jsonl"
+    def __exit__(self, *_: object) -> None:
+        self.reader.close()
 
-    @property
-    def stacks(self) -> Path:
-        return self.directory / "stacks.txt"
-
-    @property
-    def collected(self) -> Path:
-        return self.directory / "collected.json"
-
-    @property
-    def select(self) -> Path:
-        return self.directory / "select.json"
-
-    @property
-    def session(self) -> Path:
-        return self.directory / "session.jsonl"
+    def path(self, name: str) -> Path:
+        return self.directory / name
 
 
 def hang_dump_margin_s(timeout_s: float) -> float:
@@ -97,33 +103,31 @@ def with_probe(
     `dump_at` (epoch seconds) arms the stack dump; `collect` records the collected ids;
     `select` runs only those ids.
     """
-    files.directory.mkdir(parents=True, exist_ok=True)
     plugins = str(PLUGINS_DIR)
     env = dict(sandbox.extra_env)
     if plugins not in env.get("PYTHONPATH", "").split(":"):
         # Absolute and first, so a contract's relative PYTHONPATH keeps working after it.
         env["PYTHONPATH"] = ":".join(p for p in (plugins, env.get("PYTHONPATH")) if p)
-    env["GATE_CURRENT_TEST_FILE"] = str(files.current)
-    env["GATE_SESSION_FILE"] = str(files.session)
-    env["GATE_OUTCOMES_FILE"] = str(files.outcomes)
+    env["GATE_CURRENT_TEST_FILE"] = str(files.path(CURRENT))
+    env["GATE_SESSION_FILE"] = str(files.path(SESSION))
+    env["GATE_OUTCOMES_FILE"] = str(files.path(OUTCOMES))
     if dump_at is not None:
-        env.update({"GATE_STACKS_FILE": str(files.stacks), "GATE_DUMP_AT": f"{dump_at:.3f}"})
+        env["GATE_STACKS_FILE"] = str(files.path(STACKS))
+        env["GATE_DUMP_AT"] = f"{dump_at:.3f}"
     if collect:
-        env["GATE_COLLECTED_FILE"] = str(files.collected)
+        env["GATE_COLLECTED_FILE"] = str(files.path(COLLECTED))
     if select is not None:
-        files.select.write_text(json.dumps(sorted(set(select))))
-        env["GATE_SELECT_FILE"] = str(files.select)
+        # Written before the run into the fresh directory: nothing of the suite ran yet.
+        files.path(SELECT).write_text(json.dumps(sorted(set(select))))
+        env["GATE_SELECT_FILE"] = str(files.path(SELECT))
     return replace(sandbox, extra_env=env)
 
 
 def read_outcomes(files: ProbeFiles) -> tuple[TestOutcome, ...]:
     """Every test the probe saw end, in order; () when it wrote nothing."""
-    try:
-        lines = files.outcomes.read_text(errors="replace").splitlines()
-    except OSError:
-        return ()
+    text = files.reader.read_text(OUTCOMES, MAX_OUTCOMES_BYTES) or ""
     outcomes: list[TestOutcome] = []
-    for line in lines:
+    for line in text.splitlines():
         try:
             data = json.loads(line)
             outcomes.append(
@@ -134,25 +138,21 @@ def read_outcomes(files: ProbeFiles) -> tuple[TestOutcome, ...]:
                     float(data.get("seconds", 0.0)),
                 )
             )
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut short by a kill
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # a line cut short by a kill, or not the probe's
     return tuple(outcomes)
 
 
 def read_session(files: ProbeFiles) -> str:
     """The session records as written (parsed against the run's nonce elsewhere)."""
-    try:
-        with files.session.open("rb") as handle:
-            return handle.read(MAX_SESSION_BYTES).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+    return files.reader.read_text(SESSION, MAX_SESSION_BYTES) or ""
 
 
 def read_collected(files: ProbeFiles) -> frozenset[str] | None:
     """The ids collection ended with, or None when the probe never got that far."""
     try:
-        data = json.loads(files.collected.read_text())
-    except (OSError, ValueError):
+        data = json.loads(files.reader.read_text(COLLECTED, MAX_OUTCOMES_BYTES) or "")
+    except ValueError:
         return None
     if not isinstance(data, list):
         return None
@@ -161,14 +161,8 @@ def read_collected(files: ProbeFiles) -> frozenset[str] | None:
 
 def read_hang(files: ProbeFiles) -> Hang | None:
     """Where a killed run hung, or None when the probe left nothing to say."""
-    try:
-        current = files.current.read_text(errors="replace").strip()
-    except OSError:
-        current = ""
-    try:
-        stacks = files.stacks.read_text(errors="replace")
-    except OSError:
-        stacks = ""
+    current = (files.reader.read_text(CURRENT, MAX_CURRENT_BYTES) or "").strip()
+    stacks = files.reader.tail(STACKS, MAX_STACKS_BYTES) or ""
     if not current and not stacks.strip():
         return None
     return Hang(test=current or None, stacks=trim_stacks(stacks))

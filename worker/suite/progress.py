@@ -13,7 +13,6 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("testgate.progress")
@@ -32,25 +31,25 @@ class Progress:
         return asdict(self)
 
 
-def read_progress(path: Path) -> Progress | None:
+def parse_progress(text: str | None) -> Progress | None:
     """The latest progress, or None when there is none (yet) or it is unreadable."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text or "")
         return Progress(total=data.get("total"), done=int(data["done"]), failed=int(data["failed"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 class ProgressWatcher:
     """Calls `report` with each new progress; what `run_bounded`'s tick runs."""
 
-    def __init__(self, path: Path, report: Callable[[Progress], None]) -> None:
-        self._path = path
+    def __init__(self, read: Callable[[], str | None], report: Callable[[Progress], None]) -> None:
+        self._read = read  # the progress file's text, read hostile-safe
         self._report = report
         self._last: Progress | None = None
 
     def __call__(self) -> None:
-        current = read_progress(self._path)
+        current = parse_progress(self._read())
         if current is not None and current != self._last:
             self._last = current
             try:

@@ -37,12 +37,12 @@ def collect_ids(
     """`python -m pytest <target> --collect-only -q` and the ids it collected."""
     if timeout_s <= 0:
         return Collection(frozenset(), False, "no time left in the job's budget")
-    files = ProbeFiles(sandbox.out_dir / f"collect-{label}")
     # No assertion rewriting: nothing runs, and rewriting every test module (no .pyc
     # can be kept) is a fifth of a collection's time.
     command = (python, "-m", "pytest", target, "--collect-only", "-q", "--assert=plain", *_OPTIONS)
-    ended = _run(command, worktree, with_probe(sandbox, files, collect=True), files, timeout_s)
-    ids = read_collected(files)
+    with ProbeFiles(sandbox.out_dir, f"collect-{label}") as files:
+        ended = _run(command, worktree, with_probe(sandbox, files, collect=True), files, timeout_s)
+        ids = read_collected(files)
     detail = _ended(ended, timeout_s)
     if ids is None:
         return Collection(frozenset(), False, f"{detail}, no test ids recorded")
@@ -64,10 +64,10 @@ def rerun_ids(
     without it. None when nothing could be run."""
     if timeout_s <= 0 or not ids:
         return None
-    files = ProbeFiles(sandbox.out_dir / f"rerun-{label}")
     command = (python, "-m", "pytest", target, "-q", *_OPTIONS)
-    ended = _run(command, worktree, with_probe(sandbox, files, select=ids), files, timeout_s)
-    outcomes = {o.test_id: o.outcome for o in read_outcomes(files) if o.test_id in ids}
+    with ProbeFiles(sandbox.out_dir, f"rerun-{label}") as files:
+        ended = _run(command, worktree, with_probe(sandbox, files, select=ids), files, timeout_s)
+        outcomes = {o.test_id: o.outcome for o in read_outcomes(files) if o.test_id in ids}
     if ended.exit_code not in _COMPLETE_EXITS:
         logger.warning("re-run on %s %s", label, _ended(ended, timeout_s))
         return outcomes or None
@@ -80,9 +80,9 @@ _OPTIONS = ("-p", "no:cacheprovider", "-p", PROBE_MODULE)
 def _run(
     command: tuple[str, ...], worktree: Path, sandbox: Sandbox, files: ProbeFiles, timeout_s: float
 ) -> Bounded:
-    return run_bounded(
-        command, worktree, sandbox, log_path=files.directory / "output.log", timeout_s=timeout_s
-    )
+    # The log is the worker's, outside the suite's reach (it is opened for appending).
+    log_path = sandbox.scratch_dir / f"{files.directory.name}.log"
+    return run_bounded(command, worktree, sandbox, log_path=log_path, timeout_s=timeout_s)
 
 
 def _ended(ended: Bounded, timeout_s: float) -> str:

@@ -15,9 +15,11 @@ from pathlib import Path
 from worker.containment.sandbox import Sandbox, read_tail, run_bounded
 from worker.containment.witness import StartWitness
 from worker.evidence import JunitCounts, SessionRecord, objection, parse_session_records
-from worker.suite.junit import JunitSummary, parse_junit
+from worker.suite.junit import MAX_XML_BYTES, JunitSummary, parse_junit
 from worker.suite.probe import (
+    JUNIT,
     PROBE_MODULE,
+    PROGRESS,
     Hang,
     ProbeFiles,
     TestOutcome,
@@ -37,6 +39,7 @@ from worker.suite.progress import (
 logger = logging.getLogger("testgate.suite")
 
 _MAX_TARGET_FILES = 500
+MAX_PROGRESS_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -116,20 +119,41 @@ def run_suite(
 ) -> SuiteRun:
     """Run the suite in `worktree` inside `sandbox`; never raises. With `select`, only
     those test ids of `target` run (a shard)."""
-    junit_path = sandbox.out_dir / "junit.xml"
-    log_path = sandbox.scratch_dir / "output.log"
-    progress_path = sandbox.out_dir / "progress.json"
-    watcher = ProgressWatcher(progress_path, progress) if progress else None
-    probe = ProbeFiles(sandbox.out_dir / "probe")
+    with ProbeFiles(sandbox.out_dir, "run") as probe:
+        return _run_probed(
+            worktree, sandbox, probe, python, target, timeout_s, tail_bytes, progress, select
+        )
+
+
+def _run_probed(
+    worktree: Path,
+    sandbox: Sandbox,
+    probe: ProbeFiles,
+    python: str,
+    target: str,
+    timeout_s: float,
+    tail_bytes: int,
+    progress: Callable[[Progress], None] | None,
+    select: Collection[str] | None,
+) -> SuiteRun:
+    log_path = sandbox.scratch_dir / "output.log"  # the worker's: out of the suite's reach
+    watcher = None
+    if progress is not None:
+        watcher = ProgressWatcher(
+            lambda: probe.reader.read_text(PROGRESS, MAX_PROGRESS_BYTES), progress
+        )
     witness = StartWitness()
-    command = suite_command(python, shard_targets(worktree, target, select), junit_path, timeout_s)
+    command = suite_command(
+        python, shard_targets(worktree, target, select), probe.path(JUNIT), timeout_s
+    )
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
+    progressing = replace(
+        sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(probe.path(PROGRESS))}
+    )
     ended = run_bounded(
         command,
         worktree,
-        with_probe(
-            _with_progress_plugin(sandbox, progress_path), probe, dump_at=dump_at, select=select
-        ),
+        with_probe(progressing, probe, dump_at=dump_at, select=select),
         log_path=log_path,
         timeout_s=timeout_s,
         on_tick=watcher,
@@ -139,6 +163,7 @@ def run_suite(
     if watcher is not None:
         watcher()  # the last word, which a tick may have missed
     tail, size = read_tail(log_path, tail_bytes)
+    junit_xml = probe.reader.read_bytes(JUNIT, MAX_XML_BYTES)
     return SuiteRun(
         command=command,
         exit_code=ended.exit_code,
@@ -147,7 +172,7 @@ def run_suite(
         duration_s=ended.duration_s,
         output_tail=tail,
         output_bytes=size,
-        junit=_read_junit(junit_path),
+        junit=parse_junit(junit_xml) if junit_xml is not None else None,
         leftover_killed=ended.leftover_killed,
         limit_notes=ended.limit_notes,
         outcomes=read_outcomes(probe),
@@ -168,15 +193,3 @@ def shard_targets(worktree: Path, target: str, select: Collection[str] | None) -
     if len(files) > _MAX_TARGET_FILES or not all((worktree / f).is_file() for f in files):
         return [target]
     return files
-
-
-def _with_progress_plugin(sandbox: Sandbox, progress_path: Path) -> Sandbox:
-    # The probe puts the plugins' directory on PYTHONPATH for both plugins.
-    return replace(sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(progress_path)})
-
-
-def _read_junit(path: Path) -> JunitSummary | None:
-    try:
-        return parse_junit(path.read_bytes())
-    except OSError:
-        return None
