@@ -80,15 +80,10 @@ class SuiteRun:
         return self.session[0].count("passed") if len(self.session) == 1 else 0
 
 
-def suite_command(
-    python: str, targets: Sequence[str], junit_path: Path, timeout_s: float = 0
-) -> tuple[str, ...]:
-    """The suite's argv. With a timeout, pytest's faulthandler dumps every thread's
-    stack shortly before the hard kill, so a hang shows where it hung."""
-    watchdog: tuple[str, ...] = ()
-    if timeout_s > 0:
-        dump_after = max(timeout_s - hang_dump_margin_s(timeout_s), 0.01)
-        watchdog = ("-o", f"faulthandler_timeout={dump_after:g}")
+def suite_command(python: str, targets: Sequence[str], junit_path: Path) -> tuple[str, ...]:
+    """The suite's argv. The probe arms the hang watchdog itself, once, a few seconds
+    before the hard kill (pytest's own faulthandler_timeout re-arms it around every
+    test, a cost on suites of many fast tests)."""
     return (
         python,
         "-m",
@@ -102,7 +97,6 @@ def suite_command(
         PLUGIN_MODULE,
         "-p",
         PROBE_MODULE,
-        *watchdog,
     )
 
 
@@ -143,9 +137,7 @@ def _run_probed(
             lambda: probe.reader.read_text(PROGRESS, MAX_PROGRESS_BYTES), progress
         )
     witness = StartWitness()
-    command = suite_command(
-        python, shard_targets(worktree, target, select), probe.path(JUNIT), timeout_s
-    )
+    command = suite_command(python, shard_targets(worktree, target, select), probe.path(JUNIT))
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     progressing = replace(
         sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(probe.path(PROGRESS))}

@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Generator
-from typing import IO, Any
+from typing import IO
 
 import pytest
 
@@ -38,6 +38,11 @@ _phases: dict[str, tuple[str, str]] = {}
 _seconds: dict[str, float] = {}  # setup + call + teardown, per test
 _counts: dict[str, int] = {}  # final outcome -> tests
 _collected: list[int | None] = [None]
+_current_fd = [-1]
+_CURRENT_BYTES = 4096
+_pending: list[str] = []  # outcome lines not written yet
+_flushed = [0.0]
+_FLUSH_EVERY_S = 0.5
 
 
 def _take_nonce() -> str:
@@ -67,15 +72,25 @@ def _open(name: str, var: str) -> None:
         # Appending: with pytest-xdist several processes write the same file. A file
         # that cannot be opened is missing information, never a changed outcome.
         with contextlib.suppress(OSError):
-            _files[name] = open(path, "a", buffering=1)  # noqa: SIM115 - kept open for the run
+            _files[name] = open(path, "a")  # noqa: SIM115 - kept open for the run
 
 
 def _arm() -> None:
     # faulthandler's watchdog is a C thread: it dumps even when the hanging test holds
-    # the GIL. pytest's own faulthandler_timeout arms and cancels the one watchdog around
-    # each test; re-arming here keeps it pointed at the run's deadline.
+    # the GIL. Armed once, at the run's deadline: pytest's own faulthandler_timeout
+    # (which would re-arm it around every test) is not used.
     if "stacks" in _files and _DUMP_AT:
         faulthandler.dump_traceback_later(max(_DUMP_AT - time.time(), 0.01), file=_files["stacks"])
+
+
+def _show_current(nodeid: str) -> None:
+    """The test running now, for a hang report: one pwrite into a file opened once
+    (a write and a rename per test would cost more than many tests do)."""
+    if _current_fd[0] < 0:
+        return
+    data = nodeid.encode(errors="replace")[:_CURRENT_BYTES]
+    with contextlib.suppress(OSError):
+        os.pwrite(_current_fd[0], data.ljust(_CURRENT_BYTES), 0)
 
 
 def _replace(path: str | None, text: str) -> None:
@@ -96,12 +111,16 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     _open("stacks", "GATE_STACKS_FILE")
     _open("outcomes", "GATE_OUTCOMES_FILE")
+    if _CURRENT and _current_fd[0] < 0:
+        with contextlib.suppress(OSError):
+            _current_fd[0] = os.open(_CURRENT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     _arm()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "stacks" in _files:
         faulthandler.cancel_dump_traceback_later()
+    _flush_outcomes()
 
 
 @pytest.hookimpl(trylast=True)
@@ -127,13 +146,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    _replace(_CURRENT, item.nodeid)
-    _arm()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_exception_interact(node: Any, call: Any, report: Any) -> None:
-    _arm()  # pytest cancels the watchdog on every failure
+    _show_current(item.nodeid)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -141,8 +154,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     # A wrapper: the record is written after every other plugin's sessionfinish, with
     # the exit status as they left it.
     yield
-    _replace(_CURRENT, "")
-    _arm()
+    _show_current("")
+    _flush_outcomes()
     if _SESSION and _NONCE and not _is_xdist_worker(session.config):
         _write_session_record(session)
 
@@ -184,10 +197,23 @@ def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str])
     outcome, message = _phases.pop(nodeid, ("passed", ""))
     _counts[outcome] = _counts.get(outcome, 0) + 1
     seconds = round(_seconds.pop(nodeid, 0.0), 4)
+    record = {"id": nodeid, "outcome": outcome, "message": message, "seconds": seconds}
+    _pending.append(json.dumps(record))
+    if time.monotonic() - _flushed[0] >= _FLUSH_EVERY_S:
+        _flush_outcomes()
+
+
+def _flush_outcomes() -> None:
+    """Outcome lines go out in batches, at most _FLUSH_EVERY_S apart (a kill loses at
+    most that much of an informational record; the counts are the evidence)."""
+    _flushed[0] = time.monotonic()
     out = _files.get("outcomes")
-    if out is not None:
-        try:
-            record = {"id": nodeid, "outcome": outcome, "message": message, "seconds": seconds}
-            out.write(json.dumps(record) + "\n")
-        except (OSError, ValueError):
-            pass  # informational: the counts above are the evidence
+    if out is None or not _pending:
+        _pending.clear()
+        return
+    try:
+        out.write("\n".join(_pending) + "\n")
+        out.flush()
+    except (OSError, ValueError):
+        pass  # informational: the counts are the evidence
+    _pending.clear()
