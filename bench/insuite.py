@@ -5,7 +5,7 @@ tests with subtests, measured piece by piece against bare pytest, interleaved.
 
 Each variant runs the same suite in the same checkout with the same interpreter: bare
 `python -m pytest -q -p no:cacheprovider`, then the gate's command with one piece left
-out at a time (JUnit XML, the probe, the progress plugin, the hang watchdog), then the
+out at a time (JUnit XML, the probe, the progress plugin), then the
 whole gate command. Wall time medians; no worker, no broker (those costs are the
 latency benchmark's).
 """
