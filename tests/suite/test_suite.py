@@ -424,3 +424,29 @@ def test_a_redelivery_empties_the_cgroup_a_dead_delivery_left(tmp_path: Path) ->
     finally:
         orphan.kill()
         orphan.wait()
+
+
+def test_progress_counts_a_test_once_however_many_subtests_it_reports(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_sub.py": (
+                "def test_all_fine(subtests):\n"
+                "    for k in range(5):\n"
+                "        with subtests.test(k=k):\n"
+                "            assert k >= 0\n\n\n"
+                "def test_one_bad(subtests):\n"
+                "    for k in range(5):\n"
+                "        with subtests.test(k=k):\n"
+                "            assert k != 3\n"
+            )
+        },
+    )
+    seen: list[Progress] = []
+    sandbox = Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex, warm=warm())
+    sandbox.scratch_dir.mkdir()
+    result = run_suite(
+        root, sandbox, python=sys.executable, target="tests/", timeout_s=60, progress=seen.append
+    )
+    assert result.exit_code == 1
+    assert seen[-1] == Progress(total=2, done=2, failed=1)

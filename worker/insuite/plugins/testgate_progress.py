@@ -17,6 +17,7 @@ _state: dict[str, int | None] = {"total": None, "done": 0, "failed": 0}
 _path = os.environ.get("GATE_PROGRESS_FILE")
 _EVERY_S = 0.2  # the worker reads once a second: a write per test is wasted CPU
 _last = [0.0]
+_failing: set[str] = set()  # tests of which a report failed, until they finish
 
 
 def _write(force: bool = True) -> None:
@@ -42,11 +43,17 @@ def _bump(key: str) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        _bump("done")
-        if report.failed:
-            _bump("failed")
-        _write(force=False)
+    if report.failed:
+        _failing.add(report.nodeid)
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    # Once per test, however many reports it made (setup, call, teardown, subtests).
+    _bump("done")
+    if nodeid in _failing:
+        _failing.discard(nodeid)
+        _bump("failed")
+    _write(force=False)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
