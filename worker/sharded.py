@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from worker.announce import hand_back
+from worker.announce import Answer, hand_back
 from worker.checkout import Checkout, CheckoutError
 from worker.context import GateContext, GateResult
 from worker.job import Job, JobRejected
@@ -81,11 +81,15 @@ def finish_sharded(
     ctx: GateContext,
     *,
     delivery_id: str,
+    failure: str = "",
 ) -> GateResult:
-    """Merge, report and announce once. Raises only EventDeliveryError."""
+    """Merge, report and announce once. Raises only EventDeliveryError (and
+    StateUnavailable: the caller keeps the message). `failure`: the chord itself failed
+    (its error path), so the job fails closed with that reason."""
     contract = ctx.contracts.for_repo(job.repo) if ctx.contracts else None
     if contract is None:  # the contracts file changed while the shards ran
-        return hand_back(JobRejected("no test contract", job.task_id, job.repo), ctx)
+        rejection = JobRejected("no test contract", job.task_id, job.repo)
+        return hand_back(rejection, ctx, Answer.of(delivery_id))
     merged = merge_shards(plan, shards)
     ctx.state.record_durations(job.repo, merged.durations)
     attempts = max((s.attempts for s in shards), default=1)
@@ -97,6 +101,8 @@ def finish_sharded(
         len(plan),
         merged.verdict.reason if merged.verdict else merged.not_run,
     )
+    if failure:
+        return run.exclusively(lambda co: run.tool_error(failure, co, final=True))
     return run.exclusively(lambda co: _announce(run, co, merged, len(plan)))
 
 
