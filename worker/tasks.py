@@ -12,7 +12,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from worker.alerts import send_alert
-from worker.announce import fail_closed_after_crash
+from worker.announce import Answer, fail_closed_after_crash
 from worker.celery_app import app
 from worker.contracts import ContractsFileError, load_contracts
 from worker.events import EventDeliveryError, make_sender
@@ -56,19 +56,37 @@ def current_context() -> GateContext:
     return _context
 
 
+def retry_or_requeue(task: Task, **retry_options: Any) -> BaseException:
+    """The exception that defers this message: Celery's Retry once the retry message is
+    published, or, when the broker cannot take it, a Reject that gives this message back.
+
+    Task.retry turns a failed publish into Reject(requeue=False), which acks the message
+    and loses the job; an outage that ends before the reject would make that final.
+    Requeued instead, the same message (same id and retry count) comes back."""
+    try:
+        retry: BaseException = task.retry(throw=False, **retry_options)
+    except Reject as exc:
+        logger.error(
+            "task %s: retry not published (%s); message given back to the broker",
+            task.request.id,
+            exc.reason,
+        )
+        requeued: BaseException = Reject(exc.reason, requeue=True)
+        return requeued
+    except (OperationalError, OSError) as publish_error:
+        logger.error("task %s: retry not published (%s); requeued", task.request.id, publish_error)
+        given_back: BaseException = Reject(str(publish_error), requeue=True)
+        return given_back
+    return retry
+
+
 def retry_undelivered(task: Task, ctx: GateContext, exc: EventDeliveryError) -> BaseException:
     """What to raise when a verdict exists but the orchestrator has not heard it: the
-    job must be delivered again rather than acked and lost. A retry, or, when the
-    broker cannot take the retry either, a Reject that gives the message back unacked."""
-    try:
-        # Task.retry publishes the retry and then raises Retry itself.
-        retry: BaseException = task.retry(
-            countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
-        )
-    except (OperationalError, OSError) as publish_error:
-        rejected: BaseException = Reject(str(publish_error), requeue=True)
-        return rejected
-    return retry
+    job must be delivered again rather than acked and lost (no budget: it is not the
+    job's fault)."""
+    return retry_or_requeue(
+        task, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+    )
 
 
 @app.task(bind=True, name=TASK_NAME, acks_late=True, reject_on_worker_lost=True, max_retries=None)
@@ -93,14 +111,30 @@ def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
     except Exception as exc:
         logger.exception("task %s: unexpected error in the gate", delivery_id)
         if attempt < ctx.settings.infra_max_retries:
-            raise self.retry(
+            raise retry_or_requeue(
+                self,
                 countdown=ctx.settings.infra_retry_delay_s,
                 max_retries=ctx.settings.infra_max_retries,
                 exc=exc,
             ) from exc
-        return fail_closed_after_crash(raw, ctx, exc, attempt=attempt).as_dict()
+        return _fail_closed(self, ctx, raw, exc, attempt, delivery_id)
     if result.kind == "deferred":
-        raise self.retry(
-            countdown=ctx.settings.infra_retry_delay_s, max_retries=ctx.settings.infra_max_retries
+        raise retry_or_requeue(
+            self,
+            countdown=ctx.settings.infra_retry_delay_s,
+            max_retries=ctx.settings.infra_max_retries,
         )
     return result.as_dict()
+
+
+def _fail_closed(
+    task: Task, ctx: GateContext, raw: Any, exc: BaseException, attempt: int, message_id: str
+) -> dict[str, Any]:
+    """The crashed gate's last word; if even that cannot be sent, keep the message."""
+    try:
+        return fail_closed_after_crash(
+            raw, ctx, exc, attempt=attempt, answer=Answer.of(message_id)
+        ).as_dict()
+    except EventDeliveryError as undelivered:
+        logger.error("task %s: fail-closed advance not delivered: %s", message_id, undelivered)
+        raise retry_undelivered(task, ctx, undelivered) from undelivered
