@@ -62,6 +62,21 @@ def test_a_redelivery_waiting_on_a_live_delivery_ends_when_the_message_is_answer
     first.stop()
 
 
+def test_a_redelivery_that_gets_the_lease_after_the_answer_does_not_run_again() -> None:
+    """The first delivery answers, then releases its lease: the waiting copy must not
+    take that free lease for a lapse (found by the RabbitMQ connection-loss chaos test)."""
+    state = redis_state()
+    first = take_lease(state, "k", "m/first", TTL_S)
+    assert isinstance(first, Lease)
+    thread, out = in_thread(lambda: take_lease(state, "k", "m/again", TTL_S))
+    assert state.claim_answer("m", "m/first", 300) == "claimed"
+    state.confirm_answer("m", "m/first")
+    first.stop()  # answered, then released: the order of JobRun.exclusively
+    thread.join(timeout=10)
+    assert out and isinstance(out[0], Answered)
+    assert state.acquire_run("k", "m2/x", TTL_S) is None  # and it holds nothing
+
+
 def test_only_a_lapsed_lease_lets_a_redelivery_take_over() -> None:
     state = redis_state()
     # A delivery that died: it took the lease and never renewed it.

@@ -102,6 +102,11 @@ def take_lease(state: GateState, key: str, owner: str, ttl_s: float) -> Lease | 
     while True:
         holder = state.acquire_run(key, owner, ttl_s)
         if holder is None:
+            # An answering delivery confirms its answer before it releases the lease, so
+            # a message found unanswered here was not answered by anyone before us.
+            if state.answered(message_id):
+                state.release_run(key, owner)
+                return Answered()
             if waiting_since is not None:
                 logger.warning(
                     "lease %s free after %.1fs: this delivery of %s takes over",
