@@ -4,14 +4,20 @@ job; the workers' tasks turn it into a requeue."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery.exceptions import Reject, Retry
 
+from tests.gateworld import job
+from tests.repofactory import branch_tip, make_origin
+from tests.test_sharded_flow import module_of_tests, sharded_world
+from worker.celery_app import app
 from worker.shard_tasks import merge_test_shards, shards_failed
-from worker.tasks import retry_or_requeue
+from worker.state import MemoryState, StateUnavailable
+from worker.tasks import configure, retry_or_requeue
 
 
 @dataclass
@@ -76,3 +82,38 @@ def test_the_error_path_sends_one_fail_task_for_the_merge(monkeypatch: pytest.Mo
     [(merge_id, raw, commit, plan, why)] = sent
     assert (merge_id, raw, commit, plan) == ("merge-7", {"task_id": 7}, "c" * 40, [["t::a"]])
     assert "boom" in why
+
+
+class StateDownOnce(MemoryState):
+    """Redis unreachable for the first question, back after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def answered(self, message_id: str) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise StateUnavailable("redis down")
+        return super().answered(message_id)
+
+
+def test_the_merge_is_retried_not_acked_while_state_is_unavailable(tmp_path: Path) -> None:
+    w, _ = sharded_world(tmp_path, 2)
+    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
+    commit = branch_tip(w.origins / "split.git", "feature/x")
+    state = StateDownOnce()
+    ctx = replace(w.ctx, state=state)
+    plan = [["tests/test_a.py::test_1"], ["tests/test_a.py::test_2"]]
+    app.conf.task_always_eager = True
+    configure(ctx)
+    try:  # eager: a Retry raised by the task runs it again at once
+        outcome = merge_test_shards.apply(args=([], job("split"), commit, plan))
+    finally:
+        configure(None)
+        app.conf.task_always_eager = False
+    summary = outcome.get(propagate=False)
+    assert state.failures == 0
+    assert isinstance(summary, dict) and summary["kind"] == "advanced", summary
+    [(_, kwargs)] = w.sender.sent  # no shard results: failed closed, once
+    assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "tool-error")
