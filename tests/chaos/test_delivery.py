@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import kombu.pools
 import pytest
 
 from tests.chaos.conftest import Chaos
@@ -91,6 +92,9 @@ def close_rabbitmq_connections(broker: str) -> None:
         capture_output=True,
         timeout=60,
     )
+    # This process's pooled connections (kombu's global pools, shared by every app on
+    # the same URL) were closed too: drop them, or the next test would pick one up.
+    kombu.pools.reset()
 
 
 def settle(chaos: Chaos, task_uuid: str) -> int:
@@ -109,6 +113,7 @@ def run_through_connection_loss(
     cut: Callable[[], None],
     *,
     second_worker_waits: bool,
+    name: str,
 ) -> None:
     """The shared body of (a) and (b): a gated suite runs, the running worker's broker
     connection is lost, the message is delivered again while the first delivery is
@@ -140,7 +145,7 @@ def run_through_connection_loss(
     assert "takes over" not in all_logs(chaos), "a live delivery's lease was taken over"
     assert len(chaos.orchestrator.events_for(task_id, ADVANCE)) == 1
     report(
-        "connection-lost-mid-suite",
+        name,
         chaos,
         deliveries=deliveries,
         suite_runs=1,
@@ -167,7 +172,9 @@ def test_a_running_workers_broker_connection_cut_gives_one_advance(chaos: Chaos)
             proxy.down()  # every open connection dropped ...
             proxy.up()  # ... and new ones forwarded: a network blip
 
-        run_through_connection_loss(chaos, 301, reset, second_worker_waits=True)
+        run_through_connection_loss(
+            chaos, 301, reset, second_worker_waits=True, name="broker-connection-cut-mid-suite"
+        )
 
 
 def test_rabbitmq_closing_every_connection_mid_suite_gives_one_advance(chaos: Chaos) -> None:
@@ -175,9 +182,14 @@ def test_rabbitmq_closing_every_connection_mid_suite_gives_one_advance(chaos: Ch
     close_all_connections); RabbitMQ requeues the running message at once."""
     if chaos.broker_name != "rabbitmq":
         pytest.skip("a RabbitMQ server-side close; the Redis case is the test above")
-    chaos.start_worker()
+    first = chaos.start_worker()
+
+    def close() -> None:
+        stop_consuming(chaos, first)  # the requeued message goes to the other worker
+        close_rabbitmq_connections(chaos.broker)
+
     run_through_connection_loss(
-        chaos, 302, lambda: close_rabbitmq_connections(chaos.broker), second_worker_waits=False
+        chaos, 302, close, second_worker_waits=True, name="rabbitmq-connections-closed-mid-suite"
     )
 
 
