@@ -36,29 +36,46 @@ def test_counters_start_at_zero_and_count(state: GateState) -> None:
     }
 
 
-def test_the_run_lock_admits_one_owner_and_is_reentrant_for_it(state: GateState) -> None:
-    assert state.acquire_run("7:main", "delivery-a", 60) is None
-    assert state.acquire_run("7:main", "delivery-b", 60) == "delivery-a"
-    assert state.acquire_run("7:main", "delivery-a", 60) is None  # its own redelivery
-    state.release_run("7:main", "delivery-b")  # not the owner: no effect
-    assert state.acquire_run("7:main", "delivery-b", 60) == "delivery-a"
-    state.release_run("7:main", "delivery-a")
-    assert state.acquire_run("7:main", "delivery-b", 60) is None
+def test_the_run_lease_admits_one_owner_and_is_not_reentrant(state: GateState) -> None:
+    assert state.acquire_run("7:main", "m1/a", 60) is None
+    assert state.acquire_run("7:main", "m2/b", 60) == "m1/a"
+    # Another delivery of the same message is another owner: it does not get in.
+    assert state.acquire_run("7:main", "m1/c", 60) == "m1/a"
+    state.release_run("7:main", "m2/b")  # not the owner: no effect
+    assert state.acquire_run("7:main", "m2/b", 60) == "m1/a"
+    state.release_run("7:main", "m1/a")
+    assert state.acquire_run("7:main", "m2/b", 60) is None
 
 
-def test_done_commits_are_remembered_per_task(state: GateState) -> None:
-    assert state.already_done(7, ["abc"]) is False
-    state.mark_done(7, ["abc", "def"])
-    assert state.already_done(7, ["zzz", "def"]) is True
-    assert state.already_done(8, ["abc"]) is False
+def test_only_the_owner_renews_the_lease(state: GateState) -> None:
+    assert state.acquire_run("k", "m/a", 60) is None
+    assert state.renew_run("k", "m/a", 60) is True
+    assert state.renew_run("k", "m/b", 60) is False
+    state.release_run("k", "m/a")
+    assert state.renew_run("k", "m/a", 60) is False  # gone: not silently taken back
+
+
+def test_a_message_is_claimed_for_its_answer_by_one_delivery_only(state: GateState) -> None:
+    assert state.answered("m") is False
+    assert state.claim_answer("m", "m/a", 300) == "claimed"
+    assert state.claim_answer("m", "m/a", 300) == "claimed"  # its own claim
+    assert state.claim_answer("m", "m/b", 300) == "pending"  # a has not sent yet
+    state.release_answer("m", "m/b")  # not b's claim: no effect
+    state.release_answer("m", "m/a")  # a's send failed: b may answer
+    assert state.claim_answer("m", "m/b", 300) == "claimed"
+    state.confirm_answer("m", "m/b")
+    assert state.answered("m") is True
+    assert state.claim_answer("m", "m/c", 300) == "answered"
+    assert state.answered("other") is False
 
 
 def test_an_expired_lease_can_be_taken_over() -> None:
     server = fakeredis.FakeServer()
     state = RedisState(fakeredis.FakeRedis(server=server), prefix="t:")
-    assert state.acquire_run("k", "a", 60) is None
+    assert state.acquire_run("k", "m/a", 60) is None
     fakeredis.FakeRedis(server=server).delete("t:run:k")  # what expiry does
-    assert state.acquire_run("k", "b", 60) is None
+    assert state.acquire_run("k", "m/b", 60) is None
+    assert state.renew_run("k", "m/a", 60) is False  # the lapsed owner learns it lost
 
 
 def test_an_unreachable_redis_raises_state_unavailable_but_counting_does_not() -> None:
@@ -67,7 +84,9 @@ def test_an_unreachable_redis_raises_state_unavailable_but_counting_does_not() -
     state = RedisState(fakeredis.FakeRedis(server=server), prefix="t:")
     state.bump("runs")  # logged, not raised
     with pytest.raises(StateUnavailable):
-        state.already_done(1, ["abc"])
+        state.answered("m")
+    with pytest.raises(StateUnavailable):
+        state.claim_answer("m", "m/a", 300)
     with pytest.raises(StateUnavailable):
         state.acquire_run("k", "a", 60)
 

@@ -13,6 +13,8 @@ from typing import Final
 RUN_TEST_GATE: Final = "testgate.run_test_gate"
 RUN_TEST_SHARD: Final = "testgate.run_test_shard"
 MERGE_TEST_SHARDS: Final = "testgate.merge_test_shards"
+SHARDS_FAILED: Final = "testgate.shards_failed"  # the chord's error path
+FAIL_SHARDED_JOB: Final = "testgate.fail_sharded_job"  # one FAIL advance for a failed chord
 
 # Queues: jobs and shards arrive on `tests`; the two events go to the orchestrator's.
 TESTS_QUEUE: Final = "tests"
@@ -27,6 +29,6 @@ HANDBACK_TASK: Final = "orchestrator.test_gate_handback"
 KEY_PREFIX: Final = "testgate:"
 COUNTERS_KEY: Final = "counters"  # hash: counter -> count
 RUN_LOCK_KEY: Final = "run:"  # + run key: the lease of the delivery running it
-DONE_KEY: Final = "done:"  # + task id: set of commits already answered
+ANSWER_KEY: Final = "answer:"  # + message id: the answer guard of one Celery message
 DELIVERIES_KEY: Final = "deliveries:"  # + run key: starts of one attempt
 DURATIONS_KEY: Final = "durations:"  # + repo: hash of seconds per test id

@@ -1,16 +1,21 @@
-"""State shared by every worker: counters, the run lock and the done ledger.
+"""State shared by every worker: counters, the run lease and the answer guard.
 
 Kept in Redis so that counters add up across the fleet and so that a redelivered or
 duplicated job is recognised by whichever worker receives it. `MemoryState` is the
 same contract for the embedded, single-process mode (no Redis).
+
+Two identities (README, "Delivery guarantees"):
+- the run lease is per request, `(task_id, commit or branch)`: one delivery at a time
+  runs it, and holds it only while it renews it;
+- the answer guard is per message (one Celery task id): its advance or hand-back is
+  claimed atomically right before it is sent, so no redelivery answers it twice.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import redis
 
@@ -29,17 +34,72 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
+# Extend the lease only if we still own it: a delivery whose lease lapsed and was
+# taken over must learn that, not silently steal it back.
+_RENEW_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# The answer guard, in one step so two deliveries can never both claim: absent ->
+# "pending:<owner>" for a while (the send); our own pending claim is ours again (a
+# second event of the same delivery); "sent:..." -> answered; another pending ->
+# someone is sending right now.
+_CLAIM_ANSWER = """
+local held = redis.call('get', KEYS[1])
+if not held then
+  redis.call('set', KEYS[1], 'pending:' .. ARGV[1], 'EX', ARGV[2])
+  return 'claimed'
+end
+if held == 'pending:' .. ARGV[1] then return 'claimed' end
+if string.sub(held, 1, 5) == 'sent:' then return 'answered' end
+return 'pending'
+"""
+
+_CONFIRM_ANSWER = """
+if redis.call('get', KEYS[1]) == 'pending:' .. ARGV[1] then
+  return redis.call('set', KEYS[1], 'sent:' .. ARGV[1], 'EX', ARGV[2])
+end
+return 0
+"""
+
+_RELEASE_ANSWER = """
+if redis.call('get', KEYS[1]) == 'pending:' .. ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+Claim = Literal["claimed", "answered", "pending"]
+
 
 class GateState(Protocol):
     def bump(self, counter: str, amount: int = 1) -> None: ...
     def counters(self) -> dict[str, int]: ...
-    def acquire_run(self, key: str, owner: str, ttl_s: int) -> str | None:
-        """Take the run lock for `key`; return None if taken, else the current holder."""
+    def acquire_run(self, key: str, owner: str, ttl_s: float) -> str | None:
+        """Take the run lease for `key`; None if we took it, else the current holder.
+        Never re-entrant: each delivery has an owner of its own."""
+        ...
+
+    def renew_run(self, key: str, owner: str, ttl_s: float) -> bool:
+        """Extend our lease; False if it is no longer ours (it lapsed and was taken)."""
         ...
 
     def release_run(self, key: str, owner: str) -> None: ...
-    def already_done(self, task_id: int, commits: Iterable[str]) -> bool: ...
-    def mark_done(self, task_id: int, commits: Iterable[str]) -> None: ...
+    def claim_answer(self, message_id: str, owner: str, pending_s: int) -> Claim:
+        """Claim the right to answer `message_id` (atomic). "claimed": send now;
+        "answered": it was answered already; "pending": another delivery is sending."""
+        ...
+
+    def confirm_answer(self, message_id: str, owner: str) -> None:
+        """The claimed answer was sent: remember it (never raises)."""
+        ...
+
+    def release_answer(self, message_id: str, owner: str) -> None:
+        """The claimed answer could not be sent: let a later delivery send it."""
+        ...
+
+    def answered(self, message_id: str) -> bool: ...
     def count_delivery(self, key: str) -> int:
         """Count one more start of `key`; return how many starts there have been."""
         ...
@@ -56,6 +116,10 @@ class RedisState:
         self._redis = client
         self._prefix = prefix
         self._release = client.register_script(_RELEASE_IF_OWNER)
+        self._renew = client.register_script(_RENEW_IF_OWNER)
+        self._claim = client.register_script(_CLAIM_ANSWER)
+        self._confirm = client.register_script(_CONFIRM_ANSWER)
+        self._unclaim = client.register_script(_RELEASE_ANSWER)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = names.KEY_PREFIX) -> RedisState:
@@ -74,18 +138,19 @@ class RedisState:
         found = {_text(k): int(v) for k, v in raw.items()}
         return {name: found.get(name, 0) for name in COUNTERS} | found
 
-    def acquire_run(self, key: str, owner: str, ttl_s: int) -> str | None:
+    def acquire_run(self, key: str, owner: str, ttl_s: float) -> str | None:
         lock = self._key(f"{names.RUN_LOCK_KEY}{key}")
-        if self._call(self._redis.set, lock, owner, nx=True, ex=ttl_s):
+        ttl_ms = max(1, int(ttl_s * 1000))
+        if self._call(self._redis.set, lock, owner, nx=True, px=ttl_ms):
             return None
         holder = self._call(self._redis.get, lock)
         if holder is None:  # expired between SET and GET: try once more
-            return None if self._call(self._redis.set, lock, owner, nx=True, ex=ttl_s) else "?"
-        if _text(holder) == owner:
-            # The same message delivered again (its worker died holding the lock).
-            self._call(self._redis.expire, lock, ttl_s)
-            return None
+            return None if self._call(self._redis.set, lock, owner, nx=True, px=ttl_ms) else "?"
         return _text(holder)
+
+    def renew_run(self, key: str, owner: str, ttl_s: float) -> bool:
+        ttl_ms = max(1, int(ttl_s * 1000))
+        return bool(self._call(self._renew, keys=[self._key(f"run:{key}")], args=[owner, ttl_ms]))
 
     def release_run(self, key: str, owner: str) -> None:
         try:
@@ -94,19 +159,34 @@ class RedisState:
             # The lease expires on its own; a stuck lock costs a delay, never a job.
             logger.warning("run lock %s not released (expires by itself): %s", key, exc)
 
-    def already_done(self, task_id: int, commits: Iterable[str]) -> bool:
-        done = self._key(f"{names.DONE_KEY}{task_id}")
-        return any(self._call(self._redis.sismember, done, c) for c in commits if c)
+    def claim_answer(self, message_id: str, owner: str, pending_s: int) -> Claim:
+        key = self._key(f"{names.ANSWER_KEY}{message_id}")
+        claim = _text(self._call(self._claim, keys=[key], args=[owner, pending_s]))
+        if claim not in ("claimed", "answered", "pending"):
+            raise StateUnavailable(f"unexpected answer claim {claim!r}")
+        return claim  # type: ignore[return-value]  # narrowed by the check above
 
-    def mark_done(self, task_id: int, commits: Iterable[str]) -> None:
-        done = self._key(f"{names.DONE_KEY}{task_id}")
-        members = [c for c in commits if c]
-        if not members:
-            return
-        pipe = self._redis.pipeline()
-        pipe.sadd(done, *members)
-        pipe.expire(done, DONE_TTL_S)
-        self._call(pipe.execute)
+    def confirm_answer(self, message_id: str, owner: str) -> None:
+        try:
+            key = self._key(f"{names.ANSWER_KEY}{message_id}")
+            self._confirm(keys=[key], args=[owner, DONE_TTL_S])
+        except redis.RedisError as exc:
+            # The pending claim still blocks other senders until it expires; only a
+            # redelivery after that could answer again.
+            logger.error("answer to %s sent but not recorded: %s", message_id, exc)
+
+    def release_answer(self, message_id: str, owner: str) -> None:
+        try:
+            self._unclaim(keys=[self._key(f"{names.ANSWER_KEY}{message_id}")], args=[owner])
+        except redis.RedisError as exc:
+            # The pending claim expires on its own; the next delivery waits for that.
+            logger.warning(
+                "answer claim on %s not released (expires by itself): %s", message_id, exc
+            )
+
+    def answered(self, message_id: str) -> bool:
+        held = self._call(self._redis.get, self._key(f"{names.ANSWER_KEY}{message_id}"))
+        return held is not None and _text(held).startswith("sent:")
 
     def count_delivery(self, key: str) -> int:
         counter = self._key(f"{names.DELIVERIES_KEY}{key}")
@@ -154,7 +234,7 @@ class MemoryState:
         self._lock = threading.Lock()
         self._counters: dict[str, int] = {}
         self._runs: dict[str, str] = {}
-        self._done: dict[int, set[str]] = {}
+        self._answers: dict[str, str] = {}
         self._deliveries: dict[str, int] = {}
         self._durations: dict[str, dict[str, float]] = {}
 
@@ -179,23 +259,41 @@ class MemoryState:
         with self._lock:
             return {name: self._counters.get(name, 0) for name in COUNTERS} | self._counters
 
-    def acquire_run(self, key: str, owner: str, ttl_s: int) -> str | None:
+    def acquire_run(self, key: str, owner: str, ttl_s: float) -> str | None:
+        """One process: a lease never lapses here, its holder ends or the process does."""
         with self._lock:
             holder = self._runs.setdefault(key, owner)
             return None if holder == owner else holder
+
+    def renew_run(self, key: str, owner: str, ttl_s: float) -> bool:
+        with self._lock:
+            return self._runs.get(key) == owner
 
     def release_run(self, key: str, owner: str) -> None:
         with self._lock:
             if self._runs.get(key) == owner:
                 del self._runs[key]
 
-    def already_done(self, task_id: int, commits: Iterable[str]) -> bool:
+    def claim_answer(self, message_id: str, owner: str, pending_s: int) -> Claim:
         with self._lock:
-            return any(c in self._done.get(task_id, set()) for c in commits)
+            held = self._answers.setdefault(message_id, f"pending:{owner}")
+            if held == f"pending:{owner}":
+                return "claimed"
+            return "answered" if held.startswith("sent:") else "pending"
 
-    def mark_done(self, task_id: int, commits: Iterable[str]) -> None:
+    def confirm_answer(self, message_id: str, owner: str) -> None:
         with self._lock:
-            self._done.setdefault(task_id, set()).update(c for c in commits if c)
+            if self._answers.get(message_id) == f"pending:{owner}":
+                self._answers[message_id] = f"sent:{owner}"
+
+    def release_answer(self, message_id: str, owner: str) -> None:
+        with self._lock:
+            if self._answers.get(message_id) == f"pending:{owner}":
+                del self._answers[message_id]
+
+    def answered(self, message_id: str) -> bool:
+        with self._lock:
+            return self._answers.get(message_id, "").startswith("sent:")
 
 
 def _text(value: Any) -> str:

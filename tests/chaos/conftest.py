@@ -88,7 +88,7 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
         redis.Redis.from_url(broker).flushdb()
     else:
         purge_queues(broker)
-    repos = ["slow", "poison", "slow2", "gated", "escape"]
+    repos = ["slow", "poison", "slow2", "gated", "escape", "red"]
     contracts = tmp_path / "contracts.toml"
     contracts.write_text(
         "".join(
@@ -120,6 +120,9 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
             # Publish retries of about 8 s (0.5 + 1.5 + 2.5 + 3.5), so that an outage
             # past them fits in a test.
             "TESTGATE_EVENT_PUBLISH_RETRIES": "4",
+            # A short run lease, so that a dead delivery's job is taken over within
+            # seconds (a live one renews it every second).
+            "TESTGATE_LEASE_S": "3",
         }
         orchestrator = Orchestrator.connect(broker, f"{REDIS}/{STATE_DB}")
         state = Chaos(request.param, broker, tmp_path, env, orchestrator, alerts, [])

@@ -134,12 +134,17 @@ def test_a_hanging_suite_is_deferred_then_fails_closed_with_one_alert_and_one_ad
     assert survivors == [], f"the suite's new-session child survived: {survivors}"
 
 
-def test_a_duplicate_of_a_finished_job_does_not_advance_again(fleet: Fleet, task_id: int) -> None:
+def test_a_re_test_after_the_verdict_is_a_new_request_with_its_own_advance(
+    fleet: Fleet, task_id: int
+) -> None:
+    """SPEC §11: a request that arrives after an earlier one was answered (a rollback, a
+    human asking for a re-run) is answered again, never swallowed."""
     run_job(fleet, task_id, "red", "WI-dup")
     orch = fleet.orchestrator
     again = orch.wait_done(orch.send(**job(task_id, "red", "WI-dup")))
-    assert again["kind"] == "already-done"
-    assert len(orch.events_for(task_id, ADVANCE)) == 1
+    assert again["kind"] == "advanced"
+    advances = orch.events_for(task_id, ADVANCE)
+    assert [a["result"] for a in advances] == ["FAIL", "FAIL"]
 
 
 INVALID_JOBS: list[tuple[dict[str, Any], str]] = [

@@ -51,10 +51,27 @@ def test_a_redelivered_job_after_it_finished_does_not_advance_twice(tmp_path: Pa
     assert w.state.counters()["redelivered"] == 1
 
 
+def test_a_new_request_at_the_same_commit_after_a_verdict_runs_and_advances_again(
+    tmp_path: Path,
+) -> None:
+    """A re-test (a rollback after a flaky failure, a human re-run) is a new message: it
+    gets its own verdict and advance; only the answered message itself is not answered
+    again."""
+    w = world(tmp_path)
+    make_origin(w.origins, "failing", FAILING)
+    first = run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d1")
+    commit = w.sender.sent[0][1]["commit"]
+    retest = run_gate(job("failing", commit=commit), w.ctx, attempt=0, delivery_id="d2")
+    assert (first.kind, retest.kind) == ("advanced", "advanced")
+    assert [kw["commit"] for _, kw in w.sender.sent] == [commit, commit]
+    assert run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d2").kind == "already-done"
+    assert len(w.sender.sent) == 2
+
+
 def test_a_second_delivery_while_one_is_running_is_dropped(tmp_path: Path) -> None:
     w = world(tmp_path)
     make_origin(w.origins, "passing", PASSING)
-    w.state.acquire_run("5:feature/x", "other-delivery", 60)
+    w.state.acquire_run("5:feature/x", "d1/other-delivery", 60)
     result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d2")
     assert result.kind == "duplicate"
     assert w.sender.sent == []
@@ -123,7 +140,7 @@ def test_an_undeliverable_advance_raises_so_the_message_is_kept(tmp_path: Path) 
 
 
 class BrokenState(MemoryState):
-    def acquire_run(self, key: str, owner: str, ttl_s: int) -> str | None:
+    def acquire_run(self, key: str, owner: str, ttl_s: float) -> str | None:
         raise StateUnavailable("redis down")
 
 

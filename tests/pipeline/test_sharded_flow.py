@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tests.gateworld import World, job, world
-from tests.repofactory import make_origin, show_file
+from tests.repofactory import branch_tip, make_origin, show_file
 from worker.job import Job
 from worker.pipeline.context import GateResult
 from worker.pipeline.runner import run_gate
@@ -77,11 +77,46 @@ def test_a_redelivered_merge_does_not_advance_twice(tmp_path: Path) -> None:
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
     [plan] = sharding.plans
     commit = w.sender.sent[0][1]["commit"]
+    # The same merge message again (same id as InlineSharding's): answered already.
     again = finish_sharded(
-        Job.model_validate(job("split")), commit, plan, [], w.ctx, delivery_id="merge-2"
+        Job.model_validate(job("split")), commit, plan, [], w.ctx, delivery_id="merge"
     )
     assert again.kind == "already-done"
+    # The parent message redelivered after it sent its shards: no second chord.
+    parent_again = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
+    assert parent_again.kind == "already-done" and len(sharding.plans) == 1
+    # The chord's error path for the same merge cannot answer a second time either.
+    failed = finish_sharded(
+        Job.model_validate(job("split")),
+        commit,
+        plan,
+        [],
+        w.ctx,
+        delivery_id="merge",
+        failure="the chord failed",
+    )
+    assert failed.kind == "already-done"
     assert len(w.sender.sent) == 1 and w.sender.sent[0][1]["result"] == "PASS"
+
+
+def test_a_failed_chord_ends_in_one_fail_advance(tmp_path: Path) -> None:
+    w, _ = sharded_world(tmp_path, 2)
+    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
+    commit = branch_tip(w.origins / "split.git", "feature/x")
+    plan = [["tests/test_a.py::test_1"], ["tests/test_a.py::test_2"]]
+    failed = finish_sharded(
+        Job.model_validate(job("split")),
+        commit,
+        plan,
+        [],
+        w.ctx,
+        delivery_id="merge",
+        failure="the chord failed: a shard raised",
+    )
+    assert failed.kind == "advanced"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "tool-error")
+    assert "the chord failed" in show_file(w.origins / "split.git", "feature/x", REPORT)
 
 
 def test_auto_with_few_short_tests_runs_the_suite_whole(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ task name (`worker.names`), as the orchestrator sends jobs.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task, chord, group
 from celery.exceptions import Reject
@@ -70,6 +71,8 @@ class CelerySharding:
         callback = app.signature(names.MERGE_TEST_SHARDS, args=(raw, commit, plan)).set(
             queue=names.TESTS_QUEUE
         )
+        # A chord whose header or merge fails still ends in one FAIL advance.
+        callback = callback.on_error(app.signature(names.SHARDS_FAILED))
         try:
             chord(header)(callback)
         except (OperationalError, OSError) as exc:
@@ -77,16 +80,34 @@ class CelerySharding:
         logger.info("task %s: %d shards sent for %s", job.task_id, len(plan), commit)
 
 
+def retry_or_requeue(task: Task, **retry_options: Any) -> BaseException:
+    """The exception that defers this message: Celery's Retry once the retry message is
+    published, or, when the broker cannot take it, a Reject that gives this message back.
+
+    Task.retry turns a failed publish into Reject(requeue=False), which acks the message
+    and loses the job; an outage that ends before the reject would make that final.
+    Requeued instead, the same message (same id and retry count) comes back."""
+    try:
+        retry: BaseException = task.retry(throw=False, **retry_options)
+    except Reject as exc:
+        logger.error(
+            "task %s: retry not published (%s); message given back to the broker",
+            task.request.id,
+            exc.reason,
+        )
+        requeued: BaseException = Reject(exc.reason, requeue=True)
+        return requeued
+    except (OperationalError, OSError) as publish_error:
+        logger.error("task %s: retry not published (%s); requeued", task.request.id, publish_error)
+        given_back: BaseException = Reject(str(publish_error), requeue=True)
+        return given_back
+    return retry
+
+
 def retry_undelivered(task: Task, ctx: GateContext, exc: EventDeliveryError) -> BaseException:
     """What to raise when a verdict exists but the orchestrator has not heard it: the
-    job must be delivered again rather than acked and lost. A retry, or, when the
-    broker cannot take the retry either, a Reject that gives the message back unacked."""
-    try:
-        # Task.retry publishes the retry and then raises Retry itself.
-        retry: BaseException = task.retry(
-            countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
-        )
-    except (OperationalError, OSError) as publish_error:
-        rejected: BaseException = Reject(str(publish_error), requeue=True)
-        return rejected
-    return retry
+    job must be delivered again rather than acked and lost (no budget: it is not the
+    job's fault)."""
+    return retry_or_requeue(
+        task, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+    )

@@ -4,7 +4,9 @@ them. The work itself is in `worker.pipeline.shard_merge`.
 A shard that could not run is retried alone, under the same budget as a whole job
 (TESTGATE_INFRA_MAX_RETRIES); once the budget is spent it reports "did not run", and
 the merge fails the whole job closed. Shard tasks never raise anything else, so the
-chord always reaches its callback.
+chord normally reaches its callback; when it does not (a shard or the merge failed,
+the callback could not be published), the chord's error path sends one task that fails
+the job closed under the merge's own id, so merge and error path answer at most once.
 """
 
 from __future__ import annotations
@@ -14,19 +16,24 @@ import uuid
 from typing import Any
 
 from celery import Task
+from kombu.exceptions import OperationalError
 
 from worker import names
 from worker.celery_adapter.app import app
-from worker.celery_adapter.runtime import current_context, retry_undelivered
-from worker.errors import EventDeliveryError
+from worker.celery_adapter.runtime import current_context, retry_or_requeue, retry_undelivered
+from worker.errors import EventDeliveryError, StateUnavailable
 from worker.job import JobRejected, parse_job
+from worker.notify.events import publish_retry_policy
 from worker.pipeline.shard_merge import finish_sharded, run_shard
 from worker.pipeline.shard_plan import ShardResult
+from worker.settings import load_settings
 
 logger = logging.getLogger("testgate.shard_tasks")
 
 SHARD_TASK = names.RUN_TEST_SHARD
 MERGE_TASK = names.MERGE_TEST_SHARDS
+CHORD_ERROR_TASK = names.SHARDS_FAILED
+FAIL_SHARDED_TASK = names.FAIL_SHARDED_JOB
 
 
 @app.task(bind=True, name=SHARD_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None)
@@ -59,8 +66,10 @@ def run_test_shard(
             result.problem,
             ctx.settings.infra_retry_delay_s,
         )
-        raise self.retry(
-            countdown=ctx.settings.infra_retry_delay_s, max_retries=ctx.settings.infra_max_retries
+        raise retry_or_requeue(
+            self,
+            countdown=ctx.settings.infra_retry_delay_s,
+            max_retries=ctx.settings.infra_max_retries,
         )
     return result.to_json()
 
@@ -85,4 +94,64 @@ def merge_test_shards(
     except EventDeliveryError as exc:
         logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)
         raise retry_undelivered(self, ctx, exc) from exc
+    except StateUnavailable as exc:
+        # Without the lease and the answer guard the merge could announce twice: keep
+        # the message (retried, or requeued) until the state is back, never ack it.
+        logger.error(
+            "task %s: shared state unavailable for the merge, retried: %s", job.task_id, exc
+        )
+        raise retry_or_requeue(
+            self, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+        ) from exc
+    return outcome.as_dict()
+
+
+@app.task(name=CHORD_ERROR_TASK)
+def shards_failed(request: Any, exc: Any, traceback: Any) -> None:
+    """The chord's error path (a new-style errback: Celery calls it in the process that
+    saw the failure, with the failed merge's request). It only publishes the task that
+    fails the job closed, which is acked late and retried like any other."""
+    merge_id = str(request.id)
+    raw_job, commit, plan = list(request.args)[-3:]  # the merge's own arguments
+    why = f"the sharded run failed before its merge could announce: {exc!r}"
+    logger.error("sharded merge %s failed (%r): failing the job closed", merge_id, exc)
+    try:
+        fail_sharded_job.apply_async(
+            (merge_id, raw_job, commit, plan, why),
+            queue=names.TESTS_QUEUE,
+            retry=True,
+            # Settings only: this runs inside another task's result handling.
+            retry_policy=publish_retry_policy(load_settings().event_publish_retries),
+        )
+    except (OperationalError, OSError) as publish_error:
+        logger.critical(
+            "sharded merge %s failed and its fail-closed task was not sent either (%s): "
+            "the job gets no verdict until it is sent again",
+            merge_id,
+            publish_error,
+        )
+
+
+@app.task(
+    bind=True, name=FAIL_SHARDED_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None
+)
+def fail_sharded_job(
+    self: Task, merge_id: str, raw_job: dict[str, Any], commit: str, plan: list[list[str]], why: str
+) -> dict[str, Any]:
+    """One FAIL advance for a sharded job whose chord failed, answered as the merge (its
+    id), so a merge that did announce and this path never both do."""
+    ctx = current_context()
+    job = parse_job(raw_job)
+    if isinstance(job, JobRejected):  # we built it ourselves: cannot happen, never raise
+        return {"kind": "handed-back", "detail": job.reason, "advance": None}
+    try:
+        outcome = finish_sharded(job, commit, plan, [], ctx, delivery_id=merge_id, failure=why)
+    except EventDeliveryError as exc:
+        logger.error("task %s: fail-closed verdict not delivered, retried: %s", job.task_id, exc)
+        raise retry_undelivered(self, ctx, exc) from exc
+    except StateUnavailable as exc:
+        logger.error("task %s: shared state unavailable, retried: %s", job.task_id, exc)
+        raise retry_or_requeue(
+            self, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+        ) from exc
     return outcome.as_dict()

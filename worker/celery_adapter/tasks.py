@@ -11,9 +11,10 @@ from celery import Task
 
 from worker import names
 from worker.celery_adapter.app import app
-from worker.celery_adapter.runtime import current_context, retry_undelivered
+from worker.celery_adapter.runtime import current_context, retry_or_requeue, retry_undelivered
 from worker.errors import EventDeliveryError
-from worker.pipeline.announce import fail_closed_after_crash
+from worker.pipeline.announce import Answer, fail_closed_after_crash
+from worker.pipeline.context import GateContext
 from worker.pipeline.runner import run_gate
 
 logger = logging.getLogger("testgate.tasks")
@@ -43,14 +44,30 @@ def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
     except Exception as exc:
         logger.exception("task %s: unexpected error in the gate", delivery_id)
         if attempt < ctx.settings.infra_max_retries:
-            raise self.retry(
+            raise retry_or_requeue(
+                self,
                 countdown=ctx.settings.infra_retry_delay_s,
                 max_retries=ctx.settings.infra_max_retries,
                 exc=exc,
             ) from exc
-        return fail_closed_after_crash(raw, ctx, exc, attempt=attempt).as_dict()
+        return _fail_closed(self, ctx, raw, exc, attempt, delivery_id)
     if result.kind == "deferred":
-        raise self.retry(
-            countdown=ctx.settings.infra_retry_delay_s, max_retries=ctx.settings.infra_max_retries
+        raise retry_or_requeue(
+            self,
+            countdown=ctx.settings.infra_retry_delay_s,
+            max_retries=ctx.settings.infra_max_retries,
         )
     return result.as_dict()
+
+
+def _fail_closed(
+    task: Task, ctx: GateContext, raw: Any, exc: BaseException, attempt: int, message_id: str
+) -> dict[str, Any]:
+    """The crashed gate's last word; if even that cannot be sent, keep the message."""
+    try:
+        return fail_closed_after_crash(
+            raw, ctx, exc, attempt=attempt, answer=Answer.of(message_id)
+        ).as_dict()
+    except EventDeliveryError as undelivered:
+        logger.error("task %s: fail-closed advance not delivered: %s", message_id, undelivered)
+        raise retry_undelivered(task, ctx, undelivered) from undelivered

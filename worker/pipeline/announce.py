@@ -1,9 +1,12 @@
 """Telling the orchestrator: the advance after a verdict, the hand-back of a job that
-is not ours to run. Each goes out once per job; the done ledger remembers it."""
+is not ours to run. Each message (one Celery task id) is answered at most once: the
+answer is claimed atomically in the shared state right before it is sent."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import EventDeliveryError, StateUnavailable
@@ -11,15 +14,58 @@ from worker.job import Job, JobRejected, parse_job
 from worker.notify.alerts import infra_exhausted_text
 from worker.notify.events import Advance, HandBack
 from worker.pipeline.context import GateContext, GateResult
+from worker.pipeline.lease import owner_for
 from worker.report.publish import PublishResult
 from worker.report.render import ReportFacts
 from worker.verdict import infrastructure_fail
 
 logger = logging.getLogger("testgate.announce")
 
+# How long a claimed, not yet confirmed answer blocks other deliveries: longer than a
+# send with all its retries (kombu's or the webhook's), so only a sender that died or
+# lost Redis mid-send lets another delivery answer after it.
+PENDING_ANSWER_S = 300
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Who answers: the message (one Celery task id) and this delivery of it."""
+
+    message_id: str
+    owner: str
+
+    @classmethod
+    def of(cls, message_id: str) -> Answer:
+        return cls(message_id, owner_for(message_id))
+
+
+def send_once(ctx: GateContext, answer: Answer, what: str, send: Callable[[], None]) -> bool:
+    """Send this message's answer unless it was answered already; True if sent now.
+
+    Raises EventDeliveryError when it cannot be sent now, the message must then be kept
+    and delivered again: the send failed, the guard cannot be read, or another delivery
+    of the same message is sending at this moment (its outcome decides the next try).
+    """
+    try:
+        claim = ctx.state.claim_answer(answer.message_id, answer.owner, PENDING_ANSWER_S)
+    except StateUnavailable as exc:
+        raise EventDeliveryError(f"{what}: the answer guard is unavailable: {exc}") from exc
+    if claim == "answered":
+        logger.warning("%s not sent: message %s was answered already", what, answer.message_id)
+        return False
+    if claim == "pending":
+        raise EventDeliveryError(f"{what}: another delivery of {answer.message_id} is sending")
+    try:
+        send()
+    except EventDeliveryError:
+        ctx.state.release_answer(answer.message_id, answer.owner)
+        raise
+    ctx.state.confirm_answer(answer.message_id, answer.owner)
+    return True
+
 
 def announce_verdict(
-    job: Job, ctx: GateContext, facts: ReportFacts, published: PublishResult
+    job: Job, ctx: GateContext, facts: ReportFacts, published: PublishResult, answer: Answer
 ) -> GateResult:
     verdict = facts.verdict
     advance = Advance(
@@ -37,25 +83,21 @@ def announce_verdict(
         failure_packet=facts.failure_packet,
     )
     try:
-        ctx.events.send(ctx.settings.advance_task, advance.kwargs())
+        sent = send_once(
+            ctx,
+            answer,
+            f"advance for task {job.task_id}",
+            lambda: ctx.events.send(ctx.settings.advance_task, advance.kwargs()),
+        )
     except EventDeliveryError as exc:
         logger.error("advance for task %s not delivered: %s", job.task_id, exc)
         raise
-    # Both the tested commit and the report commit now stand for "done": a redelivery
-    # that finds the report commit as the branch tip must not advance again.
-    done = [c for c in (facts.commit, published.report_commit) if c]
-    try:
-        ctx.state.mark_done(job.task_id, done)
-    except StateUnavailable as exc:
-        logger.error(
-            "task %s advanced but not recorded as done (a redelivery could advance again): %s",
-            job.task_id,
-            exc,
-        )
+    if not sent:
+        return already_done(job, ctx, answer.message_id)
     return GateResult("advanced", f"{verdict.result}: {verdict.reason}", advance)
 
 
-def hand_back(rejection: JobRejected, ctx: GateContext) -> GateResult:
+def hand_back(rejection: JobRejected, ctx: GateContext, answer: Answer) -> GateResult:
     ctx.state.bump("handed_back")
     logger.warning(
         "job handed back (task %s, repo %r): %s",
@@ -65,23 +107,30 @@ def hand_back(rejection: JobRejected, ctx: GateContext) -> GateResult:
     )
     handback = HandBack(task_id=rejection.task_id, repo=rejection.repo, reason=rejection.reason)
     try:
-        ctx.events.send(ctx.settings.handback_task, handback.kwargs())
+        send_once(
+            ctx,
+            answer,
+            f"hand-back for task {rejection.task_id}",
+            lambda: ctx.events.send(ctx.settings.handback_task, handback.kwargs()),
+        )
     except EventDeliveryError as exc:
         logger.error("hand-back for task %s not delivered: %s", rejection.task_id, exc)
         raise
     return GateResult("handed-back", rejection.reason)
 
 
-def already_done(job: Job, ctx: GateContext, commit: str) -> GateResult:
+def already_done(job: Job, ctx: GateContext, message_id: str) -> GateResult:
+    """A redelivery of a message that was answered: it answers nothing. (A new message
+    for the same task and commit is a new request and is not this.)"""
     ctx.state.bump("redelivered")
     logger.warning(
-        "task %s at %s was already tested and advanced; not advancing again", job.task_id, commit
+        "message %s (task %s) was answered already; not answering again", message_id, job.task_id
     )
-    return GateResult("already-done", f"task {job.task_id} at {commit} already advanced")
+    return GateResult("already-done", f"message {message_id} of task {job.task_id} answered")
 
 
 def fail_closed_after_crash(
-    raw_job: Any, ctx: GateContext, exc: BaseException, *, attempt: int
+    raw_job: Any, ctx: GateContext, exc: BaseException, *, attempt: int, answer: Answer
 ) -> GateResult:
     """The gate itself crashed on every attempt: still end the job, closed.
 
@@ -108,4 +157,4 @@ def fail_closed_after_crash(
         attempts=attempt + 1,
     )
     nothing = PublishResult(False, False, None, "not written: the gate crashed")
-    return announce_verdict(job, ctx, facts, nothing)
+    return announce_verdict(job, ctx, facts, nothing, answer)

@@ -30,9 +30,10 @@ from worker.git.checkout import Checkout, checkout, mirror_path
 from worker.job import Job, JobRejected, parse_job
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
-from worker.pipeline.announce import already_done, announce_verdict, hand_back
+from worker.pipeline.announce import Answer, already_done, announce_verdict, hand_back, send_once
 from worker.pipeline.audit import NO_AUDIT, AuditJob, PytestEnv, audit_suite
 from worker.pipeline.context import GateContext, GateResult
+from worker.pipeline.lease import Answered, Busy, take_lease
 from worker.pipeline.shard_plan import ShardPlan, plan_shards, shard_count
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
@@ -75,18 +76,20 @@ def run_gate(
         ctx.state.bump("runs")
     parsed = parse_job(raw_job)
     if isinstance(parsed, JobRejected):
-        return hand_back(parsed, ctx)
+        return hand_back(parsed, ctx, Answer.of(delivery_id))
     rejection = job_rejection(parsed, ctx.settings, ctx.contracts)
     contract = ctx.contracts.for_repo(parsed.repo) if ctx.contracts else None
     if rejection is not None or contract is None:
         return hand_back(
-            rejection or JobRejected("no test contract", parsed.task_id, parsed.repo), ctx
+            rejection or JobRejected("no test contract", parsed.task_id, parsed.repo),
+            ctx,
+            Answer.of(delivery_id),
         )
     run = JobRun(parsed, contract, ctx, attempt, delivery_id, progress)
     try:
         return run.exclusively()
     except StateUnavailable as exc:
-        # Without the ledger a duplicate advance cannot be ruled out: treat it as an
+        # Without the lease a second concurrent run cannot be ruled out: treat it as an
         # infrastructure fault of this delivery and try again later.
         return run.tool_error(f"shared state unavailable: {exc}", None)
 
@@ -112,7 +115,9 @@ class JobRun:
         self.settings = ctx.settings
         self.attempt = attempt  # 0 for the first try, as Celery's request.retries
         self.started = time.monotonic()
-        self.delivery_id = delivery_id
+        self.delivery_id = delivery_id  # the message (Celery task id), same on redelivery
+        # This delivery's name in the lease and the answer guard: unique per delivery.
+        self.answer = Answer.of(delivery_id)
         # Marks every process of the job; the same on a redelivery of the same message to
         # this host's workdir, so the redelivery can kill what a dead predecessor left
         # running, and never another workdir's (two fleets, or test runs, on one host).
@@ -129,19 +134,23 @@ class JobRun:
         """Run under the job's lock so two deliveries never test it at once: the whole
         pipeline, or `body` in the job's checkout (the merge of a sharded run)."""
         job, state = self.job, self.ctx.state
-        if job.commit and state.already_done(job.task_id, [job.commit]):
-            return already_done(job, self.ctx, job.commit)
+        if state.answered(self.delivery_id):  # a redelivery of an answered message
+            return already_done(job, self.ctx, self.delivery_id)
+        # The request: the same task at the same commit (or branch) runs once at a time.
         lock_key = f"{job.task_id}:{job.commit or job.branch}"
-        lease_s = self.settings.required_visibility_timeout_s(self.contract.run_budget_s)
-        holder = state.acquire_run(lock_key, self.delivery_id, lease_s)
-        if holder is not None:
-            # The other delivery's message is acked only when it ends, so dropping
-            # this copy cannot lose the job.
+        lease = take_lease(state, lock_key, self.answer.owner, self.settings.lease_s)
+        if isinstance(lease, Answered):
+            return already_done(job, self.ctx, self.delivery_id)
+        if isinstance(lease, Busy):
+            # A request that overlaps a running one coalesces into it. The running
+            # message is acked only when it ends, so dropping this one loses nothing.
             state.bump("redelivered")
             logger.warning(
-                "duplicate of task %s ignored: delivery %s is running it", job.task_id, holder
+                "duplicate of task %s ignored: delivery %s is running it",
+                job.task_id,
+                lease.holder,
             )
-            return GateResult("duplicate", f"delivery {holder} is already running this job")
+            return GateResult("duplicate", f"delivery {lease.holder} is already running this job")
         try:
             # Every start of this attempt is counted: a start beyond the budget means
             # the process running it died each time (OOM killer, a suite that kills
@@ -156,14 +165,12 @@ class JobRun:
                 return self.tool_error(why, None, final=True)
             return self._in_checkout(body)
         finally:
-            state.release_run(lock_key, self.delivery_id)
+            lease.stop()
 
     def _in_checkout(self, body: Callable[[Checkout], GateResult] | None) -> GateResult:
         job = self.job
         try:
             with self.open_checkout() as co:
-                if self.ctx.state.already_done(job.task_id, [co.commit]):
-                    return already_done(job, self.ctx, co.commit)
                 if body is not None:
                     return body(co)
                 suite = self.prepare_and_run(co)
@@ -184,9 +191,17 @@ class JobRun:
         # Sent only now that the worktree is gone: removing it waits for the mirror's
         # lock, which the shards' own checkouts take in turn, and the shards need this
         # pool process too.
-        if self.ctx.shards is None:  # a plan is only made where it can be sent
+        shards = self.ctx.shards
+        if shards is None:  # a plan is only made where it can be sent
             return self.tool_error("the suite was split but no one can send its shards", None)
-        self.ctx.shards.dispatch(job, split.commit, [list(ids) for ids in split.plan])
+        # Sending the shards is this message's answer (the merge announces under its
+        # own id): a redelivered parent must not start a second chord.
+        plan = [list(ids) for ids in split.plan]
+        what = f"shards of task {job.task_id}"
+        if not send_once(
+            self.ctx, self.answer, what, lambda: shards.dispatch(job, split.commit, plan)
+        ):
+            return already_done(job, self.ctx, self.delivery_id)
         return GateResult("sharded", split.describe())
 
     def _record_durations(self, suite: SuiteRun) -> None:
@@ -364,7 +379,7 @@ class JobRun:
         facts = self.audit.annotate(facts)
         published = self._publish(co, facts)
         self._log_verdict(verdict, suite.exit_code, smoke)
-        return announce_verdict(self.job, self.ctx, facts, published)
+        return announce_verdict(self.job, self.ctx, facts, published, self.answer)
 
     def tool_error(
         self, why: str, co: Checkout | None, *, final: bool = False, hang: Hang | None = None
@@ -391,7 +406,7 @@ class JobRun:
         published = self._publish_fail_closed(co, facts)
         self.ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, self.attempt + 1, why))
         self._log_verdict(verdict, None, skipped(why))
-        return announce_verdict(job, self.ctx, facts, published)
+        return announce_verdict(job, self.ctx, facts, published, self.answer)
 
     def _facts(
         self, verdict: Verdict, commit: str | None, smoke: SmokeResult, exit_code: int | None

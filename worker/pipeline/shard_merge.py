@@ -13,7 +13,7 @@ import logging
 from worker.errors import CheckoutError
 from worker.git.checkout import Checkout
 from worker.job import Job, JobRejected
-from worker.pipeline.announce import hand_back
+from worker.pipeline.announce import Answer, hand_back
 from worker.pipeline.context import GateContext, GateResult
 from worker.pipeline.runner import JobRun
 from worker.pipeline.shard_plan import Merged, ShardPlan, ShardResult, TestCase, merge_shards
@@ -88,11 +88,15 @@ def finish_sharded(
     ctx: GateContext,
     *,
     delivery_id: str,
+    failure: str = "",
 ) -> GateResult:
-    """Merge, report and announce once. Raises only EventDeliveryError."""
+    """Merge, report and announce once. Raises only EventDeliveryError (and
+    StateUnavailable: the caller keeps the message). `failure`: the chord itself failed
+    (its error path), so the job fails closed with that reason."""
     contract = ctx.contracts.for_repo(job.repo) if ctx.contracts else None
     if contract is None:  # the contracts file changed while the shards ran
-        return hand_back(JobRejected("no test contract", job.task_id, job.repo), ctx)
+        rejection = JobRejected("no test contract", job.task_id, job.repo)
+        return hand_back(rejection, ctx, Answer.of(delivery_id))
     merged = merge_shards(plan, shards)
     ctx.state.record_durations(job.repo, merged.durations)
     attempts = max((s.attempts for s in shards), default=1)
@@ -104,6 +108,8 @@ def finish_sharded(
         len(plan),
         merged.verdict.reason if merged.verdict else merged.not_run,
     )
+    if failure:
+        return run.exclusively(lambda co: run.tool_error(failure, co, final=True))
     return run.exclusively(lambda co: _announce(run, co, merged, len(plan)))
 
 
