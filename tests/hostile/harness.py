@@ -39,6 +39,8 @@ TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
 JOB_BUDGET_S = 45.0  # from the previous job's advance to this one's, at most
 BLOCKED_S = 2.0  # a worker in open() of a FIFO this long is stuck
+GRACE_S = 20.0  # after the budget, while FIFOs are opened from outside
+UNBLOCKABLE_S = 10.0  # and this long, despite every FIFO opened from outside: hopeless
 SECRET_PREFIX = "HOSTILESECRET"
 
 _task_ids = itertools.count(2000)
@@ -210,7 +212,7 @@ def _wait_advance(fleet: Fleet, run: Ran) -> None:
     marked as having blocked it; so is a job whose advance is later than JOB_BUDGET_S."""
     started = time.monotonic()
     deadline = started + JOB_BUDGET_S
-    give_up = deadline + JOB_BUDGET_S
+    give_up = deadline + GRACE_S
     stuck_since: float | None = None
     while True:
         found = fleet.orchestrator.events_for(run.ctx.task_id, ADVANCE)
@@ -220,31 +222,39 @@ def _wait_advance(fleet: Fleet, run: Ran) -> None:
         now = time.monotonic()
         if now > give_up:
             break
-        stuck = in_fifo_open(fleet.worker.process.pid)
+        stuck = stuck_in_fifo_open(fleet.worker.process.pid)
         stuck_since = (stuck_since or now) if stuck else None
         if now > deadline or (stuck_since is not None and now - stuck_since > BLOCKED_S):
             run.blocked = True
             unblock_fifos(fleet.workdir)
+        if stuck_since is not None and now - stuck_since > UNBLOCKABLE_S:
+            # Waiting on a FIFO the suite unlinked: nothing can open it any more. Only
+            # killing the stuck pool process (Celery starts another) frees the worker.
+            for pid in stuck:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            stuck_since = None
         time.sleep(0.1)
     run.seconds = time.monotonic() - started
 
 
-def in_fifo_open(worker_pid: int) -> bool:
-    """Whether a process of the worker (its process group: the main process, the pool
-    process, the git it runs; never a suite, which has a session of its own) waits in
-    the open() of a FIFO for the other side to show up."""
+def stuck_in_fifo_open(worker_pid: int) -> list[int]:
+    """The worker's processes (its process group: the pool process and the git it runs;
+    never a suite, which has a session of its own) that wait in the open() of a FIFO
+    for the other side to show up."""
+    found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == worker_pid:
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) != worker_pid:
                 continue
             if (entry / "wchan").read_text().strip() == "wait_for_partner":
-                return True
+                found.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
-    return False
+    return found
 
 
 def unblock_fifos(root: Path) -> None:
@@ -278,7 +288,7 @@ def problems_of(fleet: Fleet, runs: Sequence[Ran]) -> list[str]:
 def _problems(fleet: Fleet, run: Ran) -> list[str]:
     case, ctx, advance = run.case, run.ctx, run.advance
     if advance is None:
-        return [f"no advance within {2 * JOB_BUDGET_S:.0f}s (the worker stopped answering)"]
+        return [f"no advance within {JOB_BUDGET_S + GRACE_S:.0f}s (the worker stopped answering)"]
     found: list[str] = []
     if run.blocked:
         found.append(
@@ -298,10 +308,11 @@ def _problems(fleet: Fleet, run: Ran) -> list[str]:
     if advance.get("report_pushed") is not True:
         found.append(f"advance says report_pushed={advance.get('report_pushed')!r}")
     found += _branch_problems(fleet, run)
-    if case.outcome != "tool-error":
-        alerted = [p for p in fleet.alerts.posts if ctx.work_item in json.dumps(p[2])]
-        if alerted:
-            found.append(f"an infrastructure alert was sent: {alerted[0][2]}")
+    alerted = [p[2] for p in fleet.alerts.posts if ctx.work_item in json.dumps(p[2])]
+    if alerted and case.outcome != "tool-error":
+        found.append(f"an infrastructure alert was sent: {alerted[0]}")
+    if leaked := fleet.secrets.found_in(json.dumps(alerted)):
+        found.append(f"its alert carries the worker's secrets {leaked}")
     leaked = fleet.secrets.found_in(json.dumps(advance))
     if leaked:
         found.append(f"the advance carries the worker's secrets {leaked}")
