@@ -323,7 +323,8 @@ def _problems(fleet: Fleet, run: Ran) -> list[str]:
         leaked = fleet.secrets.found_in("".join(p.read_text(errors="replace") for p in written))
         found.append(
             f"code of the branch ran as the worker, outside its sandbox: it wrote "
-            f"{[p.name for p in written]}, with the worker's secrets {leaked} in them"
+            f"{len(written)} file(s) such as {written[0].name if written else None!r}, "
+            f"with the worker's secrets {leaked} in them"
         )
     return found
 
