@@ -59,6 +59,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("worker.containment.view", "worker.insuite"): (
         "the suite's view makes the in-suite files readable; insuite only names its files"
     ),
+    ("worker.containment.warm", "worker.insuite"): (
+        "the warm interpreter's shadowing check skips the plugins' own directory"
+    ),
     ("worker.containment.warm", "worker.insuite.zygote"): (
         "the warm interpreter starts the zygote's file as a script and speaks its protocol"
     ),

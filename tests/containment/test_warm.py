@@ -240,6 +240,7 @@ def test_two_suites_at_once_in_one_process_get_one_warm_start_and_one_cold(
         root = project(tmp_path / name, {"tests/test_dump.py": suite})
         results[name] = dump(root, tmp_path / name, warm=True)
 
+    warm_interpreter()  # started before any job, as a pool process does at its start
     threads = [threading.Thread(target=one, args=(name,)) for name in ("a", "b")]
     for thread in threads:
         thread.start()

@@ -90,6 +90,25 @@ ATTACKS: dict[str, dict[str, str]] = {
             "    os._exit(0)\n"
         ),
     },
+    "a probe of its own shadowing the gate's": {
+        "tests/test_a.py": FAILING,
+        "testgate_probe.py": (
+            "import json, os\n\n"
+            "fd = os.environ.get('GATE_NONCE_FD')\n"
+            "NONCE = os.read(int(fd), 128).decode() if fd else os.environ.get('GATE_NONCE', '')\n"
+            "\n\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    record = {'nonce': NONCE, 'finished': True, 'exitstatus': 0,\n"
+            "              'collected': 1, 'counts': {'passed': 1}}\n"
+            "    open(os.environ['GATE_SESSION_FILE'], 'a').write(json.dumps(record) + '\\n')\n"
+            "    os._exit(0)\n"
+        ),
+    },
+    "a pytest package of its own shadowing pytest": {
+        "tests/test_a.py": FAILING,
+        "pytest/__init__.py": "",
+        "pytest/__main__.py": "import os\n\nos._exit(0)\n",
+    },
     "a record read from the nonce pipe it cannot reach": {
         "tests/test_a.py": FAILING,
         "conftest.py": (

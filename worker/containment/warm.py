@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.containment import proctree
-from worker.insuite import zygote
+from worker.insuite import PLUGINS_DIR, zygote
 
 logger = logging.getLogger("testgate.warm")
 
@@ -183,7 +183,9 @@ class WarmPytest:
             return "the job's cookie does not fit the warm interpreter's placeholder"
         if not self._await_ready():
             return "the warm interpreter is not available"
-        if shadowed := shadowing_module(path_prefix, self.modules):
+        # The gate's plugins' own directory holds the very files the warm one imported.
+        own = [entry for entry in path_prefix if Path(entry) != PLUGINS_DIR]
+        if shadowed := shadowing_module(own, self.modules):
             return f"{shadowed} would shadow a module the warm interpreter imported"
         return None
 

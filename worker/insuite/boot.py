@@ -11,6 +11,7 @@ would be: sys.path[0] is the working directory and pytest's __main__ runs as __m
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import runpy
 import sys
@@ -30,8 +31,18 @@ def _announce_start() -> None:
             os.close(fd)
 
 
+def _load_the_gates_modules() -> None:
+    """pytest and the gate's plugins, imported before the working directory goes on
+    sys.path: a `pytest/` or `testgate_probe.py` the branch ships cannot stand in for
+    them (a real `python -m pytest` would import the branch's copy first). The probe
+    takes its nonce now, before any code of the suite can."""
+    for name in ("pytest", "testgate_probe", "testgate_progress"):
+        importlib.import_module(name)
+
+
 def main() -> None:
     _announce_start()
+    _load_the_gates_modules()
     sys.path[0] = os.getcwd()  # `python -m` puts the working directory first, not ours
     sys.argv = ["-m", *sys.argv[1:]]
     getattr(runpy, "_run_module_as_main")("pytest", True)  # noqa: B009 - private API

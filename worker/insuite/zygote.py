@@ -27,6 +27,7 @@ from typing import Any
 # A child that could not become the suite exits with this, as the cgroup shell and
 # prlimit do when they cannot exec: "never ran", not a test failure.
 SETUP_FAILED_EXIT = 126
+PLUGIN_MODULES = ("testgate_probe", "testgate_progress")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -56,6 +57,15 @@ def _preload_pytest() -> None:
 
     for name in (*essential_plugins, *default_plugins):
         __import__(f"_pytest.{name}")
+    # The gate's own plugins too, so a module the branch ships under their names sends
+    # the suite cold (the warm interpreter's shadowing check), where boot.py loads them
+    # before the branch's directory is on sys.path.
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins"))
+    try:
+        for name in PLUGIN_MODULES:
+            __import__(name)
+    finally:
+        del sys.path[0]
 
 
 def _serve() -> dict[str, Any]:
@@ -121,6 +131,8 @@ def _become(request: dict[str, Any]) -> None:
     sys.path[:0] = request["path_prefix"]
     sys.argv = ["-m", *request["args"]]
     sys.dont_write_bytecode = request["env"].get("PYTHONDONTWRITEBYTECODE", "") != ""
+    for name in PLUGIN_MODULES:  # they take this job's files and nonce, before any suite code
+        sys.modules[name].load_environment()
     # One write, under PIPE_BUF: it cannot interleave with the warm interpreter's.
     os.write(channel, json.dumps({"started": os.getpid()}).encode() + b"\n")
     os.close(channel)  # the suite keeps no end of the warm interpreter's channels

@@ -27,11 +27,12 @@ from typing import IO
 import pytest
 
 _env = os.environ.get
-_CURRENT = _env("GATE_CURRENT_TEST_FILE")
-_COLLECTED = _env("GATE_COLLECTED_FILE")
-_SELECT = _env("GATE_SELECT_FILE")
-_SESSION = _env("GATE_SESSION_FILE")
-_DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
+_CURRENT: str | None = None
+_COLLECTED: str | None = None
+_SELECT: str | None = None
+_SESSION: str | None = None
+_DUMP_AT = 0.0
+_NONCE = ""
 _NONCE_BYTES = 128
 _files: dict[str, IO[str]] = {}
 _phases: dict[str, tuple[str, str]] = {}
@@ -63,7 +64,21 @@ def _take_nonce() -> str:
             os.close(fd)
 
 
-_NONCE = _take_nonce()
+def load_environment() -> None:
+    """Where this run's records go, and its nonce. Called when the module is imported
+    (a cold start imports it before any code of the suite) and again by a warm start's
+    fork once it has the job's environment: never after code of the suite ran, so no
+    conftest can take the nonce first."""
+    global _CURRENT, _COLLECTED, _SELECT, _SESSION, _DUMP_AT, _NONCE  # noqa: PLW0603
+    _CURRENT = _env("GATE_CURRENT_TEST_FILE")
+    _COLLECTED = _env("GATE_COLLECTED_FILE")
+    _SELECT = _env("GATE_SELECT_FILE")
+    _SESSION = _env("GATE_SESSION_FILE")
+    _DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
+    _NONCE = _take_nonce()
+
+
+load_environment()
 
 
 def _open(name: str, var: str) -> None:

@@ -14,7 +14,16 @@ import time
 import pytest
 
 _state: dict[str, int | None] = {"total": None, "done": 0, "failed": 0}
-_path = os.environ.get("GATE_PROGRESS_FILE")
+_path: str | None = None
+
+
+def load_environment() -> None:
+    """Where progress goes: read at import, and again by a warm start's fork."""
+    global _path  # noqa: PLW0603
+    _path = os.environ.get("GATE_PROGRESS_FILE")
+
+
+load_environment()
 _EVERY_S = 0.2  # the worker reads once a second: a write per test is wasted CPU
 _last = [0.0]
 _failing: set[str] = set()  # tests of which a report failed, until they finish
