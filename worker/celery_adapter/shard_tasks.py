@@ -18,6 +18,7 @@ from celery import Task
 from worker import names
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import current_context, retry_undelivered
+from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError
 from worker.job import JobRejected, parse_job
 from worker.pipeline.shard_merge import finish_sharded, run_shard
@@ -47,6 +48,7 @@ def run_test_shard(
             ctx,
             attempt=attempt,
             delivery_id=str(self.request.id or uuid.uuid4()),
+            queued_s=queued_seconds(self.request),
         )
     except Exception as exc:  # a shard must always reach the merge
         logger.exception("task %s shard %d: unexpected error", job.task_id, index + 1)
@@ -80,7 +82,13 @@ def merge_test_shards(
     shards = [ShardResult.from_json(r) for r in results]
     try:
         outcome = finish_sharded(
-            job, commit, plan, shards, ctx, delivery_id=str(self.request.id or uuid.uuid4())
+            job,
+            commit,
+            plan,
+            shards,
+            ctx,
+            delivery_id=str(self.request.id or uuid.uuid4()),
+            queued_s=queued_seconds(self.request),
         )
     except EventDeliveryError as exc:
         logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)
