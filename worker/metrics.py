@@ -48,22 +48,30 @@ def observe_suite_duration(state: GateState, seconds: float) -> None:
 
 
 def phase_counter_amounts(timings: Mapping[str, float]) -> dict[str, int]:
-    """The counter increments that record one job's phase times (pure). Each time is
-    counted in its own bucket only; rendering makes the buckets cumulative, so one job
-    costs one round trip of a few counters, not one per bucket."""
+    """The counter increments that record one delivery's phase times (pure). Each time
+    is counted in its own bucket only; rendering makes the buckets cumulative, so one
+    delivery costs one round trip of a few counters, not one per bucket."""
     amounts: dict[str, int] = {}
     for phase, seconds in timings.items():
-        if phase not in PHASES:
-            continue
-        bucket = next((str(b) for b in PHASE_BUCKETS if seconds <= b), "inf")
-        amounts[f"phase_{phase}_in_{bucket}"] = 1
-        amounts[f"phase_{phase}_sum_ms"] = round(seconds * 1000)
+        if phase in PHASES:
+            amounts |= _histogram_amounts(f"phase_{phase}", seconds)
     return amounts
 
 
-def observe_phase_durations(state: GateState, timings: Mapping[str, float]) -> None:
-    """Record one delivery's phase times in the fleet-wide histograms."""
-    state.bump_many(phase_counter_amounts(timings))
+def observe_phase_durations(
+    state: GateState, timings: Mapping[str, float], verdict_latency_s: float | None = None
+) -> None:
+    """Record one delivery's phase times (and, for a delivery that reached a verdict,
+    the time from its enqueue to that verdict) in the fleet-wide histograms."""
+    amounts = phase_counter_amounts(timings)
+    if verdict_latency_s is not None:
+        amounts |= _histogram_amounts("verdict_latency", verdict_latency_s)
+    state.bump_many(amounts)
+
+
+def _histogram_amounts(key: str, seconds: float) -> dict[str, int]:
+    bucket = next((str(b) for b in PHASE_BUCKETS if seconds <= b), "inf")
+    return {f"{key}_in_{bucket}": 1, f"{key}_sum_ms": round(seconds * 1000)}
 
 
 def outcome_counts(counters: Mapping[str, int]) -> dict[str, int]:
@@ -120,23 +128,34 @@ def render_metrics(
 
 
 def _phase_histograms(counters: Mapping[str, int]) -> list[str]:
+    name = "testgate_phase_duration_seconds"
     lines = [
-        "# HELP testgate_phase_duration_seconds Time of each phase of a job delivery.",
-        "# TYPE testgate_phase_duration_seconds histogram",
+        f"# HELP {name} Time of each phase of a job delivery.",
+        f"# TYPE {name} histogram",
     ]
     for phase in PHASES:
-        running = 0
-        for bound in PHASE_BUCKETS:
-            running += counters.get(f"phase_{phase}_in_{bound}", 0)
-            lines.append(
-                f'testgate_phase_duration_seconds_bucket{{phase="{phase}",le="{bound}"}} {running}'
-            )
-        total = running + counters.get(f"phase_{phase}_in_inf", 0)
-        labels = f'phase="{phase}"'
-        lines.append(f'testgate_phase_duration_seconds_bucket{{{labels},le="+Inf"}} {total}')
-        seconds = counters.get(f"phase_{phase}_sum_ms", 0) / 1000
-        lines.append(f"testgate_phase_duration_seconds_sum{{{labels}}} {seconds}")
-        lines.append(f"testgate_phase_duration_seconds_count{{{labels}}} {total}")
+        lines += _histogram_lines(name, f'phase="{phase}"', f"phase_{phase}", counters)
+    name = "testgate_verdict_latency_seconds"
+    lines += [
+        f"# HELP {name} From a job's enqueue (or its merge's, when sharded) to its verdict.",
+        f"# TYPE {name} histogram",
+        *_histogram_lines(name, "", "verdict_latency", counters),
+    ]
+    return lines
+
+
+def _histogram_lines(name: str, labels: str, key: str, counters: Mapping[str, int]) -> list[str]:
+    lines = []
+    sep = "," if labels else ""
+    running = 0
+    for bound in PHASE_BUCKETS:
+        running += counters.get(f"{key}_in_{bound}", 0)
+        lines.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {running}')
+    total = running + counters.get(f"{key}_in_inf", 0)
+    lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {total}')
+    braces = f"{{{labels}}}" if labels else ""
+    lines.append(f"{name}_sum{braces} {counters.get(f'{key}_sum_ms', 0) / 1000}")
+    lines.append(f"{name}_count{braces} {total}")
     return lines
 
 

@@ -36,6 +36,8 @@ class JobPhases:
         self._state = state
         self._timings: dict[str, float] = {}
         self._root: Span = trace.INVALID_SPAN
+        self._started = time.perf_counter()
+        self._verdict_latency_s: float | None = None
 
     @contextmanager
     def job(self, name: str, *, attempt: int, **attributes: Attribute) -> Iterator[None]:
@@ -44,11 +46,12 @@ class JobPhases:
             name, attributes={"testgate.attempt": attempt, **_prefixed(attributes)}
         ) as root:
             self._root = root
+            self._started = time.perf_counter()
             try:
                 yield
             finally:
                 if self._state is not None:
-                    observe_phase_durations(self._state, self._timings)
+                    observe_phase_durations(self._state, self._timings, self._verdict_latency_s)
 
     def describe(self, job: Job) -> None:
         """The job's identity on the root span, once the job is known to be valid."""
@@ -69,6 +72,8 @@ class JobPhases:
         self._root.set_attribute("testgate.outcome", outcome)
         if verdict is not None:
             self._root.set_attribute("testgate.verdict", verdict)
+            waited = self._timings.get("queue_wait", 0.0)
+            self._verdict_latency_s = waited + time.perf_counter() - self._started
 
     @contextmanager
     def phase(self, name: str, **attributes: Attribute) -> Iterator[Span]:
