@@ -34,6 +34,8 @@ LAYERS: tuple[frozenset[str], ...] = (
             "client",
         }
     ),
+    # Traces and phase timings: every layer above times its steps with them.
+    frozenset({"observe"}),
     frozenset({"git", "containment", "insuite", "notify"}),
     frozenset({"suite"}),
     frozenset({"review"}),

@@ -9,6 +9,7 @@ if client.should_intercept(job):      # in launch_job, before spawning the LLM t
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery
@@ -69,7 +70,11 @@ def enqueue(
         app = Celery("testgate-client", broker=settings.broker_url, backend=settings.result_backend)
         app.conf.task_serializer = "json"
     kwargs = parsed.model_dump(exclude_none=True)
-    result = app.send_task(names.RUN_TEST_GATE, kwargs=kwargs, queue=names.TESTS_QUEUE)
+    # When it was sent, so the worker can tell how long it waited (its queue-wait phase).
+    headers = {"testgate_sent_at": time.time()}
+    result = app.send_task(
+        names.RUN_TEST_GATE, kwargs=kwargs, queue=names.TESTS_QUEUE, headers=headers
+    )
     return str(result.id)
 
 

@@ -19,6 +19,23 @@ logger = logging.getLogger("testgate.metrics")
 # Seconds; the last finite bucket is the default suite timeout.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900)
 OUTCOMES = ("code-pass", "code-fail", "tool-error", "deferred", "handed-back")
+# The phases of a job, in the order they happen (worker.observe.phases times them).
+PHASES = (
+    "queue_wait",
+    "checkout",
+    "setup",
+    "collect",
+    "suite",
+    "smoke",
+    "report",
+    "push",
+    "announce",
+)
+# Seconds; phases range from a few milliseconds (render a report) to a whole suite.
+PHASE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 900)
+# How suites run on a worker: contained by bubblewrap, uncontained (TESTGATE_CONTAINMENT=auto
+# without bubblewrap) or off (the operator's choice); unknown for a worker that cannot say.
+CONTAINMENT_MODES = ("contained", "uncontained", "off", "unknown")
 
 
 def observe_suite_duration(state: GateState, seconds: float) -> None:
@@ -28,6 +45,33 @@ def observe_suite_duration(state: GateState, seconds: float) -> None:
             state.bump(f"duration_le_{bound}")
     state.bump("duration_count")
     state.bump("duration_sum_ms", round(seconds * 1000))
+
+
+def phase_counter_amounts(timings: Mapping[str, float]) -> dict[str, int]:
+    """The counter increments that record one delivery's phase times (pure). Each time
+    is counted in its own bucket only; rendering makes the buckets cumulative, so one
+    delivery costs one round trip of a few counters, not one per bucket."""
+    amounts: dict[str, int] = {}
+    for phase, seconds in timings.items():
+        if phase in PHASES:
+            amounts |= _histogram_amounts(f"phase_{phase}", seconds)
+    return amounts
+
+
+def observe_phase_durations(
+    state: GateState, timings: Mapping[str, float], verdict_latency_s: float | None = None
+) -> None:
+    """Record one delivery's phase times (and, for a delivery that reached a verdict,
+    the time from its enqueue to that verdict) in the fleet-wide histograms."""
+    amounts = phase_counter_amounts(timings)
+    if verdict_latency_s is not None:
+        amounts |= _histogram_amounts("verdict_latency", verdict_latency_s)
+    state.bump_many(amounts)
+
+
+def _histogram_amounts(key: str, seconds: float) -> dict[str, int]:
+    bucket = next((str(b) for b in PHASE_BUCKETS if seconds <= b), "inf")
+    return {f"{key}_in_{bucket}": 1, f"{key}_sum_ms": round(seconds * 1000)}
 
 
 def outcome_counts(counters: Mapping[str, int]) -> dict[str, int]:
@@ -41,7 +85,10 @@ def outcome_counts(counters: Mapping[str, int]) -> dict[str, int]:
 
 
 def render_metrics(
-    counters: Mapping[str, int], queue_depth: int | None, workers_online: int | None
+    counters: Mapping[str, int],
+    queue_depth: int | None,
+    workers_online: int | None,
+    containment: Mapping[str, int] | None = None,
 ) -> str:
     """The Prometheus text exposition of the gate's metrics (pure)."""
     lines = [
@@ -61,6 +108,7 @@ def render_metrics(
     lines.append(f'testgate_suite_duration_seconds_bucket{{le="+Inf"}} {total}')
     lines.append(f"testgate_suite_duration_seconds_sum {counters.get('duration_sum_ms', 0) / 1000}")
     lines.append(f"testgate_suite_duration_seconds_count {total}")
+    lines += _phase_histograms(counters)
     for name, value, text in (
         ("testgate_queue_depth", queue_depth, "Jobs waiting on the tests queue."),
         ("testgate_workers_online", workers_online, "Workers answering a ping."),
@@ -68,7 +116,47 @@ def render_metrics(
         lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
         if value is not None:
             lines.append(f"{name} {value}")
+    lines += [
+        "# HELP testgate_workers_containment Workers online by how their suites run.",
+        "# TYPE testgate_workers_containment gauge",
+    ]
+    if containment is not None:
+        for mode in CONTAINMENT_MODES:
+            count = containment.get(mode, 0)
+            lines.append(f'testgate_workers_containment{{mode="{mode}"}} {count}')
     return "\n".join(lines) + "\n"
+
+
+def _phase_histograms(counters: Mapping[str, int]) -> list[str]:
+    name = "testgate_phase_duration_seconds"
+    lines = [
+        f"# HELP {name} Time of each phase of a job delivery.",
+        f"# TYPE {name} histogram",
+    ]
+    for phase in PHASES:
+        lines += _histogram_lines(name, f'phase="{phase}"', f"phase_{phase}", counters)
+    name = "testgate_verdict_latency_seconds"
+    lines += [
+        f"# HELP {name} From a job's enqueue (or its merge's, when sharded) to its verdict.",
+        f"# TYPE {name} histogram",
+        *_histogram_lines(name, "", "verdict_latency", counters),
+    ]
+    return lines
+
+
+def _histogram_lines(name: str, labels: str, key: str, counters: Mapping[str, int]) -> list[str]:
+    lines = []
+    sep = "," if labels else ""
+    running = 0
+    for bound in PHASE_BUCKETS:
+        running += counters.get(f"{key}_in_{bound}", 0)
+        lines.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {running}')
+    total = running + counters.get(f"{key}_in_inf", 0)
+    lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {total}')
+    braces = f"{{{labels}}}" if labels else ""
+    lines.append(f"{name}_sum{braces} {counters.get(f'{key}_sum_ms', 0) / 1000}")
+    lines.append(f"{name}_count{braces} {total}")
+    return lines
 
 
 def serve_metrics(

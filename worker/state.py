@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
 import redis
@@ -75,6 +76,10 @@ Claim = Literal["claimed", "answered", "pending"]
 
 class GateState(Protocol):
     def bump(self, counter: str, amount: int = 1) -> None: ...
+    def bump_many(self, amounts: Mapping[str, int]) -> None:
+        """Several counters in one round trip (a job's phase histograms)."""
+        ...
+
     def counters(self) -> dict[str, int]: ...
     def acquire_run(self, key: str, owner: str, ttl_s: float) -> str | None:
         """Take the run lease for `key`; None if we took it, else the current holder.
@@ -132,6 +137,17 @@ class RedisState:
             self._redis.hincrby(self._key(names.COUNTERS_KEY), counter, amount)
         except redis.RedisError as exc:
             logger.warning("counter %s not incremented: %s", counter, exc)
+
+    def bump_many(self, amounts: Mapping[str, int]) -> None:
+        if not amounts:
+            return
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for counter, amount in amounts.items():
+                pipe.hincrby(self._key(names.COUNTERS_KEY), counter, amount)
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("%d counters not incremented: %s", len(amounts), exc)
 
     def counters(self) -> dict[str, int]:
         raw: dict[Any, Any] = self._call(self._redis.hgetall, self._key(names.COUNTERS_KEY))
@@ -254,6 +270,11 @@ class MemoryState:
     def bump(self, counter: str, amount: int = 1) -> None:
         with self._lock:
             self._counters[counter] = self._counters.get(counter, 0) + amount
+
+    def bump_many(self, amounts: Mapping[str, int]) -> None:
+        with self._lock:
+            for counter, amount in amounts.items():
+                self._counters[counter] = self._counters.get(counter, 0) + amount
 
     def counters(self) -> dict[str, int]:
         with self._lock:

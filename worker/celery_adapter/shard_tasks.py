@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from worker import names
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import current_context, retry_or_requeue, retry_undelivered
+from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError, StateUnavailable
 from worker.job import JobRejected, parse_job
 from worker.notify.events import publish_retry_policy
@@ -54,6 +55,7 @@ def run_test_shard(
             ctx,
             attempt=attempt,
             delivery_id=str(self.request.id or uuid.uuid4()),
+            queued_s=queued_seconds(self.request),
         )
     except Exception as exc:  # a shard must always reach the merge
         logger.exception("task %s shard %d: unexpected error", job.task_id, index + 1)
@@ -89,7 +91,13 @@ def merge_test_shards(
     shards = [ShardResult.from_json(r) for r in results]
     try:
         outcome = finish_sharded(
-            job, commit, plan, shards, ctx, delivery_id=str(self.request.id or uuid.uuid4())
+            job,
+            commit,
+            plan,
+            shards,
+            ctx,
+            delivery_id=str(self.request.id or uuid.uuid4()),
+            queued_s=queued_seconds(self.request),
         )
     except EventDeliveryError as exc:
         logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)

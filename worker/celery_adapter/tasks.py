@@ -12,6 +12,7 @@ from celery import Task
 from worker import names
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import current_context, retry_or_requeue, retry_undelivered
+from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError
 from worker.pipeline.announce import Answer, fail_closed_after_crash
 from worker.pipeline.context import GateContext
@@ -37,6 +38,7 @@ def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
             attempt=attempt,
             delivery_id=delivery_id,
             progress=lambda p: self.update_state(state="PROGRESS", meta=p.as_meta()),
+            queued_s=queued_seconds(self.request),
         )
     except EventDeliveryError as exc:
         logger.error("task %s: event not delivered, job retried: %s", delivery_id, exc)

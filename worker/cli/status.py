@@ -1,5 +1,5 @@
 """What `testgate status` and `testgate metrics` show: the snapshot and counters, the
-depth of `tests`, the workers online."""
+depth of `tests`, the workers online (and, for the metrics, how each contains suites)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from worker import names
 from worker.celery_adapter.app import app
 from worker.client import snapshot
 from worker.errors import StateUnavailable
-from worker.metrics import render_metrics
+from worker.metrics import CONTAINMENT_MODES, render_metrics
 from worker.settings import load_settings
 from worker.state import RedisState
 
@@ -42,6 +42,23 @@ def workers_online(timeout_s: float = 1.0) -> int | None:
         return None
 
 
+def workers_by_containment(timeout_s: float = 1.0) -> dict[str, int] | None:
+    """Workers online, counted by how their suites run (each answers the inspect
+    command of worker.celery_adapter.telemetry; one that cannot is `unknown`)."""
+    try:
+        replies = app.control.broadcast("testgate_containment", reply=True, timeout=timeout_s) or []
+    except (OperationalError, OSError) as exc:
+        logger.warning("workers unavailable: %s", exc)
+        return None
+    counts: dict[str, int] = {}
+    for reply in replies:
+        for answer in reply.values():
+            mode = answer.get("containment") if isinstance(answer, dict) else None
+            key = mode if mode in CONTAINMENT_MODES else "unknown"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def fleet_status(timeout_s: float = 1.0) -> dict[str, Any]:
     """Never raises: what cannot be read is reported as unavailable."""
     status = snapshot()
@@ -59,4 +76,7 @@ def metrics_text() -> str:
     except StateUnavailable as exc:
         logger.warning("metrics without counters: %s", exc)
         counters = {}
-    return render_metrics(counters, queue_depth(), workers_online())
+    # One broadcast answers both: how many workers, and how each runs its suites.
+    containment = workers_by_containment()
+    online = None if containment is None else sum(containment.values())
+    return render_metrics(counters, queue_depth(), online, containment)

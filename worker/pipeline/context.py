@@ -42,6 +42,12 @@ class GateResult:
     detail: str
     advance: Advance | None = None
 
+    def outcome_and_verdict(self) -> tuple[str, str | None]:
+        """For the trace: the verdict's outcome and result, or this result's kind."""
+        if self.advance is not None:
+            return self.advance.outcome, self.advance.result
+        return self.kind, None
+
     def as_dict(self) -> dict[str, Any]:
         advance = self.advance.kwargs() if self.advance else None
         return {"kind": self.kind, "detail": self.detail, "advance": advance}

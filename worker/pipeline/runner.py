@@ -30,6 +30,7 @@ from worker.git.checkout import Checkout, checkout, mirror_path
 from worker.job import Job, JobRejected, parse_job
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
+from worker.observe.phases import JobPhases
 from worker.pipeline.announce import Answer, already_done, announce_verdict, hand_back, send_once
 from worker.pipeline.audit import NO_AUDIT, AuditJob, PytestEnv, audit_suite
 from worker.pipeline.context import GateContext, GateResult
@@ -66,26 +67,47 @@ def run_gate(
     attempt: int,
     delivery_id: str,
     progress: Callable[[Progress], None] | None = None,
+    queued_s: float | None = None,
 ) -> GateResult:
     """Run one delivery of a tester job to a defined outcome.
 
     Raises only EventDeliveryError: the outcome exists but the orchestrator could not
     be told, so the caller must keep the message rather than lose the job.
     """
+    phases = JobPhases(ctx.state)
+    with phases.job("testgate.job", attempt=attempt):
+        if queued_s is not None:
+            phases.waited(queued_s)
+        result = _run_gate(raw_job, ctx, attempt, delivery_id, progress, phases)
+        phases.conclude(*result.outcome_and_verdict())
+    return result
+
+
+def _run_gate(
+    raw_job: Any,
+    ctx: GateContext,
+    attempt: int,
+    delivery_id: str,
+    progress: Callable[[Progress], None] | None,
+    phases: JobPhases,
+) -> GateResult:
     if attempt == 0:
         ctx.state.bump("runs")
     parsed = parse_job(raw_job)
     if isinstance(parsed, JobRejected):
-        return hand_back(parsed, ctx, Answer.of(delivery_id))
+        with phases.phase("announce"):
+            return hand_back(parsed, ctx, Answer.of(delivery_id))
+    phases.describe(parsed)
     rejection = job_rejection(parsed, ctx.settings, ctx.contracts)
     contract = ctx.contracts.for_repo(parsed.repo) if ctx.contracts else None
     if rejection is not None or contract is None:
-        return hand_back(
-            rejection or JobRejected("no test contract", parsed.task_id, parsed.repo),
-            ctx,
-            Answer.of(delivery_id),
-        )
-    run = JobRun(parsed, contract, ctx, attempt, delivery_id, progress)
+        with phases.phase("announce"):
+            return hand_back(
+                rejection or JobRejected("no test contract", parsed.task_id, parsed.repo),
+                ctx,
+                Answer.of(delivery_id),
+            )
+    run = JobRun(parsed, contract, ctx, attempt, delivery_id, progress, phases=phases)
     try:
         return run.exclusively()
     except StateUnavailable as exc:
@@ -106,7 +128,9 @@ class JobRun:
         delivery_id: str,
         progress: Callable[[Progress], None] | None = None,
         select: tuple[str, ...] | None = None,
+        phases: JobPhases | None = None,
     ) -> None:
+        self.phases = phases or JobPhases()  # where this delivery's time goes
         self.progress = progress
         self.select = select  # a shard's test ids; None for the whole suite
         self.job = job
@@ -216,6 +240,9 @@ class JobRun:
         return mirror_path(self.settings.workdir_path, self.job.repo)
 
     def open_checkout(self) -> AbstractContextManager[Checkout]:
+        return self.phases.entered("checkout", self._checkout())
+
+    def _checkout(self) -> AbstractContextManager[Checkout]:
         return checkout(
             self.job.repo,
             self.job.branch,
@@ -266,19 +293,23 @@ class JobRun:
                     self.job.task_id,
                 )
             raw = PytestEnv(sandbox, python)
-            prepared = prepare_suite(
-                co.path,
-                sandbox,
-                self.contract,
-                python=python,
-                venvs_root=self.settings.workdir_path / "venvs",
-                tail_bytes=self.settings.output_tail_bytes,
-            )
+            with self.phases.phase("setup", steps=len(self.contract.setup)):
+                prepared = prepare_suite(
+                    co.path,
+                    sandbox,
+                    self.contract,
+                    python=python,
+                    venvs_root=self.settings.workdir_path / "venvs",
+                    tail_bytes=self.settings.output_tail_bytes,
+                )
             if isinstance(prepared, SetupFailure):
                 return prepared
             sandbox, python = prepared
-            if self.select is None and (split := self._plan_shards(co, sandbox, python)):
-                return split
+            if self.select is None and self.contract.shards != 1 and self.ctx.shards is not None:
+                with self.phases.phase("collect"):
+                    split = self._plan_shards(co, sandbox, python)
+                if split is not None:
+                    return split
             logger.info(
                 "task %s: running pytest %s on %s@%s",
                 self.job.task_id,
@@ -286,16 +317,18 @@ class JobRun:
                 co.repo,
                 co.commit,
             )
-            suite = run_suite(
-                co.path,
-                sandbox,
-                python=python,
-                target=self.contract.target,
-                timeout_s=self.contract.timeout_s,
-                tail_bytes=self.settings.output_tail_bytes,
-                progress=self.progress,
-                select=self.select,
-            )
+            with self.phases.phase("suite") as span:
+                suite = run_suite(
+                    co.path,
+                    sandbox,
+                    python=python,
+                    target=self.contract.target,
+                    timeout_s=self.contract.timeout_s,
+                    tail_bytes=self.settings.output_tail_bytes,
+                    progress=self.progress,
+                    select=self.select,
+                )
+                span.set_attributes(suite_attributes(suite))
             if self.select is not None:
                 return suite  # a shard: the guard and classification need the whole suite
             self.audit = audit_suite(
@@ -362,7 +395,9 @@ class JobRun:
         elif not self.contract.smoke_enabled:
             smoke = skipped("smoke disabled for this repo")
         else:
-            smoke = run_smoke(self.contract.smoke_base_url, self.contract.smoke_checks)
+            with self.phases.phase("smoke") as span:
+                smoke = run_smoke(self.contract.smoke_base_url, self.contract.smoke_checks)
+                span.set_attribute("testgate.smoke", smoke.state)
         verdict = with_smoke(suite_verdict, smoke)
         observe_suite_duration(self.ctx.state, suite.duration_s)
         self.ctx.state.bump("pass" if verdict.result == "PASS" else "fail")
@@ -379,7 +414,8 @@ class JobRun:
         facts = self.audit.annotate(facts)
         published = self._publish(co, facts)
         self._log_verdict(verdict, suite.exit_code, smoke)
-        return announce_verdict(self.job, self.ctx, facts, published, self.answer)
+        with self.phases.phase("announce"):
+            return announce_verdict(self.job, self.ctx, facts, published, self.answer)
 
     def tool_error(
         self, why: str, co: Checkout | None, *, final: bool = False, hang: Hang | None = None
@@ -406,7 +442,8 @@ class JobRun:
         published = self._publish_fail_closed(co, facts)
         self.ctx.alert(infra_exhausted_text(job.work_item_id, job.repo, self.attempt + 1, why))
         self._log_verdict(verdict, None, skipped(why))
-        return announce_verdict(job, self.ctx, facts, published, self.answer)
+        with self.phases.phase("announce"):
+            return announce_verdict(job, self.ctx, facts, published, self.answer)
 
     def _facts(
         self, verdict: Verdict, commit: str | None, smoke: SmokeResult, exit_code: int | None
@@ -443,17 +480,21 @@ class JobRun:
             email=f"test-runner@{self.settings.git_email_domain}",
             home=self.settings.home_dir,
         )
-        result = publish_report(
-            co.mirror,
-            co.commit,
-            self.job.report_path,
-            render_report(facts),
-            origin_url=co.origin_url,
-            branch=self.job.branch,
-            message=f"test: test gate {facts.verdict.result} for {self.job.work_item_id}",
-            identity=identity,
-            timeout_s=self.settings.git_timeout_s,
-        )
+        with self.phases.phase("report"):
+            text = render_report(replace(facts, phases=self.phases.timings()))
+        with self.phases.phase("push") as span:
+            result = publish_report(
+                co.mirror,
+                co.commit,
+                self.job.report_path,
+                text,
+                origin_url=co.origin_url,
+                branch=self.job.branch,
+                message=f"test: test gate {facts.verdict.result} for {self.job.work_item_id}",
+                identity=identity,
+                timeout_s=self.settings.git_timeout_s,
+            )
+            span.set_attribute("testgate.pushed", result.pushed)
         if not result.pushed:
             logger.error(
                 "report for task %s not pushed to %s: %s",
@@ -476,3 +517,18 @@ class JobRun:
             time.monotonic() - self.started,
             verdict.outcome,
         )
+
+
+def suite_attributes(suite: SuiteRun) -> dict[str, str | int | bool]:
+    """What a span may say about a suite: counts and codes the worker read, never its
+    output or test ids."""
+    found: dict[str, str | int | bool] = {"testgate.ran": suite.ran}
+    if suite.exit_code is not None:
+        found["testgate.exit_code"] = suite.exit_code
+    if suite.timed_out:
+        found["testgate.timed_out"] = True
+    if suite.junit is not None:
+        found["testgate.tests"] = suite.junit.tests
+        found["testgate.tests_failing"] = len(suite.junit.failing)
+        found["testgate.tests_skipped"] = suite.junit.skipped
+    return found

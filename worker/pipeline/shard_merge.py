@@ -13,6 +13,7 @@ import logging
 from worker.errors import CheckoutError
 from worker.git.checkout import Checkout
 from worker.job import Job, JobRejected
+from worker.observe.phases import JobPhases
 from worker.pipeline.announce import Answer, hand_back
 from worker.pipeline.context import GateContext, GateResult
 from worker.pipeline.runner import JobRun
@@ -33,14 +34,37 @@ def run_shard(
     *,
     attempt: int,
     delivery_id: str,
+    queued_s: float | None = None,
 ) -> ShardResult:
     """Run `test_ids` at `commit`; never raises. `ran` is False when pytest produced no
     exit code (checkout, setup, spawn, timeout); `final` when retrying cannot help."""
+    phases = JobPhases(ctx.state)
+    with phases.job("testgate.shard", attempt=attempt, shard=index + 1, tests=len(test_ids)):
+        phases.describe(job)
+        if queued_s is not None:
+            phases.waited(queued_s)
+        result = _run_shard(job, commit, index, test_ids, ctx, attempt, delivery_id, phases)
+        phases.conclude("shard-ran" if result.ran else "shard-not-run")
+    return result
+
+
+def _run_shard(
+    job: Job,
+    commit: str,
+    index: int,
+    test_ids: list[str],
+    ctx: GateContext,
+    attempt: int,
+    delivery_id: str,
+    phases: JobPhases,
+) -> ShardResult:
     contract = ctx.contracts.for_repo(job.repo) if ctx.contracts else None
     if contract is None:
         return ShardResult(index, False, None, 0.0, problem="no test contract", final=True)
     at_commit = job.model_copy(update={"commit": commit})
-    run = JobRun(at_commit, contract, ctx, attempt, delivery_id, select=tuple(test_ids))
+    run = JobRun(
+        at_commit, contract, ctx, attempt, delivery_id, select=tuple(test_ids), phases=phases
+    )
     starts = ctx.state.count_delivery(f"{delivery_id}:{attempt}")
     if starts > ctx.settings.max_deliveries:
         why = f"the process running it died {starts - 1} times"
@@ -89,10 +113,32 @@ def finish_sharded(
     *,
     delivery_id: str,
     failure: str = "",
+    queued_s: float | None = None,
 ) -> GateResult:
     """Merge, report and announce once. Raises only EventDeliveryError (and
     StateUnavailable: the caller keeps the message). `failure`: the chord itself failed
     (its error path), so the job fails closed with that reason."""
+    phases = JobPhases(ctx.state)
+    attempt = max((s.attempts for s in shards), default=1) - 1
+    with phases.job("testgate.merge", attempt=attempt, shards=len(plan)):
+        phases.describe(job)
+        if queued_s is not None:
+            phases.waited(queued_s)
+        result = _finish_sharded(job, commit, plan, shards, ctx, delivery_id, phases, failure)
+        phases.conclude(*result.outcome_and_verdict())
+    return result
+
+
+def _finish_sharded(
+    job: Job,
+    commit: str,
+    plan: list[list[str]],
+    shards: list[ShardResult],
+    ctx: GateContext,
+    delivery_id: str,
+    phases: JobPhases,
+    failure: str,
+) -> GateResult:
     contract = ctx.contracts.for_repo(job.repo) if ctx.contracts else None
     if contract is None:  # the contracts file changed while the shards ran
         rejection = JobRejected("no test contract", job.task_id, job.repo)
@@ -101,7 +147,7 @@ def finish_sharded(
     ctx.state.record_durations(job.repo, merged.durations)
     attempts = max((s.attempts for s in shards), default=1)
     at_commit = job.model_copy(update={"commit": commit})
-    run = JobRun(at_commit, contract, ctx, attempts - 1, delivery_id)
+    run = JobRun(at_commit, contract, ctx, attempts - 1, delivery_id, phases=phases)
     logger.info(
         "task %s: %d shards merged: %s",
         job.task_id,

@@ -21,6 +21,7 @@ from worker.report.sections import (
     hang_section,
     integrity_section,
     packet_section,
+    phases_section,
 )
 from worker.review.classify import Classified
 from worker.review.integrity import Integrity
@@ -60,6 +61,7 @@ class ReportFacts:
     integrity: Integrity | None = None  # the test-integrity guard's findings, if it ran
     classified: tuple[Classified, ...] = ()  # why each failing test failed, if asked
     failure_packet: dict[str, Any] | None = None  # for the developer agent, on a FAIL
+    phases: tuple[tuple[str, float], ...] = ()  # seconds per phase, up to this report
 
 
 def render_report(facts: ReportFacts) -> str:
@@ -135,6 +137,8 @@ def _body(facts: ReportFacts) -> list[str]:
         sections.append(classification_section(facts.classified))
     if facts.failure_packet is not None:
         sections.append(packet_section(facts.failure_packet))
+    if facts.phases:
+        sections.append(phases_section(facts.phases))
     if facts.output_tail:
         sections.append(_tail_section(facts.output_tail))
     return sections

@@ -19,6 +19,7 @@ MAX_ID_CHARS = 300  # one test id as listed
 MAX_TEXT_CHARS = 2000  # one free-text item: a reason, a detail, a note
 MAX_STACKS_CHARS = 8192  # the hang's stack dump, innermost frames first
 MAX_PACKET_CHARS = 16384  # the failure packet's JSON
+MAX_PHASES = 20  # rows of the timing table (a job has about ten phases)
 
 
 def hang_section(hang: Hang) -> str:
@@ -37,6 +38,24 @@ def hang_section(hang: Hang) -> str:
     else:
         parts.append("No stack dump was written before the kill.\n")
     return "\n".join(parts)
+
+
+def phases_section(phases: Sequence[tuple[str, float]]) -> str:
+    """Where this delivery's time went, up to the report itself; what follows it (the
+    report, its push, the advance) is in the metrics and the trace."""
+    shown = phases[:MAX_PHASES]
+    rows = [f"| {name.replace('_', ' ')} | {seconds:.2f} |" for name, seconds in shown]
+    return "\n".join(
+        [
+            "## Where the time went\n",
+            "| phase | seconds |",
+            "|---|---:|",
+            *rows,
+            "",
+            "Writing, committing and pushing this report and the advance come after it: "
+            "see the metric `testgate_phase_duration_seconds` or the job's trace.\n",
+        ]
+    )
 
 
 def integrity_section(found: Integrity) -> str:
