@@ -169,42 +169,6 @@ def a_conftest_forges_a_session_record(_: Ctx) -> Files:
     )
 
 
-def a_conftest_rewrites_the_probes_counts(_: Ctx) -> Files:
-    """In-process, the probe's state is the suite's: counts and exit status rewritten
-    before the probe writes its (genuinely nonce-tagged) record; JUnit rewritten after."""
-    return failing(
-        conftest_DOT_py=ENV_READER + "import sys\n\nimport pytest\n\n"
-        f"JUNIT = {_junit(2)!r}\n\n\n"
-        "@pytest.hookimpl(tryfirst=True)\n"
-        "def pytest_sessionfinish(session, exitstatus):\n"
-        "    probe = sys.modules.get('testgate_probe')\n"
-        "    if probe is not None:\n"
-        "        probe._counts.clear()\n"
-        "        probe._counts['passed'] = 2\n"
-        "    session.exitstatus = 0\n\n\n"
-        "@pytest.hookimpl(trylast=True)\n"
-        "def pytest_unconfigure(config):\n"
-        "    path = junit_path()\n"
-        "    if path:\n"
-        "        with open(path, 'w') as out:\n"
-        "            out.write(JUNIT)\n"
-    )
-
-
-def a_conftest_rewrites_test_reports(_: Ctx) -> Files:
-    """pytest itself is told the failing test passed: every record then agrees."""
-    return failing(
-        conftest_DOT_py="import pytest\n\n\n"
-        "@pytest.hookimpl(wrapper=True)\n"
-        "def pytest_runtest_makereport(item, call):\n"
-        "    report = yield\n"
-        "    if report.failed:\n"
-        "        report.outcome = 'passed'\n"
-        "        report.longrepr = None\n"
-        "    return report\n"
-    )
-
-
 def a_branch_shadows_the_probe(_: Ctx) -> Files:
     """A `testgate_probe.py` at the root comes first on sys.path (the working directory)."""
     return failing(

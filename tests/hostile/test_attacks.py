@@ -68,6 +68,9 @@ def judge(
 
 
 def test_a_a_failing_suite_turned_green_in_process_stays_red(fleet: Fleet) -> None:
+    # Not here, by design (docs/security.md, "What is not covered"): a conftest that
+    # rewrites the probe's own tallies in memory, or flips its tests' reports from failed
+    # to passed, changes its tests rather than the gate's evidence.
     judge(
         fleet,
         [
@@ -78,7 +81,6 @@ def test_a_a_failing_suite_turned_green_in_process_stays_red(fleet: Fleet) -> No
             fail("a-addopts-help", s.a_addopts_help),
             fail("a-addopts-no-probe", s.a_addopts_no_probe),
             fail("a-forged-session-record", s.a_conftest_forges_a_session_record),
-            fail("a-rewritten-probe-counts", s.a_conftest_rewrites_the_probes_counts),
             fail("a-shadowed-probe", s.a_branch_shadows_the_probe),
         ],
         [
@@ -86,7 +88,6 @@ def test_a_a_failing_suite_turned_green_in_process_stays_red(fleet: Fleet) -> No
             fail("a-addopts-collect-only", s.a_addopts_collect_only_pyproject),
             fail("a-addopts-version", s.a_addopts_version),
             fail("a-addopts-fixtures", s.a_addopts_fixtures),
-            fail("a-rewritten-test-reports", s.a_conftest_rewrites_test_reports),
             fail("a-shadowed-pytest", s.a_branch_shadows_pytest),
             fail("a-atexit-exit0", s.a_atexit_exit0),
             fail("a-unconfigure-exit0", s.a_unconfigure_exit0),
