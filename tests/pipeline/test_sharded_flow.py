@@ -5,38 +5,70 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from tests.gateworld import World, job, world
 from tests.repofactory import make_origin, show_file
 from worker.job import Job
 from worker.pipeline.context import GateResult
 from worker.pipeline.runner import run_gate
-from worker.pipeline.shard_merge import finish_sharded, run_shard
+from worker.pipeline.shard_merge import finish_sharded, run_dealt_shard, run_shard
+from worker.pipeline.shard_plan import ShardPlan, ShardResult
+from worker.shard_queue import MemoryShardQueue
 
 REPORT = "docs/work-items/WI-5/13-test-report.md"
 
 
 @dataclass
 class InlineSharding:
+    """Runs the shards one after another, then the merge. With a deal, `order` says
+    which shards pull (a shard index may appear twice: it started again)."""
+
     world: World | None = None
     plans: list[list[list[str]]] = field(default_factory=list)
     merged: list[GateResult] = field(default_factory=list)
+    splits: list[ShardPlan] = field(default_factory=list)
+    order: list[int] | None = None
 
-    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
+    def dispatch(self, job: Job, split: ShardPlan) -> None:
         assert self.world is not None
         ctx = self.world.ctx
-        results = [
-            run_shard(job, commit, i, ids, ctx, attempt=0, delivery_id=f"shard-{i}")
-            for i, ids in enumerate(plan)
-        ]
+        plan = [list(ids) for ids in split.plan]
         self.plans.append(plan)
-        self.merged.append(finish_sharded(job, commit, plan, results, ctx, delivery_id="merge"))
+        self.splits.append(split)
+        if not split.deal_id:
+            results = [
+                run_shard(job, split.commit, i, ids, ctx, attempt=0, delivery_id=f"shard-{i}")
+                for i, ids in enumerate(plan)
+            ]
+        else:
+            by_index: dict[int, ShardResult] = {}
+            for n, i in enumerate(self.order or range(split.shards)):
+                by_index[i] = run_dealt_shard(
+                    job, split.commit, i, split.deal_id, ctx, attempt=0, delivery_id=f"s{i}-{n}"
+                )
+            results = list(by_index.values())
+        self.merged.append(
+            finish_sharded(
+                job,
+                split.commit,
+                plan,
+                results,
+                ctx,
+                delivery_id="merge",
+                shard_count=split.shard_count,
+                ran_first=split.ran_first,
+                deal_id=split.deal_id,
+            )
+        )
 
 
-def sharded_world(tmp_path: Path, shards: int | str) -> tuple[World, InlineSharding]:
-    w = world(tmp_path, {"split": {"smoke_enabled": False, "shards": shards}})
+def sharded_world(
+    tmp_path: Path, shards: int | str, *, dealt: bool = True, **contract: Any
+) -> tuple[World, InlineSharding]:
+    w = world(tmp_path, {"split": {"smoke_enabled": False, "shards": shards, **contract}})
     sharding = InlineSharding()
-    w.ctx = replace(w.ctx, shards=sharding)
+    w.ctx = replace(w.ctx, shards=sharding, shard_queue=MemoryShardQueue() if dealt else None)
     sharding.world = w
     return w, sharding
 
@@ -45,8 +77,8 @@ def module_of_tests(names: list[str], failing: str = "") -> str:
     return "".join(f"def {name}():\n    assert {name != failing}\n\n\n" for name in names)
 
 
-def test_a_sharded_job_merges_into_one_report_and_one_advance(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, 3)
+def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, 3, dealt=False)
     origin = make_origin(
         w.origins,
         "split",

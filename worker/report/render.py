@@ -60,6 +60,7 @@ class ReportFacts:
     integrity: Integrity | None = None  # the test-integrity guard's findings, if it ran
     classified: tuple[Classified, ...] = ()  # why each failing test failed, if asked
     failure_packet: dict[str, Any] | None = None  # for the developer agent, on a FAIL
+    ran_first: tuple[str, ...] = ()  # failed on the branch's last run, so run first
 
 
 def render_report(facts: ReportFacts) -> str:
@@ -121,6 +122,8 @@ def _body(facts: ReportFacts) -> list[str]:
             "The suite never executed: this is an infrastructure fault, not a code defect. "
             "The runner failed closed so that no untested branch advances.\n"
         )
+    if facts.ran_first:
+        sections.append(_ran_first_section(facts.ran_first))
     if facts.limit_notes:
         shown = facts.limit_notes[:MAX_NOTES_LISTED]
         notes = "\n".join(f"- {clip(note, MAX_TEXT_CHARS)}" for note in shown)
@@ -145,6 +148,19 @@ def _failing_section(failing: tuple[str, ...]) -> str:
     lines = ["## Failing tests\n", *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown)]
     if len(failing) > len(shown):
         lines.append(f"- ... and {len(failing) - len(shown)} more")
+    return "\n".join(lines) + "\n"
+
+
+def _ran_first_section(first: tuple[str, ...]) -> str:
+    shown = first[:MAX_FAILING_LISTED]
+    lines = [
+        "## Order\n",
+        f"{len(first)} test(s) that failed on this branch's last run ran first, in this "
+        "order; the others followed in collection order.\n",
+        *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown),
+    ]
+    if len(first) > len(shown):
+        lines.append(f"- ... and {len(first) - len(shown)} more")
     return "\n".join(lines) + "\n"
 
 

@@ -81,10 +81,12 @@ class SuiteRun:
 
 
 def suite_command(
-    python: str, targets: Sequence[str], junit_path: Path, timeout_s: float = 0
+    python: str, targets: Sequence[str], junit_path: Path, timeout_s: float = 0, maxfail: int = 0
 ) -> tuple[str, ...]:
     """The suite's argv. With a timeout, pytest's faulthandler dumps every thread's
-    stack shortly before the hard kill, so a hang shows where it hung."""
+    stack shortly before the hard kill, so a hang shows where it hung. With `maxfail`,
+    pytest stops after that many failing tests (a contract's stop_after_failures)."""
+    stop = (f"--maxfail={maxfail}",) if maxfail > 0 else ()
     watchdog: tuple[str, ...] = ()
     if timeout_s > 0:
         dump_after = max(timeout_s - hang_dump_margin_s(timeout_s), 0.01)
@@ -102,6 +104,7 @@ def suite_command(
         PLUGIN_MODULE,
         "-p",
         PROBE_MODULE,
+        *stop,
         *watchdog,
     )
 
@@ -116,13 +119,31 @@ def run_suite(
     tail_bytes: int = 4096,
     progress: Callable[[Progress], None] | None = None,
     select: Collection[str] | None = None,
+    first: Sequence[str] = (),
+    maxfail: int = 0,
 ) -> SuiteRun:
     """Run the suite in `worktree` inside `sandbox`; never raises. With `select`, only
-    those test ids of `target` run (a shard)."""
+    those test ids of `target` run (a shard); `first` run before the others;
+    `maxfail` > 0 stops the run after that many failing tests."""
     with ProbeFiles(sandbox.out_dir, "run") as probe:
         return _run_probed(
-            worktree, sandbox, probe, python, target, timeout_s, tail_bytes, progress, select
+            worktree,
+            sandbox,
+            probe,
+            python,
+            target,
+            timeout_s,
+            tail_bytes,
+            progress,
+            select,
+            _Order(tuple(first), maxfail),
         )
+
+
+@dataclass(frozen=True)
+class _Order:
+    first: tuple[str, ...] = ()
+    maxfail: int = 0
 
 
 def _run_probed(
@@ -135,6 +156,7 @@ def _run_probed(
     tail_bytes: int,
     progress: Callable[[Progress], None] | None,
     select: Collection[str] | None,
+    order: _Order,
 ) -> SuiteRun:
     log_path = sandbox.scratch_dir / "output.log"  # the worker's: out of the suite's reach
     watcher = None
@@ -144,7 +166,7 @@ def _run_probed(
         )
     witness = StartWitness()
     command = suite_command(
-        python, shard_targets(worktree, target, select), probe.path(JUNIT), timeout_s
+        python, shard_targets(worktree, target, select), probe.path(JUNIT), timeout_s, order.maxfail
     )
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     progressing = replace(
@@ -153,7 +175,7 @@ def _run_probed(
     ended = run_bounded(
         command,
         worktree,
-        with_probe(progressing, probe, dump_at=dump_at, select=select),
+        with_probe(progressing, probe, dump_at=dump_at, select=select, first=order.first),
         log_path=log_path,
         timeout_s=timeout_s,
         on_tick=watcher,
