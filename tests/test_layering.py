@@ -30,6 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "evidence",
             "scope",
             "state",
+            "shard_queue",
             "metrics",
             "client",
         }

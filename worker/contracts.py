@@ -47,6 +47,8 @@ class TestContract:
     integrity: bool = False  # guard: removed or newly skipped tests vs main fail the branch
     classify: bool = False  # re-run failing tests on the branch and on main, say why they fail
     shards: int | Literal["auto"] = 1  # split the suite over this many shard tasks
+    # Stop the suite after this many failing tests (pytest's --maxfail); 0 = run all.
+    stop_after_failures: int = 0
     # Under containment, setup and suite reach the network (the host's, loopback and
     # its services included) only when the contract says so.
     network: bool = False
@@ -94,6 +96,7 @@ class _ContractEntry(BaseModel):
     integrity: bool = False
     classify: bool = False
     shards: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["auto"] = 1
+    stop_after_failures: StrictInt = Field(default=0, ge=0)
     network: bool = False
     venv_key_files: list[str] = Field(
         default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
@@ -207,6 +210,7 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         integrity=entry.integrity,
         classify=entry.classify,
         shards=entry.shards,
+        stop_after_failures=entry.stop_after_failures,
         network=entry.network,
     )
 

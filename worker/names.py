@@ -32,3 +32,5 @@ RUN_LOCK_KEY: Final = "run:"  # + run key: the lease of the delivery running it
 ANSWER_KEY: Final = "answer:"  # + message id: the answer guard of one Celery message
 DELIVERIES_KEY: Final = "deliveries:"  # + run key: starts of one attempt
 DURATIONS_KEY: Final = "durations:"  # + repo: hash of seconds per test id
+DEAL_KEY: Final = "deal:"  # + deal id + ":todo|claimed|batches|failures": a sharded job's queue
+FAILING_KEY: Final = "failing:"  # + repo + ":" + branch: set of ids that failed last run

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
 
 import redis
@@ -114,6 +114,14 @@ class GateState(Protocol):
         ...
 
     def record_durations(self, repo: str, durations: dict[str, float]) -> None: ...
+
+    def failing_tests(self, repo: str, branch: str) -> list[str]:
+        """Test ids that failed on the last run of `branch` of `repo` (run first next time)."""
+        ...
+
+    def record_failing(self, repo: str, branch: str, test_ids: Iterable[str]) -> None:
+        """Replace that list (empty: the branch's last run had no failing test)."""
+        ...
 
 
 class RedisState:
@@ -233,6 +241,28 @@ class RedisState:
         except redis.RedisError as exc:
             logger.warning("test durations of %s not recorded: %s", repo, exc)
 
+    def failing_tests(self, repo: str, branch: str) -> list[str]:
+        """Never a reason to fail a job: without them the suite runs in its own order."""
+        try:
+            raw = self._redis.smembers(self._key(f"{names.FAILING_KEY}{repo}:{branch}"))
+        except redis.RedisError as exc:
+            logger.warning("failing tests of %s@%s not read: %s", repo, branch, exc)
+            return []
+        return sorted(_text(t) for t in raw)
+
+    def record_failing(self, repo: str, branch: str, test_ids: Iterable[str]) -> None:
+        key = self._key(f"{names.FAILING_KEY}{repo}:{branch}")
+        members = sorted(set(test_ids))
+        try:
+            pipe = self._redis.pipeline()
+            pipe.delete(key)
+            if members:
+                pipe.sadd(key, *members)
+                pipe.expire(key, DONE_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("failing tests of %s@%s not recorded: %s", repo, branch, exc)
+
     def _key(self, name: str) -> str:
         return f"{self._prefix}{name}"
 
@@ -253,6 +283,15 @@ class MemoryState:
         self._answers: dict[str, str] = {}
         self._deliveries: dict[str, int] = {}
         self._durations: dict[str, dict[str, float]] = {}
+        self._failing: dict[tuple[str, str], list[str]] = {}
+
+    def failing_tests(self, repo: str, branch: str) -> list[str]:
+        with self._lock:
+            return list(self._failing.get((repo, branch), []))
+
+    def record_failing(self, repo: str, branch: str, test_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._failing[(repo, branch)] = sorted(set(test_ids))
 
     def test_durations(self, repo: str) -> dict[str, float]:
         with self._lock:

@@ -1,6 +1,9 @@
 """One suite split over shard tasks (a Celery chord) by a real worker, on Redis and on
-RabbitMQ: the merge is correct, a failing shard or a test no shard reported fails the
-job, a shard that hangs is retried alone and then fails the job closed; one advance."""
+RabbitMQ: shards pull batches from the job's queue (a first run, no durations yet),
+the merge is correct, a failing shard or a test no shard reported fails the job, a
+shard whose process is killed has its batches dealt again, a shard that hangs is
+retried alone and then fails the job closed; one advance (contained:
+test_sharding_contained.py)."""
 
 from __future__ import annotations
 
@@ -92,6 +95,10 @@ smoke_enabled = false
 shards = 2
 timeout_s = 6
 smoke_enabled = false
+
+[repos.shard_dead]
+shards = 2
+smoke_enabled = false
 """
 
 
@@ -117,7 +124,7 @@ def shard_fleet(
             workdir=tmp / "work",
             origins=tmp / "origins",
             contracts=tmp / "contracts.toml",
-            repos=["shard_ok", "shard_red", "shard_missing", "shard_hang"],
+            repos=["shard_ok", "shard_red", "shard_missing", "shard_hang", "shard_dead"],
             alert_url=f"{alert_base}/alert",
         )
         # The tests count each test's runs in a file outside the worktree, which a
@@ -159,9 +166,11 @@ def test_a_sharded_suite_runs_every_test_once_and_merges_into_one_pass(
     assert shard_fleet.orchestrator.wait_done(sent)["kind"] == "sharded"
     seen = runs_by_test(runs)
     assert len(seen) == 12 and all(len(pids) == 1 for pids in seen.values())
-    assert len({pids[0] for pids in seen.values()}) == 3, "three shards, three pytest processes"
+    # A first run (no durations): dealt in batches, one pytest process each.
+    assert len({pids[0] for pids in seen.values()}) > 3, "more batches than shards"
     report = shard_fleet.report("shard_ok", 301)
     assert "result: PASS" in report and "tests_total: 12" in report and "3 shards" in report
+    assert not shard_fleet.state.keys(f"{shard_fleet.prefix}deal:*"), "the deal was dropped"
     durations = shard_fleet.state.hgetall(f"{shard_fleet.prefix}durations:shard_ok")
     assert len(durations) == 12
     assert len(shard_fleet.orchestrator.events_for(301, ADVANCE)) == 1
@@ -196,7 +205,10 @@ def test_a_planned_test_that_no_shard_reports_fails_the_job(
     [advance] = shard_fleet.orchestrator.wait_for_event(303, ADVANCE, timeout=120)
     assert (advance["result"], advance["outcome"]) == ("FAIL", "code-fail")
     report = shard_fleet.report("shard_missing", 303)
-    assert "reported by no shard" in report and "tests/test_a.py::test_vanishing" in report
+    # Either the batch that held it collected nothing (pytest's exit 5) or it came in a
+    # batch with others and went unreported: FAIL, and the report names it.
+    assert "tests/test_a.py::test_vanishing" in report
+    assert "reported by no shard" in report or "no tests were collected" in report
     assert len(runs_by_test(runs)) == 3  # every other test ran
 
 
@@ -212,13 +224,58 @@ def test_a_hanging_shard_is_retried_alone_then_fails_the_job_closed(
     shard_fleet.send(304, "shard_hang")
     [advance] = shard_fleet.orchestrator.wait_for_event(304, ADVANCE, timeout=180)
     assert (advance["result"], advance["outcome"]) == ("FAIL", "tool-error")
-    # Dealt round-robin: shard 1 = a_0 (hangs), b_0 (never reached); shard 2 = a_1, b_1.
+    # Dealt one test a batch: the shard that pulls a_0 hangs on it, the other runs the
+    # rest (again, if its own batches outlast the 6 s budget on a loaded machine).
     seen = runs_by_test(runs)
     assert len(seen["a_0"]) == 2, "the hanging shard: its first try and one retry"
-    assert (len(seen["a_1"]), len(seen["b_1"])) == (1, 1), "the healthy shard ran once"
-    assert "b_0" not in seen
+    assert all(t in seen for t in ("a_1", "b_0", "b_1"))
     report = shard_fleet.report("shard_hang", 304)
     assert "not every shard ran" in report and "timed out" in report
     alerts = [p["text"] for _, _, p in shard_fleet.alerts.posts]
     assert any("WI-304" in text and "not a code defect" in text for text in alerts)
     assert len(shard_fleet.orchestrator.events_for(304, ADVANCE)) == 1
+
+
+KILLED_ONCE = (
+    "import os, signal, time\n\n\n"
+    "def pool_process():\n"
+    "    # The nearest celery ancestor: a warm start's parent is the warm interpreter.\n"
+    "    pid = os.getppid()\n"
+    "    while pid > 1:\n"
+    "        with open(f'/proc/{{pid}}/cmdline', 'rb') as f:\n"
+    "            if b'celery' in f.read():\n"
+    "                return pid\n"
+    "        with open(f'/proc/{{pid}}/stat') as f:\n"
+    "            pid = int(f.read().rsplit(')', 1)[1].split()[1])\n"
+    "    raise AssertionError('no pool process above the suite')\n\n\n"
+    "def test_kills_its_shard_once():\n"
+    "    with open({runs!r}, 'a') as out:\n"
+    "        out.write('killer ' + str(os.getpid()) + '\\n')\n"
+    "    if not os.path.exists({mark!r}):\n"
+    "        open({mark!r}, 'w').close()\n"
+    "        os.kill(pool_process(), signal.SIGKILL)\n"
+    "        time.sleep(60)\n"
+)
+
+
+def test_a_shard_whose_process_dies_has_its_batches_dealt_again(
+    shard_fleet: ShardFleet, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs.txt"
+    files = {
+        "tests/test_a.py": recording_tests("a", 10, runs),
+        "tests/test_k.py": KILLED_ONCE.format(runs=str(runs), mark=str(tmp_path / "killed")),
+    }
+    make_origin(shard_fleet.origins, "shard_dead", files, branch=BRANCH)
+    shard_fleet.send(305, "shard_dead")
+    [advance] = shard_fleet.orchestrator.wait_for_event(305, ADVANCE, timeout=180)
+    assert (advance["result"], advance["outcome"]) == ("PASS", "code-pass"), (
+        shard_fleet.worker.tail()
+    )
+    seen = runs_by_test(runs)
+    assert len(seen["killer"]) == 2, "killed once, then dealt again and passed"
+    assert all(f"a_{i}" in seen for i in range(10))
+    report = shard_fleet.report("shard_dead", 305)
+    assert "tests_total: 11" in report and "all 2 shards passed" in report
+    assert "dealt again" in shard_fleet.worker.log.read_text()
+    assert len(shard_fleet.orchestrator.events_for(305, ADVANCE)) == 1

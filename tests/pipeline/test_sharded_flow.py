@@ -3,40 +3,78 @@ process, as the chord would on the fleet (real git and pytest, in-memory state).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from tests.gateworld import World, job, world
 from tests.repofactory import branch_tip, make_origin, show_file
 from worker.job import Job
 from worker.pipeline.context import GateResult
 from worker.pipeline.runner import run_gate
-from worker.pipeline.shard_merge import finish_sharded, run_shard
+from worker.pipeline.shard_merge import finish_sharded, run_dealt_shard, run_shard
+from worker.pipeline.shard_plan import ShardPlan, ShardResult
+from worker.shard_queue import MemoryShardQueue, ShardQueue
 
 REPORT = "docs/work-items/WI-5/13-test-report.md"
 
 
 @dataclass
 class InlineSharding:
+    """Runs the shards one after another, then the merge. With a deal, `order` says
+    which shards pull (a shard index may appear twice: it started again)."""
+
     world: World | None = None
     plans: list[list[list[str]]] = field(default_factory=list)
     merged: list[GateResult] = field(default_factory=list)
+    splits: list[ShardPlan] = field(default_factory=list)
+    order: list[int] | None = None
+    # What happened before the shards we run here: an earlier delivery that pulled.
+    before: Callable[[ShardPlan, ShardQueue], None] | None = None
 
-    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
+    def dispatch(self, job: Job, split: ShardPlan) -> None:
         assert self.world is not None
         ctx = self.world.ctx
-        results = [
-            run_shard(job, commit, i, ids, ctx, attempt=0, delivery_id=f"shard-{i}")
-            for i, ids in enumerate(plan)
-        ]
+        if self.before is not None and ctx.shard_queue is not None:
+            self.before(split, ctx.shard_queue)
+        plan = [list(ids) for ids in split.plan]
         self.plans.append(plan)
-        self.merged.append(finish_sharded(job, commit, plan, results, ctx, delivery_id="merge"))
+        self.splits.append(split)
+        if not split.deal_id:
+            results = [
+                run_shard(job, split.commit, i, ids, ctx, attempt=0, delivery_id=f"shard-{i}")
+                for i, ids in enumerate(plan)
+            ]
+        else:
+            by_index: dict[int, ShardResult] = {}
+            for n, i in enumerate(self.order or range(split.shards)):
+                by_index[i] = run_dealt_shard(
+                    job, split.commit, i, split.deal_id, ctx, attempt=0, delivery_id=f"s{i}-{n}"
+                )
+            results = list(by_index.values())
+        self.merged.append(
+            finish_sharded(
+                job,
+                split.commit,
+                plan,
+                results,
+                ctx,
+                # Each dispatch's merge is a message of its own, as Celery ids are.
+                delivery_id=f"merge-{len(self.merged)}",
+                shard_count=split.shard_count,
+                ran_first=split.ran_first,
+                deal_id=split.deal_id,
+            )
+        )
 
 
-def sharded_world(tmp_path: Path, shards: int | str) -> tuple[World, InlineSharding]:
-    w = world(tmp_path, {"split": {"smoke_enabled": False, "shards": shards}})
+def sharded_world(
+    tmp_path: Path, shards: int | str, *, dealt: bool = True, **contract: Any
+) -> tuple[World, InlineSharding]:
+    w = world(tmp_path, {"split": {"smoke_enabled": False, "shards": shards, **contract}})
     sharding = InlineSharding()
-    w.ctx = replace(w.ctx, shards=sharding)
+    w.ctx = replace(w.ctx, shards=sharding, shard_queue=MemoryShardQueue() if dealt else None)
     sharding.world = w
     return w, sharding
 
@@ -45,8 +83,8 @@ def module_of_tests(names: list[str], failing: str = "") -> str:
     return "".join(f"def {name}():\n    assert {name != failing}\n\n\n" for name in names)
 
 
-def test_a_sharded_job_merges_into_one_report_and_one_advance(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, 3)
+def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, 3, dealt=False)
     origin = make_origin(
         w.origins,
         "split",
@@ -77,9 +115,9 @@ def test_a_redelivered_merge_does_not_advance_twice(tmp_path: Path) -> None:
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
     [plan] = sharding.plans
     commit = w.sender.sent[0][1]["commit"]
-    # The same merge message again (same id as InlineSharding's): answered already.
+    # The same merge message again (the id InlineSharding gave it): answered already.
     again = finish_sharded(
-        Job.model_validate(job("split")), commit, plan, [], w.ctx, delivery_id="merge"
+        Job.model_validate(job("split")), commit, plan, [], w.ctx, delivery_id="merge-0"
     )
     assert again.kind == "already-done"
     # The parent message redelivered after it sent its shards: no second chord.
@@ -92,7 +130,7 @@ def test_a_redelivered_merge_does_not_advance_twice(tmp_path: Path) -> None:
         plan,
         [],
         w.ctx,
-        delivery_id="merge",
+        delivery_id="merge-0",
         failure="the chord failed",
     )
     assert failed.kind == "already-done"
@@ -143,3 +181,114 @@ def test_without_a_dispatcher_a_sharded_contract_runs_whole(tmp_path: Path) -> N
     w.ctx = replace(w.ctx, shards=None)  # the embedded mode
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "advanced"
+
+
+def test_a_dealt_job_runs_every_test_once_in_batches_and_merges_into_one_pass(
+    tmp_path: Path,
+) -> None:
+    w, sharding = sharded_world(tmp_path, 2)
+    names = [f"test_{i}" for i in range(40)]
+    origin = make_origin(
+        w.origins,
+        "split",
+        {
+            "tests/test_a.py": module_of_tests(names[:20]),
+            "tests/test_b.py": module_of_tests(names[20:]),
+        },
+    )
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
+    [split] = sharding.splits
+    assert split.shards == 2 and split.deal_id and len(split.plan) > 2
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("PASS", "code-pass")
+    report = show_file(origin, "feature/x", REPORT)
+    assert "tests_total: 40" in report and "all 2 shards passed" in report
+
+
+def test_a_dead_shards_batches_are_dealt_again_when_it_starts_again(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, 2)
+    make_origin(
+        w.origins, "split", {"tests/test_a.py": module_of_tests([f"test_{i}" for i in range(20)])}
+    )
+    lost: list[tuple[int, tuple[str, ...]]] = []
+
+    def died_after_pulling(split: ShardPlan, queue: ShardQueue) -> None:
+        claimed = queue.claim(split.deal_id, 0)  # shard 0 pulled, then its process died
+        assert claimed is not None
+        lost.append(claimed)
+
+    sharding.before = died_after_pulling
+    sharding.order = [1, 0]  # shard 1 pulls all it can, then shard 0 comes back
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("PASS", "code-pass")
+    assert set(w.state.test_durations("split")) >= set(lost[0][1])
+
+
+def test_a_dead_shard_that_never_comes_back_fails_the_job_closed(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, 2)
+    make_origin(
+        w.origins, "split", {"tests/test_a.py": module_of_tests([f"test_{i}" for i in range(20)])}
+    )
+
+    def died_for_good(split: ShardPlan, queue: ShardQueue) -> None:
+        queue.claim(split.deal_id, 0)
+
+    sharding.before = died_for_good
+    sharding.order = [1]  # shard 0's batch is held by a process that is gone for good
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "tool-error")
+
+
+def test_a_failing_batch_fails_the_dealt_job_and_runs_first_next_time(tmp_path: Path) -> None:
+    w, sharding = sharded_world(tmp_path, 2)
+    names = [f"test_{i:02d}" for i in range(30)]
+    origin = make_origin(
+        w.origins, "split", {"tests/test_a.py": module_of_tests(names, failing="test_29")}
+    )
+    run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
+    assert w.sender.sent[-1][1]["result"] == "FAIL"
+    assert w.state.failing_tests("split", "feature/x") == ["tests/test_a.py::test_29"]
+    run_gate(job("split", task_id=6), w.ctx, attempt=0, delivery_id="parent-2")
+    second = sharding.splits[-1]
+    assert second.plan[0] == ("tests/test_a.py::test_29",)
+    assert second.ran_first == ("tests/test_a.py::test_29",)
+    report = show_file(origin, "feature/x", REPORT)
+    assert "## Order" in report and "`tests/test_a.py::test_29`" in report
+
+
+def whole_world(tmp_path: Path, **contract: Any) -> World:
+    return world(tmp_path, {"whole": {"smoke_enabled": False, **contract}})
+
+
+def test_the_test_that_failed_last_time_runs_first_and_stops_the_run_early(
+    tmp_path: Path,
+) -> None:
+    w = whole_world(tmp_path, stop_after_failures=1)
+    names = [f"test_{i:02d}" for i in range(20)]
+    origin = make_origin(
+        w.origins, "whole", {"tests/test_a.py": module_of_tests(names, failing="test_19")}
+    )
+    run_gate(job("whole"), w.ctx, attempt=0, delivery_id="first")
+    report = show_file(origin, "feature/x", REPORT)
+    assert "tests_total: 20" in report and "## Order" not in report  # nothing known yet
+    run_gate(job("whole", task_id=6), w.ctx, attempt=0, delivery_id="second")
+    assert [kw["result"] for _, kw in w.sender.sent] == ["FAIL", "FAIL"]
+    report = show_file(origin, "feature/x", REPORT)
+    assert "tests_total: 1" in report and "tests_failing: 1" in report
+    assert "## Order" in report and "`tests/test_a.py::test_19`" in report
+    assert w.state.failing_tests("whole", "feature/x") == ["tests/test_a.py::test_19"]
+
+
+def test_stop_after_failures_leaves_a_passing_suite_a_pass(tmp_path: Path) -> None:
+    w = whole_world(tmp_path, stop_after_failures=1)
+    w.state.record_failing("whole", "feature/x", ["tests/test_a.py::test_02"])
+    origin = make_origin(
+        w.origins, "whole", {"tests/test_a.py": module_of_tests(["test_01", "test_02"])}
+    )
+    run_gate(job("whole"), w.ctx, attempt=0, delivery_id="first")
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("PASS", "code-pass")
+    assert "tests_total: 2" in show_file(origin, "feature/x", REPORT)
+    assert w.state.failing_tests("whole", "feature/x") == []  # it passed: off the list

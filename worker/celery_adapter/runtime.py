@@ -22,7 +22,9 @@ from worker.job import Job
 from worker.notify.alerts import send_alert
 from worker.notify.events import make_sender
 from worker.pipeline.runner import GateContext
+from worker.pipeline.shard_plan import ShardPlan
 from worker.settings import load_settings
+from worker.shard_queue import RedisShardQueue
 from worker.state import RedisState
 
 logger = logging.getLogger("testgate.tasks")
@@ -53,31 +55,49 @@ def current_context() -> GateContext:
             events=make_sender(settings, app),
             alert=lambda text: send_alert(settings, text),
             shards=CelerySharding(),
+            shard_queue=RedisShardQueue.from_url(settings.state_redis_url, settings.key_prefix),
         )
     return _context
 
 
 class CelerySharding:
-    """Dispatches a plan as a chord on the `tests` queue."""
+    """Dispatches a split as a chord on the `tests` queue: one task per shard (with its
+    test ids, or the deal it pulls from) and the merge as the callback."""
 
-    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
+    def dispatch(self, job: Job, split: ShardPlan) -> None:
         raw = job.model_dump()
+        plan = [list(ids) for ids in split.plan]
+        shard_args: list[tuple[Any, ...]] = (
+            [(raw, split.commit, i, [], split.deal_id) for i in range(split.shards)]
+            if split.deal_id
+            else [(raw, split.commit, i, ids) for i, ids in enumerate(plan)]
+        )
         header = group(
-            app.signature(names.RUN_TEST_SHARD, args=(raw, commit, index, ids), immutable=True).set(
+            app.signature(names.RUN_TEST_SHARD, args=args, immutable=True).set(
                 queue=names.TESTS_QUEUE
             )
-            for index, ids in enumerate(plan)
+            for args in shard_args
         )
-        callback = app.signature(names.MERGE_TEST_SHARDS, args=(raw, commit, plan)).set(
-            queue=names.TESTS_QUEUE
-        )
+        callback = app.signature(
+            names.MERGE_TEST_SHARDS,
+            args=(raw, split.commit, plan),
+            kwargs=(
+                {
+                    "shard_count": split.shards,
+                    "ran_first": list(split.ran_first),
+                    "deal_id": split.deal_id,
+                }
+                if split.deal_id
+                else {}
+            ),
+        ).set(queue=names.TESTS_QUEUE)
         # A chord whose header or merge fails still ends in one FAIL advance.
         callback = callback.on_error(app.signature(names.SHARDS_FAILED))
         try:
             chord(header)(callback)
         except (OperationalError, OSError) as exc:
             raise EventDeliveryError(f"shards of task {job.task_id} not sent: {exc}") from exc
-        logger.info("task %s: %d shards sent for %s", job.task_id, len(plan), commit)
+        logger.info("task %s: %s", job.task_id, split.describe())
 
 
 def retry_or_requeue(task: Task, **retry_options: Any) -> BaseException:

@@ -25,7 +25,7 @@ from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError, StateUnavailable
 from worker.job import JobRejected, parse_job
 from worker.notify.events import publish_retry_policy
-from worker.pipeline.shard_merge import finish_sharded, run_shard
+from worker.pipeline.shard_merge import finish_sharded, run_dealt_shard, run_shard
 from worker.pipeline.shard_plan import ShardResult
 from worker.settings import load_settings
 
@@ -39,24 +39,45 @@ FAIL_SHARDED_TASK = names.FAIL_SHARDED_JOB
 
 @app.task(bind=True, name=SHARD_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_test_shard(
-    self: Task, raw_job: dict[str, Any], commit: str, index: int, test_ids: list[str]
+    self: Task,
+    raw_job: dict[str, Any],
+    commit: str,
+    index: int,
+    test_ids: list[str],
+    deal_id: str = "",
 ) -> dict[str, Any]:
+    """One shard: the batches it pulls from the deal `deal_id`, or `test_ids` (a fixed
+    plan, as sent before shards pulled)."""
     ctx = current_context()
     attempt = int(self.request.retries or 0)
     job = parse_job(raw_job)
     if isinstance(job, JobRejected):  # we built it ourselves: cannot happen, never raise
         return ShardResult(index, False, None, 0.0, problem=job.reason).to_json()
+    delivery_id = str(self.request.id or uuid.uuid4())
     try:
-        result = run_shard(
-            job,
-            commit,
-            index,
-            test_ids,
-            ctx,
-            attempt=attempt,
-            delivery_id=str(self.request.id or uuid.uuid4()),
-            queued_s=queued_seconds(self.request),
-        )
+        queued_s = queued_seconds(self.request)
+        if deal_id:
+            result = run_dealt_shard(
+                job,
+                commit,
+                index,
+                deal_id,
+                ctx,
+                attempt=attempt,
+                delivery_id=delivery_id,
+                queued_s=queued_s,
+            )
+        else:
+            result = run_shard(
+                job,
+                commit,
+                index,
+                test_ids,
+                ctx,
+                attempt=attempt,
+                delivery_id=delivery_id,
+                queued_s=queued_s,
+            )
     except Exception as exc:  # a shard must always reach the merge
         logger.exception("task %s shard %d: unexpected error", job.task_id, index + 1)
         result = ShardResult(index, False, None, 0.0, problem=f"the shard crashed: {exc!r}")
@@ -83,7 +104,12 @@ def merge_test_shards(
     raw_job: dict[str, Any],
     commit: str,
     plan: list[list[str]],
+    shard_count: int = 0,
+    ran_first: list[str] | None = None,
+    deal_id: str = "",
 ) -> dict[str, Any]:
+    """The chord's callback: `plan` is the fixed plan's lists, or the batches dealt to
+    `shard_count` shards."""
     ctx = current_context()
     job = parse_job(raw_job)
     if isinstance(job, JobRejected):
@@ -98,6 +124,9 @@ def merge_test_shards(
             ctx,
             delivery_id=str(self.request.id or uuid.uuid4()),
             queued_s=queued_seconds(self.request),
+            shard_count=shard_count,
+            ran_first=tuple(ran_first or ()),
+            deal_id=deal_id,
         )
     except EventDeliveryError as exc:
         logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)

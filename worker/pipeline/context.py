@@ -10,16 +10,19 @@ from typing import Any, Literal, Protocol
 from worker.contracts import Contracts
 from worker.job import Job
 from worker.notify.events import Advance, EventSender
+from worker.pipeline.shard_plan import ShardPlan
 from worker.settings import Settings
+from worker.shard_queue import ShardQueue
 from worker.state import GateState
 
 GateKind = Literal["advanced", "handed-back", "deferred", "duplicate", "already-done", "sharded"]
 
 
 class ShardDispatcher(Protocol):
-    def dispatch(self, job: Job, commit: str, plan: list[list[str]]) -> None:
-        """Start one shard task per list of test ids and a callback that merges them
-        and announces the verdict. Raises EventDeliveryError if the broker refuses."""
+    def dispatch(self, job: Job, split: ShardPlan) -> None:
+        """Start the split's shard tasks (one per list of test ids of a fixed plan, or
+        `split.shards` that pull the dealt batches) and a callback that merges them and
+        announces the verdict. Raises EventDeliveryError if the broker refuses."""
         ...
 
 
@@ -34,6 +37,7 @@ class GateContext:
     alert: Callable[[str], object]
     today: Callable[[], date] = date.today
     shards: ShardDispatcher | None = None  # None: a sharded contract runs as one suite
+    shard_queue: ShardQueue | None = None  # None: shards get a fixed plan, dealt up front
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ from worker.observe.phases import JobPhases
 from worker.pipeline.announce import Answer, already_done, announce_verdict, hand_back, send_once
 from worker.pipeline.audit import NO_AUDIT, AuditJob, PytestEnv, audit_suite
 from worker.pipeline.context import GateContext, GateResult
+from worker.pipeline.failed_first import still_failing
 from worker.pipeline.lease import Answered, Busy, take_lease
+from worker.pipeline.shard_deal import deal_batches
 from worker.pipeline.shard_plan import ShardPlan, plan_shards, shard_count
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
@@ -148,6 +151,8 @@ class JobRun:
         marker = f"{self.settings.workdir_path}\0{delivery_id}"
         self.cookie = hashlib.sha256(marker.encode()).hexdigest()[:32]
         self.audit = NO_AUDIT  # the contract's opt-in second look, once the suite ran
+        # Tests that failed on the branch's last run, run first this time (in the report).
+        self.ran_first: tuple[str, ...] = ()
         self.redelivered = True  # until the delivery count says otherwise: sweep first
 
     @property
@@ -206,6 +211,7 @@ class JobRun:
                     return self.tool_error(self.why_not_run(suite), co, hang=suite.hang)
                 else:
                     self._record_durations(suite)
+                    self._record_failing(suite)
                     return self.code_outcome(co, suite)
         except CheckoutError as exc:
             logger.error(
@@ -220,11 +226,8 @@ class JobRun:
             return self.tool_error("the suite was split but no one can send its shards", None)
         # Sending the shards is this message's answer (the merge announces under its
         # own id): a redelivered parent must not start a second chord.
-        plan = [list(ids) for ids in split.plan]
         what = f"shards of task {job.task_id}"
-        if not send_once(
-            self.ctx, self.answer, what, lambda: shards.dispatch(job, split.commit, plan)
-        ):
+        if not send_once(self.ctx, self.answer, what, lambda: shards.dispatch(job, split)):
             return already_done(job, self.ctx, self.delivery_id)
         return GateResult("sharded", split.describe())
 
@@ -234,6 +237,15 @@ class JobRun:
         if self.contract.shards != 1 and self.select is None:
             timed = {o.test_id: o.seconds for o in suite.outcomes}
             self.ctx.state.record_durations(self.job.repo, timed)
+
+    def _record_failing(self, suite: SuiteRun) -> None:
+        """What failed on this run of the branch runs first on its next one; a test
+        that failed before and did not run now (a stopped run) stays on the list."""
+        previous = self.ctx.state.failing_tests(self.job.repo, self.job.branch)
+        outcomes = {o.test_id: o.outcome for o in suite.outcomes}
+        self.ctx.state.record_failing(
+            self.job.repo, self.job.branch, still_failing(previous, outcomes)
+        )
 
     @property
     def mirror_path(self) -> Path:
@@ -255,6 +267,55 @@ class JobRun:
     def prepare_and_run(self, co: Checkout) -> SuiteRun | SetupFailure | ShardPlan:
         """Setup steps, then the suite (or its shards), in one sandbox whose cookie is
         the job's."""
+        with self.prepared(co) as prepared:
+            if isinstance(prepared, SetupFailure):
+                return prepared
+            sandbox, python, raw = prepared
+            if self.select is None and self.contract.shards != 1 and self.ctx.shards is not None:
+                with self.phases.phase("collect"):
+                    split = self._plan_shards(co, sandbox, python)
+                if split is not None:
+                    return split
+            logger.info(
+                "task %s: running pytest %s on %s@%s",
+                self.job.task_id,
+                self.contract.target,
+                co.repo,
+                co.commit,
+            )
+            if self.select is None:
+                self.ran_first = tuple(self.ctx.state.failing_tests(self.job.repo, self.job.branch))
+            with self.phases.phase("suite") as span:
+                suite = run_suite(
+                    co.path,
+                    sandbox,
+                    python=python,
+                    target=self.contract.target,
+                    timeout_s=self.contract.timeout_s,
+                    tail_bytes=self.settings.output_tail_bytes,
+                    progress=self.progress,
+                    select=self.select,
+                    first=self.ran_first,
+                    maxfail=self.contract.stop_after_failures,
+                )
+                span.set_attributes(suite_attributes(suite))
+            if self.select is not None:
+                return suite  # a shard: the guard and classification need the whole suite
+            ran = {o.test_id for o in suite.outcomes}
+            self.ran_first = tuple(t for t in self.ran_first if t in ran)
+            self.audit = audit_suite(
+                AuditJob.of(co, self.contract, self.settings),
+                suite,
+                branch=PytestEnv(sandbox, python),
+                raw=raw,
+            )
+            return suite
+
+    @contextmanager
+    def prepared(self, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEnv] | SetupFailure]:
+        """The job's sandbox with the setup steps run in it (or why they failed): the
+        sandbox, the suite's interpreter and the branch's raw pytest environment. Every
+        process of the job is gone when the block ends."""
         scratch_root = self.settings.workdir_path / "scratch"
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="job-", dir=scratch_root))
@@ -303,41 +364,9 @@ class JobRun:
                     tail_bytes=self.settings.output_tail_bytes,
                 )
             if isinstance(prepared, SetupFailure):
-                return prepared
-            sandbox, python = prepared
-            if self.select is None and self.contract.shards != 1 and self.ctx.shards is not None:
-                with self.phases.phase("collect"):
-                    split = self._plan_shards(co, sandbox, python)
-                if split is not None:
-                    return split
-            logger.info(
-                "task %s: running pytest %s on %s@%s",
-                self.job.task_id,
-                self.contract.target,
-                co.repo,
-                co.commit,
-            )
-            with self.phases.phase("suite") as span:
-                suite = run_suite(
-                    co.path,
-                    sandbox,
-                    python=python,
-                    target=self.contract.target,
-                    timeout_s=self.contract.timeout_s,
-                    tail_bytes=self.settings.output_tail_bytes,
-                    progress=self.progress,
-                    select=self.select,
-                )
-                span.set_attributes(suite_attributes(suite))
-            if self.select is not None:
-                return suite  # a shard: the guard and classification need the whole suite
-            self.audit = audit_suite(
-                AuditJob.of(co, self.contract, self.settings),
-                suite,
-                branch=PytestEnv(sandbox, python),
-                raw=raw,
-            )
-            return suite
+                yield prepared
+            else:
+                yield prepared[0], prepared[1], raw
         finally:
             if cgroup is not None:
                 cgroup.remove()
@@ -372,8 +401,19 @@ class JobRun:
         count = shard_count(shards_asked, test_ids, durations)
         if count <= 1:
             return None
-        plan = plan_shards(test_ids, durations, count)
-        return ShardPlan(co.commit, tuple(tuple(ids) for ids in plan))
+        queue = self.ctx.shard_queue
+        if queue is None:  # nowhere to deal from: a plan fixed now
+            plan = plan_shards(test_ids, durations, count)
+            return ShardPlan(co.commit, tuple(tuple(ids) for ids in plan))
+        # Dealt as the shards ask: balanced without durations, failing tests first.
+        first = tuple(self.ctx.state.failing_tests(self.job.repo, self.job.branch))
+        batches = deal_batches(test_ids, durations, count, first)
+        deal_id = uuid.uuid4().hex
+        retries = self.settings.infra_max_retries + 2
+        ttl_s = self.settings.required_visibility_timeout_s(self.contract.run_budget_s) * retries
+        queue.deal(deal_id, batches, ttl_s)
+        ran_first = tuple(t for t in first if t in collected.ids)
+        return ShardPlan(co.commit, tuple(tuple(b) for b in batches), count, deal_id, ran_first)
 
     def why_not_run(self, suite: SuiteRun) -> str:
         if suite.timed_out:
@@ -410,6 +450,7 @@ class JobRun:
             failing_tests=junit.failing if junit else (),
             output_tail=suite.output_tail,
             limit_notes=suite.limit_notes,
+            ran_first=self.ran_first,
         )
         facts = self.audit.annotate(facts)
         published = self._publish(co, facts)

@@ -190,14 +190,20 @@ class Merged:
     output_tail: str
 
 
-def merge_shards(planned: Sequence[Sequence[str]], results: Sequence[ShardResult]) -> Merged:
+def merge_shards(
+    planned: Sequence[Sequence[str]], results: Sequence[ShardResult], shards: int = 0
+) -> Merged:
+    """`planned`: every test id that must be reported, in lists (one per shard of a fixed
+    plan, or the dealt batches); `shards`: how many shard results to expect (0: one per
+    list of `planned`)."""
+    count = shards or len(planned)
     by_index = {r.index: r for r in results}
-    absent = [i for i in range(len(planned)) if i not in by_index]
+    absent = [i for i in range(count) if i not in by_index]
     not_run = [
-        f"shard {r.index + 1}/{len(planned)}: {r.problem or 'no exit code'}"
+        f"shard {r.index + 1}/{count}: {r.problem or 'no exit code'}"
         for r in sorted(results, key=lambda r: r.index)
         if not r.ran
-    ] + [f"shard {i + 1}/{len(planned)}: no result" for i in absent]
+    ] + [f"shard {i + 1}/{count}: no result" for i in absent]
     cases: dict[str, TestCase] = {}
     for result in results:
         cases.update(result.cases)
@@ -263,18 +269,24 @@ def _verdict(exit_code: int | None, ran: Sequence[ShardResult], missing: Sequenc
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """A job to split: the test ids of each shard, to be sent once its checkout is gone."""
+    """A job to split, to be sent once its checkout is gone: the test ids of each shard
+    (a fixed plan), or the batches dealt into the shard queue `deal_id` in dealing
+    order, for `shard_count` shards to pull."""
 
     commit: str
     plan: tuple[tuple[str, ...], ...]
+    shard_count: int = 0  # 0: a fixed plan, one shard per entry
+    deal_id: str = ""
+    ran_first: tuple[str, ...] = ()  # failed on the branch's last run: the first batch
 
     @property
     def shards(self) -> int:
-        return len(self.plan)
+        return self.shard_count or len(self.plan)
 
     @property
     def tests(self) -> int:
         return sum(len(ids) for ids in self.plan)
 
     def describe(self) -> str:
-        return f"{self.tests} tests at {self.commit} sent as {self.shards} shards"
+        dealt = f" pulling {len(self.plan)} batches" if self.deal_id else ""
+        return f"{self.tests} tests at {self.commit} sent as {self.shards} shards{dealt}"

@@ -62,6 +62,7 @@ class ReportFacts:
     classified: tuple[Classified, ...] = ()  # why each failing test failed, if asked
     failure_packet: dict[str, Any] | None = None  # for the developer agent, on a FAIL
     phases: tuple[tuple[str, float], ...] = ()  # seconds per phase, up to this report
+    ran_first: tuple[str, ...] = ()  # failed on the branch's last run, so run first
 
 
 def render_report(facts: ReportFacts) -> str:
@@ -123,6 +124,8 @@ def _body(facts: ReportFacts) -> list[str]:
             "The suite never executed: this is an infrastructure fault, not a code defect. "
             "The runner failed closed so that no untested branch advances.\n"
         )
+    if facts.ran_first:
+        sections.append(_ran_first_section(facts.ran_first))
     if facts.limit_notes:
         shown = facts.limit_notes[:MAX_NOTES_LISTED]
         notes = "\n".join(f"- {clip(note, MAX_TEXT_CHARS)}" for note in shown)
@@ -149,6 +152,19 @@ def _failing_section(failing: tuple[str, ...]) -> str:
     lines = ["## Failing tests\n", *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown)]
     if len(failing) > len(shown):
         lines.append(f"- ... and {len(failing) - len(shown)} more")
+    return "\n".join(lines) + "\n"
+
+
+def _ran_first_section(first: tuple[str, ...]) -> str:
+    shown = first[:MAX_FAILING_LISTED]
+    lines = [
+        "## Order\n",
+        f"{len(first)} test(s) that failed on this branch's last run ran first, in this "
+        "order; the others followed in collection order.\n",
+        *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown),
+    ]
+    if len(first) > len(shown):
+        lines.append(f"- ... and {len(first) - len(shown)} more")
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,6 +34,7 @@ OUTCOMES = "outcomes.jsonl"
 STACKS = "stacks.txt"
 COLLECTED = "collected.json"
 SELECT = "select.json"
+FIRST = "first.json"
 SESSION = "session.jsonl"
 JUNIT = "junit.xml"
 PROGRESS = "progress.json"
@@ -97,11 +98,12 @@ def with_probe(
     dump_at: float | None = None,
     collect: bool = False,
     select: Iterable[str] | None = None,
+    first: Sequence[str] = (),
 ) -> Sandbox:
     """`sandbox` with the probe importable and told where to write.
 
     `dump_at` (epoch seconds) arms the stack dump; `collect` records the collected ids;
-    `select` runs only those ids.
+    `select` runs only those ids; `first` runs those ids first, in that order.
     """
     plugins = str(PLUGINS_DIR)
     env = dict(sandbox.extra_env)
@@ -120,6 +122,9 @@ def with_probe(
         # Written before the run into the fresh directory: nothing of the suite ran yet.
         files.path(SELECT).write_text(json.dumps(sorted(set(select))))
         env["GATE_SELECT_FILE"] = str(files.path(SELECT))
+    if first:
+        files.path(FIRST).write_text(json.dumps(list(first)))
+        env["GATE_FIRST_FILE"] = str(files.path(FIRST))
     return replace(sandbox, extra_env=env)
 
 

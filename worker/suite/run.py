@@ -80,10 +80,14 @@ class SuiteRun:
         return self.session[0].count("passed") if len(self.session) == 1 else 0
 
 
-def suite_command(python: str, targets: Sequence[str], junit_path: Path) -> tuple[str, ...]:
+def suite_command(
+    python: str, targets: Sequence[str], junit_path: Path, maxfail: int = 0
+) -> tuple[str, ...]:
     """The suite's argv. The probe arms the hang watchdog itself, once, a few seconds
     before the hard kill (pytest's own faulthandler_timeout re-arms it around every
-    test, a cost on suites of many fast tests)."""
+    test, a cost on suites of many fast tests). With `maxfail`, pytest stops after that
+    many failing tests (a contract's stop_after_failures)."""
+    stop = (f"--maxfail={maxfail}",) if maxfail > 0 else ()
     return (
         python,
         "-m",
@@ -97,6 +101,7 @@ def suite_command(python: str, targets: Sequence[str], junit_path: Path) -> tupl
         PLUGIN_MODULE,
         "-p",
         PROBE_MODULE,
+        *stop,
     )
 
 
@@ -110,13 +115,31 @@ def run_suite(
     tail_bytes: int = 4096,
     progress: Callable[[Progress], None] | None = None,
     select: Collection[str] | None = None,
+    first: Sequence[str] = (),
+    maxfail: int = 0,
 ) -> SuiteRun:
     """Run the suite in `worktree` inside `sandbox`; never raises. With `select`, only
-    those test ids of `target` run (a shard)."""
+    those test ids of `target` run (a shard); `first` run before the others;
+    `maxfail` > 0 stops the run after that many failing tests."""
     with ProbeFiles(sandbox.out_dir, "run") as probe:
         return _run_probed(
-            worktree, sandbox, probe, python, target, timeout_s, tail_bytes, progress, select
+            worktree,
+            sandbox,
+            probe,
+            python,
+            target,
+            timeout_s,
+            tail_bytes,
+            progress,
+            select,
+            _Order(tuple(first), maxfail),
         )
+
+
+@dataclass(frozen=True)
+class _Order:
+    first: tuple[str, ...] = ()
+    maxfail: int = 0
 
 
 def _run_probed(
@@ -129,6 +152,7 @@ def _run_probed(
     tail_bytes: int,
     progress: Callable[[Progress], None] | None,
     select: Collection[str] | None,
+    order: _Order,
 ) -> SuiteRun:
     log_path = sandbox.scratch_dir / "output.log"  # the worker's: out of the suite's reach
     watcher = None
@@ -137,7 +161,9 @@ def _run_probed(
             lambda: probe.reader.read_text(PROGRESS, MAX_PROGRESS_BYTES), progress
         )
     witness = StartWitness()
-    command = suite_command(python, shard_targets(worktree, target, select), probe.path(JUNIT))
+    command = suite_command(
+        python, shard_targets(worktree, target, select), probe.path(JUNIT), order.maxfail
+    )
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     progressing = replace(
         sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(probe.path(PROGRESS))}
@@ -145,7 +171,7 @@ def _run_probed(
     ended = run_bounded(
         command,
         worktree,
-        with_probe(progressing, probe, dump_at=dump_at, select=select),
+        with_probe(progressing, probe, dump_at=dump_at, select=select, first=order.first),
         log_path=log_path,
         timeout_s=timeout_s,
         on_tick=watcher,

@@ -11,7 +11,8 @@ directory. It never changes an outcome or the exit code. It writes:
 - what the worker cannot see from outside: the test running now, each test's outcome
   and first failure message, the collected ids and, a few seconds before the hard
   timeout, the stacks of every thread;
-- with a selection file, it runs only the listed ids (a shard).
+- with a selection file, it runs only the listed ids (a shard's batch); with a
+  first file, the listed ids run first, in that order (tests that failed last time).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _env = os.environ.get
 _CURRENT: str | None = None
 _COLLECTED: str | None = None
 _SELECT: str | None = None
+_FIRST: str | None = None
 _SESSION: str | None = None
 _DUMP_AT = 0.0
 _NONCE = ""
@@ -69,10 +71,11 @@ def load_environment() -> None:
     (a cold start imports it before any code of the suite) and again by a warm start's
     fork once it has the job's environment: never after code of the suite ran, so no
     conftest can take the nonce first."""
-    global _CURRENT, _COLLECTED, _SELECT, _SESSION, _DUMP_AT, _NONCE  # noqa: PLW0603
+    global _CURRENT, _COLLECTED, _SELECT, _FIRST, _SESSION, _DUMP_AT, _NONCE  # noqa: PLW0603
     _CURRENT = _env("GATE_CURRENT_TEST_FILE")
     _COLLECTED = _env("GATE_COLLECTED_FILE")
     _SELECT = _env("GATE_SELECT_FILE")
+    _FIRST = _env("GATE_FIRST_FILE")
     _SESSION = _env("GATE_SESSION_FILE")
     _DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
     _NONCE = _take_nonce()
@@ -140,10 +143,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not _SELECT:
-        return
+    if _SELECT:
+        _select(config, items, _SELECT)
+    if _FIRST:
+        _run_first(items, _FIRST)
+
+
+def _run_first(items: list[pytest.Item], path: str) -> None:
+    """The listed ids first, in the listed order; the others after, in their order.
+    An unreadable list changes nothing: the order is informational, never a verdict."""
     try:
-        with open(_SELECT) as handle:
+        with open(path) as handle:
+            rank = {str(nodeid): i for i, nodeid in enumerate(json.load(handle))}
+    except (OSError, ValueError, TypeError):
+        return
+    if rank:
+        head = sorted((item for item in items if item.nodeid in rank), key=lambda i: rank[i.nodeid])
+        items[:] = head + [item for item in items if item.nodeid not in rank]
+
+
+def _select(config: pytest.Config, items: list[pytest.Item], path: str) -> None:
+    try:
+        with open(path) as handle:
             wanted = set(json.load(handle))
     except (OSError, ValueError):
         wanted = set()  # an unreadable selection runs nothing, never the whole suite
