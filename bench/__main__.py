@@ -6,7 +6,9 @@
 (a) one-test job latency and (b) the worker's CPU per job, on one `-c 1` worker;
 (d) the I/O-bound suite by bare pytest and by pytest-xdist; (c) throughput and scaling
 with 1, 4 and 8 pool processes on that suite; then bench.sharding (one suite sharded over
-the fleet against the same suite as one job). Progress goes to stderr. Only Redis
+the fleet against the same suite as one job, and a first run of an uneven suite), then
+bench.time_to_fail (400 tests, the last failing: a second run with the failing test
+first). Progress goes to stderr. Only Redis
 DB 12 is used, flushed at start and end. About 5.5 minutes on 2 cores by default.
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import redis
 
-from bench import cpu, latency, sharding
+from bench import cpu, latency, sharding, time_to_fail
 from bench.common import (
     BENCH_DB,
     REDIS_URL,
@@ -76,7 +78,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--db", type=int, default=BENCH_DB)
     parser.add_argument("--write", type=Path, help="replace the generated block of this file")
     parser.add_argument(
-        "--skip-sharding", action="store_true", help="leave out bench.sharding (about 2 min)"
+        "--skip-sharding", action="store_true", help="leave out bench.sharding (about 4 min)"
+    )
+    parser.add_argument(
+        "--skip-time-to-fail",
+        action="store_true",
+        help="leave out bench.time_to_fail (about 1.5 min)",
     )
     return parser.parse_args(argv)
 
@@ -199,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.skip_sharding:
         sharding_argv = [f"--redis={args.redis}", f"--db={args.db}"]
         sharding.main([*sharding_argv, *([f"--write={args.write}"] if args.write else [])])
+    if not args.skip_time_to_fail:
+        ttf_argv = [f"--redis={args.redis}", f"--db={args.db}"]
+        time_to_fail.main([*ttf_argv, *([f"--write={args.write}"] if args.write else [])])
 
 
 if __name__ == "__main__":

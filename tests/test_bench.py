@@ -253,3 +253,24 @@ def test_the_sharding_suites_have_the_asked_number_of_tests() -> None:
     cpu = cpu_suite(60, 1000)
     assert sum(text.count("def test_cpu_") for text in cpu.values()) == 60
     assert ratio_goal_met(3.0, 24.0, 1.3 / 8) and not ratio_goal_met(4.0, 24.0, 1.3 / 8)
+
+
+def test_the_uneven_suite_is_long_tailed_and_the_fixed_plan_model_sums_shards() -> None:
+    from bench.sharding import fixed_plan_ratio, uneven_loops, uneven_suite
+
+    loops = uneven_loops(48, 1_000_000)
+    assert len(loops) == 48 and max(loops) > 3 * (sum(loops) / 48)
+    assert (
+        len(uneven_suite(loops)) == 8
+        and "time.sleep" in uneven_suite(loops, "sleep")["tests/test_uneven_000.py"]
+    )
+    assert fixed_plan_ratio({"a": 3.0, "b": 1.0, "c": 1.0, "d": 1.0}, 2) == 4.0 / 6.0
+
+
+def test_the_time_to_fail_suite_fails_only_its_last_test() -> None:
+    from bench.time_to_fail import failing_last_suite
+
+    files = failing_last_suite(40, 0.0)
+    text = "".join(files[name] for name in sorted(files))
+    assert text.count("def test_") == 40 and text.count("assert False") == 1
+    assert text.rstrip().endswith("assert False")

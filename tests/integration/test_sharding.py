@@ -224,11 +224,12 @@ def test_a_hanging_shard_is_retried_alone_then_fails_the_job_closed(
     shard_fleet.send(304, "shard_hang")
     [advance] = shard_fleet.orchestrator.wait_for_event(304, ADVANCE, timeout=180)
     assert (advance["result"], advance["outcome"]) == ("FAIL", "tool-error")
-    # Dealt one test a batch: the shard that pulls a_0 hangs on it, the other runs the
-    # rest (again, if its own batches outlast the 6 s budget on a loaded machine).
+    # Dealt as [a_0, a_1], [b_0], [b_1]: the shard that pulls the first hangs on a_0
+    # (a_1 never reached), the other runs the rest (again, if its own batches outlast
+    # the 6 s budget on a loaded machine).
     seen = runs_by_test(runs)
     assert len(seen["a_0"]) == 2, "the hanging shard: its first try and one retry"
-    assert all(t in seen for t in ("a_1", "b_0", "b_1"))
+    assert "b_0" in seen and "b_1" in seen
     report = shard_fleet.report("shard_hang", 304)
     assert "not every shard ran" in report and "timed out" in report
     alerts = [p["text"] for _, _, p in shard_fleet.alerts.posts]
