@@ -19,12 +19,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from worker.containment import proctree
+from worker.containment.bwrap import SuiteView
+from worker.containment.cgroup import pids_limit_note
+from worker.containment.warm_jail import JailedProcesses, WarmJail
 from worker.insuite import zygote
 
 logger = logging.getLogger("testgate.warm")
@@ -83,6 +87,8 @@ class SuiteLaunch:
     log_path: Path
     rlimits: tuple[tuple[int, int], ...] = ()
     cgroup_procs: Path | None = None
+    # The whole view a cold start would give it (its own dirs included); None: uncontained.
+    view: SuiteView | None = None
 
 
 class WarmRun:
@@ -97,6 +103,22 @@ class WarmRun:
         # The fork said it is about to run the suite's code: from then on, however it
         # ends (its warm parent killed included), the suite ran.
         self.started = started
+        self._limit_hits = server.limit_hits()
+
+    def limit_notes(self) -> tuple[str, ...]:
+        """The pids limit of a contained warm interpreter's cgroup, if this run hit it."""
+        return self._server.limit_notes(self._limit_hits)
+
+    def close(self) -> int:
+        """After the run: a contained warm interpreter's sandbox is emptied of everything
+        but the interpreter (or, when the run did not end cleanly, stopped whole, to be
+        started again). Returns how many processes were killed."""
+        if self._server.jail is None:
+            return 0
+        if self._exit is None:
+            self._server.close()
+            return 0
+        return self._server.kill_strays()
 
     def exited(self, timeout: float) -> bool:
         if self._exit is not None or self.lost:
@@ -127,17 +149,27 @@ class WarmRun:
 class WarmPytest:
     """The warm interpreter of one pool process (see the module docstring)."""
 
-    def __init__(self, python: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        python: str,
+        env: Mapping[str, str],
+        *,
+        jail: WarmJail | None = None,
+        max_pids: int = 0,
+    ) -> None:
         self.python = python
         self.env = dict(env)
+        self.jail = jail  # its sandbox, when it is contained (worker/containment/warm_jail.py)
+        self.max_pids = max_pids  # the job's pids limit, as reports name it
         self.owner = os.getpid()
         self.modules: frozenset[str] = frozenset()
         self._ready = False
         self._busy = False  # a forked suite has not reported its exit yet
         self._lock = threading.Lock()
         self._buffer = b""
+        argv = jail.argv(python, zygote.__file__) if jail else [python, zygote.__file__]
         self._process = subprocess.Popen(
-            [python, zygote.__file__],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=self.env,
@@ -148,11 +180,33 @@ class WarmPytest:
         if self._process.stdin is None or self._process.stdout is None:
             raise OSError("the warm interpreter's pipes were not created")
         self._requests, self._replies = self._process.stdin, self._process.stdout
+        self._jailed = JailedProcesses(self._process.pid) if jail else None
         logger.debug("warm interpreter started: pid %d", self._process.pid)
 
     @property
     def pid(self) -> int:
+        """The zygote's pid (contained: outside the sandbox's namespace, once it is up)."""
+        if self._jailed is not None and self._jailed.zygote is not None:
+            return self._jailed.zygote
         return self._process.pid
+
+    @property
+    def process_pid(self) -> int:
+        """The pid of the child this process started (contained: bwrap, or the cgroup
+        shell that execs it)."""
+        return self._process.pid
+
+    def kill_strays(self) -> int:
+        return self._jailed.kill_strays() if self._jailed is not None else 0
+
+    def limit_hits(self) -> int:
+        cgroup = self.jail.cgroup if self.jail else None
+        return cgroup.limit_hits() if cgroup else 0
+
+    def limit_notes(self, hits_before: int) -> tuple[str, ...]:
+        if self.limit_hits() > hits_before:
+            return (pids_limit_note(self.max_pids),)
+        return ()
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self._process.poll() is None
@@ -176,7 +230,13 @@ class WarmPytest:
         self, command: Sequence[str], launch: SuiteLaunch, path_prefix: list[str]
     ) -> str | None:
         if list(command[:3]) != [self.python, "-m", "pytest"]:
-            return "not the worker's own `python -m pytest`"
+            return "not the warm interpreter's own `python -m pytest`"
+        if self.jail is not None:
+            touched = (launch.cwd, launch.log_path, *_dirs_named(launch.env))
+            if refused := self.jail.refusal(launch.view, touched):
+                return refused
+        elif launch.view is not None:
+            return "a contained suite, and this warm interpreter is not"
         if startup_environment(launch.env) != startup_environment(self.env):
             return "the suite's environment sets interpreter start-up variables"
         if len(launch.env.get(proctree.COOKIE_VAR, "")) >= _COOKIE_ROOM:
@@ -217,7 +277,22 @@ class WarmPytest:
             logger.warning("warm interpreter could not fork (%s): running cold", reply)
             self.close()
             return None
-        return WarmRun(self, int(reply["pid"]), started=started)
+        pid = int(reply["pid"])
+        if self._jailed is not None:
+            # Its pid inside the sandbox means nothing here: find it outside, while the
+            # zygote keeps it unreaped, then let the zygote wait for it.
+            outer = self._jailed.outer_pid(pid)
+            try:
+                self._requests.write(b"\n")
+                self._requests.flush()
+            except OSError:
+                outer = None
+            if outer is None:
+                logger.warning("the contained fork %d was not found outside: stopped", pid)
+                self.close()
+                return None
+            pid = outer
+        return WarmRun(self, pid, started=started)
 
     def finished(self) -> None:
         """The suite it forked last has ended and its exit code was read."""
@@ -247,6 +322,10 @@ class WarmPytest:
             logger.warning("warm interpreter not ready (%s): suites run cold", message)
             self.close()
             return False
+        if self._jailed is not None and not self._jailed.locate():
+            logger.warning("contained warm interpreter not found in its sandbox: suites run cold")
+            self.close()
+            return False
         self.modules = frozenset(message["modules"])
         self._ready = True
         return True
@@ -262,9 +341,30 @@ class WarmPytest:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        if self.jail is not None and self.jail.cgroup is not None:
+            self.jail.cgroup.remove()  # what of its sandbox may still run, then the group
+
+
+def _dirs_named(env: Mapping[str, str]) -> list[Path]:
+    """The directories a run's environment points the suite at (its HOME and TMPDIR)."""
+    return [Path(env[key]) for key in ("HOME", "TMPDIR") if env.get(key)]
+
+
+def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
+    """A warm interpreter's own environment: the start-up part of `suite_env` (what
+    every suite gets), PATH, a HOME without user site-packages, the cookie placeholder."""
+    return {
+        **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
+        **startup_environment(suite_env),
+        "PATH": suite_env.get("PATH", os.defpath),
+        "HOME": suite_env.get("HOME", "/nonexistent"),
+    }
 
 
 _current: dict[str, WarmPytest] = {}  # "server": this process's warm interpreter
+# Contained ones by (interpreter, network), least recently used first.
+_contained: OrderedDict[tuple[str, bool, str], WarmPytest] = OrderedDict()
+MAX_CONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
 
 
 def warm_pytest(suite_env: Mapping[str, str]) -> WarmPytest:
@@ -278,19 +378,45 @@ def warm_pytest(suite_env: Mapping[str, str]) -> WarmPytest:
     if current is None or not current.alive():
         if current is not None:
             current.close()  # a no-op for the copy a fork inherited
-        env = {
-            **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
-            **startup_environment(suite_env),
-            "PATH": suite_env.get("PATH", os.defpath),
-            "HOME": suite_env.get("HOME", "/nonexistent"),
-        }
-        _current["server"] = current = WarmPytest(sys.executable, env)
+        _current["server"] = current = WarmPytest(sys.executable, warm_environment(suite_env))
     return current
 
 
+def contained_warm_pytest(
+    suite_env: Mapping[str, str],
+    python: str,
+    network: bool,
+    slot: Path,
+    make_jail: Callable[[], WarmJail],
+    max_pids: int = 0,
+) -> WarmPytest:
+    """This process's contained warm interpreter for `python` with or without the
+    network, writing `slot`, started in the sandbox `make_jail` gives when there is none
+    alive. At most MAX_CONTAINED are kept; starting another stops the least recently
+    used."""
+    key = (python, network, str(slot))
+    current = _contained.pop(key, None)
+    if current is None or not current.alive():
+        if current is not None:
+            current.close()
+        while len(_contained) >= MAX_CONTAINED:
+            _contained.popitem(last=False)[1].close()
+        env = warm_environment(suite_env)
+        current = WarmPytest(python, env, jail=make_jail(), max_pids=max_pids)
+    _contained[key] = current
+    return current
+
+
+def warm_process_pids() -> set[int]:
+    """The pids of this process's own warm interpreters' processes (its children)."""
+    return {w.process_pid for w in (*_current.values(), *_contained.values()) if w.alive()}
+
+
 def stop_warm_pytest() -> None:
-    """Stop this process's warm interpreter and reap it (its CPU, and its suites',
-    is then accounted to this process like any child's)."""
+    """Stop this process's warm interpreters and reap them (their CPU, and their
+    suites', is then accounted to this process like any child's)."""
     current = _current.pop("server", None)
     if current is not None:
         current.close()
+    while _contained:
+        _contained.popitem(last=False)[1].close()

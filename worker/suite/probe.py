@@ -36,6 +36,7 @@ COLLECTED = "collected.json"
 SELECT = "select.json"
 SESSION = "session.jsonl"
 JUNIT = "junit.xml"
+OUTPUT_LOG = "output.log"  # a contained run's stdout and stderr
 PROGRESS = "progress.json"
 FRAMES_PER_THREAD = 12
 
@@ -82,6 +83,17 @@ class ProbeFiles:
 
     def path(self, name: str) -> Path:
         return self.directory / name
+
+    def output_tail(self, limit: int) -> tuple[str, int]:
+        """The end of the run's output log kept here (from a line start when it was cut)
+        and the log's size; ("", 0) when it is not a regular file."""
+        size = self.reader.size(OUTPUT_LOG)
+        tail = self.reader.tail(OUTPUT_LOG, limit) or ""
+        if size > limit:
+            newline = tail.find("\n")
+            if 0 <= newline < len(tail) // 2:
+                tail = tail[newline + 1 :]
+        return tail, size
 
 
 def hang_dump_margin_s(timeout_s: float) -> float:
