@@ -91,6 +91,8 @@ def start_warm(
     view = sandbox.view
     if sandbox.isolate_network and view is None:
         return None  # a namespace of its own needs a fresh exec through its wrapper
+    if view is not None:
+        env = {**env, "PWD": str(cwd)}  # what bwrap --chdir sets for a cold start
     launch = SuiteLaunch(
         args=tuple(command[3:]),
         cwd=cwd,

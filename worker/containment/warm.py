@@ -256,6 +256,9 @@ class WarmPytest:
             "rlimits": [list(limit) for limit in launch.rlimits],
             "cgroup_procs": str(launch.cgroup_procs) if launch.cgroup_procs else None,
             "path_prefix": path_prefix,
+            # Contained, a cold start shares the session of the sandbox's init (bwrap
+            # --new-session), as the zygote does.
+            "setsid": self.jail is None,
             "environ_stamp": [
                 COOKIE_PLACEHOLDER,
                 f"{proctree.COOKIE_VAR}={launch.env.get(proctree.COOKIE_VAR, '')}",

@@ -251,7 +251,8 @@ def _become(request: dict[str, Any]) -> None:
     last act on the warm interpreter's channel is to say the suite's code runs next."""
     channel = os.dup(1)
     try:
-        os.setsid()
+        if request.get("setsid", True):
+            os.setsid()
         # The log first: whatever fails next is written where the report reads output.
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
