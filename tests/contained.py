@@ -90,6 +90,7 @@ def run_contained(
                 assert sandbox.view is not None
                 warm = warm_for(sandbox.view, python, slot, **(settings_kw or {}))
                 sandbox = replace(sandbox, warm=warm)
+            forks = sandbox.warm.forks if sandbox.warm else 0
             result = run_suite(
                 slot.src,
                 sandbox,
@@ -98,6 +99,8 @@ def run_contained(
                 timeout_s=timeout_s,
                 progress=progress,
             )
+            if sandbox.warm is not None:
+                assert sandbox.warm.forks > forks, "the suite did not start warm"
             if after is not None:
                 after(slot)
             return result

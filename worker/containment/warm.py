@@ -11,6 +11,7 @@ of one the warm interpreter already imported. Anything else runs cold, as before
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import logging
 import os
@@ -66,13 +67,19 @@ def shadowing_module(path_entries: Iterable[str], preloaded: Iterable[str]) -> s
     """A module of the suite's own sys.path entries that a cold start would import
     instead of the warm interpreter's copy (or a sitecustomize it would run)."""
     names = set(preloaded) | _STARTUP_MODULES
+    suffixes = tuple(importlib.machinery.all_suffixes())
     for entry in path_entries:
         try:
             listing = os.listdir(entry)
         except OSError:
             continue
         for item in listing:
-            if item.partition(".")[0] in names:
+            name, dot, rest = item.partition(".")
+            # A package (a directory, namespace or not) or a module file of any kind the
+            # import system loads; not a `pytest.ini` or `pluggy.txt`.
+            # (Any extension module: the interpreter may be another version than ours.)
+            importable = not dot or f".{rest}" in suffixes or f".{rest}".endswith(".so")
+            if name in names and importable:
                 return f"{entry}/{item}"
     return None
 
@@ -165,6 +172,7 @@ class WarmPytest:
         self.modules: frozenset[str] = frozenset()
         self._ready = False
         self._busy = False  # a forked suite has not reported its exit yet
+        self.forks = 0  # suites started so far
         self._lock = threading.Lock()
         self._buffer = b""
         argv = jail.argv(python, zygote.__file__) if jail else [python, zygote.__file__]
@@ -224,6 +232,7 @@ class WarmPytest:
             if run is None:
                 return "the warm interpreter failed; it is started again for the next job"
             self._busy = True
+            self.forks += 1
             return run
 
     def _why_cold(
