@@ -18,13 +18,15 @@ from tests.contained import run_contained, settings, workdir
 from tests.containment.test_warm import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
 from tests.fleet import pid_alive, processes_running
 from tests.projects import project
-from worker.containment.bwrap import SuiteView
+from worker.containment.bwrap import SuiteView, interpreter_paths
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.limits import Limits
+from worker.containment.sandbox import Sandbox
 from worker.containment.slot import process_slot, slot_path
 from worker.containment.view import contained_warm
 from worker.containment.warm import stop_warm_pytest
-from worker.suite.run import SuiteRun
+from worker.insuite import HERE as INSUITE_DIR
+from worker.suite.run import SuiteRun, run_suite
 from worker.suite.venvs import in_venv
 from worker.verdict import from_exit_code, with_evidence
 
@@ -240,3 +242,62 @@ def test_a_networked_contract_gets_a_warm_interpreter_of_its_own(tmp_path: Path)
     assert pid_alive(isolated.process_pid) and pid_alive(networked.process_pid)
     # A run whose view differs in network is refused by the other.
     assert networked.jail.refusal(SuiteView(writable=()), ()) is not None
+
+
+SWAP = """\
+import os
+
+
+def test_swaps_the_slot_for_links():
+    cwd, home = os.getcwd(), os.environ["HOME"]
+    suite = os.path.dirname(home)
+    os.rename(cwd, cwd + "-moved")
+    os.symlink({victim!r}, cwd)
+    for name in ("home", "tmp", "out"):
+        os.rename(os.path.join(suite, name), os.path.join(suite, name + "-moved"))
+        os.symlink({victim!r}, os.path.join(suite, name))
+"""
+
+
+def test_links_a_warm_run_leaves_in_the_slot_never_become_a_later_runs_binds(
+    tmp_path: Path,
+) -> None:
+    """A warm contained run can write its whole slot; a later (cold) run of the same job
+    must neither bind a link's target writable nor write through it."""
+    victim = workdir() / f"victim-{uuid.uuid4().hex[:8]}"
+    victim.mkdir()
+    attacker = project(tmp_path, {"tests/test_swap.py": SWAP.format(victim=str(victim))})
+    later: list[SuiteRun] = []
+
+    def run_cold_in_the_same_slot(slot: Any) -> None:
+        sandbox = Sandbox(
+            scratch_dir=tmp_path / "scratch",
+            cookie=uuid.uuid4().hex,
+            view=SuiteView(writable=(), readable=(INSUITE_DIR, *interpreter_paths(sys.executable))),
+            suite_dir=slot.suite,
+        )
+        sandbox.scratch_dir.mkdir()
+        later.append(
+            run_suite(slot.src, sandbox, python=sys.executable, target="tests/", timeout_s=60)
+        )
+        for name in ("home", "tmp", "out"):
+            assert not (slot.suite / name).is_symlink()
+
+    first = run_contained(attacker, mode="warm", after=run_cold_in_the_same_slot)
+    assert first.ran  # (its own JUnit XML then had nowhere to go: a FAIL, its doing)
+    [second] = later
+    assert not second.ran and second.spawn_error and "no longer a directory" in second.spawn_error
+    assert list(victim.iterdir()) == []
+
+
+def test_a_hanging_contained_warm_suite_is_killed_and_the_next_one_runs_warm(
+    tmp_path: Path,
+) -> None:
+    hanging = project(
+        tmp_path / "hang",
+        {"tests/test_hang.py": "import time\n\n\ndef test_hang():\n    time.sleep(600)\n"},
+    )
+    hung = run_contained(hanging, mode="warm", timeout_s=3)
+    assert hung.timed_out and hung.exit_code is None and not hung.ran
+    honest = project(tmp_path / "next", {"tests/test_dump.py": STATE_DUMP})
+    assert dump(honest, "warm")["ppid"] == 2

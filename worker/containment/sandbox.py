@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -189,8 +190,14 @@ def run_bounded(
     `on_tick` is called about once a second while the command runs (progress reports).
     With a `witness`, a `python -m pytest` says when its interpreter came up.
     """
-    for directory in (sandbox.home_dir, sandbox.tmp_dir, sandbox.out_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    for directory in sandbox.own_dirs:
+        real_dir(directory)
+    if sandbox.view is not None and not _is_real_dir(cwd):
+        # A warm contained run can write the whole slot: what it swapped for a link must
+        # never become a writable bind of the link's target.
+        why = f"{cwd} is no longer a directory of its own (a link or gone)"
+        logger.error("%s not started: %s", command[0], why)
+        return Bounded(None, False, why, 0.0, started=False if witness else None)
     env = sandbox.environment(os.environ)
     started = time.monotonic()
     try:
@@ -254,6 +261,25 @@ def _wait(
     if running.wait(_REAP_TIMEOUT_S) is None and timed_out:
         logger.error("pid %d did not die after SIGKILL", running.pid)
     return None, timed_out
+
+
+def real_dir(path: Path) -> Path:
+    """`path` as a directory, made where missing; it and its parent, if a link or not a
+    directory (a warm contained run may swap anything in its slot), are replaced by an
+    empty directory. Only while no process of the job runs: nothing can race it."""
+    for directory in (path.parent, path):
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            logger.warning("%s was replaced by a link or a file: made a directory again", path)
+            directory.unlink()
+        directory.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def read_tail(path: Path, limit: int) -> tuple[str, int]:

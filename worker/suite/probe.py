@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from worker.containment.sandbox import Sandbox
+from worker.containment.sandbox import Sandbox, real_dir
 from worker.containment.untrusted_files import UntrustedDir
 from worker.insuite import PLUGINS_DIR
 
@@ -71,7 +71,7 @@ class ProbeFiles:
     untrusted_files.py: no link followed, no FIFO waited on, every read bounded)."""
 
     def __init__(self, parent: Path, label: str) -> None:
-        parent.mkdir(parents=True, exist_ok=True)
+        real_dir(parent)
         self.directory = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=parent))
         self.reader = UntrustedDir(self.directory)
 
