@@ -20,7 +20,11 @@ from tests.fleet import ROOT, pid_alive
 from tests.projects import project
 from worker.containment.cgroup import JobCgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
-from worker.containment.warm import shadowing_module, startup_environment, suite_path_prefix
+from worker.containment.warm_rules import (
+    shadowing_module,
+    startup_environment,
+    suite_path_prefix,
+)
 from worker.suite.run import SuiteRun, run_suite
 from worker.verdict import from_exit_code, with_evidence
 

@@ -7,11 +7,13 @@ only when the result cannot differ from a cold `python -m pytest`: the worker's 
 interpreter, the same start-up environment (every PYTHON* variable but PYTHONPATH, and
 the locale), no network namespace, and no module on the suite's sys.path with the name
 of one the warm interpreter already imported. Anything else runs cold, as before.
+
+What decides whether a run may go warm is in worker/containment/warm_rules.py; where a
+contained warm interpreter lives, in worker/containment/warm_jail.py.
 """
 
 from __future__ import annotations
 
-import importlib.machinery
 import json
 import logging
 import os
@@ -21,7 +23,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,58 +32,20 @@ from worker.containment import proctree
 from worker.containment.bwrap import SuiteView
 from worker.containment.cgroup import pids_limit_note
 from worker.containment.warm_jail import JailedProcesses, WarmJail
+from worker.containment.warm_rules import (
+    shadowing_module,
+    startup_environment,
+    suite_path_prefix,
+)
 from worker.insuite import zygote
 
 logger = logging.getLogger("testgate.warm")
 
-_LOCALE_VARS = ("LANG", "LC_ALL", "LC_CTYPE")
-# Imported by the interpreter's start-up from sys.path when present; the warm one has
-# started already, so a suite that ships one must run cold.
-_STARTUP_MODULES = frozenset({"sitecustomize", "usercustomize"})
 _READY_TIMEOUT_S = 30.0
 # The job's cookie is written over this in each fork's initial environment block, where
 # /proc shows it to the sweep for leftovers (see zygote._stamp_initial_environ).
 _COOKIE_ROOM = 64  # characters of cookie the placeholder holds, its NUL aside
 COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * _COOKIE_ROOM}"
-
-
-def read_at_startup(name: str) -> bool:
-    """Whether CPython's start-up reads this variable (so a warm child cannot honour it)."""
-    return name.startswith("PYTHON") or name in _LOCALE_VARS
-
-
-def startup_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The part of `env` that shapes an interpreter as it starts. PYTHONPATH is left out:
-    a warm child puts those entries on sys.path itself."""
-    return {k: v for k, v in env.items() if read_at_startup(k) and k != "PYTHONPATH"}
-
-
-def suite_path_prefix(cwd: Path, env: Mapping[str, str]) -> list[str]:
-    """What `python -m` puts in front of sys.path: the working directory, then
-    PYTHONPATH's entries made absolute (as site.py does)."""
-    entries = [e for e in env.get("PYTHONPATH", "").split(os.pathsep) if e]
-    return [str(cwd), *(os.path.abspath(cwd / entry) for entry in entries)]
-
-
-def shadowing_module(path_entries: Iterable[str], preloaded: Iterable[str]) -> str | None:
-    """A module of the suite's own sys.path entries that a cold start would import
-    instead of the warm interpreter's copy (or a sitecustomize it would run)."""
-    names = set(preloaded) | _STARTUP_MODULES
-    suffixes = tuple(importlib.machinery.all_suffixes())
-    for entry in path_entries:
-        try:
-            listing = os.listdir(entry)
-        except OSError:
-            continue
-        for item in listing:
-            name, dot, rest = item.partition(".")
-            # A package (a directory, namespace or not) or a module file of any kind the
-            # import system loads; not a `pytest.ini` or `pluggy.txt`.
-            # (Any extension module: the interpreter may be another version than ours.)
-            importable = not dot or f".{rest}" in suffixes or f".{rest}".endswith(".so")
-            if name in names and importable:
-                return f"{entry}/{item}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -125,7 +89,9 @@ class WarmRun:
         if self._exit is None:
             self._server.close()
             return 0
-        return self._server.kill_strays()
+        killed = self._server.kill_strays()
+        self._server.finished()
+        return killed
 
     def exited(self, timeout: float) -> bool:
         if self._exit is not None or self.lost:
@@ -138,7 +104,8 @@ class WarmRun:
             return False
         if "exit" in message:
             self._exit = int(message["exit"])
-            self._server.finished()
+            if self._server.jail is None:  # contained: free once its sandbox is emptied
+                self._server.finished()
         else:
             self.lost = True
             logger.error("warm interpreter died while pid %d ran the suite", self.pid)
