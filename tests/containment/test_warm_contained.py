@@ -26,6 +26,7 @@ from worker.containment.slot import process_slot, slot_path
 from worker.containment.view import contained_warm
 from worker.containment.warm import stop_warm_pytest
 from worker.insuite import HERE as INSUITE_DIR
+from worker.suite.reruns import collect_ids, rerun_ids
 from worker.suite.run import SuiteRun, run_suite
 from worker.suite.venvs import in_venv
 from worker.verdict import from_exit_code, with_evidence
@@ -301,3 +302,32 @@ def test_a_hanging_contained_warm_suite_is_killed_and_the_next_one_runs_warm(
     assert hung.timed_out and hung.exit_code is None and not hung.ran
     honest = project(tmp_path / "next", {"tests/test_dump.py": STATE_DUMP})
     assert dump(honest, "warm")["ppid"] == 2
+
+
+def test_collections_and_re_runs_of_a_contained_job_fork_warm_too(tmp_path: Path) -> None:
+    root = project(tmp_path, {"tests/test_a.py": "def test_a():\n    pass\n"})
+    found: list[Any] = []
+
+    def collect_and_rerun(slot: Any) -> None:
+        view = SuiteView(writable=(), readable=(INSUITE_DIR, *interpreter_paths(sys.executable)))
+        warm = contained_warm(settings(), view, sys.executable, slot)
+        sandbox = Sandbox(
+            scratch_dir=tmp_path / "scratch",
+            cookie=uuid.uuid4().hex,
+            view=view,
+            suite_dir=slot.suite,
+            warm=warm,
+        )
+        sandbox.scratch_dir.mkdir()
+        before = warm.forks
+        kw: dict[str, Any] = {"python": sys.executable, "target": "tests/", "timeout_s": 60}
+        found.append(collect_ids(slot.src, sandbox, label="t", **kw).ids)
+        found.append(rerun_ids(slot.src, sandbox, ids={"tests/test_a.py::test_a"}, label="t", **kw))
+        found.append(warm.forks - before)
+
+    run_contained(root, mode="warm", after=collect_and_rerun)
+    assert found == [
+        frozenset({"tests/test_a.py::test_a"}),
+        {"tests/test_a.py::test_a": "passed"},
+        2,
+    ]
