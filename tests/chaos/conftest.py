@@ -22,21 +22,36 @@ BRANCH = "feature/x"
 BROKERS = {"redis": f"{REDIS}/{BROKER_DB}", "rabbitmq": RABBITMQ}
 
 
+# The pool process running the suite: its parent, or, when the suite was forked from
+# the pool process's warm interpreter, its grandparent.
+POOL_PROCESS = (
+    "def pool_process():\n"
+    "    pid = os.getppid()\n"
+    "    with open(f'/proc/{pid}/cmdline', 'rb') as cmdline:\n"
+    "        if b'insuite/zygote.py' in cmdline.read():\n"
+    "            with open(f'/proc/{pid}/stat') as stat:\n"
+    "                pid = int(stat.read().rsplit(')', 1)[1].split()[1])\n"
+    "    return pid\n\n\n"
+)
+
+
 def slow_suite(pid_file: Path, seconds: float) -> str:
-    """A passing test that records its pid and its parent's (the pool process)."""
+    """A passing test that records its pid and its pool process's."""
     return (
         "import os, time\n\n\n"
-        "def test_slow():\n"
+        + POOL_PROCESS
+        + "def test_slow():\n"
         f"    with open({str(pid_file)!r}, 'a') as out:\n"
-        "        out.write(f'{os.getpid()} {os.getppid()}\\n')\n"
+        "        out.write(f'{os.getpid()} {pool_process()}\\n')\n"
         f"    time.sleep({seconds})\n"
     )
 
 
 POISON = (
     "import os, signal, time\n\n\n"
-    "def test_kills_the_process_that_runs_the_suite():\n"
-    "    os.kill(os.getppid(), signal.SIGKILL)\n"
+    + POOL_PROCESS
+    + "def test_kills_the_process_that_runs_the_suite():\n"
+    "    os.kill(pool_process(), signal.SIGKILL)\n"
     "    time.sleep(60)\n"
 )
 

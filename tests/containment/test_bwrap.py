@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.contained import MODES, mirrors, run_contained
 from tests.fleet import processes_running
 from tests.projects import project
 from tests.tools import required_tool
@@ -36,7 +37,13 @@ def _bwrap() -> None:
     assert bwrap_missing() is None
 
 
-def contained(root: Path, tmp_path: Path, *, readable: tuple[Path, ...] = ()) -> SuiteRun:
+def contained(
+    root: Path, tmp_path: Path, mode: str = "cold", *, readable: tuple[Path, ...] = ()
+) -> SuiteRun:
+    """The suite run under bwrap: cold, or (in the pool process's slot, as a job) forked
+    from the contained warm interpreter."""
+    if mode == "warm":
+        return run_contained(root, mode="warm", readable=readable)
     sandbox = Sandbox(
         scratch_dir=tmp_path / "scratch",
         cookie=uuid.uuid4().hex,
@@ -55,16 +62,20 @@ def verdict(run: SuiteRun) -> tuple[str, str]:
     return decided.result, decided.outcome
 
 
+@pytest.mark.parametrize("mode", MODES)
 def test_an_honest_suite_passes_and_a_failing_one_fails_under_containment(
-    tmp_path: Path,
+    tmp_path: Path, mode: str
 ) -> None:
     passing = project(tmp_path / "p", {"tests/test_a.py": "def test_a():\n    assert 1\n"})
     failing = project(tmp_path / "f", {"tests/test_a.py": "def test_a():\n    assert 0\n"})
-    assert verdict(contained(passing, tmp_path / "p")) == ("PASS", "code-pass")
-    assert verdict(contained(failing, tmp_path / "f")) == ("FAIL", "code-fail")
+    assert verdict(contained(passing, tmp_path / "p", mode)) == ("PASS", "code-pass")
+    assert verdict(contained(failing, tmp_path / "f", mode)) == ("FAIL", "code-fail")
 
 
-def test_the_suite_sees_none_of_the_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_the_suite_sees_none_of_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
     """Its own processes only, no secret in any environ it can read, no worker HOME or
     workdir, no network, and uid 65534."""
     monkeypatch.setenv("TESTGATE_TELEGRAM_BOT_TOKEN", SECRET)
@@ -93,13 +104,14 @@ def test_the_suite_sees_none_of_the_worker(tmp_path: Path, monkeypatch: pytest.M
             )
         },
     )
-    run = contained(root, tmp_path)
+    run = contained(root, tmp_path, mode)
     assert verdict(run) == ("PASS", "code-pass"), run.output_tail
     assert SECRET not in run.output_tail
 
 
-def test_the_suite_cannot_write_what_the_worker_reads_or_runs(tmp_path: Path) -> None:
-    mirror = tmp_path / "mirror.git"
+@pytest.mark.parametrize("mode", MODES)
+def test_the_suite_cannot_write_what_the_worker_reads_or_runs(tmp_path: Path, mode: str) -> None:
+    mirror = mirrors() / f"{uuid.uuid4().hex[:8]}.git"  # where a warm suite sees mirrors
     mirror.mkdir()
     (mirror / "config").write_text("[core]\n")
     site = Path(sys.prefix) / "lib"
@@ -120,14 +132,15 @@ def test_the_suite_cannot_write_what_the_worker_reads_or_runs(tmp_path: Path) ->
             )
         },
     )
-    run = contained(root, tmp_path, readable=(mirror,))
+    run = contained(root, tmp_path, mode, readable=(mirror,))
     assert verdict(run) == ("PASS", "code-pass"), run.output_tail
     assert (mirror / "config").read_text() == "[core]\n"
     assert not (mirror / "hooks-planted").exists()
     assert not (site / "evil.pth").exists()
 
 
-def test_a_daemon_the_suite_leaves_dies_with_its_namespace(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_daemon_the_suite_leaves_dies_with_its_namespace(tmp_path: Path, mode: str) -> None:
     marker = f"600.{uuid.uuid4().int % 10**9}"
     root = project(
         tmp_path,
@@ -145,7 +158,7 @@ def test_a_daemon_the_suite_leaves_dies_with_its_namespace(tmp_path: Path) -> No
             )
         },
     )
-    run = contained(root, tmp_path)
+    run = contained(root, tmp_path, mode)
     assert verdict(run) == ("PASS", "code-pass"), run.output_tail
     assert processes_running(["sleep", marker]) == []
 
@@ -159,7 +172,10 @@ def test_a_daemon_the_suite_leaves_dies_with_its_namespace(tmp_path: Path) -> No
         ("os.kill(os.getpid(), signal.SIGKILL)", -9),
     ],
 )
-def test_a_suite_that_started_owns_how_it_ended(tmp_path: Path, body: str, exit_code: int) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_a_suite_that_started_owns_how_it_ended(
+    tmp_path: Path, body: str, exit_code: int, mode: str
+) -> None:
     root = project(
         tmp_path,
         {
@@ -170,7 +186,7 @@ def test_a_suite_that_started_owns_how_it_ended(tmp_path: Path, body: str, exit_
             )
         },
     )
-    run = contained(root, tmp_path)
+    run = contained(root, tmp_path, mode)
     assert (run.started, run.ran, run.spawn_error, run.exit_code) == (True, True, None, exit_code)
     assert verdict(run) == ("FAIL", "code-fail")
 

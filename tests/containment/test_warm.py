@@ -20,7 +20,11 @@ from tests.fleet import ROOT, pid_alive
 from tests.projects import project
 from worker.containment.cgroup import JobCgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
-from worker.containment.warm import shadowing_module, startup_environment, suite_path_prefix
+from worker.containment.warm_rules import (
+    shadowing_module,
+    startup_environment,
+    suite_path_prefix,
+)
 from worker.suite.run import SuiteRun, run_suite
 from worker.verdict import from_exit_code, with_evidence
 
@@ -221,6 +225,17 @@ def test_a_package_or_module_named_like_a_preloaded_one_is_found(tmp_path: Path)
     assert shadowing_module([str(tmp_path / "a")], preloaded) == f"{tmp_path}/a/pluggy"
     assert shadowing_module([str(tmp_path / "b")], preloaded) == f"{tmp_path}/b/sitecustomize.py"
     assert shadowing_module([str(tmp_path / "c"), str(tmp_path / "absent")], preloaded) is None
+
+
+def test_files_named_like_a_preloaded_module_that_no_import_loads_are_no_shadow(
+    tmp_path: Path,
+) -> None:
+    for name in ("pytest.ini", "pluggy.txt", "pytest.d"):
+        (tmp_path / name).write_text("")
+    preloaded = {"pytest", "pluggy"}
+    assert shadowing_module([str(tmp_path)], preloaded) is None
+    (tmp_path / "pluggy.cpython-313-x86_64-linux-gnu.so").write_text("")
+    assert shadowing_module([str(tmp_path)], preloaded) is not None
 
 
 def test_two_suites_at_once_in_one_process_get_one_warm_start_and_one_cold(

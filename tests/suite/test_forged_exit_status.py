@@ -1,6 +1,6 @@
 """A failing suite that rewrites its own exit status still FAILs: the verdict needs
-the probe's session record, not just exit 0. Real pytest runs, cold under bubblewrap
-and warm without it."""
+the probe's session record, not just exit 0. Real pytest runs: under bubblewrap cold and
+forked from the contained warm interpreter, and warm without it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.contained import run_contained
 from tests.projects import project
 from tests.tools import required_tool
 from worker.containment.bwrap import SuiteView, interpreter_paths
@@ -130,6 +131,8 @@ ATTACKS: dict[str, dict[str, str]] = {
 
 
 def run(root: Path, tmp_path: Path, mode: str) -> SuiteRun:
+    if mode == "contained-warm":
+        return run_contained(root, mode="warm")
     if mode == "contained":
         required_tool("bwrap", "bubblewrap")
         sandbox = Sandbox(
@@ -149,7 +152,7 @@ def run(root: Path, tmp_path: Path, mode: str) -> SuiteRun:
     return run_suite(root, sandbox, python=sys.executable, target="tests/", timeout_s=60)
 
 
-@pytest.mark.parametrize("mode", ["contained", "warm"])
+@pytest.mark.parametrize("mode", ["contained", "contained-warm", "warm"])
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_a_failing_suite_cannot_turn_itself_green(tmp_path: Path, attack: str, mode: str) -> None:
     result = run(project(tmp_path, ATTACKS[attack]), tmp_path, mode)
@@ -162,7 +165,7 @@ def test_a_failing_suite_cannot_turn_itself_green(tmp_path: Path, attack: str, m
     )
 
 
-@pytest.mark.parametrize("mode", ["contained", "warm"])
+@pytest.mark.parametrize("mode", ["contained", "contained-warm", "warm"])
 def test_the_honest_control_passes(tmp_path: Path, mode: str) -> None:
     files = {"tests/test_a.py": PASSING, "tests/test_b.py": PASSING.replace("passes", "too")}
     result = run(project(tmp_path, files), tmp_path, mode)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.contained import run_contained
 from tests.projects import project
 from tests.tools import required_tool
 from worker.containment.bwrap import SuiteView, interpreter_paths
@@ -56,6 +57,8 @@ PLANTS = {
 
 
 def run(root: Path, tmp_path: Path, mode: str, seen: list[Progress]) -> SuiteRun:
+    if mode == "contained-warm":
+        return run_contained(root, mode="warm", progress=seen.append)
     view = None
     if mode == "contained":
         required_tool("bwrap", "bubblewrap")
@@ -73,7 +76,7 @@ def run(root: Path, tmp_path: Path, mode: str, seen: list[Progress]) -> SuiteRun
     )
 
 
-@pytest.mark.parametrize("mode", ["contained", "warm"])
+@pytest.mark.parametrize("mode", ["contained", "contained-warm", "warm"])
 @pytest.mark.parametrize("plant", sorted(PLANTS))
 def test_planted_files_neither_block_the_worker_nor_pass_the_suite(
     tmp_path: Path, plant: str, mode: str

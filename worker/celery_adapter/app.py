@@ -25,9 +25,9 @@ from worker.celery_adapter.broker_options import (
     tests_queue_arguments,
 )
 from worker.containment.cgroup import open_job_cgroup
-from worker.containment.sandbox import Sandbox, warm_interpreter
+from worker.containment.sandbox import Sandbox
 from worker.containment.subreaper import become_subreaper
-from worker.containment.view import containment_missing
+from worker.containment.view import containment_missing, warm_up
 from worker.containment.warm import stop_warm_pytest
 from worker.contracts import load_contracts
 from worker.errors import ContractsFileError, UnsafeConfiguration
@@ -252,10 +252,10 @@ def _adopt_orphans(**_: Any) -> None:
 
 @worker_process_init.connect
 def _warm_up_pytest(**_: Any) -> None:
-    """Each pool process starts its warm pytest interpreter while it waits for its first
-    job, so that even the first suite skips pytest's start-up."""
-    if load_settings().warm_pytest:
-        warm_interpreter()
+    """Each pool process starts its warm pytest interpreter (contained, when suites
+    are) while it waits for its first job, so that even the first suite skips pytest's
+    start-up."""
+    warm_up(load_settings())
 
 
 @worker_process_shutdown.connect

@@ -56,12 +56,16 @@ class JobCgroup:
 
     def limit_reached(self) -> bool:
         """True once a fork in the job failed because of `pids.max`."""
+        return self.limit_hits() > 0
+
+    def limit_hits(self) -> int:
+        """How many forks in the group failed because of `pids.max` so far."""
         try:
             events = (self.path / "pids.events").read_text().split()
         except OSError:
-            return False
+            return 0
         counts = dict(zip(events[::2], events[1::2], strict=False))
-        return int(counts.get("max", "0")) > 0
+        return int(counts.get("max", "0"))
 
     def kill_all(self) -> int:
         """SIGKILL every member until none is left (bounded). Returns how many were killed."""
@@ -82,6 +86,15 @@ class JobCgroup:
             except OSError:  # members that exited are released asynchronously
                 time.sleep(0.01)
         logger.error("cgroup %s could not be removed", self.path)
+
+
+def pids_limit_note(max_pids: int) -> str:
+    """What the report says of a suite that reached its pids limit."""
+    return (
+        f"the suite reached its limit of {max_pids} processes "
+        "(TESTGATE_SUITE_MAX_PIDS): a fork bomb or runaway process spawning; "
+        "forks beyond it failed"
+    )
 
 
 def find_pids_hierarchy(

@@ -42,7 +42,11 @@ class Running(Protocol):
 
     def never_ran(self, exit_code: int | None) -> str | None: ...
 
-    def close(self) -> None: ...
+    def limit_notes(self) -> tuple[str, ...]: ...
+
+    def close(self) -> int:
+        """Release what the start holds; returns how many leftover processes it killed."""
+        ...
 
 
 class Wrapping(Protocol):
@@ -63,6 +67,9 @@ class Wrapping(Protocol):
     @property
     def cgroup(self) -> JobCgroup | None: ...
 
+    @property
+    def own_dirs(self) -> tuple[Path, Path, Path]: ...
+
     def wrap(self, command: Sequence[str], cwd: Path) -> list[str]: ...
 
 
@@ -81,15 +88,21 @@ def start_warm(
     """The suite forked from the warm interpreter; None: start it cold."""
     if sandbox.warm is None or not is_pytest(command):
         return None
-    if sandbox.isolate_network or sandbox.view is not None:
+    view = sandbox.view
+    if sandbox.isolate_network and view is None:
         return None  # a namespace of its own needs a fresh exec through its wrapper
+    if view is not None:
+        env = {**env, "PWD": str(cwd)}  # what bwrap --chdir sets for a cold start
     launch = SuiteLaunch(
         args=tuple(command[3:]),
         cwd=cwd,
         env={**env, **(witness.warm_env() if witness else {})},
         log_path=log_path,
         rlimits=sandbox.limits.rlimits(),
-        cgroup_procs=sandbox.cgroup.procs_file if sandbox.cgroup else None,
+        # A contained fork cannot reach the job's cgroup (its warm interpreter's own
+        # cgroup holds it), and sees what a cold start's view would show it.
+        cgroup_procs=sandbox.cgroup.procs_file if sandbox.cgroup and view is None else None,
+        view=view.with_paths(writable=sandbox.own_dirs) if view is not None else None,
     )
     started = sandbox.warm.start(command, launch)
     if isinstance(started, str):
@@ -193,9 +206,14 @@ class _ColdStarted:
             return f"{self._wrapper} could not execute the command (exit {exit_code})"
         return None
 
-    def close(self) -> None:
+    def limit_notes(self) -> tuple[str, ...]:
+        return ()  # the job's cgroup says it (Sandbox.limit_notes)
+
+    def close(self) -> int:
         if self._pidfd is not None:
             os.close(self._pidfd)
+            self._pidfd = None
+        return 0
 
 
 class _WarmStarted:
@@ -225,8 +243,11 @@ class _WarmStarted:
             return "the warm interpreter could not start the suite (see its output)"
         return f"the warm interpreter never started the suite (exit {exit_code})"
 
-    def close(self) -> None:
-        pass
+    def limit_notes(self) -> tuple[str, ...]:
+        return self._run.limit_notes()
+
+    def close(self) -> int:
+        return self._run.close()
 
 
 def _signal_from_exit(code: int) -> int:

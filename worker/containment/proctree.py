@@ -84,6 +84,18 @@ def kill_until_gone(find: Callable[[], set[int]], rounds: int = _KILL_ROUNDS) ->
     return killed
 
 
+def live_descendants(root: int) -> set[int]:
+    """The live (non-zombie) descendants of `root`, never this process or its ancestors."""
+    table = _process_table()
+    found = _descendants(root, table) - _protected(table)
+    return {pid for pid in found if table[pid][2] != "Z"}
+
+
+def children_of(parent: int) -> set[int]:
+    """The children of `parent`, zombies included."""
+    return {pid for pid, (ppid, _, _) in _process_table().items() if ppid == parent}
+
+
 def _signal_all(pids: set[int], sig: signal.Signals) -> set[int]:
     sent = set()
     for pid in pids:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from worker.containment import proctree
 from worker.containment.bwrap import SuiteView, bwrap_prefix
-from worker.containment.cgroup import JobCgroup
+from worker.containment.cgroup import JobCgroup, pids_limit_note
 from worker.containment.launch import Running, start_cold, start_warm
 from worker.containment.limits import Limits
 from worker.containment.warm import WarmPytest, warm_pytest
@@ -52,20 +53,27 @@ class Sandbox:
     # Under containment, what the job's commands may see (worker/containment/bwrap.py);
     # None: they run with the worker's own view and user.
     view: SuiteView | None = None
+    # Where the suite's own HOME, TMPDIR and output directory are made (a pool
+    # process's slot, worker/containment/slot.py); None: in `scratch_dir`.
+    suite_dir: Path | None = None
 
     @property
     def home_dir(self) -> Path:
-        return self.scratch_dir / "home"
+        return (self.suite_dir or self.scratch_dir) / "home"
 
     @property
     def tmp_dir(self) -> Path:
-        return self.scratch_dir / "tmp"
+        return (self.suite_dir or self.scratch_dir) / "tmp"
 
     @property
     def out_dir(self) -> Path:
         """Where the suite writes what the worker reads after it (probe, JUnit,
         progress): inside the suite's reach, so every read of it is hostile-safe."""
-        return self.scratch_dir / "out"
+        return (self.suite_dir or self.scratch_dir) / "out"
+
+    @property
+    def own_dirs(self) -> tuple[Path, Path, Path]:
+        return (self.home_dir, self.tmp_dir, self.out_dir)
 
     def wrap(self, command: Sequence[str], cwd: Path) -> list[str]:
         """The argv to execute in `cwd`. The cgroup shell, `prlimit`, `unshare` and bwrap
@@ -73,8 +81,7 @@ class Sandbox:
         enter = self.cgroup.enter_prefix() if self.cgroup else []
         isolate: list[str] = []
         if self.view is not None:
-            own = (self.home_dir, self.tmp_dir, self.out_dir)
-            isolate = bwrap_prefix(self.view.with_paths(writable=own), cwd)
+            isolate = bwrap_prefix(self.view.with_paths(writable=self.own_dirs), cwd)
         elif self.isolate_network:
             isolate = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
             isolate.append("--")
@@ -99,11 +106,7 @@ class Sandbox:
     def limit_notes(self) -> tuple[str, ...]:
         """Limits the job ran into, for the report."""
         if self.cgroup is not None and self.cgroup.limit_reached():
-            return (
-                f"the suite reached its limit of {self.cgroup.max_pids} processes "
-                "(TESTGATE_SUITE_MAX_PIDS): a fork bomb or runaway process spawning; "
-                "forks beyond it failed",
-            )
+            return (pids_limit_note(self.cgroup.max_pids),)
         return ()
 
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
@@ -134,8 +137,13 @@ class Bounded:
 def warm_interpreter() -> WarmPytest:
     """This process's warm pytest interpreter, started with the start-up environment
     every suite gets (it does not depend on the job)."""
+    return warm_pytest(warm_start_environment())
+
+
+def warm_start_environment() -> dict[str, str]:
+    """The environment every suite starts with, whatever its job."""
     home = Path(tempfile.gettempdir()) / "testgate-no-home"
-    return warm_pytest(sandbox_environment(os.environ, home=home, tmpdir=home, cookie=""))
+    return sandbox_environment(os.environ, home=home, tmpdir=home, cookie="")
 
 
 def sandbox_environment(
@@ -182,8 +190,14 @@ def run_bounded(
     `on_tick` is called about once a second while the command runs (progress reports).
     With a `witness`, a `python -m pytest` says when its interpreter came up.
     """
-    for directory in (sandbox.home_dir, sandbox.tmp_dir, sandbox.out_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    for directory in sandbox.own_dirs:
+        real_dir(directory)
+    if sandbox.view is not None and not _is_real_dir(cwd):
+        # A warm contained run can write the whole slot: what it swapped for a link must
+        # never become a writable bind of the link's target.
+        why = f"{cwd} is no longer a directory of its own (a link or gone)"
+        logger.error("%s not started: %s", command[0], why)
+        return Bounded(None, False, why, 0.0, started=False if witness else None)
     env = sandbox.environment(os.environ)
     started = time.monotonic()
     try:
@@ -201,20 +215,21 @@ def run_bounded(
         running.pid,
         timeout_s,
     )
+    killed = 0
     try:
         exit_code, timed_out = _wait(running, sandbox, timeout_s, on_tick)
         never_ran = running.never_ran(exit_code)
+        notes = running.limit_notes()
     finally:
-        running.close()
+        killed = running.close()
     duration = time.monotonic() - started
     came_up = None if witness is None else witness.started()
+    leftovers = killed + sandbox.kill_leftovers()
     if never_ran is not None:
         logger.error("%s in %s never ran: %s", command[0], cwd, never_ran)
-        return Bounded(None, False, never_ran, duration, sandbox.kill_leftovers(), started=came_up)
-    leftovers = sandbox.kill_leftovers()
-    return Bounded(
-        exit_code, timed_out, None, duration, leftovers, sandbox.limit_notes(), started=came_up
-    )
+        return Bounded(None, False, never_ran, duration, leftovers, started=came_up)
+    notes = sandbox.limit_notes() + notes
+    return Bounded(exit_code, timed_out, None, duration, leftovers, notes, started=came_up)
 
 
 def _wait(
@@ -246,6 +261,25 @@ def _wait(
     if running.wait(_REAP_TIMEOUT_S) is None and timed_out:
         logger.error("pid %d did not die after SIGKILL", running.pid)
     return None, timed_out
+
+
+def real_dir(path: Path) -> Path:
+    """`path` as a directory, made where missing; it and its parent, if a link or not a
+    directory (a warm contained run may swap anything in its slot), are replaced by an
+    empty directory. Only while no process of the job runs: nothing can race it."""
+    for directory in (path.parent, path):
+        if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+            logger.warning("%s was replaced by a link or a file: made a directory again", path)
+            directory.unlink()
+        directory.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def read_tail(path: Path, limit: int) -> tuple[str, int]:

@@ -63,6 +63,17 @@ class UntrustedDir:
             start += 1  # continuation bytes of a character that began before the tail
         return data[start:].decode("utf-8", "replace")
 
+    def size(self, name: str) -> int:
+        """The size of the regular file `name` directly in the directory; 0 for anything
+        else (the link itself is never followed)."""
+        if self._fd is None or "/" in name or name in ("", ".", ".."):
+            return 0
+        try:
+            info = os.stat(name, dir_fd=self._fd, follow_symlinks=False)
+        except (OSError, ValueError):
+            return 0
+        return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:

@@ -1,12 +1,21 @@
 """Which view a job's commands get: bubblewrap's (worker/containment/bwrap.py) when
-containment is on and works here, else none (the worker's own view and user)."""
+containment is on and works here, else none (the worker's own view and user); and
+which warm interpreter its suites fork from."""
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import sys
 from pathlib import Path
 
 from worker.containment.bwrap import SuiteView, bwrap_missing, interpreter_paths
+from worker.containment.cgroup import open_job_cgroup
+from worker.containment.sandbox import warm_interpreter, warm_start_environment
+from worker.containment.slot import Slot, process_slot
+from worker.containment.warm import WarmPytest, contained_warm_pytest
+from worker.containment.warm_jail import WarmJail
 from worker.contracts import TestContract
 from worker.insuite import HERE as INSUITE_DIR
 from worker.settings import Settings
@@ -14,6 +23,9 @@ from worker.settings import Settings
 logger = logging.getLogger("testgate.containment")
 
 _warned: set[str] = set()
+# A contained warm interpreter's own processes, besides the suite's limit: bwrap's
+# monitor, the sandbox's init and the zygote.
+_JAIL_OWN_PIDS = 3
 
 
 def containment_missing(settings: Settings) -> str | None:
@@ -41,3 +53,47 @@ def suite_view(
         readable=(mirror, INSUITE_DIR, *interpreter_paths(python)),
         network=contract.network,
     )
+
+
+def contained(settings: Settings) -> bool:
+    """Whether jobs' commands run under bubblewrap here."""
+    return settings.containment != "off" and bwrap_missing() is None
+
+
+def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot) -> WarmPytest:
+    """The warm interpreter for `python` inside a sandbox like `view` (its network),
+    which writes only the pool process's `slot` and reads every mirror of the workdir.
+    Its own pids cgroup, where there can be one, holds it and its suites."""
+    mirrors = settings.workdir_path / "mirrors"
+    mirrors.mkdir(parents=True, exist_ok=True)  # bound when it starts: it must exist
+    readable = (mirrors, INSUITE_DIR, *interpreter_paths(python))
+
+    def make_jail() -> WarmJail:
+        cgroup = None
+        if settings.suite_max_pids > 0:
+            name = f"warm-p{os.getpid()}-{secrets.token_hex(4)}"
+            cgroup = open_job_cgroup(name, settings.suite_max_pids + _JAIL_OWN_PIDS)
+        return WarmJail(slot.path, readable, view.network, cgroup)
+
+    return contained_warm_pytest(
+        warm_start_environment(),
+        python,
+        view.network,
+        slot.path,
+        make_jail,
+        max_pids=settings.suite_max_pids,
+    )
+
+
+def warm_up(settings: Settings) -> None:
+    """Start this pool process's warm interpreter while it waits for its first job:
+    contained (the worker's interpreter, no network) when suites run contained."""
+    if not settings.warm_pytest:
+        return
+    if not contained(settings):
+        warm_interpreter()
+        return
+    slot = process_slot(settings.workdir_path)
+    if slot is not None:
+        view = SuiteView(writable=(), network=False)
+        contained_warm(settings, view, settings.python or sys.executable, slot)

@@ -7,6 +7,9 @@ only when the result cannot differ from a cold `python -m pytest`: the worker's 
 interpreter, the same start-up environment (every PYTHON* variable but PYTHONPATH, and
 the locale), no network namespace, and no module on the suite's sys.path with the name
 of one the warm interpreter already imported. Anything else runs cold, as before.
+
+What decides whether a run may go warm is in worker/containment/warm_rules.py; where a
+contained warm interpreter lives, in worker/containment/warm_jail.py.
 """
 
 from __future__ import annotations
@@ -19,58 +22,30 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from worker.containment import proctree
+from worker.containment.bwrap import SuiteView
+from worker.containment.cgroup import pids_limit_note
+from worker.containment.warm_jail import JailedProcesses, WarmJail
+from worker.containment.warm_rules import (
+    shadowing_module,
+    startup_environment,
+    suite_path_prefix,
+)
 from worker.insuite import PLUGINS_DIR, zygote
 
 logger = logging.getLogger("testgate.warm")
 
-_LOCALE_VARS = ("LANG", "LC_ALL", "LC_CTYPE")
-# Imported by the interpreter's start-up from sys.path when present; the warm one has
-# started already, so a suite that ships one must run cold.
-_STARTUP_MODULES = frozenset({"sitecustomize", "usercustomize"})
 _READY_TIMEOUT_S = 30.0
 # The job's cookie is written over this in each fork's initial environment block, where
 # /proc shows it to the sweep for leftovers (see zygote._stamp_initial_environ).
 _COOKIE_ROOM = 64  # characters of cookie the placeholder holds, its NUL aside
 COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * _COOKIE_ROOM}"
-
-
-def read_at_startup(name: str) -> bool:
-    """Whether CPython's start-up reads this variable (so a warm child cannot honour it)."""
-    return name.startswith("PYTHON") or name in _LOCALE_VARS
-
-
-def startup_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The part of `env` that shapes an interpreter as it starts. PYTHONPATH is left out:
-    a warm child puts those entries on sys.path itself."""
-    return {k: v for k, v in env.items() if read_at_startup(k) and k != "PYTHONPATH"}
-
-
-def suite_path_prefix(cwd: Path, env: Mapping[str, str]) -> list[str]:
-    """What `python -m` puts in front of sys.path: the working directory, then
-    PYTHONPATH's entries made absolute (as site.py does)."""
-    entries = [e for e in env.get("PYTHONPATH", "").split(os.pathsep) if e]
-    return [str(cwd), *(os.path.abspath(cwd / entry) for entry in entries)]
-
-
-def shadowing_module(path_entries: Iterable[str], preloaded: Iterable[str]) -> str | None:
-    """A module of the suite's own sys.path entries that a cold start would import
-    instead of the warm interpreter's copy (or a sitecustomize it would run)."""
-    names = set(preloaded) | _STARTUP_MODULES
-    for entry in path_entries:
-        try:
-            listing = os.listdir(entry)
-        except OSError:
-            continue
-        for item in listing:
-            if item.partition(".")[0] in names:
-                return f"{entry}/{item}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -83,6 +58,8 @@ class SuiteLaunch:
     log_path: Path
     rlimits: tuple[tuple[int, int], ...] = ()
     cgroup_procs: Path | None = None
+    # The whole view a cold start would give it (its own dirs included); None: uncontained.
+    view: SuiteView | None = None
 
 
 class WarmRun:
@@ -97,6 +74,24 @@ class WarmRun:
         # The fork said it is about to run the suite's code: from then on, however it
         # ends (its warm parent killed included), the suite ran.
         self.started = started
+        self._limit_hits = server.limit_hits()
+
+    def limit_notes(self) -> tuple[str, ...]:
+        """The pids limit of a contained warm interpreter's cgroup, if this run hit it."""
+        return self._server.limit_notes(self._limit_hits)
+
+    def close(self) -> int:
+        """After the run: a contained warm interpreter's sandbox is emptied of everything
+        but the interpreter (or, when the run did not end cleanly, stopped whole, to be
+        started again). Returns how many processes were killed."""
+        if self._server.jail is None:
+            return 0
+        if self._exit is None:
+            self._server.close()
+            return 0
+        killed = self._server.kill_strays()
+        self._server.finished()
+        return killed
 
     def exited(self, timeout: float) -> bool:
         if self._exit is not None or self.lost:
@@ -109,7 +104,8 @@ class WarmRun:
             return False
         if "exit" in message:
             self._exit = int(message["exit"])
-            self._server.finished()
+            if self._server.jail is None:  # contained: free once its sandbox is emptied
+                self._server.finished()
         else:
             self.lost = True
             logger.error("warm interpreter died while pid %d ran the suite", self.pid)
@@ -127,17 +123,28 @@ class WarmRun:
 class WarmPytest:
     """The warm interpreter of one pool process (see the module docstring)."""
 
-    def __init__(self, python: str, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        python: str,
+        env: Mapping[str, str],
+        *,
+        jail: WarmJail | None = None,
+        max_pids: int = 0,
+    ) -> None:
         self.python = python
         self.env = dict(env)
+        self.jail = jail  # its sandbox, when it is contained (worker/containment/warm_jail.py)
+        self.max_pids = max_pids  # the job's pids limit, as reports name it
         self.owner = os.getpid()
         self.modules: frozenset[str] = frozenset()
         self._ready = False
         self._busy = False  # a forked suite has not reported its exit yet
+        self.forks = 0  # suites started so far
         self._lock = threading.Lock()
         self._buffer = b""
+        argv = jail.argv(python, zygote.__file__) if jail else [python, zygote.__file__]
         self._process = subprocess.Popen(
-            [python, zygote.__file__],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=self.env,
@@ -148,11 +155,33 @@ class WarmPytest:
         if self._process.stdin is None or self._process.stdout is None:
             raise OSError("the warm interpreter's pipes were not created")
         self._requests, self._replies = self._process.stdin, self._process.stdout
+        self._jailed = JailedProcesses(self._process.pid) if jail else None
         logger.debug("warm interpreter started: pid %d", self._process.pid)
 
     @property
     def pid(self) -> int:
+        """The zygote's pid (contained: outside the sandbox's namespace, once it is up)."""
+        if self._jailed is not None and self._jailed.zygote is not None:
+            return self._jailed.zygote
         return self._process.pid
+
+    @property
+    def process_pid(self) -> int:
+        """The pid of the child this process started (contained: bwrap, or the cgroup
+        shell that execs it)."""
+        return self._process.pid
+
+    def kill_strays(self) -> int:
+        return self._jailed.kill_strays() if self._jailed is not None else 0
+
+    def limit_hits(self) -> int:
+        cgroup = self.jail.cgroup if self.jail else None
+        return cgroup.limit_hits() if cgroup else 0
+
+    def limit_notes(self, hits_before: int) -> tuple[str, ...]:
+        if self.limit_hits() > hits_before:
+            return (pids_limit_note(self.max_pids),)
+        return ()
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self._process.poll() is None
@@ -170,13 +199,20 @@ class WarmPytest:
             if run is None:
                 return "the warm interpreter failed; it is started again for the next job"
             self._busy = True
+            self.forks += 1
             return run
 
     def _why_cold(
         self, command: Sequence[str], launch: SuiteLaunch, path_prefix: list[str]
     ) -> str | None:
         if list(command[:3]) != [self.python, "-m", "pytest"]:
-            return "not the worker's own `python -m pytest`"
+            return "not the warm interpreter's own `python -m pytest`"
+        if self.jail is not None:
+            touched = (launch.cwd, launch.log_path, *_dirs_named(launch.env))
+            if refused := self.jail.refusal(launch.view, touched):
+                return refused
+        elif launch.view is not None:
+            return "a contained suite, and this warm interpreter is not"
         if startup_environment(launch.env) != startup_environment(self.env):
             return "the suite's environment sets interpreter start-up variables"
         if len(launch.env.get(proctree.COOKIE_VAR, "")) >= _COOKIE_ROOM:
@@ -198,6 +234,9 @@ class WarmPytest:
             "rlimits": [list(limit) for limit in launch.rlimits],
             "cgroup_procs": str(launch.cgroup_procs) if launch.cgroup_procs else None,
             "path_prefix": path_prefix,
+            # Contained, a cold start shares the session of the sandbox's init (bwrap
+            # --new-session), as the zygote does.
+            "setsid": self.jail is None,
             "environ_stamp": [
                 COOKIE_PLACEHOLDER,
                 f"{proctree.COOKIE_VAR}={launch.env.get(proctree.COOKIE_VAR, '')}",
@@ -219,7 +258,22 @@ class WarmPytest:
             logger.warning("warm interpreter could not fork (%s): running cold", reply)
             self.close()
             return None
-        return WarmRun(self, int(reply["pid"]), started=started)
+        pid = int(reply["pid"])
+        if self._jailed is not None:
+            # Its pid inside the sandbox means nothing here: find it outside, while the
+            # zygote keeps it unreaped, then let the zygote wait for it.
+            outer = self._jailed.outer_pid(pid)
+            try:
+                self._requests.write(b"\n")
+                self._requests.flush()
+            except OSError:
+                outer = None
+            if outer is None:
+                logger.warning("the contained fork %d was not found outside: stopped", pid)
+                self.close()
+                return None
+            pid = outer
+        return WarmRun(self, pid, started=started)
 
     def finished(self) -> None:
         """The suite it forked last has ended and its exit code was read."""
@@ -249,6 +303,10 @@ class WarmPytest:
             logger.warning("warm interpreter not ready (%s): suites run cold", message)
             self.close()
             return False
+        if self._jailed is not None and not self._jailed.locate():
+            logger.warning("contained warm interpreter not found in its sandbox: suites run cold")
+            self.close()
+            return False
         self.modules = frozenset(message["modules"])
         self._ready = True
         return True
@@ -264,9 +322,30 @@ class WarmPytest:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        if self.jail is not None and self.jail.cgroup is not None:
+            self.jail.cgroup.remove()  # what of its sandbox may still run, then the group
+
+
+def _dirs_named(env: Mapping[str, str]) -> list[Path]:
+    """The directories a run's environment points the suite at (its HOME and TMPDIR)."""
+    return [Path(env[key]) for key in ("HOME", "TMPDIR") if env.get(key)]
+
+
+def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
+    """A warm interpreter's own environment: the start-up part of `suite_env` (what
+    every suite gets), PATH, a HOME without user site-packages, the cookie placeholder."""
+    return {
+        **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
+        **startup_environment(suite_env),
+        "PATH": suite_env.get("PATH", os.defpath),
+        "HOME": suite_env.get("HOME", "/nonexistent"),
+    }
 
 
 _current: dict[str, WarmPytest] = {}  # "server": this process's warm interpreter
+# Contained ones by (interpreter, network), least recently used first.
+_contained: OrderedDict[tuple[str, bool, str], WarmPytest] = OrderedDict()
+MAX_CONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
 
 
 def warm_pytest(suite_env: Mapping[str, str]) -> WarmPytest:
@@ -280,19 +359,45 @@ def warm_pytest(suite_env: Mapping[str, str]) -> WarmPytest:
     if current is None or not current.alive():
         if current is not None:
             current.close()  # a no-op for the copy a fork inherited
-        env = {
-            **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
-            **startup_environment(suite_env),
-            "PATH": suite_env.get("PATH", os.defpath),
-            "HOME": suite_env.get("HOME", "/nonexistent"),
-        }
-        _current["server"] = current = WarmPytest(sys.executable, env)
+        _current["server"] = current = WarmPytest(sys.executable, warm_environment(suite_env))
     return current
 
 
+def contained_warm_pytest(
+    suite_env: Mapping[str, str],
+    python: str,
+    network: bool,
+    slot: Path,
+    make_jail: Callable[[], WarmJail],
+    max_pids: int = 0,
+) -> WarmPytest:
+    """This process's contained warm interpreter for `python` with or without the
+    network, writing `slot`, started in the sandbox `make_jail` gives when there is none
+    alive. At most MAX_CONTAINED are kept; starting another stops the least recently
+    used."""
+    key = (python, network, str(slot))
+    current = _contained.pop(key, None)
+    if current is None or not current.alive():
+        if current is not None:
+            current.close()
+        while len(_contained) >= MAX_CONTAINED:
+            _contained.popitem(last=False)[1].close()
+        env = warm_environment(suite_env)
+        current = WarmPytest(python, env, jail=make_jail(), max_pids=max_pids)
+    _contained[key] = current
+    return current
+
+
+def warm_process_pids() -> set[int]:
+    """The pids of this process's own warm interpreters' processes (its children)."""
+    return {w.process_pid for w in (*_current.values(), *_contained.values()) if w.alive()}
+
+
 def stop_warm_pytest() -> None:
-    """Stop this process's warm interpreter and reap it (its CPU, and its suites',
-    is then accounted to this process like any child's)."""
+    """Stop this process's warm interpreters and reap them (their CPU, and their
+    suites', is then accounted to this process like any child's)."""
     current = _current.pop("server", None)
     if current is not None:
         current.close()
+    while _contained:
+        _contained.popitem(last=False)[1].close()

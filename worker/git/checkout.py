@@ -47,11 +47,15 @@ def checkout(
     workdir: Path,
     url_template: str,
     git_timeout_s: float = 300,
+    job_dir: Path | None = None,
 ) -> Iterator[Checkout]:
     """Yield a private worktree of `repo` at `commit` (or the tip of `branch`).
 
+    The worktree is `job_dir/src` when a job directory is given (a pool process's slot,
+    worker/containment/slot.py), else in a fresh directory under `workdir/jobs`.
     Raises CheckoutError (with repo, step and git's message) if it cannot be made.
-    The worktree is removed on exit, also when the block raises.
+    The worktree is removed on exit, also when the block raises (the job directory it
+    was given is left to its owner).
     """
     mirror = mirror_path(workdir, repo)
     mirrors = mirror.parent
@@ -61,7 +65,11 @@ def checkout(
     mirror = mirror_path(workdir, repo)
     origin_url = url_template.format(repo=repo)
     lock_path = mirrors / f"{repo}.lock"
-    job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
+    if job_dir is None:
+        job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
+        removed_dir = job_dir  # ours: removed with the worktree
+    else:
+        removed_dir = job_dir / "src"
     worktree = job_dir / "src"
     # The lock, which every job's checkout of this repo takes in turn, is held only to
     # register the worktree: concurrent `git worktree add`s read each other's half-made
@@ -81,12 +89,12 @@ def checkout(
                 git_timeout_s,
             )
     except CheckoutError:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        shutil.rmtree(removed_dir, ignore_errors=True)
         raise
     try:
         _git(worktree, "checkout of the files", ["reset", "--hard", "--quiet"], git_timeout_s)
     except CheckoutError:
-        _remove_worktree(mirror, lock_path, job_dir, worktree, git_timeout_s)
+        _remove_worktree(mirror, lock_path, removed_dir, worktree, git_timeout_s)
         raise
     logger.info("checked out %s@%s (%s) in %s", repo, branch, sha, worktree)
     try:
@@ -99,7 +107,7 @@ def checkout(
             origin_url=origin_url,
         )
     finally:
-        _remove_worktree(mirror, lock_path, job_dir, worktree, git_timeout_s)
+        _remove_worktree(mirror, lock_path, removed_dir, worktree, git_timeout_s)
 
 
 def merge_base(

@@ -11,6 +11,14 @@ once; then for each request it reads it writes {"pid": n} (or {"error": ...}) an
 when that child has ended, {"exit": code} (negative: killed by that signal). It exits
 when its stdin closes or its parent dies. Stdlib only: it runs before anything is
 imported.
+
+With `--contained` it runs inside the suites' bubblewrap sandbox, as the suites' own
+user: it is then non-dumpable (a suite cannot read its /proc entries, its channels'
+descriptors among them, nor trace it), empties the sandbox's shared /tmp, /var/tmp,
+/dev/shm and System V IPC objects before each fork (a cold start would get fresh
+ones), and after {"pid": n} waits for one empty line before it reaps the child: the
+worker first finds the child's pid outside the namespace, which a reaped child no
+longer has.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import json
 import os
 import resource
 import runpy
+import shutil
+import stat
 import sys
 import tempfile
 from typing import Any
@@ -29,24 +39,43 @@ from typing import Any
 SETUP_FAILED_EXIT = 126
 PLUGIN_MODULES = ("testgate_probe", "testgate_progress")
 _PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_IPC_RMID = 0
+# What a fresh sandbox has empty, and a contained zygote's forks share.
+_SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108
+_REMOVE_ROUNDS = 16
 
 
 def main() -> None:
     del sys.path[0]  # this script's directory: the suite must not see it
-    _die_with_parent()
+    contained = "--contained" in sys.argv[1:]
+    _die_with_parent(contained)
+    if contained:
+        _set_dumpable(False)
+        os.chdir("/")  # not the slot, which the suites write
     _preload_pytest()
-    request = _serve()  # returns only in a forked child
+    request = _serve(contained)  # returns only in a forked child
+    if contained:
+        _set_dumpable(True)  # the suite's process, like a cold one, is an ordinary one
     _become(request)
     # What `python -m pytest` itself does: run pytest's __main__ as the real __main__.
     getattr(runpy, "_run_module_as_main")("pytest", True)  # noqa: B009 - private API
 
 
-def _die_with_parent() -> None:
-    """A zygote outliving its pool process would hold pytest's memory forever."""
+def _die_with_parent(contained: bool) -> None:
+    """A zygote outliving its pool process would hold pytest's memory forever. Contained,
+    its parent is the sandbox's init (pid 1 there), and bwrap --die-with-parent ties the
+    sandbox to the pool process."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
-    if os.getppid() == 1:  # the parent was already gone before the prctl
+    if not contained and os.getppid() == 1:  # the parent was already gone before the prctl
         os._exit(0)
+
+
+def _set_dumpable(dumpable: bool) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
 
 
 def _preload_pytest() -> None:
@@ -68,17 +97,14 @@ def _preload_pytest() -> None:
         del sys.path[0]
 
 
-def _serve() -> dict[str, Any]:
+def _serve(contained: bool) -> dict[str, Any]:
     _send({"ready": True, "modules": sorted(_preloaded_top_level())})
-    pending = b""
+    lines = _LineReader()
+    skeleton = _shared_skeleton() if contained else {}
     while True:
-        while b"\n" not in pending:
-            chunk = os.read(0, 65536)
-            if not chunk:
-                os._exit(0)  # the pool process is gone or done with us
-            pending += chunk
-        line, pending = pending.split(b"\n", 1)
-        request = json.loads(line)
+        request = json.loads(lines.next())
+        if contained:
+            _empty_shared_state(skeleton)
         try:
             pid = os.fork()
         except OSError as exc:
@@ -87,8 +113,137 @@ def _serve() -> dict[str, Any]:
         if pid == 0:
             return dict(request)
         _send({"pid": pid})
+        if contained:
+            lines.next()  # the worker has found the child outside the namespace
         _, status = os.waitpid(pid, 0)
         _send({"exit": os.waitstatus_to_exitcode(status)})
+
+
+class _LineReader:
+    """Lines from stdin; the process exits when it closes (the pool process is gone or
+    done with us)."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def next(self) -> bytes:
+        while b"\n" not in self._pending:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                os._exit(0)
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return line
+
+
+def _shared_skeleton() -> dict[str, int]:
+    """What the sandbox's temp dirs hold before any run: the directories bwrap made to
+    hold its mount points (a worktree or slot under /tmp), and those mount points. The
+    wipe keeps exactly these and never crosses into a mount point."""
+    skeleton: dict[str, int] = {}
+    for top in _SHARED_TMP:
+        try:
+            device = os.lstat(top).st_dev
+        except OSError:
+            continue
+        for path, info in _walk_same_device(top, device):
+            skeleton[path] = info.st_ino
+    return skeleton
+
+
+def _walk_same_device(top: str, device: int) -> list[tuple[str, os.stat_result]]:
+    """Every entry below `top`, not descending into another file system."""
+    found: list[tuple[str, os.stat_result]] = []
+    pending = [top]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            info = os.lstat(entry.path)
+            found.append((entry.path, info))
+            if stat.S_ISDIR(info.st_mode) and info.st_dev == device:
+                pending.append(entry.path)
+    return found
+
+
+def _empty_shared_state(skeleton: dict[str, int]) -> None:
+    """Remove what earlier runs left in the sandbox's temp dirs and IPC namespace (their
+    processes are dead by now: the worker kills them after each run). A zygote that
+    cannot bring them back to their first state exits rather than hand one job's files
+    to the next."""
+    for top in _SHARED_TMP:
+        if not _restore(top, skeleton):
+            os._exit(SETUP_FAILED_EXIT)
+    _remove_ipc_objects()
+
+
+def _restore(top: str, skeleton: dict[str, int]) -> bool:
+    """Remove from `top` everything not in `skeleton`; False if that cannot be done."""
+    try:
+        device = os.lstat(top).st_dev
+    except OSError:
+        return True  # not in this sandbox
+    for _ in range(_REMOVE_ROUNDS):  # each round opens up one more level of locked dirs
+        left = [
+            (path, info)
+            for path, info in _walk_same_device(top, device)
+            if skeleton.get(path) != info.st_ino
+        ]
+        if not left:
+            # A mount point's directory moved away would leave a later run's paths broken.
+            return all(os.path.lexists(p) for p in skeleton if p.startswith(top + "/"))
+        for path, info in left:
+            if info.st_dev != device:
+                return False  # a mount that was not there at the start
+            if os.path.dirname(path) == top or os.path.dirname(path) in skeleton:
+                _remove(path)  # the top of what a run made (below it: rmtree's)
+    return False
+
+
+def _remove_ipc_objects() -> None:
+    """System V shared memory, semaphores and message queues of the sandbox's IPC
+    namespace (a cold start gets a fresh namespace)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as table:
+                rows = table.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            ipc_id = int(row.split()[1])
+            if kind == "shm":
+                libc.shmctl(ipc_id, _IPC_RMID, None)
+            elif kind == "sem":
+                libc.semctl(ipc_id, 0, _IPC_RMID)
+            else:
+                libc.msgctl(ipc_id, _IPC_RMID, None)
+
+
+def _remove(path: str) -> None:
+    """Remove `path`, never following a link; a directory the suite locked (mode 000) is
+    opened up for its owner, which the zygote is, and removed on a later round."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, onerror=_open_up)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _open_up(_func: Any, path: str, _exc: Any) -> None:
+    """shutil.rmtree's error handler: give a directory that could not be read or
+    emptied back its owner's permissions."""
+    for directory in (path, os.path.dirname(path)):
+        try:
+            if stat.S_ISDIR(os.lstat(directory).st_mode):
+                os.chmod(directory, 0o700)
+        except OSError:
+            pass
 
 
 def _preloaded_top_level() -> set[str]:
@@ -106,9 +261,10 @@ def _become(request: dict[str, Any]) -> None:
     last act on the warm interpreter's channel is to say the suite's code runs next."""
     channel = os.dup(1)
     try:
-        os.setsid()
+        if request.get("setsid", True):
+            os.setsid()
         # The log first: whatever fails next is written where the report reads output.
-        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log, 1)

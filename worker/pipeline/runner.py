@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,9 @@ from typing import Any
 from worker.containment import proctree, subreaper
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
-from worker.containment.view import suite_view
+from worker.containment.slot import Slot, pool_slot
+from worker.containment.view import contained, contained_warm, suite_view
+from worker.containment.warm import warm_process_pids
 from worker.contracts import TestContract
 from worker.errors import CheckoutError, StateUnavailable
 from worker.git.checkout import Checkout, checkout, mirror_path
@@ -154,6 +156,7 @@ class JobRun:
         # Tests that failed on the branch's last run, run first this time (in the report).
         self.ran_first: tuple[str, ...] = ()
         self.redelivered = True  # until the delivery count says otherwise: sweep first
+        self.slot: Slot | None = None  # where the open checkout lives, when in a slot
 
     @property
     def budget_spent(self) -> bool:
@@ -252,17 +255,33 @@ class JobRun:
         return mirror_path(self.settings.workdir_path, self.job.repo)
 
     def open_checkout(self) -> AbstractContextManager[Checkout]:
-        return self.phases.entered("checkout", self._checkout())
+        return self.phases.entered("checkout", self._checkout_in_slot())
 
-    def _checkout(self) -> AbstractContextManager[Checkout]:
-        return checkout(
-            self.job.repo,
-            self.job.branch,
-            self.job.commit,
-            workdir=self.settings.workdir_path,
-            url_template=self.settings.git_url_template,
-            git_timeout_s=self.settings.git_timeout_s,
-        )
+    @contextmanager
+    def _checkout_in_slot(self) -> Iterator[Checkout]:
+        """The job's checkout; made in the pool process's slot when its suites may fork
+        from a contained warm interpreter (worker/containment/slot.py), which is emptied
+        after the worktree is gone."""
+        with ExitStack() as stack:
+            slot = None
+            if self.settings.warm_pytest and contained(self.settings):
+                slot = stack.enter_context(pool_slot(self.settings.workdir_path))
+            co = stack.enter_context(
+                checkout(
+                    self.job.repo,
+                    self.job.branch,
+                    self.job.commit,
+                    workdir=self.settings.workdir_path,
+                    url_template=self.settings.git_url_template,
+                    git_timeout_s=self.settings.git_timeout_s,
+                    job_dir=slot.path if slot else None,
+                )
+            )
+            self.slot = slot
+            try:
+                yield co
+            finally:
+                self.slot = None
 
     def prepare_and_run(self, co: Checkout) -> SuiteRun | SetupFailure | ShardPlan:
         """Setup steps, then the suite (or its shards), in one sandbox whose cookie is
@@ -337,10 +356,10 @@ class JobRun:
             isolate_network=self.settings.suite_network_isolation,
             cgroup=cgroup,
             # Before the children snapshot below: it must not count as the job's leftover.
-            # A contained suite always starts cold: the warm interpreter lives outside
-            # its namespaces.
+            # A contained suite's warm interpreter is chosen once its python is known.
             warm=warm_interpreter() if self.settings.warm_pytest and view is None else None,
             view=view,
+            suite_dir=self.slot.suite if self.slot and view else None,
         )
         # A subreaper pool process adopts what the job daemonises: without a cgroup that
         # is how it is found; with one, its killed members must still be reaped.
@@ -366,12 +385,16 @@ class JobRun:
             if isinstance(prepared, SetupFailure):
                 yield prepared
             else:
-                yield prepared[0], prepared[1], raw
+                sandbox, python = prepared
+                if sandbox.view is not None and self.slot is not None:
+                    warm = contained_warm(self.settings, sandbox.view, python, self.slot)
+                    sandbox = replace(sandbox, warm=warm)
+                yield sandbox, python, raw
         finally:
             if cgroup is not None:
                 cgroup.remove()
-            if before is not None:
-                subreaper.reap_adopted(before)
+            if before is not None:  # a warm interpreter started during the job is not its
+                subreaper.reap_adopted(before | warm_process_pids())
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _plan_shards(self, co: Checkout, sandbox: Sandbox, python: str) -> ShardPlan | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from worker.containment.sandbox import Sandbox
+from worker.containment.sandbox import Sandbox, real_dir
 from worker.containment.untrusted_files import UntrustedDir
 from worker.insuite import PLUGINS_DIR
 
@@ -37,6 +37,7 @@ SELECT = "select.json"
 FIRST = "first.json"
 SESSION = "session.jsonl"
 JUNIT = "junit.xml"
+OUTPUT_LOG = "output.log"  # a contained run's stdout and stderr
 PROGRESS = "progress.json"
 FRAMES_PER_THREAD = 12
 
@@ -71,7 +72,7 @@ class ProbeFiles:
     untrusted_files.py: no link followed, no FIFO waited on, every read bounded)."""
 
     def __init__(self, parent: Path, label: str) -> None:
-        parent.mkdir(parents=True, exist_ok=True)
+        real_dir(parent)
         self.directory = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=parent))
         self.reader = UntrustedDir(self.directory)
 
@@ -83,6 +84,17 @@ class ProbeFiles:
 
     def path(self, name: str) -> Path:
         return self.directory / name
+
+    def output_tail(self, limit: int) -> tuple[str, int]:
+        """The end of the run's output log kept here (from a line start when it was cut)
+        and the log's size; ("", 0) when it is not a regular file."""
+        size = self.reader.size(OUTPUT_LOG)
+        tail = self.reader.tail(OUTPUT_LOG, limit) or ""
+        if size > limit:
+            newline = tail.find("\n")
+            if 0 <= newline < len(tail) // 2:
+                tail = tail[newline + 1 :]
+        return tail, size
 
 
 def hang_dump_margin_s(timeout_s: float) -> float:

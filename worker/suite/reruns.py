@@ -80,8 +80,13 @@ _OPTIONS = ("-p", "no:cacheprovider", "-p", PROBE_MODULE)
 def _run(
     command: tuple[str, ...], worktree: Path, sandbox: Sandbox, files: ProbeFiles, timeout_s: float
 ) -> Bounded:
-    # The log is the worker's, outside the suite's reach (it is opened for appending).
-    log_path = sandbox.scratch_dir / f"{files.directory.name}.log"
+    # Uncontained, the worker's, outside the suite's reach (it is opened for appending).
+    # Contained, in the run's fresh directory, where a contained warm fork can open it
+    # (it is never read).
+    if sandbox.view is not None:
+        log_path = files.path("output.log")
+    else:
+        log_path = sandbox.scratch_dir / f"{files.directory.name}.log"
     return run_bounded(command, worktree, sandbox, log_path=log_path, timeout_s=timeout_s)
 
 

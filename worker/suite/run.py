@@ -18,6 +18,7 @@ from worker.evidence import JunitCounts, SessionRecord, objection, parse_session
 from worker.suite.junit import MAX_XML_BYTES, JunitSummary, parse_junit
 from worker.suite.probe import (
     JUNIT,
+    OUTPUT_LOG,
     PROBE_MODULE,
     PROGRESS,
     Hang,
@@ -154,7 +155,11 @@ def _run_probed(
     select: Collection[str] | None,
     order: _Order,
 ) -> SuiteRun:
-    log_path = sandbox.scratch_dir / "output.log"  # the worker's: out of the suite's reach
+    # Uncontained, the worker's: out of the suite's reach. Contained, where a warm start's
+    # fork can open it (it opens its log itself, inside the sandbox): in the run's fresh
+    # directory, read back like every file there.
+    in_reach = sandbox.view is not None
+    log_path = probe.path(OUTPUT_LOG) if in_reach else sandbox.scratch_dir / "output.log"
     watcher = None
     if progress is not None:
         watcher = ProgressWatcher(
@@ -180,7 +185,7 @@ def _run_probed(
     witness.close()
     if watcher is not None:
         watcher()  # the last word, which a tick may have missed
-    tail, size = read_tail(log_path, tail_bytes)
+    tail, size = probe.output_tail(tail_bytes) if in_reach else read_tail(log_path, tail_bytes)
     junit_xml = probe.reader.read_bytes(JUNIT, MAX_XML_BYTES)
     return SuiteRun(
         command=command,

@@ -1,0 +1,333 @@
+"""Warm starts inside the sandbox: a suite forked from the contained warm interpreter
+is what a cold contained start would be, for the worker's interpreter and a venv's;
+nothing of one job reaches the next; a suite that attacks its warm interpreter fails
+and the next job is unaffected. Real bwrap, real pytest runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.contained import run_contained, settings, workdir
+from tests.containment.test_warm import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
+from tests.fleet import pid_alive, processes_running
+from tests.projects import project
+from worker.containment.bwrap import SuiteView, interpreter_paths
+from worker.containment.cgroup import open_job_cgroup
+from worker.containment.limits import Limits
+from worker.containment.sandbox import Sandbox
+from worker.containment.slot import process_slot, slot_path
+from worker.containment.view import contained_warm
+from worker.containment.warm import stop_warm_pytest
+from worker.insuite import HERE as INSUITE_DIR
+from worker.suite.reruns import collect_ids, rerun_ids
+from worker.suite.run import SuiteRun, run_suite
+from worker.suite.venvs import in_venv
+from worker.verdict import from_exit_code, with_evidence
+
+PASSING = {"tests/test_a.py": "def test_a():\n    assert 1\n"}
+
+
+def verdict(run: SuiteRun) -> tuple[str, str]:
+    decided = with_evidence(from_exit_code(run.exit_code), run.evidence_objection())
+    return decided.result, decided.outcome
+
+
+def dump(root: Path, mode: str, python: str = sys.executable, **kw: Any) -> dict[str, Any]:
+    out = slot_path(workdir()) / "suite" / "out" / "dump.json"
+    found: dict[str, Any] = {}
+
+    def read(_slot: object) -> None:
+        found.update(json.loads(out.read_text()))
+
+    result = run_contained(
+        root,
+        mode=mode,
+        python=python,
+        extra_env={"DUMP_TO": str(out), **kw.pop("extra_env", {})},
+        after=read,
+        **kw,
+    )
+    assert result.exit_code == 0, result.output_tail
+    return found
+
+
+def assert_alike(warm: dict[str, Any], cold: dict[str, Any]) -> None:
+    assert (cold.pop("ppid"), warm.pop("ppid")) == (1, 2)  # bwrap's init; the zygote
+    warm_env, cold_env = warm.pop("env"), cold.pop("env")
+    assert warm_env.pop("GATE_DUMP_AT") != cold_env.pop("GATE_DUMP_AT")  # a time: per run
+    assert per_run_dirs_named_alike(warm_env) == per_run_dirs_named_alike(cold_env)
+    warm_argv, cold_argv = warm.pop("argv"), cold.pop("argv")
+    assert [RUN_DIR.sub("/run-*/", a) for a in warm_argv] == [
+        RUN_DIR.sub("/run-*/", a) for a in cold_argv
+    ]
+    assert warm == cold
+    # Like a cold contained start, it shares the session of the sandbox's init.
+    assert warm["cookie_in_proc"] and not warm["own_session"] and warm["fsize"] == 64 * 1024**2
+
+
+def test_a_contained_warm_run_is_indistinguishable_from_a_contained_cold_one(
+    tmp_path: Path,
+) -> None:
+    root = project(tmp_path, {"tests/test_dump.py": STATE_DUMP})
+    same: dict[str, Any] = {"cookie": "c0ffee" * 5, "limits": Limits(max_file_mb=64)}
+    cold = dump(root, "cold", **same)
+    warm = dump(root, "warm", **same)
+    assert_alike(warm, cold)
+
+
+def test_a_contained_warm_run_in_a_venv_is_indistinguishable_from_a_cold_one(
+    tmp_path: Path,
+) -> None:
+    venv = workdir() / "venvs" / f"v-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+    )
+    python = str(venv / "bin" / "python")
+    root = project(tmp_path, {"tests/test_dump.py": STATE_DUMP})
+    same: dict[str, Any] = {
+        "cookie": "c0ffee" * 5,
+        "limits": Limits(max_file_mb=64),
+        "adjust": lambda sandbox: in_venv(sandbox, venv),
+    }
+    cold = dump(root, "cold", python=python, **same)
+    warm = dump(root, "warm", python=python, **same)
+    assert cold["env"]["VIRTUAL_ENV"] == str(venv)
+    assert any(p.startswith(str(venv)) for p in warm["path"])  # the venv's site-packages
+    assert_alike(warm, cold)
+
+
+def test_a_suite_that_kills_its_contained_warm_interpreter_fails_and_the_next_passes(
+    tmp_path: Path,
+) -> None:
+    killer = project(
+        tmp_path / "k",
+        {
+            "tests/test_kill.py": (
+                "import os, signal, time\n\n\n"
+                "def test_kills_the_zygote():\n"
+                "    os.kill(os.getppid(), signal.SIGKILL)\n"
+                "    time.sleep(600)\n"
+            )
+        },
+    )
+    result = run_contained(killer, mode="warm")
+    assert (result.started, result.ran, result.spawn_error) == (True, True, None)
+    assert verdict(result) == ("FAIL", "code-fail")
+    honest = project(tmp_path / "h", {"tests/test_dump.py": STATE_DUMP})
+    assert dump(honest, "warm")["ppid"] == 2  # a new warm interpreter, and it is used
+
+
+DIRTY = """\
+import ctypes, os, stat, subprocess, time
+
+
+def test_leaves_everything_it_can():
+    for place in ("/tmp", "/var/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"]):
+        open(os.path.join(place, "left-by-a"), "w").write("a")
+    os.makedirs("/tmp/locked/deeper")
+    os.chmod("/tmp/locked/deeper", 0)
+    os.chmod("/tmp/locked", 0)
+    libc = ctypes.CDLL(None)
+    assert libc.shmget(0x5EC2E7, 4096, 0o1600) >= 0  # IPC_CREAT | 0600
+    if os.fork() == 0:  # a daemon: new session, re-parented away, no environment
+        os.setsid()
+        if os.fork() == 0:
+            os.execve("/bin/sleep", ["sleep", "{marker}"], {{}})
+        os._exit(0)
+    os.wait()
+    time.sleep(0.3)
+"""
+
+CLEAN = """\
+import os
+
+
+def test_sees_nothing_of_job_a():
+    for place in ("/tmp", "/var/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"]):
+        assert not os.path.exists(os.path.join(place, "left-by-a")), place
+    assert not os.path.lexists("/tmp/locked")
+    assert open("/proc/sysvipc/shm").read().splitlines()[1:] == []
+    others = {int(p) for p in os.listdir("/proc") if p.isdigit()} - {1, 2, os.getpid()}
+    cmdlines = [open(f"/proc/{p}/cmdline", "rb").read() for p in others]
+    assert not any(b"sleep" in c for c in cmdlines), cmdlines
+"""
+
+
+def test_nothing_of_one_job_is_seen_by_the_next(tmp_path: Path) -> None:
+    marker = f"600.{uuid.uuid4().int % 10**9}"
+    dirty = project(tmp_path / "a", {"tests/test_a.py": DIRTY.format(marker=marker)})
+    first = run_contained(dirty, mode="warm")
+    assert verdict(first) == ("PASS", "code-pass"), first.output_tail
+    assert processes_running(["sleep", marker]) == []  # the daemon died with the run
+    assert first.leftover_killed >= 1
+    clean = project(tmp_path / "b", {"tests/test_b.py": CLEAN})
+    second = run_contained(clean, mode="warm", after=lambda slot: None)
+    assert verdict(second) == ("PASS", "code-pass"), second.output_tail
+    assert not any(slot_path(workdir()).iterdir())  # the slot is emptied after each job
+
+
+def test_the_suite_cannot_read_the_zygotes_descriptors_or_trace_it(tmp_path: Path) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_zygote.py": (
+                "import os, pytest\n\n\n"
+                "def test_the_zygote_is_closed_to_the_suite():\n"
+                "    assert os.getppid() == 2\n"
+                "    for fd in os.listdir('/proc/2/fd'):  # numbers only, nothing to open\n"
+                "        with pytest.raises(OSError):\n"
+                "            os.readlink(f'/proc/2/fd/{fd}')\n"
+                "        with pytest.raises(OSError):\n"
+                "            os.open(f'/proc/2/fd/{fd}', os.O_RDONLY)\n"
+                "    with pytest.raises(OSError):\n"
+                "        open('/proc/2/environ', 'rb').read()\n"
+                "    with pytest.raises(OSError):\n"
+                "        open('/proc/2/mem', 'rb')\n"
+            )
+        },
+    )
+    result = run_contained(root, mode="warm")
+    assert verdict(result) == ("PASS", "code-pass"), result.output_tail
+
+
+FORK_BOMB = (
+    "import os, time\n\n\n"
+    "def test_bomb():\n"
+    "    while True:\n"
+    "        if os.fork() == 0:\n"
+    "            time.sleep(600)\n"
+    "            os._exit(0)\n"
+)
+
+
+def test_a_fork_bomb_in_a_contained_warm_run_fails_and_the_next_job_passes(
+    tmp_path: Path,
+) -> None:
+    probe = open_job_cgroup(f"probe-{uuid.uuid4().hex[:8]}", 10)
+    if probe is None:
+        pytest.skip("no writable pids cgroup here")
+    probe.remove()
+    stop_warm_pytest()  # the next contained warm interpreter is made with this limit
+    limited = {"suite_max_pids": 40}
+    try:
+        bomb = project(tmp_path / "bomb", {"tests/test_bomb.py": FORK_BOMB})
+        result = run_contained(bomb, mode="warm", settings_kw=limited)
+        assert (result.ran, result.exit_code) == (True, 1), result.output_tail
+        assert "BlockingIOError" in result.output_tail
+        assert result.leftover_killed >= 30
+        [note] = result.limit_notes
+        assert "limit of 40 processes" in note
+        honest = project(tmp_path / "honest", {"tests/test_dump.py": STATE_DUMP})
+        assert dump(honest, "warm", settings_kw=limited)["ppid"] == 2
+    finally:
+        stop_warm_pytest()
+
+
+def test_a_networked_contract_gets_a_warm_interpreter_of_its_own(tmp_path: Path) -> None:
+    slot = process_slot(workdir())
+    assert slot is not None
+    isolated = contained_warm(settings(), SuiteView(writable=()), sys.executable, slot)
+    networked = contained_warm(
+        settings(), SuiteView(writable=(), network=True), sys.executable, slot
+    )
+    assert isolated is not networked and isolated.jail and networked.jail
+    assert (isolated.jail.network, networked.jail.network) == (False, True)
+    assert pid_alive(isolated.process_pid) and pid_alive(networked.process_pid)
+    # A run whose view differs in network is refused by the other.
+    assert networked.jail.refusal(SuiteView(writable=()), ()) is not None
+
+
+SWAP = """\
+import os
+
+
+def test_swaps_the_slot_for_links():
+    cwd, home = os.getcwd(), os.environ["HOME"]
+    suite = os.path.dirname(home)
+    os.rename(cwd, cwd + "-moved")
+    os.symlink({victim!r}, cwd)
+    for name in ("home", "tmp", "out"):
+        os.rename(os.path.join(suite, name), os.path.join(suite, name + "-moved"))
+        os.symlink({victim!r}, os.path.join(suite, name))
+"""
+
+
+def test_links_a_warm_run_leaves_in_the_slot_never_become_a_later_runs_binds(
+    tmp_path: Path,
+) -> None:
+    """A warm contained run can write its whole slot; a later (cold) run of the same job
+    must neither bind a link's target writable nor write through it."""
+    victim = workdir() / f"victim-{uuid.uuid4().hex[:8]}"
+    victim.mkdir()
+    attacker = project(tmp_path, {"tests/test_swap.py": SWAP.format(victim=str(victim))})
+    later: list[SuiteRun] = []
+
+    def run_cold_in_the_same_slot(slot: Any) -> None:
+        sandbox = Sandbox(
+            scratch_dir=tmp_path / "scratch",
+            cookie=uuid.uuid4().hex,
+            view=SuiteView(writable=(), readable=(INSUITE_DIR, *interpreter_paths(sys.executable))),
+            suite_dir=slot.suite,
+        )
+        sandbox.scratch_dir.mkdir()
+        later.append(
+            run_suite(slot.src, sandbox, python=sys.executable, target="tests/", timeout_s=60)
+        )
+        for name in ("home", "tmp", "out"):
+            assert not (slot.suite / name).is_symlink()
+
+    first = run_contained(attacker, mode="warm", after=run_cold_in_the_same_slot)
+    assert first.ran  # (its own JUnit XML then had nowhere to go: a FAIL, its doing)
+    [second] = later
+    assert not second.ran and second.spawn_error and "no longer a directory" in second.spawn_error
+    assert list(victim.iterdir()) == []
+
+
+def test_a_hanging_contained_warm_suite_is_killed_and_the_next_one_runs_warm(
+    tmp_path: Path,
+) -> None:
+    hanging = project(
+        tmp_path / "hang",
+        {"tests/test_hang.py": "import time\n\n\ndef test_hang():\n    time.sleep(600)\n"},
+    )
+    hung = run_contained(hanging, mode="warm", timeout_s=3)
+    assert hung.timed_out and hung.exit_code is None and not hung.ran
+    honest = project(tmp_path / "next", {"tests/test_dump.py": STATE_DUMP})
+    assert dump(honest, "warm")["ppid"] == 2
+
+
+def test_collections_and_re_runs_of_a_contained_job_fork_warm_too(tmp_path: Path) -> None:
+    root = project(tmp_path, {"tests/test_a.py": "def test_a():\n    pass\n"})
+    found: list[Any] = []
+
+    def collect_and_rerun(slot: Any) -> None:
+        view = SuiteView(writable=(), readable=(INSUITE_DIR, *interpreter_paths(sys.executable)))
+        warm = contained_warm(settings(), view, sys.executable, slot)
+        sandbox = Sandbox(
+            scratch_dir=tmp_path / "scratch",
+            cookie=uuid.uuid4().hex,
+            view=view,
+            suite_dir=slot.suite,
+            warm=warm,
+        )
+        sandbox.scratch_dir.mkdir()
+        before = warm.forks
+        kw: dict[str, Any] = {"python": sys.executable, "target": "tests/", "timeout_s": 60}
+        found.append(collect_ids(slot.src, sandbox, label="t", **kw).ids)
+        found.append(rerun_ids(slot.src, sandbox, ids={"tests/test_a.py::test_a"}, label="t", **kw))
+        found.append(warm.forks - before)
+
+    run_contained(root, mode="warm", after=collect_and_rerun)
+    assert found == [
+        frozenset({"tests/test_a.py::test_a"}),
+        {"tests/test_a.py::test_a": "passed"},
+        2,
+    ]
