@@ -4,6 +4,7 @@ suite's own directories there, the slot emptied afterwards."""
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from worker.containment.bwrap import SuiteView, bwrap_missing, interpreter_paths
 from worker.containment.sandbox import Sandbox
 from worker.containment.slot import Slot, pool_slot
 from worker.containment.view import contained_warm
-from worker.containment.warm import WarmPytest
+from worker.containment.warm import WarmPytest, stop_warm_pytest
 from worker.insuite import HERE as INSUITE_DIR
 from worker.settings import Settings
 from worker.suite.progress import Progress
@@ -32,7 +33,10 @@ def workdir() -> Path:
     """One workdir for the whole test process: its contained warm interpreters are
     reused from test to test, as from job to job."""
     if "path" not in _workdir:
-        _workdir["path"] = Path(tempfile.mkdtemp(prefix="testgate-contained-"))
+        _workdir["path"] = path = Path(tempfile.mkdtemp(prefix="testgate-contained-"))
+        # At exit: the warm interpreters (and their cgroups) first, then the workdir.
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        atexit.register(stop_warm_pytest)
     return _workdir["path"]
 
 

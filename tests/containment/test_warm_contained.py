@@ -6,8 +6,10 @@ and the next job is unaffected. Real bwrap, real pytest runs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from tests.containment.test_warm import RUN_DIR, STATE_DUMP, per_run_dirs_named_
 from tests.fleet import pid_alive, processes_running
 from tests.projects import project
 from worker.containment.bwrap import SuiteView, interpreter_paths
-from worker.containment.cgroup import open_job_cgroup
+from worker.containment.cgroup import open_job_cgroup, remove_stale_cgroups
 from worker.containment.limits import Limits
 from worker.containment.sandbox import Sandbox
 from worker.containment.slot import process_slot, slot_path
@@ -331,3 +333,22 @@ def test_collections_and_re_runs_of_a_contained_job_fork_warm_too(tmp_path: Path
         {"tests/test_a.py::test_a": "passed"},
         2,
     ]
+
+
+def test_the_cgroup_of_a_killed_pool_processs_warm_interpreter_is_removed_later() -> None:
+    stale = open_job_cgroup("warm-p999999999-dead", 10)  # empty: removed
+    if stale is None:
+        pytest.skip("no writable pids cgroup here")
+    mine = open_job_cgroup(f"warm-p{os.getpid()}-alive", 10)  # has a member: kept
+    assert mine is not None
+    sleeper = subprocess.Popen(["/bin/sh", "-c", 'echo $$ > "$0"; exec sleep 60', mine.procs_file])
+    while not mine.members():
+        time.sleep(0.01)
+    try:
+        remove_stale_cgroups("warm-p", lambda name: "999999999" in name or "alive" in name)
+        assert not stale.path.exists() and mine.path.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        stale.remove()
+        mine.remove()

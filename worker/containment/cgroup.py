@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,28 @@ def pids_limit_note(max_pids: int) -> str:
         "(TESTGATE_SUITE_MAX_PIDS): a fork bomb or runaway process spawning; "
         "forks beyond it failed"
     )
+
+
+def remove_stale_cgroups(prefix: str, stale: Callable[[str], bool]) -> None:
+    """Remove the empty job cgroups named `prefix...` that `stale` says nobody owns."""
+    try:
+        hierarchy = find_pids_hierarchy(
+            Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text()
+        )
+    except OSError:
+        return
+    if hierarchy is None:
+        return
+    try:
+        candidates = list((hierarchy.own_cgroup / _PARENT_NAME).glob(f"{prefix}*"))
+    except OSError:
+        return
+    for path in candidates:
+        if stale(path.name):
+            try:
+                path.rmdir()  # fails, and is left, while it has members
+            except OSError as exc:
+                logger.debug("stale cgroup %s kept: %s", path, exc)
 
 
 def find_pids_hierarchy(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from worker.containment.bwrap import SuiteView, bwrap_missing, interpreter_paths
-from worker.containment.cgroup import open_job_cgroup
+from worker.containment.cgroup import open_job_cgroup, remove_stale_cgroups
 from worker.containment.sandbox import warm_interpreter, warm_start_environment
 from worker.containment.slot import Slot, process_slot
 from worker.containment.warm import WarmPytest, contained_warm_pytest
@@ -26,6 +26,14 @@ _warned: set[str] = set()
 # A contained warm interpreter's own processes, besides the suite's limit: bwrap's
 # monitor, the sandbox's init and the zygote.
 _JAIL_OWN_PIDS = 3
+_JAIL_CGROUP = "warm-p"  # + the pool process's pid: whose warm interpreter it holds
+
+
+def _owner_gone(name: str) -> bool:
+    """Whether the pool process named in a warm interpreter's cgroup has exited (its
+    cgroup stays when it was killed rather than shut down)."""
+    pid = name.removeprefix(_JAIL_CGROUP).partition("-")[0]
+    return pid.isdigit() and not Path(f"/proc/{pid}").exists()
 
 
 def containment_missing(settings: Settings) -> str | None:
@@ -71,7 +79,8 @@ def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot)
     def make_jail() -> WarmJail:
         cgroup = None
         if settings.suite_max_pids > 0:
-            name = f"warm-p{os.getpid()}-{secrets.token_hex(4)}"
+            remove_stale_cgroups(_JAIL_CGROUP, _owner_gone)
+            name = f"{_JAIL_CGROUP}{os.getpid()}-{secrets.token_hex(4)}"
             cgroup = open_job_cgroup(name, settings.suite_max_pids + _JAIL_OWN_PIDS)
         return WarmJail(slot.path, readable, view.network, cgroup)
 
