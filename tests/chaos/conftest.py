@@ -128,10 +128,12 @@ def chaos(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Chaos]:
             # its pool process's): a contained suite can do neither. Containment itself
             # is proven in tests/hostile.
             "TESTGATE_CONTAINMENT": "off",
-            # A short Redis visibility timeout (8 s suite + 1 s grace + 3 s) so that a
-            # job of a SIGKILLed worker comes back within the test.
+            # A short Redis visibility timeout (8 s suite + 1 s grace + git steps of at
+            # most 3 s each + 3 s) so that a job of a SIGKILLed worker comes back within
+            # the test.
             "TESTGATE_DELIVERY_OVERHEAD_S": "3",
             "TESTGATE_TIMEOUT_S": "8",
+            "TESTGATE_GIT_TIMEOUT_S": "3",
             # Publish retries of about 8 s (0.5 + 1.5 + 2.5 + 3.5), so that an outage
             # past them fits in a test.
             "TESTGATE_EVENT_PUBLISH_RETRIES": "4",

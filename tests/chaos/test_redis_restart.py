@@ -116,9 +116,14 @@ def test_a_redis_restart_mid_run_loses_no_job_and_announces_each_once(
         "TESTGATE_CONTRACTS_FILE": str(contracts),
         "TESTGATE_REPOS": "slow,slow2",
         "TESTGATE_TIMEOUT_S": "30",
-        # Visibility timeout 30 + 5 + 2 s: a message whose ack was lost with the old
-        # connection comes back within the test.
+        # Visibility timeout 30 + 5 + git steps of at most 3 s each + a 1 s countdown +
+        # 2 s: a message whose ack was lost with the old connection comes back within
+        # the test.
         "TESTGATE_DELIVERY_OVERHEAD_S": "2",
+        "TESTGATE_GIT_TIMEOUT_S": "3",
+        "TESTGATE_INFRA_RETRY_DELAY_S": "1",
+        # The suite is watched from outside through its pid file (see the chaos fleet).
+        "TESTGATE_CONTAINMENT": "off",
     }
     orchestrator = Orchestrator.connect(private_redis.url, private_redis.url)
     worker = WorkerProcess.start(env, tmp_path / "worker.log", f"restart-{uuid.uuid4().hex[:6]}")
