@@ -38,9 +38,7 @@ POOL_PROCESS = (
 def slow_suite(pid_file: Path, seconds: float) -> str:
     """A passing test that records its pid and its pool process's."""
     return (
-        "import os, time\n\n\n"
-        + POOL_PROCESS
-        + "def test_slow():\n"
+        "import os, time\n\n\n" + POOL_PROCESS + "def test_slow():\n"
         f"    with open({str(pid_file)!r}, 'a') as out:\n"
         "        out.write(f'{os.getpid()} {pool_process()}\\n')\n"
         f"    time.sleep({seconds})\n"
