@@ -92,7 +92,9 @@ def _plant_files(home: Path, workdir: Path, found: Secrets) -> None:
     (workdir / "secrets.env").write_text(f"DEPLOY_TOKEN={found.values['workdir_file']}\n")
 
 
-@pytest.fixture(scope="session", params=sorted(BROKERS))
+# Module-scoped: the fleet is gone before the integration fleets start, which consume
+# the same `tests` queue on the same RabbitMQ vhost.
+@pytest.fixture(scope="module", params=sorted(BROKERS))
 def fleet(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fleet]:

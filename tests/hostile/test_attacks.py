@@ -139,7 +139,11 @@ def test_e_writing_to_inherited_and_ancestors_fds_changes_nothing(fleet: Fleet) 
         fleet,
         [
             fail("e-spray", s.e_sprays_fds_failing),
-            ok("e-spray-green", s.e_sprays_fds_passing),
+            # Its writes into every descriptor it can open reach its sandbox's own init
+            # (bwrap's pid 1, the suite's uid): when that dies, so does the run, and a
+            # started run that lost its exit status is a FAIL of the code. Fail-closed,
+            # and nothing outside the sandbox is touched.
+            fail("e-spray-green", s.e_sprays_fds_passing),
         ],
         [
             fail("e-spray-conftest-atexit", s.e_sprays_from_conftest_and_at_exit),

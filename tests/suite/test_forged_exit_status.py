@@ -167,7 +167,12 @@ def test_a_failing_suite_cannot_turn_itself_green(tmp_path: Path, attack: str, m
 
 @pytest.mark.parametrize("mode", ["contained", "contained-warm", "warm"])
 def test_the_honest_control_passes(tmp_path: Path, mode: str) -> None:
-    files = {"tests/test_a.py": PASSING, "tests/test_b.py": PASSING.replace("passes", "too")}
+    files = {
+        "tests/test_a.py": PASSING,
+        "tests/test_b.py": PASSING.replace("passes", "too"),
+        # A strict project: any warning the gate's own modules caused would fail it.
+        "pytest.ini": "[pytest]\nfilterwarnings =\n    error\n",
+    }
     result = run(project(tmp_path, files), tmp_path, mode)
     decided = with_evidence(from_exit_code(result.exit_code), result.evidence_objection())
     assert (decided.result, decided.outcome) == ("PASS", "code-pass"), decided.reason

@@ -13,6 +13,9 @@ directory. It never changes an outcome or the exit code. It writes:
   timeout, the stacks of every thread;
 - with a selection file, it runs only the listed ids (a shard's batch); with a
   first file, the listed ids run first, in that order (tests that failed last time).
+
+PYTEST_DONT_REWRITE: it is imported before pytest starts (so the branch cannot shadow it),
+which assertion rewriting would warn about; it asserts nothing.
 """
 
 from __future__ import annotations

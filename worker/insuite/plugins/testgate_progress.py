@@ -3,6 +3,9 @@ up to date for the worker, which reads it about once a second.
 
 It runs inside the suite's interpreter and imports nothing of the worker (stdlib and
 pytest only). It never affects results; the verdict never depends on it.
+
+PYTEST_DONT_REWRITE: it is imported before pytest starts (so the branch cannot shadow it),
+which assertion rewriting would warn about; it asserts nothing.
 """
 
 from __future__ import annotations
