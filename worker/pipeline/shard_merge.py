@@ -19,7 +19,7 @@ from worker.observe.phases import JobPhases
 from worker.pipeline.announce import Answer, hand_back
 from worker.pipeline.context import GateContext, GateResult
 from worker.pipeline.failed_first import still_failing
-from worker.pipeline.runner import JobRun
+from worker.pipeline.runner import JobRun, suite_attributes
 from worker.pipeline.shard_deal import Batch, failures_in, shard_result
 from worker.pipeline.shard_plan import Merged, ShardPlan, ShardResult, TestCase, merge_shards
 from worker.shard_queue import ShardQueue
@@ -195,16 +195,18 @@ def _pull_and_run(
             if claimed is None:
                 break
             batch = Batch(*claimed)
-            suite = run_suite(
-                co.path,
-                sandbox,
-                python=python,
-                target=contract.target,
-                timeout_s=max(deadline - time.monotonic(), 0.1),
-                tail_bytes=run.settings.output_tail_bytes,
-                select=batch.test_ids,
-                maxfail=stop,
-            )
+            with run.phases.phase("suite", batch=batch.number + 1) as span:
+                suite = run_suite(
+                    co.path,
+                    sandbox,
+                    python=python,
+                    target=contract.target,
+                    timeout_s=max(deadline - time.monotonic(), 0.1),
+                    tail_bytes=run.settings.output_tail_bytes,
+                    select=batch.test_ids,
+                    maxfail=stop,
+                )
+                span.set_attributes(suite_attributes(suite))
             if not suite.ran:
                 return run.why_not_run(suite)
             runs.append((batch, suite))
