@@ -140,10 +140,11 @@ def test_e_writing_to_inherited_and_ancestors_fds_changes_nothing(fleet: Fleet) 
         [
             fail("e-spray", s.e_sprays_fds_failing),
             # Its writes into every descriptor it can open reach its sandbox's own init
-            # (bwrap's pid 1, the suite's uid): when that dies, so does the run, and a
-            # started run that lost its exit status is a FAIL of the code. Fail-closed,
-            # and nothing outside the sandbox is touched.
-            fail("e-spray-green", s.e_sprays_fds_passing),
+            # (bwrap's pid 1, the suite's uid): when that dies first, so does the run,
+            # and a started run that lost its exit status is a FAIL of the code. Either
+            # verdict is right (fail-closed), as long as report and advance agree and
+            # nothing outside the sandbox is touched.
+            ok("e-spray-green", s.e_sprays_fds_passing, or_else=("FAIL", "code-fail")),
         ],
         [
             fail("e-spray-conftest-atexit", s.e_sprays_from_conftest_and_at_exit),
