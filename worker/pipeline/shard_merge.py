@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from worker.errors import CheckoutError, StateUnavailable
 from worker.git.checkout import Checkout
 from worker.job import Job, JobRejected
-from worker.observe.phases import JobPhases
+from worker.observe.phases import Attribute, JobPhases
 from worker.pipeline.announce import Answer, hand_back
 from worker.pipeline.context import GateContext, GateResult
 from worker.pipeline.failed_first import still_failing
@@ -43,12 +44,33 @@ def run_shard(
 ) -> ShardResult:
     """Run `test_ids` at `commit`; never raises. `ran` is False when pytest produced no
     exit code (checkout, setup, spawn, timeout); `final` when retrying cannot help."""
+    return _timed_shard(
+        job,
+        ctx,
+        queued_s,
+        lambda phases: _run_shard(job, commit, index, test_ids, ctx, attempt, delivery_id, phases),
+        attempt=attempt,
+        shard=index + 1,
+        tests=len(test_ids),
+    )
+
+
+def _timed_shard(
+    job: Job,
+    ctx: GateContext,
+    queued_s: float | None,
+    body: Callable[[JobPhases], ShardResult],
+    *,
+    attempt: int,
+    **span: Attribute,
+) -> ShardResult:
+    """One shard's run as a span of its own, with its queue wait and outcome."""
     phases = JobPhases(ctx.state)
-    with phases.job("testgate.shard", attempt=attempt, shard=index + 1, tests=len(test_ids)):
+    with phases.job("testgate.shard", attempt=attempt, **span):
         phases.describe(job)
         if queued_s is not None:
             phases.waited(queued_s)
-        result = _run_shard(job, commit, index, test_ids, ctx, attempt, delivery_id, phases)
+        result = body(phases)
         phases.conclude("shard-ran" if result.ran else "shard-not-run")
     return result
 
@@ -121,14 +143,17 @@ def run_dealt_shard(
     queued_s: float | None = None,
 ) -> ShardResult:
     """`_run_dealt_shard` timed as one shard's span and phases."""
-    phases = JobPhases(ctx.state)
-    with phases.job("testgate.shard", attempt=attempt, shard=index + 1, deal=deal_id):
-        phases.describe(job)
-        if queued_s is not None:
-            phases.waited(queued_s)
-        result = _run_dealt_shard(job, commit, index, deal_id, ctx, attempt, delivery_id, phases)
-        phases.conclude("shard-ran" if result.ran else "shard-not-run")
-    return result
+    return _timed_shard(
+        job,
+        ctx,
+        queued_s,
+        lambda phases: _run_dealt_shard(
+            job, commit, index, deal_id, ctx, attempt, delivery_id, phases
+        ),
+        attempt=attempt,
+        shard=index + 1,
+        deal=deal_id,
+    )
 
 
 def _run_dealt_shard(
