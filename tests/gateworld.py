@@ -1,12 +1,13 @@
 """A gate without a broker for tests: real git and pytest, in-memory state, and a
-sender that records what the orchestrator would receive."""
+sender that records what the orchestrator would receive. Tests take it as the `world`
+fixture (tests/conftest.py), bound to their tmp_path."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from worker.contracts import parse_contracts
 from worker.errors import EventDeliveryError
@@ -33,6 +34,12 @@ class World:
     alerts: list[str]
     state: MemoryState
     origins: Path
+
+
+class WorldFactory(Protocol):
+    """The `world` fixture: `world(contracts, **overrides)` under the test's tmp_path."""
+
+    def __call__(self, contracts: dict[str, Any] | None = None, **overrides: Any) -> World: ...
 
 
 def world(tmp_path: Path, contracts: dict[str, Any] | None = None, **overrides: Any) -> World:

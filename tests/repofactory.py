@@ -1,4 +1,5 @@
-"""Real git repositories for tests: a bare origin with `main` and a feature branch."""
+"""Real git repositories for tests: a bare origin with `main` and a feature branch.
+The `origin` fixture (tests/conftest.py) is `make_origin` under the test's tmp_path."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "dev-agent",
@@ -57,6 +59,19 @@ def make_origin(
     bare = root / f"{name}.git"
     git(root, "clone", "-q", "--bare", str(work), str(bare))
     return bare
+
+
+class OriginFactory(Protocol):
+    """The `origin` fixture: `make_origin` with the test's `tmp_path / "origins"` as root."""
+
+    def __call__(
+        self,
+        name: str,
+        branch_files: Mapping[str, str],
+        *,
+        branch: str = "feature/x",
+        main_files: Mapping[str, str] | None = None,
+    ) -> Path: ...
 
 
 def branch_tip(bare: Path, branch: str) -> str:

@@ -3,6 +3,9 @@ layers, never round in a cycle, and the orchestrator's client loads none of the 
 
 Every import counts, including those inside functions: a lazy import is still a
 dependency, only a later one.
+
+The tests have a layout too: what they share is in helper modules, never imported from
+a test module or a conftest (pytest imports those itself; fixtures reach a test by name).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "worker"
+TESTS = ROOT / "tests"
 
 # Bottom to top. A module may import from its own layer or any layer below.
 LAYERS: tuple[frozenset[str], ...] = (
@@ -71,9 +75,9 @@ ALLOWED: dict[tuple[str, str], str] = {
 }
 
 
-def module_files() -> dict[str, Path]:
+def module_files(package: Path = PACKAGE) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for path in PACKAGE.rglob("*.py"):
+    for path in package.rglob("*.py"):
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
@@ -199,3 +203,51 @@ def test_importing_the_client_loads_no_task_runner_or_suite() -> None:
     assert "worker.client" in loaded
     heavy = ("worker.celery_adapter", "worker.pipeline", "worker.suite")
     assert [m for m in loaded if m.startswith(heavy)] == []
+
+
+def imported_modules(tree: ast.AST, module: str, is_package: bool) -> set[str]:
+    """What the imports of `module` may name: `from a.b import c` names `a.b` and, as c
+    may be a submodule, `a.b.c`; relative imports are resolved from `module`'s package."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    named: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            named |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parts = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join([*parts, *([node.module] if node.module else [])])
+            named.add(base)
+            named |= {f"{base}.{alias.name}" for alias in node.names if alias.name != "*"}
+    return named
+
+
+def is_test_or_conftest(module: str) -> bool:
+    last = module.rpartition(".")[2]
+    return last == "conftest" or last.startswith("test_")
+
+
+def test_no_test_file_imports_from_a_test_module_or_a_conftest() -> None:
+    # The check itself sees every form such an import can take.
+    forms = (
+        "import tests.chaos.conftest\n"
+        "from tests.pipeline import test_runner\n"
+        "from .conftest import Chaos\n"
+        "from ..integration.test_sharding import BRANCH\n"
+    )
+    named = imported_modules(ast.parse(forms), "tests.chaos.test_faults", is_package=False)
+    assert {
+        "tests.chaos.conftest",
+        "tests.pipeline.test_runner",
+        "tests.integration.test_sharding",
+    } <= named
+    modules = module_files(TESTS)
+    offending = []
+    for name, path in sorted(modules.items()):
+        tree = ast.parse(path.read_text(), str(path))
+        targets = imported_modules(tree, name, is_package=path.name == "__init__.py")
+        offending += [
+            f"{name} imports {target}"
+            for target in sorted(targets)
+            if target in modules and target != name and is_test_or_conftest(target)
+        ]
+    assert offending == []

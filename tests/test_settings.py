@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateworld import job, world
-from tests.repofactory import make_origin
+from tests.gateworld import WorldFactory, job
+from tests.repofactory import OriginFactory
 from worker.pipeline.runner import run_gate
 from worker.settings import DEFAULT_TIMEOUT_S, Settings
 
@@ -77,13 +77,13 @@ def test_a_home_relative_workdir_is_expanded(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_job_checks_out_under_a_relative_workdir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, world: WorldFactory, origin: OriginFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Relative, it failed every checkout (`git config` ran in the mirror, where the
     relative path named nothing) and was retried as an infrastructure fault."""
     monkeypatch.chdir(tmp_path)
-    w = world(tmp_path, workdir="work")
-    make_origin(w.origins, "passing", {"tests/test_ok.py": "def test_ok():\n    assert True\n"})
+    w = world(workdir="work")
+    origin("passing", {"tests/test_ok.py": "def test_ok():\n    assert True\n"})
     monkeypatch.chdir("/")
     # A delivery id of its own: the job's cgroup is named by it, machine-wide.
     result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id=f"d-{uuid.uuid4()}")

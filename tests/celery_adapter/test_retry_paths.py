@@ -5,15 +5,14 @@ job; the workers' tasks turn it into a requeue."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from celery.exceptions import Reject, Retry
 
-from tests.gateworld import job
-from tests.pipeline.test_sharded_flow import module_of_tests, sharded_world
-from tests.repofactory import branch_tip, make_origin
+from tests.gateworld import WorldFactory, job
+from tests.pipeline.inline_sharding import module_of_tests, sharded_world
+from tests.repofactory import OriginFactory, branch_tip
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure, retry_or_requeue
 from worker.celery_adapter.shard_tasks import merge_test_shards, shards_failed
@@ -101,9 +100,11 @@ class StateDownOnce(MemoryState):
         return super().answered(message_id)
 
 
-def test_the_merge_is_retried_not_acked_while_state_is_unavailable(tmp_path: Path) -> None:
-    w, _ = sharded_world(tmp_path, 2)
-    make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
+def test_the_merge_is_retried_not_acked_while_state_is_unavailable(
+    world: WorldFactory, origin: OriginFactory
+) -> None:
+    w, _ = sharded_world(world, 2)
+    origin("split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     commit = branch_tip(w.origins / "split.git", "feature/x")
     state = StateDownOnce()
     ctx = replace(w.ctx, state=state)

@@ -1,7 +1,8 @@
 """A loopback TCP forwarder that a test can cut: the broker as the worker sees it.
 
 `down()` drops every open connection and refuses new ones (accepted and closed at once,
-as a broker that is gone would look to a client); `up()` forwards again."""
+as a broker that is gone would look to a client); `up()` forwards again; `reset()` drops
+every open connection and never refuses a new one (a blip with no gap to race)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,13 @@ class TcpProxy:
     def up(self) -> None:
         with self._lock:
             self._down = False
+
+    def reset(self) -> None:
+        """Drop what is open, refuse nothing. `down(); up()` leaves a window, as long as
+        this process is descheduled between the two, in which the client's reconnect is
+        refused: kombu's restore of the running message runs then, fails, and Celery
+        swallows it (the message comes back only at its visibility timeout)."""
+        self._drop_all()
 
     def _drop_all(self) -> None:
         with self._lock:

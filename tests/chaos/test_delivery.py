@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import kombu.pools
 import pytest
 
-from tests.chaos.conftest import Chaos
+from tests.chaos.harness import Chaos
 from tests.chaos.tcpproxy import TcpProxy
 from tests.fleet import ADVANCE, WorkerProcess, pid_alive, wait_for_file
 
@@ -168,8 +168,7 @@ def test_a_running_workers_broker_connection_cut_gives_one_advance(chaos: Chaos)
             # goes to the other worker and finds the first delivery alive there (on
             # this one it would only queue behind the running delivery).
             stop_consuming(chaos, first)
-            proxy.down()  # every open connection dropped ...
-            proxy.up()  # ... and new ones forwarded: a network blip
+            proxy.reset()  # every open connection dropped, new ones forwarded: a blip
 
         run_through_connection_loss(
             chaos, 301, reset, second_worker_waits=True, name="broker-connection-cut-mid-suite"

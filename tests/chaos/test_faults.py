@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.chaos.conftest import BRANCH, POISON, Chaos, slow_suite
+from tests.chaos.harness import BRANCH, POISON, Chaos, slow_suite
 from tests.chaos.tcpproxy import TcpProxy
 from tests.fleet import ADVANCE, pid_alive, wait_for_file, warm_interpreters
 from tests.projects import escaping_daemon_project

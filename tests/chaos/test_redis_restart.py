@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.chaos.conftest import BRANCH, slow_suite
+from tests.chaos.harness import BRANCH, slow_suite
 from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, wait_for_file
 from tests.httpfixtures import free_port
 from tests.repofactory import make_origin

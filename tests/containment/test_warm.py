@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.containment.warmdump import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
 from tests.fleet import ROOT, pid_alive
 from tests.projects import project
 from worker.containment.cgroup import JobCgroup
@@ -27,33 +27,6 @@ from worker.containment.warm_rules import (
 )
 from worker.suite.run import SuiteRun, run_suite
 from worker.verdict import from_exit_code, with_evidence
-
-STATE_DUMP = """\
-import json, os, resource, sys, tempfile
-
-
-def test_dump_the_interpreter():
-    out = os.environ["DUMP_TO"]
-    cookie = ("GATE_JOB_COOKIE=" + os.environ["GATE_JOB_COOKIE"]).encode()
-    proc_environ = open("/proc/self/environ", "rb").read().split(b"\\0")
-    with open(out, "w") as f:
-        json.dump({
-            "argv": sys.argv,
-            "path": sys.path,
-            "main": sys.modules["__main__"].__file__,
-            "cwd": os.getcwd(),
-            "env": dict(os.environ),
-            "flags": list(sys.flags),
-            "dont_write_bytecode": sys.dont_write_bytecode,
-            "tempdir": tempfile.gettempdir(),
-            "own_session": os.getsid(0) == os.getpid(),
-            "fsize": resource.getrlimit(resource.RLIMIT_FSIZE)[0],
-            "cookie_in_proc": cookie in proc_environ,
-            "stdin": os.readlink("/proc/self/fd/0"),
-            "site_ran": os.environ.get("SITE_RAN", ""),
-            "ppid": os.getppid(),
-        }, f)
-"""
 
 
 def run(root: Path, tmp_path: Path, *, warm: bool, timeout_s: float = 60, **kw: Any) -> SuiteRun:
@@ -76,13 +49,6 @@ def dump(root: Path, tmp_path: Path, *, warm: bool, **kw: Any) -> dict[str, Any]
     state: dict[str, Any] = json.loads(out.read_text())
     out.unlink()
     return state
-
-
-RUN_DIR = re.compile(r"/run-[^/]+/")
-
-
-def per_run_dirs_named_alike(env: dict[str, str]) -> dict[str, str]:
-    return {key: RUN_DIR.sub("/run-*/", value) for key, value in env.items()}
 
 
 def test_a_warm_run_is_indistinguishable_from_a_cold_one(tmp_path: Path) -> None:

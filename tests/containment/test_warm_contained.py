@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.contained import run_contained, settings, workdir
-from tests.containment.test_warm import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
+from tests.containment.warmdump import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
 from tests.fleet import pid_alive, processes_running
 from tests.projects import project
 from worker.containment.bwrap import SuiteView, interpreter_paths

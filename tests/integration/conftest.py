@@ -1,49 +1,25 @@
 """A real fleet for integration tests: Redis, a `celery -A worker worker -Q tests`
 subprocess, bare git origins, a smoke server and an alert receiver on 127.0.0.1, and
-a separate Celery app playing the orchestrator (it never imports testgate)."""
+a separate Celery app playing the orchestrator (it never imports testgate). What the
+tests share besides fixtures is in tests/integration/harness.py."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues
-from tests.httpfixtures import Recorder, healthy_routes, http_server
+from tests.httpfixtures import healthy_routes, http_server
+from tests.integration.harness import BROKER_DB, BROKERS, REDIS_HOST, STATE_DB, Fleet
 from tests.integration.scenarios import BRANCH, contracts_toml, hang_marker, scenarios
 from tests.repofactory import make_origin
-
-REDIS_HOST = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
-BROKER_DB, STATE_DB = 13, 14
-
-
-@dataclass(frozen=True)
-class Fleet:
-    orchestrator: Orchestrator
-    origins: Path
-    alerts: Recorder
-    hang_marker: str
-    state: redis.Redis
-    prefix: str
-    log: Path
-    broker: str
-    backend: str
 
 
 def _flush(db: int) -> None:
     redis.Redis.from_url(f"{REDIS_HOST}/{db}").flushdb()
-
-
-BROKERS = {
-    "redis": f"{REDIS_HOST}/{BROKER_DB}",
-    "rabbitmq": os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//"),
-}
 
 
 def _clean(broker: str) -> None:
@@ -117,15 +93,3 @@ _task_ids = iter(range(1000, 1_000_000))
 @pytest.fixture
 def task_id() -> int:
     return next(_task_ids)
-
-
-def job(task_id: int, repo: str, work_item: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "repo": repo,
-        "work_item_id": work_item,
-        "branch": BRANCH,
-        "agent": "tester",
-        "stage": "testing",
-        **extra,
-    }

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.fleet import Orchestrator, WorkerProcess
-from tests.integration.conftest import REDIS_HOST
+from tests.integration.harness import REDIS_HOST
 from worker.cli.demo import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -20,7 +20,7 @@ import redis
 
 from tests.fleet import ROOT, Orchestrator, WorkerProcess
 from tests.httpfixtures import free_port
-from tests.integration.conftest import REDIS_HOST
+from tests.integration.harness import REDIS_HOST
 from tests.repofactory import make_origin
 from tests.tools import required_tool
 

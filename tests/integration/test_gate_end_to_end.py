@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.fleet import processes_running
-from tests.integration.conftest import Fleet, job
+from tests.integration.harness import Fleet, job
 from tests.integration.scenarios import BRANCH
 from tests.repofactory import git, show_file
 from worker.report.orchestrator_gate import frontmatter_lines, parse_tests_verdict

@@ -12,7 +12,7 @@ import pytest
 
 from tests.fleet import ROOT
 from tests.httpfixtures import free_port
-from tests.integration.conftest import Fleet, job
+from tests.integration.harness import Fleet, job
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fleet import run_cli
-from tests.integration.conftest import Fleet, job
+from tests.integration.harness import Fleet, job
 
 pytestmark = pytest.mark.integration
 

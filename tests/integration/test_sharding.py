@@ -7,7 +7,6 @@ test_sharding_contained.py)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,17 +18,10 @@ import redis
 
 from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, fleet_env, purge_queues
 from tests.httpfixtures import Recorder, http_server
+from tests.integration.shardfleet import BRANCH, BROKERS, REDIS, STATE_DB
 from tests.repofactory import make_origin, show_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-REDIS = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
-BROKER_DB, STATE_DB = 4, 5
-BROKERS = {
-    "redis": f"{REDIS}/{BROKER_DB}",
-    "rabbitmq": os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//"),
-}
-BRANCH = "feature/x"
 
 
 def recording_tests(module: str, count: int, runs: Path, body: str = "pass") -> str:

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, fleet_env
-from tests.integration.test_sharding import BRANCH, BROKERS, REDIS, STATE_DB
+from tests.integration.shardfleet import BRANCH, BROKERS, REDIS, STATE_DB
 from tests.repofactory import make_origin, show_file
 from worker.containment.bwrap import bwrap_missing
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.fleet import ROOT, run_cli, worker_command
-from tests.integration.conftest import BROKER_DB, REDIS_HOST, STATE_DB
+from tests.integration.harness import BROKER_DB, REDIS_HOST, STATE_DB
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.gateworld import job, world
-from tests.repofactory import make_origin
+from tests.gateworld import WorldFactory, job
+from tests.repofactory import OriginFactory
 from tests.tools import required_tool
 from worker.containment.slot import slot_path
 from worker.containment.warm import stop_warm_pytest
@@ -35,13 +35,15 @@ SECOND = {
 }
 
 
-def test_contained_jobs_fork_warm_in_the_slot_and_leave_nothing_behind(tmp_path: Path) -> None:
+def test_contained_jobs_fork_warm_in_the_slot_and_leave_nothing_behind(
+    world: WorldFactory, origin: OriginFactory
+) -> None:
     required_tool("bwrap", "bubblewrap")
-    w = world(tmp_path, {"first": {}, "second": {}}, containment="required")
+    w = world({"first": {}, "second": {}}, containment="required")
     slot = slot_path(w.ctx.settings.workdir_path)
     first = {k: v.replace("SLOT", str(slot)) for k, v in FIRST.items()}
-    make_origin(w.origins, "first", first)
-    make_origin(w.origins, "second", SECOND)
+    origin("first", first)
+    origin("second", SECOND)
     try:
         for n, repo in enumerate(("first", "second")):
             result = run_gate(job(repo), w.ctx, attempt=0, delivery_id=f"d{n}")

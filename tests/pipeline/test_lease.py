@@ -9,12 +9,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import fakeredis
 import pytest
 
-from tests.gateworld import world
+from tests.gateworld import WorldFactory
 from worker.errors import EventDeliveryError
 from worker.pipeline.announce import Answer, send_once
 from worker.pipeline.lease import Answered, Busy, Lease, take_lease
@@ -110,8 +109,8 @@ def test_a_delivery_whose_lease_was_taken_over_learns_it() -> None:
     assert fakeredis.FakeRedis(server=server).get("t:run:k") == b"m/b"  # not released
 
 
-def test_two_deliveries_racing_to_answer_send_once(tmp_path: Path) -> None:
-    ctx = replace(world(tmp_path).ctx, state=redis_state())
+def test_two_deliveries_racing_to_answer_send_once(world: WorldFactory) -> None:
+    ctx = replace(world().ctx, state=redis_state())
     barrier = threading.Barrier(8)
     sent: list[str] = []
     outcomes: list[str] = []
@@ -134,8 +133,8 @@ def test_two_deliveries_racing_to_answer_send_once(tmp_path: Path) -> None:
     assert len(sent) == 1 and outcomes.count("sent") == 1 and len(outcomes) == 8
 
 
-def test_a_failed_send_releases_the_claim_so_the_next_delivery_answers(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_a_failed_send_releases_the_claim_so_the_next_delivery_answers(world: WorldFactory) -> None:
+    w = world()
 
     def broken() -> None:
         raise EventDeliveryError("broker away")

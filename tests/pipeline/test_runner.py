@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateworld import job, world
+from tests.gateworld import WorldFactory, job
 from tests.httpfixtures import Recorder, http_server
 from tests.repofactory import make_origin, show_file
 from worker.celery_adapter.app import app
@@ -24,8 +24,8 @@ PASSING = {"tests/test_ok.py": "def test_ok():\n    assert True\n"}
 FAILING = {"tests/test_bad.py": "def test_bad():\n    assert 1 == 2\n"}
 
 
-def test_a_passing_branch_advances_once_with_a_pass_report(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_a_passing_branch_advances_once_with_a_pass_report(world: WorldFactory) -> None:
+    w = world()
     origin = make_origin(w.origins, "passing", PASSING)
     result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d1")
     assert result.kind == "advanced"
@@ -41,8 +41,8 @@ def test_a_passing_branch_advances_once_with_a_pass_report(tmp_path: Path) -> No
     assert w.state.counters()["pass"] == 1
 
 
-def test_a_redelivered_job_after_it_finished_does_not_advance_twice(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_a_redelivered_job_after_it_finished_does_not_advance_twice(world: WorldFactory) -> None:
+    w = world()
     make_origin(w.origins, "failing", FAILING)
     first = run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d1")
     again = run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d1")
@@ -52,12 +52,12 @@ def test_a_redelivered_job_after_it_finished_does_not_advance_twice(tmp_path: Pa
 
 
 def test_a_new_request_at_the_same_commit_after_a_verdict_runs_and_advances_again(
-    tmp_path: Path,
+    world: WorldFactory,
 ) -> None:
     """A re-test (a rollback after a flaky failure, a human re-run) is a new message: it
     gets its own verdict and advance; only the answered message itself is not answered
     again."""
-    w = world(tmp_path)
+    w = world()
     make_origin(w.origins, "failing", FAILING)
     first = run_gate(job("failing"), w.ctx, attempt=0, delivery_id="d1")
     commit = w.sender.sent[0][1]["commit"]
@@ -68,8 +68,8 @@ def test_a_new_request_at_the_same_commit_after_a_verdict_runs_and_advances_agai
     assert len(w.sender.sent) == 2
 
 
-def test_a_second_delivery_while_one_is_running_is_dropped(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_a_second_delivery_while_one_is_running_is_dropped(world: WorldFactory) -> None:
+    w = world()
     make_origin(w.origins, "passing", PASSING)
     w.state.acquire_run("5:feature/x", "d1/other-delivery", 60)
     result = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d2")
@@ -77,8 +77,10 @@ def test_a_second_delivery_while_one_is_running_is_dropped(tmp_path: Path) -> No
     assert w.sender.sent == []
 
 
-def test_a_suite_that_cannot_start_is_deferred_then_fails_closed(tmp_path: Path) -> None:
-    w = world(tmp_path, python=str(tmp_path / "no-such-python"))
+def test_a_suite_that_cannot_start_is_deferred_then_fails_closed(
+    tmp_path: Path, world: WorldFactory
+) -> None:
+    w = world(python=str(tmp_path / "no-such-python"))
     origin = make_origin(w.origins, "passing", PASSING)
     deferred = run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d1")
     assert deferred.kind == "deferred"
@@ -99,8 +101,10 @@ def test_a_suite_that_cannot_start_is_deferred_then_fails_closed(tmp_path: Path)
     assert (counters["tool_error"], counters["deferred"], counters["fail"]) == (2, 1, 1)
 
 
-def test_a_missing_origin_is_deferred_and_fails_closed_without_a_report(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_a_missing_origin_is_deferred_and_fails_closed_without_a_report(
+    world: WorldFactory,
+) -> None:
+    w = world()
     assert run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d").kind == "deferred"
     final = run_gate(job("passing"), w.ctx, attempt=1, delivery_id="d")
     assert final.kind == "advanced"
@@ -109,8 +113,8 @@ def test_a_missing_origin_is_deferred_and_fails_closed_without_a_report(tmp_path
     assert "checkout failed" in w.alerts[0]
 
 
-def test_an_out_of_scope_repo_is_handed_back(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_an_out_of_scope_repo_is_handed_back(world: WorldFactory) -> None:
+    w = world()
     result = run_gate(job("elsewhere"), w.ctx, attempt=0, delivery_id="d")
     assert result.kind == "handed-back"
     [(name, kwargs)] = w.sender.sent
@@ -122,14 +126,14 @@ def test_an_out_of_scope_repo_is_handed_back(tmp_path: Path) -> None:
     }
 
 
-def test_the_kill_switch_hands_every_job_back(tmp_path: Path) -> None:
-    w = world(tmp_path, enabled=False)
+def test_the_kill_switch_hands_every_job_back(world: WorldFactory) -> None:
+    w = world(enabled=False)
     assert run_gate(job("passing"), w.ctx, attempt=0, delivery_id="d").kind == "handed-back"
     assert "disabled" in w.sender.sent[0][1]["reason"]
 
 
-def test_an_undeliverable_advance_raises_so_the_message_is_kept(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_an_undeliverable_advance_raises_so_the_message_is_kept(world: WorldFactory) -> None:
+    w = world()
     make_origin(w.origins, "failing", FAILING)
     w.sender.broken = True
     with pytest.raises(EventDeliveryError):
@@ -144,8 +148,8 @@ class BrokenState(MemoryState):
         raise StateUnavailable("redis down")
 
 
-def test_unavailable_shared_state_defers_the_job(tmp_path: Path) -> None:
-    w = world(tmp_path)
+def test_unavailable_shared_state_defers_the_job(world: WorldFactory) -> None:
+    w = world()
     make_origin(w.origins, "passing", PASSING)
     ctx = GateContext(
         settings=w.ctx.settings,
@@ -164,9 +168,9 @@ class ExplodingContracts(Contracts):
 
 
 def test_a_gate_that_crashes_is_retried_then_fails_closed_with_one_advance(
-    tmp_path: Path,
+    world: WorldFactory,
 ) -> None:
-    w = world(tmp_path)
+    w = world()
     broken = ExplodingContracts(by_repo={})
     ctx = GateContext(
         settings=w.ctx.settings,
@@ -195,9 +199,9 @@ def test_a_gate_that_crashes_is_retried_then_fails_closed_with_one_advance(
 
 
 def test_with_a_webhook_the_advance_arrives_as_a_post_even_if_the_first_one_fails(
-    tmp_path: Path,
+    world: WorldFactory,
 ) -> None:
-    w = world(tmp_path)
+    w = world()
     make_origin(w.origins, "failing", FAILING)
     with http_server(rec=Recorder(fail_first=1)) as (base, rec):
         ctx = GateContext(
@@ -218,14 +222,16 @@ def test_with_a_webhook_the_advance_arrives_as_a_post_even_if_the_first_one_fail
     assert headers["X-Testgate-Signature"].startswith("sha256=")
 
 
-def test_a_fork_bomb_ends_as_a_fail_whose_report_names_the_process_limit(tmp_path: Path) -> None:
+def test_a_fork_bomb_ends_as_a_fail_whose_report_names_the_process_limit(
+    world: WorldFactory,
+) -> None:
     from worker.containment.cgroup import open_job_cgroup
 
     probe = open_job_cgroup("probe-runner", 10)
     if probe is None:
         pytest.skip("no writable pids cgroup here (not root, or no delegated cgroup v2)")
     probe.remove()
-    w = world(tmp_path, {"bomb": {"smoke_enabled": False}}, suite_max_pids=60)
+    w = world({"bomb": {"smoke_enabled": False}}, suite_max_pids=60)
     bomb = (
         "import os, time\n\n\n"
         "def test_bomb():\n"

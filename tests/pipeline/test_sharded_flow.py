@@ -3,88 +3,23 @@ process, as the chord would on the fleet (real git and pytest, in-memory state).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
-from tests.gateworld import World, job, world
+from tests.gateworld import World, WorldFactory, job
+from tests.pipeline.inline_sharding import module_of_tests, sharded_world
 from tests.repofactory import branch_tip, make_origin, show_file
 from worker.job import Job
-from worker.pipeline.context import GateResult
 from worker.pipeline.runner import run_gate
-from worker.pipeline.shard_merge import finish_sharded, run_dealt_shard, run_shard
-from worker.pipeline.shard_plan import ShardPlan, ShardResult
-from worker.shard_queue import MemoryShardQueue, ShardQueue
+from worker.pipeline.shard_merge import finish_sharded
+from worker.pipeline.shard_plan import ShardPlan
+from worker.shard_queue import ShardQueue
 
 REPORT = "docs/work-items/WI-5/13-test-report.md"
 
 
-@dataclass
-class InlineSharding:
-    """Runs the shards one after another, then the merge. With a deal, `order` says
-    which shards pull (a shard index may appear twice: it started again)."""
-
-    world: World | None = None
-    plans: list[list[list[str]]] = field(default_factory=list)
-    merged: list[GateResult] = field(default_factory=list)
-    splits: list[ShardPlan] = field(default_factory=list)
-    order: list[int] | None = None
-    # What happened before the shards we run here: an earlier delivery that pulled.
-    before: Callable[[ShardPlan, ShardQueue], None] | None = None
-
-    def dispatch(self, job: Job, split: ShardPlan) -> None:
-        assert self.world is not None
-        ctx = self.world.ctx
-        if self.before is not None and ctx.shard_queue is not None:
-            self.before(split, ctx.shard_queue)
-        plan = [list(ids) for ids in split.plan]
-        self.plans.append(plan)
-        self.splits.append(split)
-        if not split.deal_id:
-            results = [
-                run_shard(job, split.commit, i, ids, ctx, attempt=0, delivery_id=f"shard-{i}")
-                for i, ids in enumerate(plan)
-            ]
-        else:
-            by_index: dict[int, ShardResult] = {}
-            for n, i in enumerate(self.order or range(split.shards)):
-                by_index[i] = run_dealt_shard(
-                    job, split.commit, i, split.deal_id, ctx, attempt=0, delivery_id=f"s{i}-{n}"
-                )
-            results = list(by_index.values())
-        self.merged.append(
-            finish_sharded(
-                job,
-                split.commit,
-                plan,
-                results,
-                ctx,
-                # Each dispatch's merge is a message of its own, as Celery ids are.
-                delivery_id=f"merge-{len(self.merged)}",
-                shard_count=split.shard_count,
-                ran_first=split.ran_first,
-                deal_id=split.deal_id,
-            )
-        )
-
-
-def sharded_world(
-    tmp_path: Path, shards: int | str, *, dealt: bool = True, **contract: Any
-) -> tuple[World, InlineSharding]:
-    w = world(tmp_path, {"split": {"smoke_enabled": False, "shards": shards, **contract}})
-    sharding = InlineSharding()
-    w.ctx = replace(w.ctx, shards=sharding, shard_queue=MemoryShardQueue() if dealt else None)
-    sharding.world = w
-    return w, sharding
-
-
-def module_of_tests(names: list[str], failing: str = "") -> str:
-    return "".join(f"def {name}():\n    assert {name != failing}\n\n\n" for name in names)
-
-
-def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, 3, dealt=False)
+def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(world: WorldFactory) -> None:
+    w, sharding = sharded_world(world, 3, dealt=False)
     origin = make_origin(
         w.origins,
         "split",
@@ -109,8 +44,8 @@ def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(tmp_path: Pat
     assert set(w.state.test_durations("split")) == {t for s in plan for t in s}
 
 
-def test_a_redelivered_merge_does_not_advance_twice(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, 2)
+def test_a_redelivered_merge_does_not_advance_twice(world: WorldFactory) -> None:
+    w, sharding = sharded_world(world, 2)
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
     [plan] = sharding.plans
@@ -137,8 +72,8 @@ def test_a_redelivered_merge_does_not_advance_twice(tmp_path: Path) -> None:
     assert len(w.sender.sent) == 1 and w.sender.sent[0][1]["result"] == "PASS"
 
 
-def test_a_failed_chord_ends_in_one_fail_advance(tmp_path: Path) -> None:
-    w, _ = sharded_world(tmp_path, 2)
+def test_a_failed_chord_ends_in_one_fail_advance(world: WorldFactory) -> None:
+    w, _ = sharded_world(world, 2)
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     commit = branch_tip(w.origins / "split.git", "feature/x")
     plan = [["tests/test_a.py::test_1"], ["tests/test_a.py::test_2"]]
@@ -157,8 +92,8 @@ def test_a_failed_chord_ends_in_one_fail_advance(tmp_path: Path) -> None:
     assert "the chord failed" in show_file(w.origins / "split.git", "feature/x", REPORT)
 
 
-def test_auto_with_few_short_tests_runs_the_suite_whole(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, "auto")
+def test_auto_with_few_short_tests_runs_the_suite_whole(world: WorldFactory) -> None:
+    w, sharding = sharded_world(world, "auto")
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     result = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
     assert result.kind == "advanced" and sharding.plans == []
@@ -169,24 +104,24 @@ def test_auto_with_few_short_tests_runs_the_suite_whole(tmp_path: Path) -> None:
     }
 
 
-def test_a_repo_that_never_shards_keeps_no_durations(tmp_path: Path) -> None:
-    w, _ = sharded_world(tmp_path, 1)
+def test_a_repo_that_never_shards_keeps_no_durations(world: WorldFactory) -> None:
+    w, _ = sharded_world(world, 1)
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1"])})
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "advanced"
     assert w.state.test_durations("split") == {}
 
 
-def test_without_a_dispatcher_a_sharded_contract_runs_whole(tmp_path: Path) -> None:
-    w, _ = sharded_world(tmp_path, 4)
+def test_without_a_dispatcher_a_sharded_contract_runs_whole(world: WorldFactory) -> None:
+    w, _ = sharded_world(world, 4)
     w.ctx = replace(w.ctx, shards=None)  # the embedded mode
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "advanced"
 
 
 def test_a_dealt_job_runs_every_test_once_in_batches_and_merges_into_one_pass(
-    tmp_path: Path,
+    world: WorldFactory,
 ) -> None:
-    w, sharding = sharded_world(tmp_path, 2)
+    w, sharding = sharded_world(world, 2)
     names = [f"test_{i}" for i in range(40)]
     origin = make_origin(
         w.origins,
@@ -205,8 +140,8 @@ def test_a_dealt_job_runs_every_test_once_in_batches_and_merges_into_one_pass(
     assert "tests_total: 40" in report and "all 2 shards passed" in report
 
 
-def test_a_dead_shards_batches_are_dealt_again_when_it_starts_again(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, 2)
+def test_a_dead_shards_batches_are_dealt_again_when_it_starts_again(world: WorldFactory) -> None:
+    w, sharding = sharded_world(world, 2)
     make_origin(
         w.origins, "split", {"tests/test_a.py": module_of_tests([f"test_{i}" for i in range(20)])}
     )
@@ -225,8 +160,8 @@ def test_a_dead_shards_batches_are_dealt_again_when_it_starts_again(tmp_path: Pa
     assert set(w.state.test_durations("split")) >= set(lost[0][1])
 
 
-def test_a_dead_shard_that_never_comes_back_fails_the_job_closed(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, 2)
+def test_a_dead_shard_that_never_comes_back_fails_the_job_closed(world: WorldFactory) -> None:
+    w, sharding = sharded_world(world, 2)
     make_origin(
         w.origins, "split", {"tests/test_a.py": module_of_tests([f"test_{i}" for i in range(20)])}
     )
@@ -241,8 +176,8 @@ def test_a_dead_shard_that_never_comes_back_fails_the_job_closed(tmp_path: Path)
     assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "tool-error")
 
 
-def test_a_failing_batch_fails_the_dealt_job_and_runs_first_next_time(tmp_path: Path) -> None:
-    w, sharding = sharded_world(tmp_path, 2)
+def test_a_failing_batch_fails_the_dealt_job_and_runs_first_next_time(world: WorldFactory) -> None:
+    w, sharding = sharded_world(world, 2)
     names = [f"test_{i:02d}" for i in range(30)]
     origin = make_origin(
         w.origins, "split", {"tests/test_a.py": module_of_tests(names, failing="test_29")}
@@ -258,14 +193,14 @@ def test_a_failing_batch_fails_the_dealt_job_and_runs_first_next_time(tmp_path: 
     assert "## Order" in report and "`tests/test_a.py::test_29`" in report
 
 
-def whole_world(tmp_path: Path, **contract: Any) -> World:
-    return world(tmp_path, {"whole": {"smoke_enabled": False, **contract}})
+def whole_world(world: WorldFactory, **contract: Any) -> World:
+    return world({"whole": {"smoke_enabled": False, **contract}})
 
 
 def test_the_test_that_failed_last_time_runs_first_and_stops_the_run_early(
-    tmp_path: Path,
+    world: WorldFactory,
 ) -> None:
-    w = whole_world(tmp_path, stop_after_failures=1)
+    w = whole_world(world, stop_after_failures=1)
     names = [f"test_{i:02d}" for i in range(20)]
     origin = make_origin(
         w.origins, "whole", {"tests/test_a.py": module_of_tests(names, failing="test_19")}
@@ -281,8 +216,8 @@ def test_the_test_that_failed_last_time_runs_first_and_stops_the_run_early(
     assert w.state.failing_tests("whole", "feature/x") == ["tests/test_a.py::test_19"]
 
 
-def test_stop_after_failures_leaves_a_passing_suite_a_pass(tmp_path: Path) -> None:
-    w = whole_world(tmp_path, stop_after_failures=1)
+def test_stop_after_failures_leaves_a_passing_suite_a_pass(world: WorldFactory) -> None:
+    w = whole_world(world, stop_after_failures=1)
     w.state.record_failing("whole", "feature/x", ["tests/test_a.py::test_02"])
     origin = make_origin(
         w.origins, "whole", {"tests/test_a.py": module_of_tests(["test_01", "test_02"])}

@@ -8,7 +8,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.gateworld import job, world
+from tests.gateworld import WorldFactory, job
 from tests.repofactory import make_origin, show_file
 from worker.containment.sandbox import Sandbox
 from worker.pipeline.runner import run_gate
@@ -31,10 +31,8 @@ def test_the_watchdog_is_the_probes_alone_and_dumps_a_few_seconds_before_the_kil
     assert hang_dump_margin_s(8) == 2  # short timeouts still dump before the kill
 
 
-def test_a_hung_suite_fails_closed_with_the_hanging_test_and_its_stack(tmp_path: Path) -> None:
-    w = world(
-        tmp_path, contracts={"hangy": {"smoke_enabled": False, "timeout_s": 6}}, kill_grace_s=1
-    )
+def test_a_hung_suite_fails_closed_with_the_hanging_test_and_its_stack(world: WorldFactory) -> None:
+    w = world(contracts={"hangy": {"smoke_enabled": False, "timeout_s": 6}}, kill_grace_s=1)
     origin = make_origin(w.origins, "hangy", {"tests/test_hang.py": HANGS})
     # attempt 1 spends world()'s retry budget of 1: this delivery writes the report.
     result = run_gate(job("hangy"), w.ctx, attempt=1, delivery_id="d")

@@ -5,10 +5,9 @@ the branch and on main's merge base by real pytest processes."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from tests.gateworld import World, job, world
+from tests.gateworld import World, WorldFactory, job
 from tests.repofactory import make_origin, show_file
 from worker.notify.events import Advance
 from worker.pipeline.runner import run_gate
@@ -94,13 +93,13 @@ BRANCH = {
 }
 
 
-def classifying_world(tmp_path: Path, classify: bool = True) -> World:
+def classifying_world(world: WorldFactory, classify: bool = True) -> World:
     contract = {
         "smoke_enabled": False,
         "classify": classify,
         "timeout_s": 120,
     }
-    return world(tmp_path, contracts={"classy": contract})
+    return world(contracts={"classy": contract})
 
 
 def gate(w: World) -> tuple[dict[str, Any], str]:
@@ -114,9 +113,9 @@ def gate(w: World) -> tuple[dict[str, Any], str]:
 
 
 def test_a_regression_a_failure_main_has_and_a_flaky_test_are_told_apart(
-    tmp_path: Path,
+    world: WorldFactory,
 ) -> None:
-    kwargs, report = gate(classifying_world(tmp_path))
+    kwargs, report = gate(classifying_world(world))
     assert (kwargs["result"], kwargs["outcome"], kwargs["exit_code"]) == ("FAIL", "code-fail", 1)
     packet = kwargs["failure_packet"]
     classes = {test_id: c["class"] for test_id, c in packet["classification"].items()}
@@ -133,8 +132,10 @@ def test_a_regression_a_failure_main_has_and_a_flaky_test_are_told_apart(
     assert report_packet == packet
 
 
-def test_without_the_option_a_failing_run_reports_and_advances_as_before(tmp_path: Path) -> None:
-    kwargs, report = gate(classifying_world(tmp_path, classify=False))
+def test_without_the_option_a_failing_run_reports_and_advances_as_before(
+    world: WorldFactory,
+) -> None:
+    kwargs, report = gate(classifying_world(world, classify=False))
     assert kwargs["result"] == "FAIL"
     assert "failure_packet" not in kwargs
     assert "Failure classification" not in report and "Failure packet" not in report

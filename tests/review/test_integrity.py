@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.gateworld import World, job, world
+from tests.gateworld import World, WorldFactory, job
 from tests.repofactory import git, make_origin, show_file
 from worker.contracts import parse_contracts
 from worker.git.diff import DiffLine, FileChange, parse_diff
@@ -368,9 +368,9 @@ def test_opting_in_doubles_the_run_budget_a_jobs_lease_must_outlast() -> None:
 # --- in-process: real origins, real pytest ------------------------------------------
 
 
-def guarded_world(tmp_path: Path, integrity: bool = True) -> World:
+def guarded_world(world: WorldFactory, integrity: bool = True) -> World:
     contract = {"smoke_enabled": False, "integrity": integrity, "timeout_s": 120}
-    return world(tmp_path, contracts={"guarded": contract})
+    return world(contracts={"guarded": contract})
 
 
 def remove_on_branch(bare: Path, *paths: str) -> None:
@@ -397,8 +397,8 @@ def packet_of(report: str) -> dict[str, Any]:
     return loaded
 
 
-def test_a_branch_that_deletes_its_failing_test_fails(tmp_path: Path) -> None:
-    w = guarded_world(tmp_path)
+def test_a_branch_that_deletes_its_failing_test_fails(world: WorldFactory) -> None:
+    w = guarded_world(world)
     without_mul = TESTS_WITHOUT_MUL
     make_origin(
         w.origins,
@@ -416,8 +416,8 @@ def test_a_branch_that_deletes_its_failing_test_fails(tmp_path: Path) -> None:
     assert packet["failing_tests"] == [] and packet["reproduce"] is None
 
 
-def test_a_branch_that_skips_its_failing_test_fails(tmp_path: Path) -> None:
-    w = guarded_world(tmp_path)
+def test_a_branch_that_skips_its_failing_test_fails(world: WorldFactory) -> None:
+    w = guarded_world(world)
     skipped = "import pytest\n" + TESTS.replace(
         "def test_mul", "@pytest.mark.skip(reason='flaky')\ndef test_mul"
     )
@@ -434,8 +434,8 @@ def test_a_branch_that_skips_its_failing_test_fails(tmp_path: Path) -> None:
     assert kwargs["failure_packet"]["integrity"]["skipped"][0]["id"].endswith("::test_mul")
 
 
-def test_a_branch_that_renames_a_test_file_passes(tmp_path: Path) -> None:
-    w = guarded_world(tmp_path)
+def test_a_branch_that_renames_a_test_file_passes(world: WorldFactory) -> None:
+    w = guarded_world(world)
     origin = make_origin(w.origins, "guarded", {"tests/test_arithmetic.py": TESTS}, main_files=MAIN)
     remove_on_branch(origin, "tests/test_calc.py")
     kwargs, report = gate(w)
@@ -445,8 +445,8 @@ def test_a_branch_that_renames_a_test_file_passes(tmp_path: Path) -> None:
     assert "`tests/test_calc.py::test_mul` -> `tests/test_arithmetic.py::test_mul`" in report
 
 
-def test_a_branch_that_deletes_code_together_with_its_test_passes(tmp_path: Path) -> None:
-    w = guarded_world(tmp_path)
+def test_a_branch_that_deletes_code_together_with_its_test_passes(world: WorldFactory) -> None:
+    w = guarded_world(world)
     without_mul = TESTS_WITHOUT_MUL
     make_origin(
         w.origins,
@@ -462,8 +462,8 @@ def test_a_branch_that_deletes_code_together_with_its_test_passes(tmp_path: Path
     assert "calc.py:5 deletes `mul`, which the test used" in report
 
 
-def test_a_deselect_added_to_pytest_ini_fails_and_is_named(tmp_path: Path) -> None:
-    w = guarded_world(tmp_path)
+def test_a_deselect_added_to_pytest_ini_fails_and_is_named(world: WorldFactory) -> None:
+    w = guarded_world(world)
     ini = "[pytest]\naddopts = --deselect tests/test_calc.py::test_mul\n"
     make_origin(
         w.origins,
@@ -476,8 +476,8 @@ def test_a_deselect_added_to_pytest_ini_fails_and_is_named(tmp_path: Path) -> No
     assert "pytest.ini:2: +addopts = --deselect tests/test_calc.py::test_mul" in report
 
 
-def test_without_the_option_a_deleted_test_passes_as_before(tmp_path: Path) -> None:
-    w = guarded_world(tmp_path, integrity=False)
+def test_without_the_option_a_deleted_test_passes_as_before(world: WorldFactory) -> None:
+    w = guarded_world(world, integrity=False)
     without_mul = TESTS_WITHOUT_MUL
     make_origin(
         w.origins,
@@ -490,8 +490,10 @@ def test_without_the_option_a_deleted_test_passes_as_before(tmp_path: Path) -> N
     assert "failure_packet" not in kwargs and "integrity" not in report.lower()
 
 
-def test_no_merge_base_with_main_is_reported_and_leaves_the_verdict_alone(tmp_path: Path) -> None:
-    w = guarded_world(tmp_path)
+def test_no_merge_base_with_main_is_reported_and_leaves_the_verdict_alone(
+    world: WorldFactory,
+) -> None:
+    w = guarded_world(world)
     origin = make_origin(w.origins, "guarded", {"tests/test_ok.py": "def test_ok():\n    pass\n"})
     subprocess.run(
         ["git", "update-ref", "-d", "refs/heads/main"], cwd=origin, check=True, capture_output=True

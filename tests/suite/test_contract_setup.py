@@ -5,7 +5,7 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
-from tests.gateworld import job, world
+from tests.gateworld import WorldFactory, job
 from tests.repofactory import make_origin, push_commit, show_file
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict
@@ -29,41 +29,41 @@ GENERATED = {
 REPORT = "docs/work-items/WI-5/13-test-report.md"
 
 
-def test_a_src_layout_project_passes_with_pythonpath_from_its_contract(tmp_path: Path) -> None:
-    w = world(tmp_path, {"srcpkg": {"smoke_enabled": False, "env": {"PYTHONPATH": "src"}}})
+def test_a_src_layout_project_passes_with_pythonpath_from_its_contract(world: WorldFactory) -> None:
+    w = world({"srcpkg": {"smoke_enabled": False, "env": {"PYTHONPATH": "src"}}})
     make_origin(w.origins, "srcpkg", SRC_LAYOUT)
     result = run_gate(job("srcpkg"), w.ctx, attempt=0, delivery_id="d")
     assert result.advance is not None and result.advance.result == "PASS"
 
 
-def test_the_same_src_layout_fails_without_it(tmp_path: Path) -> None:
-    w = world(tmp_path, {"srcpkg": {"smoke_enabled": False}})
+def test_the_same_src_layout_fails_without_it(world: WorldFactory) -> None:
+    w = world({"srcpkg": {"smoke_enabled": False}})
     make_origin(w.origins, "srcpkg", SRC_LAYOUT)
     result = run_gate(job("srcpkg"), w.ctx, attempt=0, delivery_id="d")
     assert result.advance is not None
     assert (result.advance.result, result.advance.exit_code) == ("FAIL", 2)
 
 
-def test_a_flat_layout_project_passes_as_is(tmp_path: Path) -> None:
-    w = world(tmp_path, {"flat": {"smoke_enabled": False}})
+def test_a_flat_layout_project_passes_as_is(world: WorldFactory) -> None:
+    w = world({"flat": {"smoke_enabled": False}})
     make_origin(w.origins, "flat", FLAT_LAYOUT)
     result = run_gate(job("flat"), w.ctx, attempt=0, delivery_id="d")
     assert result.advance is not None and result.advance.result == "PASS"
 
 
-def test_setup_steps_run_in_the_worktree_before_the_suite(tmp_path: Path) -> None:
+def test_setup_steps_run_in_the_worktree_before_the_suite(world: WorldFactory) -> None:
     step = "python -c \"open('generated.py', 'w').write('VALUE = 42')\""
-    w = world(tmp_path, {"gen": {"smoke_enabled": False, "setup": [step]}})
+    w = world({"gen": {"smoke_enabled": False, "setup": [step]}})
     make_origin(w.origins, "gen", GENERATED)
     result = run_gate(job("gen"), w.ctx, attempt=0, delivery_id="d")
     assert result.advance is not None and result.advance.result == "PASS"
 
 
 def test_a_failing_setup_step_is_an_infrastructure_outcome_that_names_the_step(
-    tmp_path: Path,
+    world: WorldFactory,
 ) -> None:
     steps = ["python -c pass", "python -c \"import sys; print('no network'); sys.exit(3)\""]
-    w = world(tmp_path, {"gen": {"smoke_enabled": False, "setup": steps}})
+    w = world({"gen": {"smoke_enabled": False, "setup": steps}})
     origin = make_origin(w.origins, "gen", GENERATED)
     first = run_gate(job("gen"), w.ctx, attempt=0, delivery_id="d")
     assert first.kind == "deferred"
@@ -87,7 +87,9 @@ def builds(venvs_root: Path) -> dict[str, list[str]]:
     }
 
 
-def test_a_cached_venv_is_built_once_per_set_of_dependency_files(tmp_path: Path) -> None:
+def test_a_cached_venv_is_built_once_per_set_of_dependency_files(
+    tmp_path: Path, world: WorldFactory
+) -> None:
     # The venv gets pytest the way a project's requirements would bring it; here from
     # this interpreter's site-packages (no network in tests), plus a build log.
     here = sysconfig.get_paths()["purelib"]
@@ -105,7 +107,7 @@ def test_a_cached_venv_is_built_once_per_set_of_dependency_files(tmp_path: Path)
             "    assert sys.prefix == os.environ['VIRTUAL_ENV']\n"
         ),
     }
-    w = world(tmp_path, {"cached": {"smoke_enabled": False, "venv": True, "setup": [step]}})
+    w = world({"cached": {"smoke_enabled": False, "venv": True, "setup": [step]}})
     origin = make_origin(w.origins, "cached", files)
     for task_id in (1, 2):
         result = run_gate(
@@ -121,9 +123,8 @@ def test_a_cached_venv_is_built_once_per_set_of_dependency_files(tmp_path: Path)
     assert all(name.startswith("cached-") for name in built)
 
 
-def test_a_venv_whose_setup_fails_is_not_kept(tmp_path: Path) -> None:
+def test_a_venv_whose_setup_fails_is_not_kept(tmp_path: Path, world: WorldFactory) -> None:
     w = world(
-        tmp_path,
         {
             "broken": {
                 "smoke_enabled": False,

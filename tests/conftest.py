@@ -1,0 +1,47 @@
+"""Fixtures every test may take: `world`, a gate without a broker (tests/gateworld.py),
+and `origin`, a bare git origin (tests/repofactory.py), both under the test's tmp_path.
+
+What is shared but not a fixture lives in plain helper modules (tests/gateworld.py,
+tests/<package>/harness.py, ...): a test imports from those, never from a test module
+or a conftest (tests/test_layering.py checks)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import gateworld
+from tests.gateworld import World, WorldFactory
+from tests.repofactory import OriginFactory, make_origin
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> WorldFactory:
+    """`world(contracts=None, **overrides)`: a World whose origins are `tmp_path/origins`."""
+
+    def make(contracts: dict[str, Any] | None = None, **overrides: Any) -> World:
+        return gateworld.world(tmp_path, contracts, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> OriginFactory:
+    """`origin(name, branch_files, ...)`: the bare `tmp_path/origins/<name>.git`, which is
+    where a `world` of the same test looks for its repos."""
+
+    def make(
+        name: str,
+        branch_files: Mapping[str, str],
+        *,
+        branch: str = "feature/x",
+        main_files: Mapping[str, str] | None = None,
+    ) -> Path:
+        return make_origin(
+            tmp_path / "origins", name, branch_files, branch=branch, main_files=main_files
+        )
+
+    return make

@@ -1,0 +1,47 @@
+"""What the integration tests share (their fixtures are in conftest.py): the Redis and
+brokers the fleet runs on, the `Fleet` a test is handed, and the job messages it sends."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.fleet import Orchestrator
+from tests.httpfixtures import Recorder
+from tests.integration.scenarios import BRANCH
+
+REDIS_HOST = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
+BROKER_DB, STATE_DB = 13, 14
+BROKERS = {
+    "redis": f"{REDIS_HOST}/{BROKER_DB}",
+    "rabbitmq": os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+@dataclass(frozen=True)
+class Fleet:
+    orchestrator: Orchestrator
+    origins: Path
+    alerts: Recorder
+    hang_marker: str
+    state: redis.Redis
+    prefix: str
+    log: Path
+    broker: str
+    backend: str
+
+
+def job(task_id: int, repo: str, work_item: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "repo": repo,
+        "work_item_id": work_item,
+        "branch": BRANCH,
+        "agent": "tester",
+        "stage": "testing",
+        **extra,
+    }
