@@ -70,7 +70,7 @@ def test_a_redelivery_that_gets_the_lease_after_the_answer_does_not_run_again() 
     thread, out = in_thread(lambda: take_lease(state, "k", "m/again", TTL_S))
     assert state.claim_answer("m", "m/first", 300) == "claimed"
     state.confirm_answer("m", "m/first")
-    first.stop()  # answered, then released: the order of JobRun.exclusively
+    first.stop()  # answered, then released: the order of runner.exclusively
     thread.join(timeout=10)
     assert out and isinstance(out[0], Answered)
     assert state.acquire_run("k", "m2/x", TTL_S) is None  # and it holds nothing

@@ -21,8 +21,8 @@ from pathlib import Path
 from types import TracebackType
 
 from worker.errors import GitError
+from worker.git.command import git_process
 
-_STDERR_LIMIT = 2000
 # Overrides of anything a config file could still set (the scratch config is ours and
 # empty, but these also hold if git ever grows a new implicit config source).
 _SAFE_CONFIG = (
@@ -136,32 +136,13 @@ class IsolatedGit:
     def _run_process(
         self, args: list[str], *, stdin: bytes | None, env: Mapping[str, str] | None
     ) -> subprocess.CompletedProcess[bytes]:
-        try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=self._tmp,
-                env=env if env is not None else self._env,
-                input=stdin if stdin is not None else b"",
-                capture_output=True,
-                timeout=self.timeout_s,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise GitError(f"git {_verb(args)} timed out after {self.timeout_s:.0f}s") from exc
-        except OSError as exc:
-            raise GitError(f"git {_verb(args)} could not be started: {exc}") from exc
-        if done.returncode != 0:
-            stderr = done.stderr.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:]
-            raise GitError(f"git {_verb(args)} failed ({done.returncode}): {stderr}")
-        return done
-
-
-def _verb(args: list[str]) -> str:
-    """The subcommand, skipping the `-c key=value` overrides in front of it."""
-    rest = list(args)
-    while len(rest) >= 2 and rest[0] == "-c":
-        rest = rest[2:]
-    return rest[0] if rest else "?"
+        return git_process(
+            args,
+            self._tmp,
+            env if env is not None else self._env,
+            timeout_s=self.timeout_s,
+            stdin=stdin,
+        )
 
 
 def _clean_env(
