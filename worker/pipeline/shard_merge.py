@@ -3,8 +3,9 @@ of its own at the job's commit: the batches it pulls from the job's shard queue,
 as one pytest run, or the test ids of a fixed plan), and merge every shard's result
 into one verdict, one report and one advance.
 
-Both reuse the job pipeline of `worker.pipeline.runner` (checkout, sandbox, setup, report,
-announce), so a shard is tested exactly as a whole suite would be.
+Both reuse the job pipeline (checkout, sandbox, setup, report, announce: the steps of
+`worker.pipeline.runner`, in `workspace`, `suite_step` and `outcome`), so a shard is
+tested exactly as a whole suite would be.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from worker.observe.phases import Attribute, JobPhases
 from worker.pipeline.announce import Answer, hand_back
 from worker.pipeline.context import GateContext, GateResult
 from worker.pipeline.failed_first import still_failing
-from worker.pipeline.runner import JobRun, suite_attributes
+from worker.pipeline.job_run import JobRun
+from worker.pipeline.outcome import code_outcome, tool_error
+from worker.pipeline.runner import exclusively
 from worker.pipeline.shard_deal import Batch, failures_in, shard_result
 from worker.pipeline.shard_plan import Merged, ShardPlan, ShardResult, TestCase, merge_shards
+from worker.pipeline.suite_step import prepare_and_run, suite_attributes, why_not_run
+from worker.pipeline.workspace import open_checkout, prepared
 from worker.shard_queue import ShardQueue
 from worker.suite.junit import JunitSummary
 from worker.suite.run import SuiteRun, run_suite
@@ -97,8 +102,8 @@ def _run_shard(
         why = f"the process running it died {starts - 1} times"
         return ShardResult(index, False, None, 0.0, problem=why, attempts=attempt + 1, final=True)
     try:
-        with run.open_checkout() as co:
-            suite = run.prepare_and_run(co)
+        with open_checkout(run) as co:
+            suite = prepare_and_run(run, co)
     except CheckoutError as exc:
         logger.error("task %s shard %d: checkout failed: %s", job.task_id, index + 1, exc)
         return ShardResult(
@@ -109,7 +114,7 @@ def _run_shard(
     elif isinstance(suite, ShardPlan):  # cannot happen with a selection; never loop
         problem = "a shard tried to shard itself"
     elif not suite.ran:
-        problem = run.why_not_run(suite)
+        problem = why_not_run(run, suite)
     else:
         cases = {o.test_id: TestCase(o.outcome, o.seconds) for o in suite.outcomes}
         return ShardResult(
@@ -190,7 +195,7 @@ def _run_dealt_shard(
                 index + 1,
                 back,
             )
-        with run.open_checkout() as co:
+        with open_checkout(run) as co:
             result = _pull_and_run(run, co, queue, deal_id, index)
     except CheckoutError as exc:
         result = f"checkout failed: {exc}"
@@ -209,10 +214,10 @@ def _pull_and_run(
     timeout; with stop_after_failures, no shard pulls once that many tests failed."""
     contract = run.contract
     stop = contract.stop_after_failures
-    with run.prepared(co) as prepared:
-        if isinstance(prepared, SetupFailure):
-            return prepared.describe()
-        sandbox, python, _ = prepared
+    with prepared(run, co) as ready:
+        if isinstance(ready, SetupFailure):
+            return ready.describe()
+        sandbox, python, _ = ready
         deadline = time.monotonic() + contract.timeout_s
         runs: list[tuple[Batch, SuiteRun]] = []
         while not (stop and queue.add_failures(deal_id, 0) >= stop):
@@ -233,7 +238,7 @@ def _pull_and_run(
                 )
                 span.set_attributes(suite_attributes(suite))
             if not suite.ran:
-                return run.why_not_run(suite)
+                return why_not_run(run, suite)
             runs.append((batch, suite))
             if stop and (failed := failures_in(suite)):
                 queue.add_failures(deal_id, failed)
@@ -326,13 +331,13 @@ def _finish_sharded(
         merged.verdict.reason if merged.verdict else merged.not_run,
     )
     if failure:
-        return run.exclusively(lambda co: run.tool_error(failure, co, final=True))
-    return run.exclusively(lambda co: _announce(run, co, merged, count))
+        return exclusively(run, lambda co: tool_error(run, failure, co, final=True))
+    return exclusively(run, lambda co: _announce(run, co, merged, count))
 
 
 def _announce(run: JobRun, co: Checkout, merged: Merged, shard_count: int) -> GateResult:
     if merged.verdict is None:
-        return run.tool_error(f"not every shard ran: {merged.not_run}", co, final=True)
+        return tool_error(run, f"not every shard ran: {merged.not_run}", co, final=True)
     suite = SuiteRun(
         command=("python", "-m", "pytest", run.contract.target, "-q", f"({shard_count} shards)"),
         exit_code=merged.exit_code,
@@ -349,4 +354,4 @@ def _announce(run: JobRun, co: Checkout, merged: Merged, shard_count: int) -> Ga
             failing=merged.failing + merged.missing,
         ),
     )
-    return run.code_outcome(co, suite, verdict=merged.verdict)
+    return code_outcome(run, co, suite, verdict=merged.verdict)

@@ -1,0 +1,133 @@
+"""The suite step of a job: in its prepared sandbox, the suite (or, for a contract that
+shards, the plan that splits it into shard tasks), then the opt-in second look."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from worker.containment.sandbox import Sandbox
+from worker.git.checkout import Checkout
+from worker.pipeline.audit import AuditJob, PytestEnv, audit_suite
+from worker.pipeline.job_run import JobRun
+from worker.pipeline.shard_deal import deal_batches
+from worker.pipeline.shard_plan import ShardPlan, plan_shards, shard_count
+from worker.pipeline.workspace import prepared
+from worker.suite.reruns import collect_ids
+from worker.suite.run import SuiteRun, run_suite
+from worker.suite.setup import SetupFailure
+
+logger = logging.getLogger("testgate.runner")
+
+
+def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | ShardPlan:
+    """Setup steps, then the suite (or its shards), in one sandbox whose cookie is
+    the job's."""
+    with prepared(run, co) as ready:
+        if isinstance(ready, SetupFailure):
+            return ready
+        sandbox, python, raw = ready
+        if run.select is None and run.contract.shards != 1 and run.ctx.shards is not None:
+            with run.phases.phase("collect"):
+                split = _plan_shards(run, co, sandbox, python)
+            if split is not None:
+                return split
+        logger.info(
+            "task %s: running pytest %s on %s@%s",
+            run.job.task_id,
+            run.contract.target,
+            co.repo,
+            co.commit,
+        )
+        if run.select is None:
+            run.ran_first = tuple(run.ctx.state.failing_tests(run.job.repo, run.job.branch))
+        with run.phases.phase("suite") as span:
+            suite = run_suite(
+                co.path,
+                sandbox,
+                python=python,
+                target=run.contract.target,
+                timeout_s=run.contract.timeout_s,
+                tail_bytes=run.settings.output_tail_bytes,
+                progress=run.progress,
+                select=run.select,
+                first=run.ran_first,
+                maxfail=run.contract.stop_after_failures,
+            )
+            span.set_attributes(suite_attributes(suite))
+        if run.select is not None:
+            return suite  # a shard: the guard and classification need the whole suite
+        ran = {o.test_id for o in suite.outcomes}
+        run.ran_first = tuple(t for t in run.ran_first if t in ran)
+        run.audit = audit_suite(
+            AuditJob.of(co, run.contract, run.settings),
+            suite,
+            branch=PytestEnv(sandbox, python),
+            raw=raw,
+        )
+        return suite
+
+
+def _plan_shards(run: JobRun, co: Checkout, sandbox: Sandbox, python: str) -> ShardPlan | None:
+    """Split the suite into shard tasks when the contract asks for it and the worker
+    can (a Celery worker; the embedded mode runs the suite whole). None: run whole."""
+    job, state, settings = run.job, run.ctx.state, run.settings
+    shards_asked, dispatcher = run.contract.shards, run.ctx.shards
+    if shards_asked == 1 or dispatcher is None:
+        return None
+    collected = collect_ids(
+        co.path,
+        sandbox,
+        python=python,
+        target=run.contract.target,
+        timeout_s=run.contract.timeout_s,
+        label="shards",
+    )
+    if not collected.complete or not collected.ids:
+        # The whole suite then fails (or passes) on its own terms, as pytest says.
+        logger.warning(
+            "task %s: collection for shards %s; running the suite whole",
+            job.task_id,
+            collected.detail,
+        )
+        return None
+    test_ids = sorted(collected.ids)
+    durations = state.test_durations(job.repo)
+    count = shard_count(shards_asked, test_ids, durations)
+    if count <= 1:
+        return None
+    queue = run.ctx.shard_queue
+    if queue is None:  # nowhere to deal from: a plan fixed now
+        plan = plan_shards(test_ids, durations, count)
+        return ShardPlan(co.commit, tuple(tuple(ids) for ids in plan))
+    # Dealt as the shards ask: balanced without durations, failing tests first.
+    first = tuple(state.failing_tests(job.repo, job.branch))
+    batches = deal_batches(test_ids, durations, count, first)
+    deal_id = uuid.uuid4().hex
+    retries = settings.infra_max_retries + 2
+    ttl_s = settings.required_visibility_timeout_s(run.contract.run_budget_s) * retries
+    queue.deal(deal_id, batches, ttl_s)
+    ran_first = tuple(t for t in first if t in collected.ids)
+    return ShardPlan(co.commit, tuple(tuple(b) for b in batches), count, deal_id, ran_first)
+
+
+def why_not_run(run: JobRun, suite: SuiteRun) -> str:
+    if suite.timed_out:
+        running = f" while running {suite.hang.test}" if suite.hang and suite.hang.test else ""
+        return f"timed out after {run.contract.timeout_s}s and was killed{running}"
+    return f"could not be started: {suite.spawn_error or 'no exit code'}"
+
+
+def suite_attributes(suite: SuiteRun) -> dict[str, str | int | bool]:
+    """What a span may say about a suite: counts and codes the worker read, never its
+    output or test ids."""
+    found: dict[str, str | int | bool] = {"testgate.ran": suite.ran}
+    if suite.exit_code is not None:
+        found["testgate.exit_code"] = suite.exit_code
+    if suite.timed_out:
+        found["testgate.timed_out"] = True
+    if suite.junit is not None:
+        found["testgate.tests"] = suite.junit.tests
+        found["testgate.tests_failing"] = len(suite.junit.failing)
+        found["testgate.tests_skipped"] = suite.junit.skipped
+    return found
