@@ -2,9 +2,10 @@
 received) with traces off and on, on one real `-c 1` worker, and the in-process cost of
 one job's spans measured alone (the end-to-end medians move by more than that between
 runs on a shared 2-core machine). "On" exports every span over OTLP/HTTP to a receiver
-on 127.0.0.1, as to a collector on the host.
+on 127.0.0.1, as to a collector on the host. Off and on alternate in `--rounds` blocks
+(a fresh worker each), so that the machine's drift over minutes falls on both.
 
-    .venv/bin/python -m bench.tracing --runs 15
+    .venv/bin/python -m bench.tracing --runs 15 --rounds 3
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def spans_cost_ms(jobs: int, endpoint: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=15, help="jobs per variant, in all")
+    parser.add_argument("--rounds", type=int, default=3, help="off/on blocks, alternated")
     parser.add_argument("--redis", default=REDIS_URL)
     parser.add_argument("--db", type=int, default=BENCH_DB)
     args = parser.parse_args()
@@ -91,15 +93,19 @@ def main() -> None:
         ):
             root = Path(tmp_name)
             branch = make_bench_repo(root, ONE_TEST).branches[0]
-            off = serial_latency_ms(root, broker, orchestrator, branch, args.runs, {})
             traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "500"}
-            on = serial_latency_ms(root, broker, orchestrator, branch, args.runs, traced)
+            per_block = max(1, -(-args.runs // max(1, args.rounds)))
+            off: list[float] = []
+            on: list[float] = []
+            for _ in range(max(1, args.rounds)):
+                off += serial_latency_ms(root, broker, orchestrator, branch, per_block, {})
+                on += serial_latency_ms(root, broker, orchestrator, branch, per_block, traced)
             received = len(collector.snapshot())
             cost_off, cost_on = spans_cost_ms(200, endpoint)  # 2,000 spans: within the batch queue
     finally:
         flush(broker)
     off_ms, on_ms = statistics.median(off), statistics.median(on)
-    print(f"runs: {args.runs} each, machine: {os.cpu_count()} cores")
+    print(f"runs: {len(off)} each in {args.rounds} alternated blocks, {os.cpu_count()} cores")
     print(f"one-test job, traces off: median {off_ms:.1f} ms (min {min(off):.1f})")
     print(f"one-test job, traces on:  median {on_ms:.1f} ms (min {min(on):.1f})")
     print(f"difference of medians: {on_ms - off_ms:+.1f} ms; spans received: {received}")
