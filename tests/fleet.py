@@ -25,6 +25,22 @@ ADVANCE = "orchestrator.advance_stage"
 HANDBACK = "orchestrator.test_gate_handback"
 
 
+def tester_job(
+    task_id: int, repo: str, *, branch: str, work_item: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The kwargs the orchestrator sends for a task in `testing` (work item WI-<task_id>
+    unless named)."""
+    return {
+        "task_id": task_id,
+        "repo": repo,
+        "work_item_id": work_item or f"WI-{task_id}",
+        "branch": branch,
+        "agent": "tester",
+        "stage": "testing",
+        **extra,
+    }
+
+
 @dataclass
 class Orchestrator:
     """Sends jobs by task name and collects what arrives on its queue."""

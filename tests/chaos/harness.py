@@ -7,8 +7,9 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.fleet import Orchestrator, WorkerProcess
+from tests.fleet import Orchestrator, WorkerProcess, tester_job
 from tests.httpfixtures import Recorder
 from tests.repofactory import make_origin
 
@@ -75,16 +76,8 @@ class Chaos:
         worker.wait_ready(self.orchestrator.app)
         return worker
 
-    def job(self, task_id: int, repo: str, **extra: object) -> dict[str, object]:
-        return {
-            "task_id": task_id,
-            "repo": repo,
-            "work_item_id": f"WI-{task_id}",
-            "branch": BRANCH,
-            "agent": "tester",
-            "stage": "testing",
-            **extra,
-        }
+    def job(self, task_id: int, repo: str, **extra: Any) -> dict[str, Any]:
+        return tester_job(task_id, repo, branch=BRANCH, **extra)
 
     def logs(self) -> str:
         return "\n".join(w.tail() for w in self.workers)

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from tests.fleet import Orchestrator
+from tests.fleet import Orchestrator, tester_job
 from tests.httpfixtures import Recorder
 from tests.integration.scenarios import BRANCH
 
@@ -36,12 +36,4 @@ class Fleet:
 
 
 def job(task_id: int, repo: str, work_item: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "repo": repo,
-        "work_item_id": work_item,
-        "branch": BRANCH,
-        "agent": "tester",
-        "stage": "testing",
-        **extra,
-    }
+    return tester_job(task_id, repo, branch=BRANCH, work_item=work_item, **extra)
