@@ -25,7 +25,7 @@ ADVANCE = "orchestrator.advance_stage"
 HANDBACK = "orchestrator.test_gate_handback"
 
 
-def tester_job(
+def job_kwargs(
     task_id: int, repo: str, *, branch: str, work_item: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     """The kwargs the orchestrator sends for a task in `testing` (work item WI-<task_id>

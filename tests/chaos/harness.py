@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fleet import Orchestrator, WorkerProcess, tester_job
+from tests.fleet import Orchestrator, WorkerProcess, job_kwargs
 from tests.httpfixtures import Recorder
 from tests.repofactory import make_origin
 
@@ -77,7 +77,7 @@ class Chaos:
         return worker
 
     def job(self, task_id: int, repo: str, **extra: Any) -> dict[str, Any]:
-        return tester_job(task_id, repo, branch=BRANCH, **extra)
+        return job_kwargs(task_id, repo, branch=BRANCH, **extra)
 
     def logs(self) -> str:
         return "\n".join(w.tail() for w in self.workers)

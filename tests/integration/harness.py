@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from tests.fleet import Orchestrator, tester_job
+from tests.fleet import Orchestrator, job_kwargs
 from tests.httpfixtures import Recorder
 from tests.integration.scenarios import BRANCH
 
@@ -36,4 +36,4 @@ class Fleet:
 
 
 def job(task_id: int, repo: str, work_item: str, **extra: Any) -> dict[str, Any]:
-    return tester_job(task_id, repo, branch=BRANCH, work_item=work_item, **extra)
+    return job_kwargs(task_id, repo, branch=BRANCH, work_item=work_item, **extra)

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.fleet import ADVANCE, ROOT, Orchestrator, WorkerProcess, fleet_env, tester_job
+from tests.fleet import ADVANCE, ROOT, Orchestrator, WorkerProcess, fleet_env, job_kwargs
 from tests.httpfixtures import free_port, healthy_routes, http_server
 from tests.otlp import Collector, ReceivedSpan, otlp_receiver
 from tests.repofactory import make_origin, show_file
@@ -64,7 +64,7 @@ class TracedFleet:
     prefix: str
 
     def send(self, task_id: int, repo: str) -> str:
-        job = tester_job(task_id, repo, branch=BRANCH)
+        job = job_kwargs(task_id, repo, branch=BRANCH)
         # As the orchestrator does: through testgate's client, in its own Celery app.
         return client.enqueue(job, app=self.orchestrator.app)
 
