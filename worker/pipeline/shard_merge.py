@@ -97,10 +97,8 @@ def _run_shard(
     run = JobRun(
         at_commit, contract, ctx, attempt, delivery_id, select=tuple(test_ids), phases=phases
     )
-    starts = ctx.state.count_delivery(f"{delivery_id}:{attempt}")
-    if starts > ctx.settings.max_deliveries:
-        why = f"the process running it died {starts - 1} times"
-        return ShardResult(index, False, None, 0.0, problem=why, attempts=attempt + 1, final=True)
+    if (died := _died_past_budget(ctx, delivery_id, attempt, index)) is not None:
+        return died
     try:
         with open_checkout(run) as co:
             suite = prepare_and_run(run, co)
@@ -183,10 +181,8 @@ def _run_dealt_shard(
         return ShardResult(index, False, None, 0.0, problem="no shard queue", final=True)
     at_commit = job.model_copy(update={"commit": commit})
     run = JobRun(at_commit, contract, ctx, attempt, delivery_id, select=(), phases=phases)
-    starts = ctx.state.count_delivery(f"{delivery_id}:{attempt}")
-    if starts > ctx.settings.max_deliveries:
-        why = f"the process running it died {starts - 1} times"
-        return ShardResult(index, False, None, 0.0, problem=why, attempts=attempt + 1, final=True)
+    if (died := _died_past_budget(ctx, delivery_id, attempt, index)) is not None:
+        return died
     try:
         if back := queue.take_back(deal_id, index):
             logger.warning(
@@ -205,6 +201,18 @@ def _run_dealt_shard(
         return result
     logger.warning("task %s shard %d did not run: %s", job.task_id, index + 1, result)
     return ShardResult(index, False, None, 0.0, problem=result, attempts=attempt + 1)
+
+
+def _died_past_budget(
+    ctx: GateContext, delivery_id: str, attempt: int, index: int
+) -> ShardResult | None:
+    """Count this start of the shard's attempt; past the delivery budget the process
+    running it died each time, and running it again would loop forever."""
+    starts = ctx.state.count_delivery(f"{delivery_id}:{attempt}")
+    if starts <= ctx.settings.max_deliveries:
+        return None
+    why = f"the process running it died {starts - 1} times"
+    return ShardResult(index, False, None, 0.0, problem=why, attempts=attempt + 1, final=True)
 
 
 def _pull_and_run(

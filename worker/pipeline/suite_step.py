@@ -69,12 +69,11 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
 
 
 def _plan_shards(run: JobRun, co: Checkout, sandbox: Sandbox, python: str) -> ShardPlan | None:
-    """Split the suite into shard tasks when the contract asks for it and the worker
-    can (a Celery worker; the embedded mode runs the suite whole). None: run whole."""
+    """Split the suite into shard tasks; called only when the contract asks for it and
+    the worker can send them (a Celery worker; the embedded mode runs the suite whole).
+    None: run whole."""
     job, state, settings = run.job, run.ctx.state, run.settings
-    shards_asked, dispatcher = run.contract.shards, run.ctx.shards
-    if shards_asked == 1 or dispatcher is None:
-        return None
+    shards_asked = run.contract.shards
     collected = collect_ids(
         co.path,
         sandbox,
