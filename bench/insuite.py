@@ -2,12 +2,15 @@
 tests with subtests, measured piece by piece against bare pytest, interleaved.
 
     .venv/bin/python -m bench.insuite [--runs 5] [--functions 500] [--subtests 20]
+                                      [--jobs 0]
 
 Each variant runs the same suite in the same checkout with the same interpreter: bare
-`python -m pytest -q -p no:cacheprovider`, then the gate's command with one piece left
-out at a time (JUnit XML, the probe, the progress plugin), then the
-whole gate command. Wall time medians; no worker, no broker (those costs are the
-latency benchmark's).
+`python -m pytest -q -p no:cacheprovider`, the gate's command (the probe, which also
+writes progress), the gate's command without a progress file, and the gate's command
+with the `--junitxml` it carried until 2026-12-02 (for the share that dropping it
+saved). Wall time medians. With `--jobs N`, N jobs of the same suite also go through
+a real `-c 1` worker (Redis DB 12), enqueue to advance, against bare pytest timed
+between them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 from worker.insuite import PLUGINS_DIR
 from worker.suite.probe import CURRENT, OUTCOMES, PROBE_MODULE, SESSION, STACKS, hang_dump_margin_s
-from worker.suite.progress import PLUGIN_MODULE, PROGRESS_FILE_VAR
+from worker.suite.progress import PROGRESS_FILE_VAR
 
 TIMEOUT_S = 900.0
 
@@ -53,7 +56,7 @@ class Variant:
 
 
 def variants(out: Path) -> list[Variant]:
-    """Bare, the gate's command without one piece each, and the whole of it."""
+    """Bare, the gate's command, without its progress file, and with JUnit XML."""
     dump_after = TIMEOUT_S - hang_dump_margin_s(TIMEOUT_S)
     probe_env = {
         "GATE_CURRENT_TEST_FILE": str(out / CURRENT),
@@ -63,20 +66,16 @@ def variants(out: Path) -> list[Variant]:
         "GATE_DUMP_AT": f"{time.time() + dump_after:.3f}",
         PROGRESS_FILE_VAR: str(out / "progress.json"),
     }
-    pieces = {
-        "junit": (f"--junitxml={out / 'junit.xml'}",),
-        "progress": ("-p", PLUGIN_MODULE),
-        "probe": ("-p", PROBE_MODULE),
-    }
     base = ("-q", "-p", "no:cacheprovider")
-    found = [Variant("bare", base, {})]
-    for left_out in pieces:
-        kept = tuple(a for name, args in pieces.items() if name != left_out for a in args)
-        found.append(Variant(f"gate without {left_out}", base + kept, probe_env))
-    found.append(
-        Variant("gate", base + tuple(a for args in pieces.values() for a in args), probe_env)
-    )
-    return found
+    gate = (*base, "-p", PROBE_MODULE)
+    junit = out / "junit.xml"
+    without_progress = {k: v for k, v in probe_env.items() if k != PROGRESS_FILE_VAR}
+    return [
+        Variant("bare", base, {}),
+        Variant("gate", gate, probe_env),
+        Variant("gate without progress", gate, without_progress),
+        Variant("gate + JUnit XML (until 2026-12-02)", (*gate, f"--junitxml={junit}"), probe_env),
+    ]
 
 
 def time_run(checkout: Path, variant: Variant) -> float:
@@ -118,7 +117,60 @@ def measure(runs: int, functions: int, subtests: int) -> dict[str, float]:
         return {name: statistics.median(values) for name, values in times.items()}
 
 
-def render(medians: dict[str, float], functions: int, subtests: int) -> str:
+@dataclass(frozen=True)
+class Through:
+    """Jobs of the suite through a real worker, and bare pytest timed between them."""
+
+    job_s: list[float]
+    bare_s: list[float]
+
+    @property
+    def job(self) -> float:
+        return statistics.median(self.job_s)
+
+    @property
+    def bare(self) -> float:
+        return statistics.median(self.bare_s)
+
+
+def through_worker(jobs: int, functions: int, subtests: int) -> Through:
+    """`jobs` jobs of the many-subtests suite through a `-c 1` worker, a bare run of
+    the same checkout after each (alternated, so drift falls on both)."""
+    from bench.common import (  # the broker's side only when asked for
+        TimedOrchestrator,
+        bare_pytest,
+        broker_url,
+        flush,
+        make_bench_repo,
+        running_worker,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bench-insuite-worker-") as tmp:
+        root = Path(tmp)
+        source = root / "source"
+        many_subtests_suite(source, functions, subtests)
+        files = {str(f.relative_to(source)): f.read_text() for f in source.rglob("*.py")}
+        repo = make_bench_repo(root, files)
+        broker = broker_url()
+        flush(broker)
+        job_s: list[float] = []
+        bare_s: list[float] = []
+        with (
+            TimedOrchestrator.connect(broker) as orchestrator,
+            running_worker(root, broker, orchestrator.app),
+        ):
+            orchestrator.run_serial(repo.branches[0], 1)  # warm-up: mirror, page cache
+            for _ in range(jobs):
+                job_s.extend(orchestrator.run_serial(repo.branches[0], 1))
+                bare_s.append(bare_pytest(repo.checkout, 1)[0].wall_s)
+            orchestrator.settle()
+        flush(broker)
+        return Through(job_s, bare_s)
+
+
+def render(
+    medians: dict[str, float], functions: int, subtests: int, through: Through | None = None
+) -> str:
     bare = medians["bare"]
     gate = medians["gate"]
     lines = [
@@ -133,6 +185,12 @@ def render(medians: dict[str, float], functions: int, subtests: int) -> str:
         if name.startswith("gate without") and gate > bare:
             share = f"{(gate - seconds) / (gate - bare):.0%}"
         lines.append(f"| {name} | {seconds:.2f} | {seconds / bare:.3f} | {share} |")
+    if through is not None:
+        lines.append(
+            f"| through a worker, enqueue -> advance ({len(through.job_s)} jobs) | "
+            f"{through.job:.2f} | {through.job / through.bare:.3f} (bare between: "
+            f"{through.bare:.2f} s) | |"
+        )
     lines.append("")
     lines.append(f"gate / bare = {gate / bare:.3f} (goal <= 1.02)")
     return "\n".join(lines)
@@ -143,9 +201,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--functions", type=int, default=500)
     parser.add_argument("--subtests", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=0, help="jobs through a real worker")
     args = parser.parse_args(argv)
     medians = measure(args.runs, args.functions, args.subtests)
-    print(render(medians, args.functions, args.subtests))
+    through = through_worker(args.jobs, args.functions, args.subtests) if args.jobs else None
+    print(render(medians, args.functions, args.subtests, through))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.evidence import JunitCounts, SessionRecord, objection, parse_session_records
+from worker.evidence import SessionRecord, objection, parse_session_records, summary_objection
 from worker.verdict import from_exit_code, with_evidence
 
 NONCE = "a" * 32
@@ -28,37 +28,36 @@ def records(*lines: str) -> tuple[SessionRecord, ...]:
     return parse_session_records("\n".join(lines), NONCE)
 
 
-GOOD_JUNIT = JunitCounts(tests=3, failing=0)
+GOOD_TAIL = "..s                                  [100%]\n2 passed, 1 skipped in 0.04s\n"
 
 
 def test_one_agreeing_record_supports_a_pass() -> None:
-    assert objection(records(line()), GOOD_JUNIT) is None
-    passed = with_evidence(from_exit_code(0), objection(records(line()), GOOD_JUNIT))
+    assert objection(records(line()), GOOD_TAIL) is None
+    passed = with_evidence(from_exit_code(0), objection(records(line()), GOOD_TAIL))
     assert (passed.result, passed.outcome) == ("PASS", "code-pass")
 
 
 @pytest.mark.parametrize(
-    ("lines", "junit", "says"),
+    ("lines", "tail", "says"),
     [
-        ((), GOOD_JUNIT, "no record of a finished session"),
-        ((line(nonce="forged" * 6),), GOOD_JUNIT, "no record of a finished session"),
-        ((line(finished=False),), GOOD_JUNIT, "no record of a finished session"),
-        ((line(), line()), GOOD_JUNIT, "2 session records"),
-        ((line(counts={"passed": 2, "failed": 1}),), GOOD_JUNIT, "1 failed or erroring"),
-        ((line(exitstatus=1),), GOOD_JUNIT, "exit status for the session was 1"),
-        ((line(collected=0, counts={}),), JunitCounts(0, 0), "no test passed"),
-        ((line(counts={"skipped": 3}),), GOOD_JUNIT, "no test passed"),
-        ((line(collected=5),), GOOD_JUNIT, "5 test(s) were collected but only 3"),
-        ((line(counts={"passed": 3, "weird": 1}, collected=4),), GOOD_JUNIT, "unknown outcomes"),
-        ((line(),), None, "no readable JUnit XML"),
-        ((line(),), JunitCounts(tests=3, failing=1), "lists 1 failing"),
-        ((line(),), JunitCounts(tests=2, failing=0), "counts 2 test(s), the gate's probe 3"),
+        ((), GOOD_TAIL, "no record of a finished session"),
+        ((line(nonce="forged" * 6),), GOOD_TAIL, "no record of a finished session"),
+        ((line(finished=False),), GOOD_TAIL, "no record of a finished session"),
+        ((line(), line()), GOOD_TAIL, "2 session records"),
+        ((line(counts={"passed": 2, "failed": 1}),), GOOD_TAIL, "1 failed or erroring"),
+        ((line(exitstatus=1),), GOOD_TAIL, "exit status for the session was 1"),
+        ((line(collected=0, counts={}),), "no tests ran in 0.01s", "no test passed"),
+        ((line(counts={"skipped": 3}),), GOOD_TAIL, "no test passed"),
+        ((line(collected=5),), GOOD_TAIL, "5 test(s) were collected but only 3"),
+        ((line(counts={"passed": 3, "weird": 1}, collected=4),), GOOD_TAIL, "unknown outcomes"),
+        ((line(),), "F.s\n1 failed, 1 passed, 1 skipped in 0.1s", "summary line reports 1 failed"),
+        ((line(),), "===== 2 passed, 1 error in 0.2s =====", "summary line reports 1 error"),
     ],
 )
 def test_missing_or_disagreeing_evidence_fails_an_exit_0_in_one_line(
-    lines: tuple[str, ...], junit: JunitCounts | None, says: str
+    lines: tuple[str, ...], tail: str, says: str
 ) -> None:
-    why = objection(records(*lines), junit)
+    why = objection(records(*lines), tail)
     assert why is not None and says in why and "\n" not in why
     failed = with_evidence(from_exit_code(0), why)
     assert (failed.result, failed.outcome) == ("FAIL", "code-fail")
@@ -72,16 +71,40 @@ def test_malformed_lines_and_wrong_types_are_not_evidence() -> None:
 
 
 def test_xdist_collection_elsewhere_is_not_a_disagreement() -> None:
-    assert objection(records(line(collected=None)), GOOD_JUNIT) is None
+    assert objection(records(line(collected=None)), GOOD_TAIL) is None
 
 
 def test_a_shard_may_pass_without_a_passing_test_of_its_own() -> None:
     only_skips = records(line(counts={"skipped": 3}))
-    assert objection(only_skips, GOOD_JUNIT) is not None
-    assert objection(only_skips, GOOD_JUNIT, require_a_pass=False) is None
+    assert objection(only_skips, GOOD_TAIL) is not None
+    assert objection(only_skips, GOOD_TAIL, require_a_pass=False) is None
 
 
 def test_evidence_never_turns_a_fail_into_anything_else() -> None:
     failed = from_exit_code(1)
     assert with_evidence(failed, "anything") == failed
     assert with_evidence(failed, None) == failed
+
+
+@pytest.mark.parametrize(
+    ("tail", "says"),
+    [
+        ("2 passed in 0.01s", None),
+        ("", None),  # a suite that silenced its terminal: the probe's record decides
+        ("no tests ran in 0.01s", None),
+        ("3 passed, 2 warnings, 20 subtests passed in 61.20s (0:01:01)", None),
+        ("\x1b[31m1 failed\x1b[0m, \x1b[32m1 passed\x1b[0m in 0.03s", "1 failed"),
+        ("1 passed, 1 subtests failed in 0.1s", "1 subtests failed"),
+        ("=== 4 passed, 2 errors in 1.5s ===", "2 errors"),
+        ("0 failed, 2 passed in 0.2s", None),
+        # Only pytest's last summary line counts: a test's printout before it does not.
+        ("captured: 1 failed in 0.1s\n2 passed in 0.3s", None),
+        ("2 passed in 0.3s\n1 failed in 0.1s", "1 failed"),
+    ],
+)
+def test_pytests_own_summary_line_is_a_second_witness(tail: str, says: str | None) -> None:
+    why = summary_objection(tail)
+    if says is None:
+        assert why is None
+    else:
+        assert why is not None and why.endswith(f"reports {says}")

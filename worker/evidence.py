@@ -4,14 +4,18 @@ A suite controls its own exit status (`os._exit(0)`, a hook that sets
 `session.exitstatus = 0`, `pytest.exit(returncode=0)`, a config that only collects or
 prints help). So a PASS also needs the gate's own record of the session, written by the
 in-suite probe (worker/insuite/plugins/testgate_probe.py) and tagged with the run's
-nonce: the session finished, at least one test passed, none failed or errored, every
-collected test reached an outcome, and the JUnit XML counts the same. Anything missing
-or disagreeing is a FAIL of the code, and the report says which record disagreed.
+nonce: the session finished, at least one test passed, none failed or errored, and
+every collected test reached an outcome. pytest's own summary line, which its terminal
+reporter prints whatever the probe saw, must not report a failure or an error either:
+a second witness that costs nothing (the output is read anyway), and that can only
+turn a PASS into a FAIL. Anything missing or disagreeing is a FAIL of the code, and
+the report says which record disagreed.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -33,14 +37,6 @@ class SessionRecord:
 
     def count(self, outcome: str) -> int:
         return self.counts.get(outcome, 0)
-
-
-@dataclass(frozen=True)
-class JunitCounts:
-    """What pytest's JUnit XML says, when the run wrote one."""
-
-    tests: int
-    failing: int
 
 
 def parse_session_records(text: str, nonce: str) -> tuple[SessionRecord, ...]:
@@ -71,7 +67,7 @@ def parse_session_records(text: str, nonce: str) -> tuple[SessionRecord, ...]:
 
 
 def objection(
-    records: tuple[SessionRecord, ...], junit: JunitCounts | None, *, require_a_pass: bool = True
+    records: tuple[SessionRecord, ...], output_tail: str = "", *, require_a_pass: bool = True
 ) -> str | None:
     """Why the records do not support a PASS, in one line; None when they do. A shard
     may pass without a passing test of its own (`require_a_pass=False`): the merge asks
@@ -98,18 +94,32 @@ def objection(
             f"{record.collected} test(s) were collected but only {record.finished_tests} "
             "reached an outcome"
         )
-    return _junit_objection(record, junit)
+    return summary_objection(output_tail)
 
 
-def _junit_objection(record: SessionRecord, junit: JunitCounts | None) -> str | None:
-    if junit is None:
-        return "pytest wrote no readable JUnit XML"
-    if junit.failing:
-        return f"the JUnit XML lists {junit.failing} failing test(s)"
-    if junit.tests != record.finished_tests:
-        return (
-            f"the JUnit XML counts {junit.tests} test(s), the gate's probe {record.finished_tests}"
-        )
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# pytest's last line: "1 failed, 3 passed, 2 warnings in 0.52s" (between "=" rules
+# without -q; "in 61.20s (0:01:01)" past a minute).
+_SUMMARY = re.compile(
+    r"^=*\s*(?P<counts>\d+ [a-z ]+(?:, \d+ [a-z ]+)*) in [\d.]+s(?: \([\d:]+\))?\s*=*$"
+)
+_BAD_WORDS = ("failed", "error", "errors")
+
+
+def summary_objection(output_tail: str) -> str | None:
+    """Why pytest's own last summary line in the output contradicts a PASS: it reports
+    failed tests or errors. None when it reports none, or when there is no such line
+    (a suite may silence its terminal; the probe's record still decides)."""
+    for line in reversed(_ANSI.sub("", output_tail).splitlines()):
+        found = _SUMMARY.match(line.strip())
+        if found is None:
+            continue
+        bad = [
+            f"{number} {words}"
+            for number, words in re.findall(r"(\d+) ([a-z ]+)", found["counts"])
+            if int(number) > 0 and words.strip().split()[-1] in _BAD_WORDS
+        ]
+        return f"pytest's own summary line reports {', '.join(bad)}" if bad else None
     return None
 
 

@@ -16,9 +16,9 @@ from worker.pipeline.failed_first import still_failing
 from worker.pipeline.shard_deal import Batch, deal_batches, shard_result
 from worker.pipeline.shard_plan import merge_shards
 from worker.shard_queue import MemoryShardQueue, RedisShardQueue, ShardQueue
-from worker.suite.junit import JunitSummary
 from worker.suite.probe import TestOutcome
 from worker.suite.run import SuiteRun
+from worker.suite.tally import Tally
 
 IDS = [f"tests/test_{i // 10:02d}.py::test_{i}" for i in range(400)]
 
@@ -116,7 +116,7 @@ def suite(
         duration_s=1.0,
         output_tail=tail,
         output_bytes=len(tail),
-        junit=JunitSummary(len(outcomes), len(failing), 0, 0, failing),
+        tally=Tally(len(outcomes), failing, 0),
         outcomes=tuple(TestOutcome(t, o, seconds=0.5) for t, o in outcomes.items()),
         started=True,
         session=(SessionRecord(exit_code or 0, len(outcomes), counts),) if record else (),

@@ -1,4 +1,4 @@
-"""Shard plans and the merge of shard results (pure), and JUnit cases by node id."""
+"""Shard plans and the merge of shard results (pure)."""
 
 from __future__ import annotations
 

@@ -71,6 +71,59 @@ ATTACKS: dict[str, dict[str, str]] = {
         "tests/test_a.py": PASSING + "\n\n" + FAILING,
         "pytest.ini": "[pytest]\naddopts = -p no:junitxml\n",
     },
+    "the probe's counts rewritten in-process, exit status forced to 0": {
+        "tests/test_a.py": PASSING + "\n\n" + FAILING,
+        "conftest.py": (
+            "import sys\n\nimport pytest\n\n\n"
+            "@pytest.hookimpl(wrapper=True, tryfirst=True)\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    probe = sys.modules.get('testgate_probe')\n"
+            "    if probe is not None:\n"
+            "        probe._counts.clear()\n"
+            "        probe._counts['passed'] = session.testscollected\n"
+            "    session.exitstatus = 0\n"
+            "    return (yield)\n"
+        ),
+    },
+    "the probe's failures turned into passes as they happen": {
+        "tests/test_a.py": PASSING + "\n\n" + FAILING,
+        "conftest.py": (
+            "import pytest\n\n\n"
+            "@pytest.hookimpl(tryfirst=True)\n"
+            "def pytest_runtest_logreport(report):\n"
+            "    pass\n\n\n"
+            "@pytest.hookimpl(wrapper=True, tryfirst=True)\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    import sys\n"
+            "    probe = sys.modules['testgate_probe']\n"
+            "    probe._counts['passed'] += probe._counts.pop('failed', 0)\n"
+            "    session.exitstatus = 0\n"
+            "    return (yield)\n"
+        ),
+    },
+    "the probe unregistered at configure": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": (
+            "import os\n\n\n"
+            "def pytest_configure(config):\n"
+            "    plugin = config.pluginmanager.get_plugin('testgate_probe')\n"
+            "    if plugin is not None:\n"
+            "        config.pluginmanager.unregister(plugin)\n\n\n"
+            "def pytest_unconfigure(config):\n"
+            "    os._exit(0)\n"
+        ),
+    },
+    "progress forged to say everything passed": {
+        "tests/test_a.py": FAILING,
+        "conftest.py": (
+            "import json, os\n\n\n"
+            "def pytest_sessionfinish(session, exitstatus):\n"
+            "    path = os.environ.get('GATE_PROGRESS_FILE')\n"
+            "    if path:\n"
+            "        open(path, 'w').write(json.dumps({'total': 1, 'done': 1, 'failed': 0}))\n"
+            "    session.exitstatus = 0\n"
+        ),
+    },
     "deselecting everything": {
         "tests/test_a.py": FAILING,
         "pytest.ini": "[pytest]\naddopts = --deselect tests/test_a.py::test_fails\n",

@@ -1,4 +1,4 @@
-"""A suite that swaps the files the worker reads after it (probe records, JUnit XML,
+"""A suite that swaps the files the worker reads after it (probe records, stacks,
 progress) for FIFOs, links or devices: the worker never blocks, never follows a link,
 and the run FAILs for missing evidence. Real pytest runs, contained and warm."""
 
@@ -45,14 +45,8 @@ PLANTS = {
     "outcomes as a FIFO": "plant('GATE_OUTCOMES_FILE', 'fifo')",
     "progress as a FIFO": "plant('GATE_PROGRESS_FILE', 'fifo')",
     "the current test as a link to /etc/shadow": "plant('GATE_CURRENT_TEST_FILE', '/etc/shadow')",
-    "JUnit XML as a FIFO": (
-        "os.environ['JUNIT'] = session.config.option.xmlpath; plant('JUNIT', 'fifo')"
-    ),
-    "JUnit XML as a link to a passing one": (
-        "open('/tmp/j.xml', 'w').write('<testsuite tests=\"1\"><testcase name=\"t\"/>"
-        "</testsuite>'); "
-        "os.environ['JUNIT'] = session.config.option.xmlpath; plant('JUNIT', '/tmp/j.xml')"
-    ),
+    "progress as a link to /dev/zero": "plant('GATE_PROGRESS_FILE', '/dev/zero')",
+    "the stacks file as a link to /etc/shadow": "plant('GATE_STACKS_FILE', '/etc/shadow')",
 }
 
 

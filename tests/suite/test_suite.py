@@ -21,6 +21,7 @@ from worker.containment.sandbox import Limits, Sandbox, sandbox_environment, war
 from worker.containment.warm import WarmPytest
 from worker.suite.progress import Progress
 from worker.suite.run import SuiteRun, run_suite
+from worker.suite.tally import Tally
 
 # Every test here runs twice: pytest started cold, and forked from the warm interpreter.
 _started: dict[str, WarmPytest | None] = {"warm": None}
@@ -58,22 +59,56 @@ def run(
     )
 
 
-def test_a_passing_suite_exits_0_with_junit_counts(tmp_path: Path) -> None:
+def test_a_passing_suite_exits_0_with_the_probes_counts(tmp_path: Path) -> None:
     root = project(
         tmp_path, {"tests/test_a.py": "def test_a():\n    pass\n\ndef test_b():\n    pass\n"}
     )
     result = run(root, tmp_path)
     assert (result.exit_code, result.ran, result.timed_out) == (0, True, False)
-    assert result.junit is not None and result.junit.tests == 2
+    assert result.tally == Tally(tests=2, failing=(), skipped=0)
     assert "2 passed" in result.output_tail
     assert result.command[1:5] == ("-m", "pytest", "tests/", "-q")
+    assert not any(arg.startswith("--junitxml") for arg in result.command)
 
 
 def test_a_failing_suite_exits_1_and_names_the_failing_test(tmp_path: Path) -> None:
-    root = project(tmp_path, {"tests/test_a.py": "def test_bad():\n    assert 1 == 2\n"})
+    root = project(
+        tmp_path,
+        {
+            "tests/test_a.py": "import pytest\n\n\ndef test_bad():\n    assert 1 == 2\n\n\n"
+            "@pytest.fixture\ndef broken():\n    raise RuntimeError('no db')\n\n\n"
+            "def test_erroring(broken):\n    pass\n\n\n"
+            "@pytest.mark.skip\ndef test_skipped():\n    pass\n\n\n"
+            "@pytest.mark.xfail\ndef test_known():\n    assert 0\n"
+        },
+    )
     result = run(root, tmp_path)
     assert result.exit_code == 1 and result.ran
-    assert result.junit is not None and result.junit.failing == ("tests/test_a.py::test_bad",)
+    assert result.tally == Tally(
+        tests=4,
+        failing=("tests/test_a.py::test_bad", "tests/test_a.py::test_erroring"),
+        skipped=2,
+    )
+    messages = {o.test_id: o.message for o in result.outcomes}
+    assert "assert 1 == 2" in messages["tests/test_a.py::test_bad"]
+    assert "no db" in messages["tests/test_a.py::test_erroring"]
+
+
+def test_under_xdist_each_test_is_recorded_once_and_counted_by_the_controller(
+    tmp_path: Path,
+) -> None:
+    root = project(
+        tmp_path,
+        {
+            "tests/test_a.py": "".join(f"def test_{i}():\n    assert {i} != 3\n" for i in range(8)),
+            "pytest.ini": "[pytest]\naddopts = -n 2\n",
+        },
+    )
+    result = run(root, tmp_path)
+    assert result.exit_code == 1, result.output_tail
+    ids = [o.test_id for o in result.outcomes]
+    assert sorted(ids) == sorted(f"tests/test_a.py::test_{i}" for i in range(8))
+    assert result.tally == Tally(tests=8, failing=("tests/test_a.py::test_3",), skipped=0)
 
 
 def test_no_tests_collected_exits_5(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ class Sandbox:
 
     @property
     def out_dir(self) -> Path:
-        """Where the suite writes what the worker reads after it (probe, JUnit,
+        """Where the suite writes what the worker reads after it (the probe's records,
         progress): inside the suite's reach, so every read of it is hostile-safe."""
         return (self.suite_dir or self.scratch_dir) / "out"
 

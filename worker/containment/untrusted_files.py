@@ -1,7 +1,7 @@
 """Reading files that the suite could have written, replaced or linked.
 
 Anything in the suite's reach (its worktree, its temp dir, the files it reports
-progress, JUnit XML or probe records into) may have been swapped for a symlink to the
+progress or probe records into) may have been swapped for a symlink to the
 worker's secrets, a FIFO that blocks its reader forever, a device that never ends, a
 directory, a hard link, or a file of many gigabytes. `UntrustedDir` holds a directory
 fd opened before the suite ran and reads through it only:

@@ -36,7 +36,7 @@ def _load_the_gates_modules() -> None:
     sys.path: a `pytest/` or `testgate_probe.py` the branch ships cannot stand in for
     them (a real `python -m pytest` would import the branch's copy first). The probe
     takes its nonce now, before any code of the suite can."""
-    for name in ("pytest", "testgate_probe", "testgate_progress"):
+    for name in ("pytest", "testgate_probe"):
         importlib.import_module(name)
 
 

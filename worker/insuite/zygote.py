@@ -37,7 +37,7 @@ from typing import Any
 # A child that could not become the suite exits with this, as the cgroup shell and
 # prlimit do when they cannot exec: "never ran", not a test failure.
 SETUP_FAILED_EXIT = 126
-PLUGIN_MODULES = ("testgate_probe", "testgate_progress")
+PLUGIN_MODULES = ("testgate_probe",)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _IPC_RMID = 0

@@ -118,7 +118,7 @@ def audit_suite(job: AuditJob, suite: SuiteRun, *, branch: PytestEnv, raw: Pytes
     contract = job.contract
     if not (contract.integrity or contract.classify) or not suite.ran:
         return NO_AUDIT
-    failing = failing_tests(suite.outcomes, suite.junit.failing if suite.junit else ())
+    failing = failing_tests(suite.outcomes)
     found = _Audit(job, branch, raw, [t.test_id for t in failing]).run(suite.outcomes)
     classes = [c.failure_class for c in found.classified or ()]
     logger.info(

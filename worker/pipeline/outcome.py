@@ -54,13 +54,12 @@ def code_outcome(
     verdict = with_smoke(suite_verdict, smoke)
     observe_suite_duration(state, suite.duration_s)
     state.bump("pass" if verdict.result == "PASS" else "fail")
-    junit = suite.junit
     facts = _facts(run, verdict, co.commit, smoke, suite.exit_code)
     facts = replace(
         facts,
         duration_s=suite.duration_s,
-        tests_total=junit.tests if junit else None,
-        failing_tests=junit.failing if junit else (),
+        tests_total=suite.tally.tests,
+        failing_tests=suite.tally.failing,
         output_tail=suite.output_tail,
         limit_notes=suite.limit_notes,
         ran_first=run.ran_first,

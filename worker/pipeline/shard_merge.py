@@ -29,9 +29,9 @@ from worker.pipeline.shard_plan import Merged, ShardPlan, ShardResult, TestCase,
 from worker.pipeline.suite_step import prepare_and_run, suite_attributes, why_not_run
 from worker.pipeline.workspace import open_checkout, prepared
 from worker.shard_queue import ShardQueue
-from worker.suite.junit import JunitSummary
 from worker.suite.run import SuiteRun, run_suite
 from worker.suite.setup import SetupFailure
+from worker.suite.tally import Tally
 
 logger = logging.getLogger("testgate.sharded")
 
@@ -354,12 +354,6 @@ def _announce(run: JobRun, co: Checkout, merged: Merged, shard_count: int) -> Ga
         duration_s=merged.wall_s,
         output_tail=merged.output_tail,
         output_bytes=len(merged.output_tail),
-        junit=JunitSummary(
-            tests=merged.tests_total,
-            failures=len(merged.failing),
-            errors=0,
-            skipped=0,
-            failing=merged.failing + merged.missing,
-        ),
+        tally=Tally(tests=merged.tests_total, failing=merged.failing + merged.missing, skipped=0),
     )
     return code_outcome(run, co, suite, verdict=merged.verdict)

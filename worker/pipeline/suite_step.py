@@ -125,8 +125,8 @@ def suite_attributes(suite: SuiteRun) -> dict[str, str | int | bool]:
         found["testgate.exit_code"] = suite.exit_code
     if suite.timed_out:
         found["testgate.timed_out"] = True
-    if suite.junit is not None:
-        found["testgate.tests"] = suite.junit.tests
-        found["testgate.tests_failing"] = len(suite.junit.failing)
-        found["testgate.tests_skipped"] = suite.junit.skipped
+    if suite.tally.tests is not None:
+        found["testgate.tests"] = suite.tally.tests
+        found["testgate.tests_failing"] = len(suite.tally.failing)
+        found["testgate.tests_skipped"] = suite.tally.skipped
     return found

@@ -18,15 +18,10 @@ MAX_MESSAGE_CHARS = 300
 MAX_LINES = 5
 
 
-def failing_tests(
-    outcomes: Sequence[TestOutcome], junit_failing: Sequence[str]
-) -> tuple[TestOutcome, ...]:
-    """The failed tests with their messages; JUnit's ids (without messages) when the
-    probe saw none."""
-    failed = {o.test_id: o for o in outcomes if o.outcome == "failed"}  # xdist may repeat one
-    if failed:
-        return tuple(failed.values())
-    return tuple(TestOutcome(test_id, "failed") for test_id in junit_failing)
+def failing_tests(outcomes: Sequence[TestOutcome]) -> tuple[TestOutcome, ...]:
+    """The failed tests with their messages, each once (a re-run may repeat one)."""
+    failed = {o.test_id: o for o in outcomes if o.outcome == "failed"}
+    return tuple(failed.values())
 
 
 def failure_packet(

@@ -36,7 +36,6 @@ COLLECTED = "collected.json"
 SELECT = "select.json"
 FIRST = "first.json"
 SESSION = "session.jsonl"
-JUNIT = "junit.xml"
 OUTPUT_LOG = "output.log"  # a contained run's stdout and stderr
 PROGRESS = "progress.json"
 FRAMES_PER_THREAD = 12
@@ -65,7 +64,7 @@ class Hang:
 
 
 class ProbeFiles:
-    """Where the probe of one pytest process writes (with JUnit XML and progress): a
+    """Where the probe of one pytest process writes (its records and progress): a
     directory in the suite's reach, so it is made fresh under a random name once every
     earlier process of the job is gone (nothing can have been planted there), and read
     back only through a descriptor pinned before the run (worker/containment/

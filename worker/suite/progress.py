@@ -1,10 +1,9 @@
 """Live progress of a running suite: tests done / total / failed so far.
 
-A tiny pytest plugin (worker/insuite/plugins/testgate_progress.py) is loaded into the
-suite with `-p`; it keeps a small JSON file up to date, which the worker reads about
-once a second and publishes as the task's PROGRESS state (seen by Flower and by
-`testgate watch`). The plugin is plain source, so it works with any interpreter a
-contract chooses, and it never changes what the suite does or how it exits.
+The in-suite probe (worker/insuite/plugins/testgate_probe.py) keeps a small JSON file
+up to date, in the batches it writes its records in; the worker reads it about once a
+second and publishes it as the task's PROGRESS state (seen by Flower and by `testgate
+watch`). It never changes what the suite does or how it exits.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 
 logger = logging.getLogger("testgate.progress")
 
-PLUGIN_MODULE = "testgate_progress"
 PROGRESS_FILE_VAR = "GATE_PROGRESS_FILE"
 
 

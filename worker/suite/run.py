@@ -1,7 +1,7 @@
 """Run the regression suite, `python -m pytest <target> -q`, in a job's worktree.
 
 The process handling (timeout, whole-job kill, environment, limits) is the sandbox's;
-this module knows pytest: its command line, its JUnit XML and what its output means.
+this module knows pytest: its command line and what the in-suite probe recorded of it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from pathlib import Path
 
 from worker.containment.sandbox import Sandbox, read_tail, run_bounded
 from worker.containment.witness import StartWitness
-from worker.evidence import JunitCounts, SessionRecord, objection, parse_session_records
-from worker.suite.junit import MAX_XML_BYTES, JunitSummary, parse_junit
+from worker.evidence import SessionRecord, objection, parse_session_records
 from worker.suite.probe import (
-    JUNIT,
     OUTPUT_LOG,
     PROBE_MODULE,
     PROGRESS,
@@ -30,12 +28,8 @@ from worker.suite.probe import (
     read_session,
     with_probe,
 )
-from worker.suite.progress import (
-    PLUGIN_MODULE,
-    PROGRESS_FILE_VAR,
-    Progress,
-    ProgressWatcher,
-)
+from worker.suite.progress import PROGRESS_FILE_VAR, Progress, ProgressWatcher
+from worker.suite.tally import NO_TALLY, Tally, tally
 
 logger = logging.getLogger("testgate.suite")
 
@@ -54,7 +48,7 @@ class SuiteRun:
     duration_s: float
     output_tail: str  # at most `tail_bytes` of the end of stdout+stderr
     output_bytes: int  # how much the suite printed in total
-    junit: JunitSummary | None  # None when pytest wrote no readable JUnit XML
+    tally: Tally = NO_TALLY  # what the probe counted (tests None: no session record)
     leftover_killed: int = 0  # processes of the job still alive after it ended, killed
     outcomes: tuple[TestOutcome, ...] = ()  # per test, as the in-suite probe saw them
     hang: Hang | None = None  # where it hung, when it was killed at the timeout
@@ -72,8 +66,7 @@ class SuiteRun:
 
     def evidence_objection(self, *, require_a_pass: bool = True) -> str | None:
         """Why the gate's own records do not support a PASS; None when they do."""
-        junit = JunitCounts(self.junit.tests, len(self.junit.failing)) if self.junit else None
-        return objection(self.session, junit, require_a_pass=require_a_pass)
+        return objection(self.session, self.output_tail, require_a_pass=require_a_pass)
 
     @property
     def passed_tests(self) -> int:
@@ -81,13 +74,12 @@ class SuiteRun:
         return self.session[0].count("passed") if len(self.session) == 1 else 0
 
 
-def suite_command(
-    python: str, targets: Sequence[str], junit_path: Path, maxfail: int = 0
-) -> tuple[str, ...]:
-    """The suite's argv. The probe arms the hang watchdog itself, once, a few seconds
-    before the hard kill (pytest's own faulthandler_timeout re-arms it around every
-    test, a cost on suites of many fast tests). With `maxfail`, pytest stops after that
-    many failing tests (a contract's stop_after_failures)."""
+def suite_command(python: str, targets: Sequence[str], maxfail: int = 0) -> tuple[str, ...]:
+    """The suite's argv: pytest with the gate's probe and nothing else of the gate's.
+    The probe arms the hang watchdog itself, once, a few seconds before the hard kill
+    (pytest's own faulthandler_timeout re-arms it around every test, a cost on suites
+    of many fast tests), and writes progress itself, in its batches. With `maxfail`,
+    pytest stops after that many failing tests (a contract's stop_after_failures)."""
     stop = (f"--maxfail={maxfail}",) if maxfail > 0 else ()
     return (
         python,
@@ -95,11 +87,8 @@ def suite_command(
         "pytest",
         *targets,
         "-q",
-        f"--junitxml={junit_path}",
         "-p",
         "no:cacheprovider",
-        "-p",
-        PLUGIN_MODULE,
         "-p",
         PROBE_MODULE,
         *stop,
@@ -166,9 +155,7 @@ def _run_probed(
             lambda: probe.reader.read_text(PROGRESS, MAX_PROGRESS_BYTES), progress
         )
     witness = StartWitness()
-    command = suite_command(
-        python, shard_targets(worktree, target, select), probe.path(JUNIT), order.maxfail
-    )
+    command = suite_command(python, shard_targets(worktree, target, select), order.maxfail)
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     progressing = replace(
         sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(probe.path(PROGRESS))}
@@ -186,7 +173,8 @@ def _run_probed(
     if watcher is not None:
         watcher()  # the last word, which a tick may have missed
     tail, size = probe.output_tail(tail_bytes) if in_reach else read_tail(log_path, tail_bytes)
-    junit_xml = probe.reader.read_bytes(JUNIT, MAX_XML_BYTES)
+    outcomes = read_outcomes(probe)
+    session = parse_session_records(read_session(probe), witness.nonce)
     return SuiteRun(
         command=command,
         exit_code=ended.exit_code,
@@ -195,13 +183,13 @@ def _run_probed(
         duration_s=ended.duration_s,
         output_tail=tail,
         output_bytes=size,
-        junit=parse_junit(junit_xml) if junit_xml is not None else None,
+        tally=tally(session, outcomes),
         leftover_killed=ended.leftover_killed,
         limit_notes=ended.limit_notes,
-        outcomes=read_outcomes(probe),
+        outcomes=outcomes,
         hang=read_hang(probe) if ended.timed_out else None,
         started=ended.started,
-        session=parse_session_records(read_session(probe), witness.nonce),
+        session=session,
     )
 
 

@@ -8,9 +8,11 @@ directory. It never changes an outcome or the exit code. It writes:
   finished, with pytest's exit status and the tests counted by outcome, tagged with the
   run's nonce (read once from a pipe the worker filled, then gone), so a line written
   by anything else does not count;
-- what the worker cannot see from outside: the test running now, each test's outcome
-  and first failure message, the collected ids and, a few seconds before the hard
-  timeout, the stacks of every thread;
+- what the worker cannot see from outside: the test running now, each test's outcome,
+  duration and first failure message (the report's failing tests come from here; no
+  JUnit XML is written), live progress (done / total / failed, for the task's PROGRESS
+  state), the collected ids and, a few seconds before the hard timeout, the stacks of
+  every thread;
 - with a selection file, it runs only the listed ids (a shard's batch); with a
   first file, the listed ids run first, in that order (tests that failed last time).
 
@@ -36,6 +38,7 @@ _COLLECTED: str | None = None
 _SELECT: str | None = None
 _FIRST: str | None = None
 _SESSION: str | None = None
+_PROGRESS: str | None = None
 _DUMP_AT = 0.0
 _NONCE = ""
 _NONCE_BYTES = 128
@@ -48,7 +51,8 @@ _current_fd = [-1]
 _CURRENT_BYTES = 4096
 _pending: list[str] = []  # outcome lines not written yet
 _flushed = [0.0]
-_FLUSH_EVERY_S = 0.5
+_FLUSH_EVERY_S = 0.5  # the worker reads progress about once a second
+_records = [True]  # False in a pytest-xdist worker: its controller records the outcomes
 
 
 def _take_nonce() -> str:
@@ -74,12 +78,13 @@ def load_environment() -> None:
     (a cold start imports it before any code of the suite) and again by a warm start's
     fork once it has the job's environment: never after code of the suite ran, so no
     conftest can take the nonce first."""
-    global _CURRENT, _COLLECTED, _SELECT, _FIRST, _SESSION, _DUMP_AT, _NONCE  # noqa: PLW0603
+    global _CURRENT, _COLLECTED, _SELECT, _FIRST, _SESSION, _PROGRESS, _DUMP_AT, _NONCE  # noqa: PLW0603
     _CURRENT = _env("GATE_CURRENT_TEST_FILE")
     _COLLECTED = _env("GATE_COLLECTED_FILE")
     _SELECT = _env("GATE_SELECT_FILE")
     _FIRST = _env("GATE_FIRST_FILE")
     _SESSION = _env("GATE_SESSION_FILE")
+    _PROGRESS = _env("GATE_PROGRESS_FILE")
     _DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
     _NONCE = _take_nonce()
 
@@ -122,7 +127,7 @@ def _replace(path: str | None, text: str) -> None:
             out.write(text)
         os.replace(path + ".tmp", path)
     except OSError:
-        pass  # informational only: the current test, the collected ids
+        pass  # informational only: progress, the collected ids
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
@@ -131,7 +136,10 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     _open("stacks", "GATE_STACKS_FILE")
-    _open("outcomes", "GATE_OUTCOMES_FILE")
+    if not _is_xdist_worker(config):  # a worker's reports reach the controller's hooks too
+        _open("outcomes", "GATE_OUTCOMES_FILE")
+    else:
+        _records[0] = False
     if _CURRENT and _current_fd[0] < 0:
         with contextlib.suppress(OSError):
             _current_fd[0] = os.open(_CURRENT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -181,6 +189,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _collected[0] = len(session.items)
     if _COLLECTED:
         _replace(_COLLECTED, json.dumps([item.nodeid for item in session.items]))
+    _write_progress()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -242,10 +251,20 @@ def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str])
         _flush_outcomes()
 
 
+def _write_progress() -> None:
+    """Tests done / total / failed so far, replaced whole (the worker reads it whole)."""
+    if not _PROGRESS or not _records[0]:
+        return
+    done, failed = sum(_counts.values()), _counts.get("failed", 0)
+    _replace(_PROGRESS, json.dumps({"total": _collected[0], "done": done, "failed": failed}))
+
+
 def _flush_outcomes() -> None:
-    """Outcome lines go out in batches, at most _FLUSH_EVERY_S apart (a kill loses at
-    most that much of an informational record; the counts are the evidence)."""
+    """Outcome lines and progress go out in batches, at most _FLUSH_EVERY_S apart (a
+    kill loses at most that much of an informational record; the counts are the
+    evidence): a write per test would cost more than many fast tests do."""
     _flushed[0] = time.monotonic()
+    _write_progress()
     out = _files.get("outcomes")
     if out is None or not _pending:
         _pending.clear()
