@@ -137,6 +137,7 @@ def bare_pytest(
     runs: int,
     extra_args: Sequence[str] = (),
     suite_env: Mapping[str, str] | None = None,
+    python: str = sys.executable,
 ) -> list[PytestRun]:
     """`python -m pytest tests/ -q` in `checkout`, as the worker runs it, `runs` times."""
     done = []
@@ -144,7 +145,7 @@ def bare_pytest(
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "pytest", "tests/", "-q", "-p", "no:cacheprovider", *extra_args],
+            [python, "-m", "pytest", "tests/", "-q", "-p", "no:cacheprovider", *extra_args],
             cwd=checkout,
             env={**os.environ, **(suite_env or {})},
             capture_output=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -134,10 +135,10 @@ class Bounded:
     started: bool | None = None
 
 
-def warm_interpreter() -> WarmPytest:
-    """This process's warm pytest interpreter, started with the start-up environment
-    every suite gets (it does not depend on the job)."""
-    return warm_pytest(warm_start_environment())
+def warm_interpreter(python: str = sys.executable, *, preload: bool = True) -> WarmPytest:
+    """This process's warm pytest interpreter for `python`, started with the start-up
+    environment every suite gets (it does not depend on the job)."""
+    return warm_pytest(warm_start_environment(), python, preload=preload)
 
 
 def warm_start_environment() -> dict[str, str]:

@@ -91,6 +91,7 @@ def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot)
         slot.path,
         make_jail,
         max_pids=settings.suite_max_pids,
+        preload=settings.warm_preload_plugins,
     )
 
 

@@ -26,13 +26,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from worker.containment import proctree
 from worker.containment.bwrap import SuiteView
 from worker.containment.cgroup import pids_limit_note
 from worker.containment.warm_jail import JailedProcesses, WarmJail
 from worker.containment.warm_rules import (
+    preload_objection,
     shadowing_module,
     startup_environment,
     suite_path_prefix,
@@ -46,6 +47,8 @@ _READY_TIMEOUT_S = 30.0
 # /proc shows it to the sweep for leftovers (see zygote._stamp_initial_environ).
 _COOKIE_ROOM = 64  # characters of cookie the placeholder holds, its NUL aside
 COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * _COOKIE_ROOM}"
+PRELOAD_VAR = "GATE_PRELOAD_PLUGINS"  # "0": the zygote preloads no installed plugin
+NO_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class WarmPytest:
         self.max_pids = max_pids  # the job's pids limit, as reports name it
         self.owner = os.getpid()
         self.modules: frozenset[str] = frozenset()
+        self.plugins: tuple[str, ...] = ()  # installed packages' pytest plugins it preloaded
+        self.env_read: dict[str, str | None] = {}  # what their imports read of its environment
         self._ready = False
         self._busy = False  # a forked suite has not reported its exit yet
         self.forks = 0  # suites started so far
@@ -219,6 +224,12 @@ class WarmPytest:
             return "the job's cookie does not fit the warm interpreter's placeholder"
         if not self._await_ready():
             return "the warm interpreter is not available"
+        if self.plugins and launch.env.get(NO_AUTOLOAD):
+            return f"the suite sets {NO_AUTOLOAD} and this warm interpreter preloaded plugins"
+        if self.plugins and (
+            objection := preload_objection(self.env_read, launch.env, launch.args, launch.cwd)
+        ):
+            return objection
         # The gate's plugins' own directory holds the very files the warm one imported.
         own = [entry for entry in path_prefix if Path(entry) != PLUGINS_DIR]
         if shadowed := shadowing_module(own, self.modules):
@@ -308,6 +319,14 @@ class WarmPytest:
             self.close()
             return False
         self.modules = frozenset(message["modules"])
+        self.plugins = tuple(message.get("plugins", ()))
+        self.env_read = dict(message.get("env_read", {}))
+        logger.info(
+            "warm interpreter %s ready: plugins preloaded %s, left to each run %s",
+            self.python,
+            list(self.plugins),
+            message.get("refused", {}),
+        )
         self._ready = True
         return True
 
@@ -331,36 +350,56 @@ def _dirs_named(env: Mapping[str, str]) -> list[Path]:
     return [Path(env[key]) for key in ("HOME", "TMPDIR") if env.get(key)]
 
 
-def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
+def warm_environment(suite_env: Mapping[str, str], *, preload: bool = True) -> dict[str, str]:
     """A warm interpreter's own environment: the start-up part of `suite_env` (what
-    every suite gets), PATH, a HOME without user site-packages, the cookie placeholder."""
+    every suite gets), PATH, a HOME without user site-packages, the cookie placeholder,
+    and whether it preloads installed pytest plugins (worker/insuite/preload.py)."""
     return {
         **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
         **startup_environment(suite_env),
         "PATH": suite_env.get("PATH", os.defpath),
         "HOME": suite_env.get("HOME", "/nonexistent"),
+        PRELOAD_VAR: "1" if preload else "0",
     }
 
 
-_current: dict[str, WarmPytest] = {}  # "server": this process's warm interpreter
-# Contained ones by (interpreter, network), least recently used first.
+# This process's warm interpreters, least recently used first: uncontained ones by
+# interpreter, contained ones by (interpreter, network, slot).
+_uncontained: OrderedDict[str, WarmPytest] = OrderedDict()
 _contained: OrderedDict[tuple[str, bool, str], WarmPytest] = OrderedDict()
-MAX_CONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
+MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
+MAX_CONTAINED = 2
+_Key = TypeVar("_Key")
 
 
-def warm_pytest(suite_env: Mapping[str, str]) -> WarmPytest:
-    """This process's warm interpreter, started (again) when there is none alive, with
-    the start-up part of `suite_env` (what every suite gets). Its HOME must hold no user
-    site-packages, as each suite's fresh HOME holds none.
-
-    Start it before a job snapshots its children: one started during a job is taken
-    for something the job left behind and killed when the job ends."""
-    current = _current.get("server")
+def _kept(
+    table: OrderedDict[_Key, WarmPytest], key: _Key, limit: int, start: Callable[[], WarmPytest]
+) -> WarmPytest:
+    """The live warm interpreter under `key`, or a new one from `start`; the least
+    recently used ones are stopped to keep at most `limit`."""
+    current = table.pop(key, None)
     if current is None or not current.alive():
         if current is not None:
             current.close()  # a no-op for the copy a fork inherited
-        _current["server"] = current = WarmPytest(sys.executable, warm_environment(suite_env))
+        while len(table) >= limit:
+            table.popitem(last=False)[1].close()
+        current = start()
+    table[key] = current
     return current
+
+
+def warm_pytest(
+    suite_env: Mapping[str, str], python: str = sys.executable, *, preload: bool = True
+) -> WarmPytest:
+    """This process's warm interpreter for `python`, started (again) when there is none
+    alive, with the start-up part of `suite_env` (what every suite gets). Its HOME must
+    hold no user site-packages, as each suite's fresh HOME holds none. At most
+    MAX_UNCONTAINED are kept (one per contract interpreter or venv in use).
+
+    Start it before a job snapshots its children, or leave it out of what the job
+    left behind (warm_process_pids): it is not the job's."""
+    env = warm_environment(suite_env, preload=preload)
+    return _kept(_uncontained, python, MAX_UNCONTAINED, lambda: WarmPytest(python, env))
 
 
 def contained_warm_pytest(
@@ -370,34 +409,30 @@ def contained_warm_pytest(
     slot: Path,
     make_jail: Callable[[], WarmJail],
     max_pids: int = 0,
+    *,
+    preload: bool = True,
 ) -> WarmPytest:
     """This process's contained warm interpreter for `python` with or without the
     network, writing `slot`, started in the sandbox `make_jail` gives when there is none
     alive. At most MAX_CONTAINED are kept; starting another stops the least recently
     used."""
-    key = (python, network, str(slot))
-    current = _contained.pop(key, None)
-    if current is None or not current.alive():
-        if current is not None:
-            current.close()
-        while len(_contained) >= MAX_CONTAINED:
-            _contained.popitem(last=False)[1].close()
-        env = warm_environment(suite_env)
-        current = WarmPytest(python, env, jail=make_jail(), max_pids=max_pids)
-    _contained[key] = current
-    return current
+    env = warm_environment(suite_env, preload=preload)
+    return _kept(
+        _contained,
+        (python, network, str(slot)),
+        MAX_CONTAINED,
+        lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
+    )
 
 
 def warm_process_pids() -> set[int]:
     """The pids of this process's own warm interpreters' processes (its children)."""
-    return {w.process_pid for w in (*_current.values(), *_contained.values()) if w.alive()}
+    return {w.process_pid for w in (*_uncontained.values(), *_contained.values()) if w.alive()}
 
 
 def stop_warm_pytest() -> None:
     """Stop this process's warm interpreters and reap them (their CPU, and their
     suites', is then accounted to this process like any child's)."""
-    current = _current.pop("server", None)
-    if current is not None:
-        current.close()
-    while _contained:
-        _contained.popitem(last=False)[1].close()
+    for table in (_uncontained, _contained):
+        while table:
+            table.popitem(last=False)[1].close()

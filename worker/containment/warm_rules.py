@@ -52,3 +52,37 @@ def shadowing_module(path_entries: Iterable[str], preloaded: Iterable[str]) -> s
             if name in names and importable:
                 return f"{entry}/{item}"
     return None
+
+
+# Where pytest reads its options from in a rootdir, and the options that change how the
+# plugins a warm interpreter preloaded would have been imported (rewritten or not, with
+# the pass hook or not).
+_PYTEST_CONFIGS = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+_REWRITE_OPTIONS = ("--assert", "enable_assertion_pass_hook")
+_MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def preload_objection(
+    env_read: Mapping[str, str | None], env: Mapping[str, str], args: Iterable[str], cwd: Path
+) -> str | None:
+    """Why a run may not use plugins a warm interpreter preloaded: its environment gives
+    a variable their imports read another value, or its options may change how pytest
+    would have imported them (assertion rewriting off or with the pass hook). A
+    collection, where no test runs, may differ in how plugin asserts would read."""
+    for name, seen in sorted(env_read.items()):
+        if env.get(name) != seen:
+            return f"the suite's environment sets {name}, which a preloaded plugin read at import"
+    args = list(args)
+    if "--collect-only" in args:
+        return None  # the gate's own collection (with --assert=plain): no test runs in it
+    places = [" ".join(args), env.get("PYTEST_ADDOPTS", "")]
+    for config in _PYTEST_CONFIGS:
+        try:
+            with open(cwd / config, "rb") as handle:
+                places.append(handle.read(_MAX_CONFIG_BYTES).decode(errors="replace"))
+        except OSError:
+            continue
+    for option in _REWRITE_OPTIONS:
+        if any(option in text for text in places):
+            return f"the suite's options name {option}: preloaded plugins were imported without it"
+    return None

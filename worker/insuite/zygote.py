@@ -6,11 +6,16 @@ would be in the job's worktree (its own session, cgroup, limits, output, directo
 environment, sys.path, argv and `__main__`), minus the interpreter start-up and the
 imports of pytest's core (~130 ms of CPU on the machine the benchmarks describe).
 
-Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...]}
-once; then for each request it reads it writes {"pid": n} (or {"error": ...}) and,
-when that child has ended, {"exit": code} (negative: killed by that signal). It exits
-when its stdin closes or its parent dies. Stdlib only: it runs before anything is
-imported.
+Unless its environment says GATE_PRELOAD_PLUGINS=0, it also imports the plugins that
+installed packages register for pytest, each one whose import was watched in a
+throwaway fork and seen to depend on nothing a cold start would give it differently
+(worker/insuite/preload.py).
+
+Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...],
+"plugins": [...], "refused": {...}, "env_read": {...}} once; then for each request it
+reads it writes {"pid": n} (or {"error": ...}) and, when that child has ended,
+{"exit": code} (negative: killed by that signal). It exits when its stdin closes or
+its parent dies. Stdlib and pytest only: it runs before anything is imported.
 
 With `--contained` it runs inside the suites' bubblewrap sandbox, as the suites' own
 user: it is then non-dumpable (a suite cannot read its /proc entries, its channels'
@@ -24,6 +29,7 @@ longer has.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import json
 import os
 import resource
@@ -47,14 +53,15 @@ _REMOVE_ROUNDS = 16
 
 
 def main() -> None:
-    del sys.path[0]  # this script's directory: the suite must not see it
+    here = sys.path.pop(0)  # this script's directory: the suite must not see it
     contained = "--contained" in sys.argv[1:]
     _die_with_parent(contained)
     if contained:
         _set_dumpable(False)
         os.chdir("/")  # not the slot, which the suites write
     _preload_pytest()
-    request = _serve(contained)  # returns only in a forked child
+    plugins = _preload_installed_plugins(here)
+    request = _serve(contained, plugins)  # returns only in a forked child
     if contained:
         _set_dumpable(True)  # the suite's process, like a cold one, is an ordinary one
     _become(request)
@@ -97,8 +104,26 @@ def _preload_pytest() -> None:
         del sys.path[0]
 
 
-def _serve(contained: bool) -> dict[str, Any]:
-    _send({"ready": True, "modules": sorted(_preloaded_top_level())})
+def _preload_installed_plugins(here: str) -> dict[str, Any]:
+    """The installed packages' pytest plugins that import the same warm as cold, imported
+    (worker/insuite/preload.py); what was preloaded and why the others were not. The
+    module that decides is loaded by path and dropped again: no suite sees it."""
+    if os.environ.get("GATE_PRELOAD_PLUGINS") == "0":
+        return {"plugins": [], "refused": {}, "env_read": {}}
+    spec = importlib.util.spec_from_file_location("_testgate_preload", f"{here}/preload.py")
+    if spec is None or spec.loader is None:
+        return {"plugins": [], "refused": {"*": "the preload module was not found"}, "env_read": {}}
+    preload = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(preload)
+        done = preload.preload_plugins(preload.modules_to_preload())
+    finally:
+        del sys.modules[spec.name]
+    return {"plugins": done.plugins, "refused": done.refused, "env_read": done.env_read}
+
+
+def _serve(contained: bool, plugins: dict[str, Any]) -> dict[str, Any]:
+    _send({"ready": True, "modules": sorted(_preloaded_top_level()), **plugins})
     lines = _LineReader()
     skeleton = _shared_skeleton() if contained else {}
     while True:

@@ -18,10 +18,11 @@ from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
 from worker.containment.slot import pool_slot
 from worker.containment.view import contained, contained_warm, suite_view
-from worker.containment.warm import warm_process_pids
+from worker.containment.warm import WarmPytest, warm_process_pids
 from worker.git.checkout import Checkout, checkout, mirror_path
 from worker.pipeline.audit import PytestEnv
 from worker.pipeline.job_run import JobRun
+from worker.settings import Settings
 from worker.suite.prepare import prepare_suite
 from worker.suite.setup import SetupFailure
 
@@ -89,7 +90,7 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
         cgroup=cgroup,
         # Before the children snapshot below: it must not count as the job's leftover.
         # A contained suite's warm interpreter is chosen once its python is known.
-        warm=warm_interpreter() if settings.warm_pytest and view is None else None,
+        warm=_warm(settings, python) if view is None else None,
         view=view,
         suite_dir=run.slot.suite if run.slot and view else None,
     )
@@ -121,6 +122,8 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
             if sandbox.view is not None and run.slot is not None:
                 warm = contained_warm(settings, sandbox.view, python, run.slot)
                 sandbox = replace(sandbox, warm=warm)
+            elif sandbox.view is None and sandbox.warm is not None:
+                sandbox = replace(sandbox, warm=_warm(settings, python))  # a venv's own
             yield sandbox, python, raw
     finally:
         if cgroup is not None:
@@ -128,3 +131,10 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
         if before is not None:  # a warm interpreter started during the job is not its
             subreaper.reap_adopted(before | warm_process_pids())
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _warm(settings: Settings, python: str) -> WarmPytest | None:
+    """The uncontained warm interpreter for `python` (None: warm starts are off)."""
+    if not settings.warm_pytest:
+        return None
+    return warm_interpreter(python, preload=settings.warm_preload_plugins)

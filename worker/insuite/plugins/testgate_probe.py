@@ -230,15 +230,19 @@ def _message(report: pytest.TestReport) -> str:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    outcome, _ = _phases.get(report.nodeid, (None, ""))
-    _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + (report.duration or 0.0)
-    if report.failed and outcome != "failed":
-        _phases[report.nodeid] = ("failed", _message(report))
-    elif report.skipped and outcome in (None, "passed"):
-        kind = "xfailed" if hasattr(report, "wasxfail") else "skipped"
-        _phases[report.nodeid] = (kind, "")
-    elif report.passed and outcome is None and report.when == "call":
-        _phases[report.nodeid] = ("passed", "")
+    # Called for every phase and every subtest: the passing report (almost all of them)
+    # only adds its duration. A test without a failed or skipped report passed.
+    nodeid = report.nodeid
+    _seconds[nodeid] = _seconds.get(nodeid, 0.0) + (report.duration or 0.0)
+    state = report.outcome
+    if state == "passed":
+        return
+    outcome = _phases.get(nodeid, (None, ""))[0]
+    if state == "failed":
+        if outcome != "failed":
+            _phases[nodeid] = ("failed", _message(report))
+    elif outcome is None:  # skipped: it overrides a pass, never a failure
+        _phases[nodeid] = ("xfailed" if hasattr(report, "wasxfail") else "skipped", "")
 
 
 def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:

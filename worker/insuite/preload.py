@@ -1,0 +1,451 @@
+"""Which auto-loaded pytest plugins a warm interpreter may import before any job.
+
+A cold `python -m pytest` imports the plugins that installed packages register (entry
+point group `pytest11`) with the job's environment, working directory, argv and clock,
+and with their distributions' modules marked for assertion rewriting. A warm
+interpreter that imported them earlier gave them its own. So a plugin is preloaded only
+when its import was seen not to depend on any of that: each one is first imported in a
+throwaway fork of the warm interpreter that watches the import, and only one that
+
+- read the environment only by name (the names and the values it saw are reported:
+  a run whose environment differs in any of them starts cold),
+- did not ask for the working directory, resolve a relative path, open or list a
+  relative path, or change directory,
+- did not read sys.argv or sys.path (pytest-xdist keeps a copy of sys.path "at
+  interpreter startup" for its workers: a warm one would hand them the zygote's),
+- did not write the environment (a warm fork is given the job's environment whole),
+- did not read the clock (time's time, monotonic and perf_counter, localtime/gmtime/
+  ctime/strftime without a time given, datetime's now/today/utcnow),
+- did not ask for its process id (a warm fork has another one than the import saw),
+- drew no randomness (os.urandom, a Random seeded from the system, uuid4),
+- started no thread, wrote nothing to stdout or stderr and raised no warning,
+- and imported without an error
+
+is then imported by the warm interpreter itself, through an assertion-rewriting import
+hook marked as pytest marks its own (so its modules are rewritten as a cold run
+rewrites them, and pytest does not warn that they were imported before it could);
+every other one is left to each run, as before. Its forks then hold exactly what a
+cold start's import would have made (nothing in it can tell the two apart), and
+pytest's own loading finds the module imported. What the plugin's hooks do at
+configure time and later runs in each fork, with the job's environment, as in a cold
+start.
+
+Stdlib and pytest only, run by the zygote (worker/insuite/zygote.py) before it serves
+any job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+_NO_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+_REWRITER = "_pytest/assertion/rewrite.py"
+_REASON_BYTES = 300
+
+
+def modules_to_preload() -> list[str]:
+    """The installed plugins' modules, then the top-level packages a pytest session with
+    those plugins imports besides (a plugin may import its library only in its hooks:
+    hypothesis's plugin imports hypothesis at configure time), in the order they were
+    first imported."""
+    plugins = installed_plugin_modules()
+    if not plugins:
+        return []
+    return list(dict.fromkeys([*plugins, *_session_imports()]))
+
+
+def _session_imports() -> list[str]:
+    """Top-level non-stdlib modules an empty pytest session imports that this process
+    has not, seen in a throwaway fork that runs one (`--collect-only` of an empty dir)."""
+    before = set(sys.modules)
+
+    def run() -> object:
+        import pytest
+
+        with tempfile.TemporaryDirectory(prefix="testgate-preload-") as empty:
+            pytest.main(["-q", "-p", "no:cacheprovider", "--co", "--rootdir", empty, empty])
+        stdlib = sys.stdlib_module_names
+        return [n for n in sys.modules if n not in before and "." not in n and n not in stdlib]
+
+    found = _in_fork(run)
+    return [str(name) for name in found] if isinstance(found, list) else []
+
+
+def _in_fork(work: Callable[[], object]) -> object:
+    """What `work` returns (JSON-able), run in a throwaway fork with its output caught;
+    None when it failed."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's answer arrives through the pipe
+        os.close(read_end)
+        try:
+            with _output_caught():
+                answer = work()
+            os.write(write_end, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 65536):
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError:
+        return None
+
+
+def installed_plugin_modules() -> list[str]:
+    """The modules of the `pytest11` entry points, in pytest's order, each once; none
+    when the warm interpreter's own environment disables autoloading."""
+    if os.environ.get(_NO_AUTOLOAD):
+        return []
+    from importlib.metadata import distributions
+
+    found: dict[str, None] = {}
+    for dist in distributions():  # pluggy's own walk: distributions, then entry points
+        for entry in dist.entry_points:
+            if entry.group == "pytest11":
+                found[entry.module] = None
+    return list(found)
+
+
+@dataclass
+class Preloaded:
+    plugins: list[str] = field(default_factory=list)  # imported in the warm interpreter
+    refused: dict[str, str] = field(default_factory=dict)  # module -> why not
+    env_read: dict[str, str | None] = field(default_factory=dict)  # what their imports read
+
+
+def preload_plugins(modules: list[str]) -> Preloaded:
+    """Import each of `modules` that imports cleanly (checked in a fork first)."""
+    done = Preloaded()
+    hook = _rewriting_hook()
+    sys.meta_path.insert(0, hook)
+    try:
+        for module in modules:
+            if module in sys.modules:
+                continue  # already imported by pytest's own import: nothing to decide
+            reason, env_read = _check_in_fork(module)
+            if reason:
+                done.refused[module] = reason
+                continue
+            try:
+                __import__(module)
+            except Exception as exc:  # noqa: BLE001 - a plugin failing here is left to the run
+                done.refused[module] = f"import failed in the warm interpreter: {exc!r}"[:300]
+                continue
+            done.plugins.append(module)
+            done.env_read.update(env_read)
+    finally:
+        sys.meta_path.remove(hook)  # each run's pytest installs its own
+    return done
+
+
+def _rewriting_hook() -> Any:
+    """pytest's assertion-rewriting import hook, with exactly the names a cold run's
+    pytest marks for rewriting (the modules of every distribution with a pytest11
+    entry point: pytest's own function does the marking), and the defaults of a config
+    (enable_assertion_pass_hook off: a run whose configuration may turn it on, or turn
+    rewriting off, starts cold; worker/containment/warm_rules.py)."""
+    from types import SimpleNamespace
+
+    from _pytest.assertion import AssertionState
+    from _pytest.assertion.rewrite import AssertionRewritingHook, assertstate_key
+    from _pytest.config import Config
+    from _pytest.stash import Stash
+
+    class _Trace:
+        root = SimpleNamespace(get=lambda *_: lambda *_a: None)
+
+    config: Any = SimpleNamespace(stash=Stash(), trace=_Trace())
+
+    defaults = {"python_files": ["test_*.py", "*_test.py"], "enable_assertion_pass_hook": False}
+
+    def getini(name: str) -> Any:
+        return defaults[name]  # pytest's defaults; a KeyError is a pytest this does not know
+
+    config.getini = getini
+    config.stash[assertstate_key] = AssertionState(config, "rewrite")
+    hook = AssertionRewritingHook(config)
+    stand_in = SimpleNamespace(pluginmanager=SimpleNamespace())
+    Config._mark_plugins_for_rewrite(stand_in, hook, disable_autoload=False)  # type: ignore[arg-type]
+    return hook
+
+
+def _check_in_fork(module: str) -> tuple[str, dict[str, str | None]]:
+    """Why importing `module` could differ from a cold start's import ("" if it cannot),
+    and the environment variables it read, with the values it saw (None: unset)."""
+
+    def check() -> object:
+        try:
+            reason, env_read = watched_import(module)
+        except BaseException as exc:  # noqa: BLE001 - anything at all is a refusal
+            reason, env_read = f"the watched import failed: {exc!r}", {}
+        return {"reason": reason[:_REASON_BYTES], "env_read": env_read}
+
+    answer = _in_fork(check)
+    try:
+        assert isinstance(answer, dict)  # noqa: S101 - narrowed for the type checker
+        return str(answer["reason"]), {str(k): v for k, v in dict(answer["env_read"]).items()}
+    except (AssertionError, KeyError, TypeError, ValueError):
+        return "the watched import ended without an answer", {}
+
+
+def watched_import(module: str) -> tuple[str, dict[str, str | None]]:
+    """Import `module` in this (throwaway) process while watching what it reads: the
+    first thing it did that a warm start would see differently (or ""), and the
+    environment variables it read with their values. The process is left changed:
+    call it in a fork only."""
+    seen: list[str] = []
+    env_read: dict[str, str | None] = {}
+    with _output_caught() as output, _watching(seen, env_read):
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                __import__(module)
+            except Exception as exc:  # noqa: BLE001 - reported, never raised
+                return f"its import raised {exc!r}", env_read
+    if seen:
+        return seen[0], env_read
+    if caught:
+        return f"its import warned: {caught[0].message}", env_read
+    if output():
+        return "its import wrote to stdout or stderr", env_read
+    if _threads() > 1:
+        return "its import started a thread", env_read
+    return "", env_read
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        import threading
+
+        return threading.active_count()
+
+
+@contextlib.contextmanager
+def _output_caught() -> Iterator[Callable[[], bool]]:
+    """fds 1 and 2 into a temporary file for the block; whether anything was written."""
+    sink = tempfile.TemporaryFile()  # noqa: SIM115 - the throwaway process keeps it
+    for fd in (1, 2):
+        os.dup2(sink.fileno(), fd)
+    # Python's own streams too, wherever they pointed (a capturing pytest, say).
+    sys.stdout = open(sink.fileno(), "w", closefd=False)  # noqa: SIM115
+    sys.stderr = open(sink.fileno(), "w", closefd=False)  # noqa: SIM115
+
+    def written() -> bool:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        return os.fstat(sink.fileno()).st_size > 0
+
+    yield written
+
+
+@contextlib.contextmanager
+def _watching(seen: list[str], env_read: dict[str, str | None]) -> Iterator[None]:
+    """Record in `seen` every read of what differs between a warm and a cold import."""
+    import datetime
+    import random
+    import time
+
+    def note(what: str) -> None:
+        # pytest's own rewriting of the plugin's modules names its pyc files by pid:
+        # that is the same in a cold run, not the plugin's doing.
+        if not sys._getframe(2).f_code.co_filename.endswith(_REWRITER):
+            seen.append(what)
+
+    # Replaced, not cleared (B003): the watched import sees the same values, read through it.
+    os.environ = _RecordingEnviron(os.environ, note, env_read)  # type: ignore[assignment]  # noqa: B003
+    os.environb = _RecordingEnviron(os.environb, note, {})  # type: ignore[assignment]
+    sys.argv = _RecordingList(sys.argv, "sys.argv", note)
+    sys.path = _RecordingList(sys.path, "sys.path", note)
+    _record_calls(os, ("getcwd", "getcwdb", "chdir", "fchdir", "urandom"), note)
+    _record_calls(os, ("getpid", "getppid", "putenv", "unsetenv"), note)
+    clocks = ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns")
+    _record_calls(time, clocks, note)
+    _record_calls(time, ("localtime", "gmtime", "ctime"), note, only_without_args=1)
+    _record_calls(time, ("strftime",), note, only_without_args=2)
+    _record_system_seeding(random.Random, note)
+    datetime.datetime = _recording_datetime(datetime.datetime, note)  # type: ignore[misc]
+    datetime.date = _recording_datetime(datetime.date, note)  # type: ignore[misc]
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if event in ("open", "os.listdir", "os.scandir") and args:
+            path = args[0]
+            if path is None or (isinstance(path, (str, bytes)) and not _absolute(path)):
+                note(f"its import used the working directory ({event} {path!r})")
+
+    sys.addaudithook(audit)  # cannot be removed: one more reason to run in a fork
+    yield
+
+
+def _absolute(path: str | bytes) -> bool:
+    return path.startswith("/") if isinstance(path, str) else path.startswith(b"/")
+
+
+class _RecordingEnviron(dict):  # type: ignore[type-arg]
+    """A copy of the environment that records every read by name with the value it
+    gave, and notes a read of all of it or any write (it is what os.environ is for the
+    watched import)."""
+
+    def __init__(self, real: Any, note: Callable[[str], None], reads: dict[Any, Any]) -> None:
+        super().__init__(real)
+        self._note = note
+        self._reads = reads
+
+    def _read(self, what: object) -> None:
+        if what == "all of it":
+            self._note("its import read the whole environment")
+        elif isinstance(what, str):
+            self._reads[what] = super().get(what)
+        else:
+            self._note(f"its import read the environment ({what!r})")
+
+    def __getitem__(self, key: Any) -> Any:
+        self._read(key)
+        return super().__getitem__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._read(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._read(key)
+        return super().__contains__(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._read("all of it")
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self._read("all of it")
+        return super().keys()
+
+    def items(self) -> Any:
+        self._read("all of it")
+        return super().items()
+
+    def values(self) -> Any:
+        self._read("all of it")
+        return super().values()
+
+    def copy(self) -> dict[Any, Any]:
+        self._read("all of it")
+        return dict(super().items())
+
+    def _write(self, key: object) -> None:
+        self._note(f"its import wrote the environment ({key!r})")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._write(key)
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._write(key)
+        super().__delitem__(key)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._write(key)
+        return super().setdefault(key, default)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self._write(key)
+        return super().pop(key, *default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._write("several keys")
+        super().update(*args, **kwargs)
+
+    def clear(self) -> None:
+        self._write("all of it")
+        super().clear()
+
+
+class _RecordingList(list):  # type: ignore[type-arg]
+    """sys.argv or sys.path for the watched import: a read by its code is noted (the
+    import system's own walk of sys.path, frozen code, is not the module's doing)."""
+
+    def __init__(self, real: list[str], what: str, note: Callable[[str], None]) -> None:
+        super().__init__(real)
+        self._what = what
+        self._note = note
+
+    def _read(self) -> None:
+        if not sys._getframe(2).f_code.co_filename.startswith("<frozen importlib"):
+            self._note(f"its import read {self._what}")
+
+    def __getitem__(self, index: Any) -> Any:
+        self._read()
+        return super().__getitem__(index)
+
+    def __iter__(self) -> Iterator[str]:
+        self._read()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._read()
+        return super().__len__()
+
+    def __contains__(self, item: object) -> bool:
+        self._read()
+        return super().__contains__(item)
+
+
+def _record_system_seeding(cls: Any, note: Callable[[str], None]) -> None:
+    """A Random seeded from the system (no seed given) would be the same in every fork."""
+    original = cls.seed
+
+    def seed(self: Any, a: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if a is None:
+            note("its import seeded a Random from the system")
+        return original(self, a, *args, **kwargs)
+
+    cls.seed = seed
+
+
+def _record_calls(
+    owner: Any,
+    names: tuple[str, ...],
+    note: Callable[[str], None],
+    only_without_args: int = 0,
+) -> None:
+    """Wrap owner.<name> so that calling it is noted (with `only_without_args` = n: only
+    calls with fewer than n positional arguments, the ones that read the clock)."""
+    for name in names:
+        original = getattr(owner, name)
+        label = f"{getattr(owner, '__name__', owner)}.{name}"
+
+        def wrapper(*args: Any, _original: Any = original, _label: str = label) -> Any:
+            if not only_without_args or len(args) < only_without_args:
+                note(f"its import called {_label}")
+            return _original(*args)
+
+        setattr(owner, name, wrapper)
+
+
+def _recording_datetime(cls: Any, note: Callable[[str], None]) -> Any:
+    def reads_clock(name: str) -> Any:
+        original = getattr(cls, name)
+
+        def method(klass: Any, *args: Any, **kwargs: Any) -> Any:
+            note(f"its import called {cls.__name__}.{name}")
+            return original(*args, **kwargs)
+
+        return classmethod(method)
+
+    methods = {n: reads_clock(n) for n in ("now", "today", "utcnow") if hasattr(cls, n)}
+    return type(cls.__name__, (cls,), methods)
