@@ -8,8 +8,11 @@
 with 1, 4 and 8 pool processes on that suite; then bench.sharding (one suite sharded over
 the fleet against the same suite as one job, and a first run of an uneven suite), then
 bench.time_to_fail (400 tests, the last failing: a second run with the failing test
-first). Progress goes to stderr. Only Redis
-DB 12 is used, flushed at start and end. About 5.5 minutes on 2 cores by default.
+first), bench.insuite (the gate's command against bare pytest on 500 tests with 10,000
+subtests, and through a worker) and bench.venv_job (a one-test job whose contract names
+a venv, warm and cold, against bare pytest in that venv, without and with plugins).
+Progress goes to stderr. Only Redis DB 12 is used, flushed at start and end. About 11
+minutes on 2 cores by default.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import redis
 
-from bench import cpu, latency, sharding, time_to_fail
+from bench import cpu, insuite, latency, sharding, time_to_fail, venv_job
 from bench.common import (
     BENCH_DB,
     REDIS_URL,
@@ -84,6 +87,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--skip-time-to-fail",
         action="store_true",
         help="leave out bench.time_to_fail (about 1.5 min)",
+    )
+    parser.add_argument(
+        "--skip-insuite", action="store_true", help="leave out bench.insuite (about 3 min)"
+    )
+    parser.add_argument(
+        "--skip-venv-job", action="store_true", help="leave out bench.venv_job (about 2 min)"
     )
     return parser.parse_args(argv)
 
@@ -209,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.skip_time_to_fail:
         ttf_argv = [f"--redis={args.redis}", f"--db={args.db}"]
         time_to_fail.main([*ttf_argv, *([f"--write={args.write}"] if args.write else [])])
+    if not args.skip_insuite:
+        insuite.main(["--runs", "5", "--jobs", "3"])
+    if not args.skip_venv_job:
+        venv_job.main(["--runs", "5"])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,60 @@ def measure(runs: int, functions: int, subtests: int) -> dict[str, float]:
         return {name: statistics.median(values) for name, values in times.items()}
 
 
+_COLLECTED = re.compile(rb"Collected : (\d+)")
+
+
+def count_instructions(functions: int, subtests: int, gc_off: bool) -> dict[str, int]:
+    """User-space instructions of bare pytest and of the gate's command on a suite of
+    `functions` x `subtests`, under valgrind's callgrind (a count, not a time: the
+    machine's noise does not reach it; about a minute each, the two run at once).
+    `gc_off` disables the garbage collector in both (a sitecustomize), so that where
+    its collections happen to fall does not count."""
+    with tempfile.TemporaryDirectory(prefix="bench-insuite-vg-") as tmp:
+        root = Path(tmp)
+        many_subtests_suite(root / "repo", functions, subtests)
+        out = root / "out"
+        out.mkdir()
+        extra = []
+        if gc_off:
+            (root / "site").mkdir()
+            (root / "site" / "sitecustomize.py").write_text("import gc\ngc.disable()\n")
+            extra = [str(root / "site")]
+        chosen = [v for v in variants(out) if v.name in ("bare", "gate")]
+        running = {}
+        for variant in chosen:
+            env = {
+                **os.environ,
+                **variant.env,
+                "PYTHONPATH": ":".join([*extra, str(PLUGINS_DIR)]),
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONHASHSEED": "0",
+            }
+            argv = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={root / variant.name}.out",
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/",
+                *variant.args,
+            ]
+            running[variant.name] = subprocess.Popen(
+                argv, cwd=root / "repo", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        counts = {}
+        for name, process in running.items():
+            _, err = process.communicate()
+            found = _COLLECTED.search(err)
+            if process.returncode != 0 or found is None:
+                raise RuntimeError(
+                    f"{name} under valgrind: exit {process.returncode}: {err[-500:]!r}"
+                )
+            counts[name] = int(found.group(1))
+        return counts
+
+
 @dataclass(frozen=True)
 class Through:
     """Jobs of the suite through a real worker, and bare pytest timed between them."""
@@ -202,10 +257,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--functions", type=int, default=500)
     parser.add_argument("--subtests", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=0, help="jobs through a real worker")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="FUNCTIONS",
+        help="also count instructions under valgrind on a suite of this many functions",
+    )
     args = parser.parse_args(argv)
     medians = measure(args.runs, args.functions, args.subtests)
     through = through_worker(args.jobs, args.functions, args.subtests) if args.jobs else None
     print(render(medians, args.functions, args.subtests, through))
+    if args.instructions:
+        print(f"\nInstructions, {args.instructions} functions x {args.subtests} subtests:\n")
+        for gc_off in (False, True):
+            counts = count_instructions(args.instructions, args.subtests, gc_off)
+            print(
+                f"- garbage collector {'off' if gc_off else 'on'}: bare {counts['bare']:,}, "
+                f"gate {counts['gate']:,}, gate / bare = {counts['gate'] / counts['bare']:.4f}"
+            )
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@ against bare `python -m pytest` in that same venv.
 
     .venv/bin/python -m bench.venv_job [--runs 10]
 
-Two venvs are made, neither the worker's: "pytest only" sees pytest and its
-dependencies and nothing else; "with plugins" sees every package of the worker's
-environment, so pytest auto-loads pytest-xdist, pytest-timeout and hypothesis, as a
-repository with dependencies would. For each, a real `-c 1` worker (Redis DB 12) runs
+Two venvs are made, neither the worker's, with copies of the worker's installed
+distributions: "pytest only" holds pytest and its dependencies; "with plugins" also
+pytest-xdist, pytest-timeout and hypothesis (with theirs), which pytest auto-loads,
+as in a repository with test dependencies. For each, a real `-c 1` worker (Redis DB 12) runs
 the job with `TESTGATE_WARM_PYTEST` true (a warm interpreter for the venv's python,
 started on first use, with the plugins it may preload) and false (cold starts);
 jobs and bare runs alternate, so the machine's drift falls on both. CPU per job is the
@@ -39,30 +39,25 @@ from bench.common import (
 from bench.latency import ONE_TEST
 
 PYTEST_ONLY = ("pytest", "pluggy", "iniconfig", "packaging", "pygments")
+PLUGINS = ("pytest-xdist", "execnet", "pytest-timeout", "hypothesis", "sortedcontainers")
 
 
-def pytest_only_dir(root: Path) -> Path:
-    """A copy of pytest and its dependencies (modules and metadata): copied, not
-    linked, so that a sandbox that shows the venv shows all of it."""
-    target = root / "pytest-only"
-    target.mkdir()
-    for name in PYTEST_ONLY:
-        dist = distribution(name)
-        tops = {str(f).split("/", 1)[0] for f in dist.files or ()} - {".."}
-        for top in tops:
-            source = Path(str(dist.locate_file(top)))
-            if source.is_dir() and not (target / top).exists():
-                shutil.copytree(source, target / top, ignore=shutil.ignore_patterns("*.pyc"))
-            elif source.is_file():
-                shutil.copy2(source, target / top)
-    return target
-
-
-def make_venv(root: Path, name: str, sees: Path) -> str:
+def make_venv(root: Path, name: str, dists: tuple[str, ...]) -> str:
+    """A venv with copies of these installed distributions (modules and metadata) in
+    its own site-packages, as `pip install` would leave them: a sandbox that shows the
+    venv shows all of it."""
     venv = root / name
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
-    (site / "sees.pth").write_text(f"{sees}\n")
+    for dist_name in dists:
+        dist = distribution(dist_name)
+        tops = {str(f).split("/", 1)[0] for f in dist.files or ()} - {".."}
+        for top in tops:
+            source = Path(str(dist.locate_file(top)))
+            if source.is_dir() and not (site / top).exists():
+                shutil.copytree(source, site / top, ignore=shutil.ignore_patterns("*.pyc"))
+            elif source.is_file():
+                shutil.copy2(source, site / top)
     return str(venv / "bin" / "python")
 
 
@@ -93,10 +88,9 @@ class VenvRun:
 
 def measure(root: Path, broker: str, runs: int) -> list[VenvRun]:
     repo = make_bench_repo(root, ONE_TEST)
-    everything = Path(str(distribution("pytest").locate_file("")))  # the worker's packages
     venvs = {
-        "pytest only": make_venv(root, "venv-pytest", pytest_only_dir(root)),
-        "with plugins": make_venv(root, "venv-plugins", everything),
+        "pytest only": make_venv(root, "venv-pytest", PYTEST_ONLY),
+        "with plugins": make_venv(root, "venv-plugins", PYTEST_ONLY + PLUGINS),
     }
     found = []
     with TimedOrchestrator.connect(broker) as orchestrator:

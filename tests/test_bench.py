@@ -274,3 +274,22 @@ def test_the_time_to_fail_suite_fails_only_its_last_test() -> None:
     text = "".join(files[name] for name in sorted(files))
     assert text.count("def test_") == 40 and text.count("assert False") == 1
     assert text.rstrip().endswith("assert False")
+
+
+def test_the_venv_job_row_shows_overhead_and_cpu_against_bare_in_that_venv() -> None:
+    from bench.venv_job import VenvRun, render
+
+    run = VenvRun("pytest only", True, [0.2, 0.3, 0.25], [0.5, 0.4, 0.45], [0.4, 0.5, 0.45], 0.18)
+    row = render([run]).splitlines()[-1]
+    assert row == "| pytest only | warm | 250 | 450 | -200 | 180 | 450 | 0.40 |"
+
+
+def test_the_insuite_table_names_each_variant_against_bare_and_the_worker_run() -> None:
+    from bench.insuite import Through, render
+
+    medians = {"bare": 4.0, "gate": 4.04, "gate without progress": 4.02}
+    text = render(medians, 500, 20, Through([4.1, 3.9], [4.0, 4.2]))
+    assert "| gate | 4.04 | 1.010 |" in text
+    assert "| gate without progress | 4.02 | 1.005 | 50% |" in text
+    assert "through a worker, enqueue -> advance (2 jobs) | 4.00 | 0.976" in text
+    assert text.endswith("gate / bare = 1.010 (goal <= 1.02)")

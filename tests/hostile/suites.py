@@ -696,8 +696,6 @@ def scratch_files():
         if key.startswith("GATE_") and value.startswith("/"):
             found.add(value)
     for arg in open("/proc/self/cmdline", "rb").read().split(b"\0"):
-        if arg.startswith(b"--junitxml="):
-            found.add(arg.split(b"=", 1)[1].decode())
     for path in list(found):
         directory = os.path.dirname(path)
         try:
@@ -783,20 +781,19 @@ def f_huge_sparse_files(_: Ctx) -> Files:
     return _at_exit("huge")
 
 
-def f_floods_junit_with_failures(_: Ctx) -> Files:
-    """A JUnit XML of 20 000 failing tests with 1 KB names, for a report to stay bounded."""
+def f_floods_outcomes_with_failures(_: Ctx) -> Files:
+    """20 000 failing tests with 1 KB names appended to the probe's outcome record (what
+    the report's failing list is read from), for a report to stay bounded."""
     return failing(
         conftest_DOT_py=SCRATCH + "\n\ndef flood():\n"
-        "    for path in scratch_files():\n"
-        "        if path.endswith('.xml'):\n"
-        "            with open(path, 'w') as out:\n"
-        "                out.write('<testsuites><testsuite>')\n"
-        "                for i in range(20000):\n"
-        "                    name = f'test_{i}_' + 'x' * 1000\n"
-        "                    out.write(f'<testcase classname=\"tests.test_a_add\" '\n"
-        '                              f\'name="{name}"><failure message="no"/>\'\n'
-        "                              '</testcase>')\n"
-        "                out.write('</testsuite></testsuites>')\n"
+        "    import json\n"
+        "    path = os.environ.get('GATE_OUTCOMES_FILE')\n"
+        "    if path:\n"
+        "        with open(path, 'a') as out:\n"
+        "            for i in range(20000):\n"
+        "                name = f'tests/test_a_add.py::test_{i}_' + 'x' * 1000\n"
+        "                out.write(json.dumps({'id': name, 'outcome': 'failed',\n"
+        "                                      'message': 'no' * 500}) + '\\n')\n"
         "\n\natexit.register(flood)\n"
     )
 

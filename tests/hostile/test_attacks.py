@@ -165,7 +165,7 @@ def test_f_replaced_scratch_files_never_block_or_fool_the_worker(fleet: Fleet) -
             fail("f-fifos-while-running", s.f_fifos_while_running),
             fail("f-links-etc-shadow", s.f_links_to_etc_shadow),
             fail("f-links-dev-zero", s.f_links_to_dev_zero),
-            fail("f-junit-flood", s.f_floods_junit_with_failures),
+            fail("f-outcomes-flood", s.f_floods_outcomes_with_failures),
         ],
     )
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.evidence import SessionRecord
-from worker.pipeline.failed_first import still_failing
+from worker.pipeline.failed_first import MAX_ID_CHARS, MAX_KEPT, still_failing
 from worker.pipeline.shard_deal import Batch, deal_batches, shard_result
 from worker.pipeline.shard_plan import merge_shards
 from worker.shard_queue import MemoryShardQueue, RedisShardQueue, ShardQueue
@@ -173,3 +173,11 @@ def test_the_failing_list_keeps_what_did_not_run_and_drops_what_passed() -> None
     outcomes = {"a": "passed", "b": "failed", "d": "error", "e": "passed"}
     assert still_failing(previous, outcomes) == ["b", "c", "d"]
     assert still_failing([], {"x": "skipped"}) == []
+
+
+def test_a_flood_of_failing_ids_is_kept_bounded() -> None:
+    flood = {f"tests/test_a.py::test_{i:05d}": "failed" for i in range(5000)}
+    flood["tests/test_a.py::test_" + "x" * 2000] = "failed"
+    kept = still_failing([], flood)
+    assert len(kept) == MAX_KEPT and all(len(t) <= MAX_ID_CHARS for t in kept)
+    assert kept[0] == "tests/test_a.py::test_00000"
