@@ -215,13 +215,15 @@ def plugin_venv(root: Path) -> Path:
     return venv
 
 
-def run(root: Path, venv: Path, tmp_path: Path, *, warm: bool, env: dict[str, str]) -> SuiteRun:
+def run(
+    root: Path, venv: Path, tmp_path: Path, *, warm: bool, env: dict[str, str], preload: bool = True
+) -> SuiteRun:
     python = str(venv / "bin" / "python")
     sandbox = Sandbox(
         scratch_dir=tmp_path / "scratch",
         cookie=uuid.uuid4().hex,
         kill_grace_s=0.5,
-        warm=warm_interpreter(python) if warm else None,
+        warm=warm_interpreter(python, preload=preload) if warm else None,
         extra_env=env,
     )
     sandbox = in_venv(sandbox, venv)
@@ -269,3 +271,28 @@ def test_a_run_that_gives_a_preloaded_import_another_value_starts_cold(tmp_path:
     assert result.exit_code == 0, result.output_tail  # envplug saw the job's value
     assert warm.forks == forks  # started cold: the warm copy had read ENVPLUG unset
     assert "ENVPLUG" in warm.env_read and warm.env_read["ENVPLUG"] is None
+
+
+def test_a_suite_that_disables_autoloading_forks_from_a_warm_one_that_preloads_nothing(
+    tmp_path: Path,
+) -> None:
+    venv = plugin_venv(tmp_path)
+    python = str(venv / "bin" / "python")
+    root = project(
+        tmp_path / "p",
+        {
+            "tests/test_alone.py": (
+                "import sys\n\n\ndef test_no_plugin_was_imported():\n"
+                "    assert 'cleanplug' not in sys.modules\n"
+            )
+        },
+    )
+    preloading, plain = warm_interpreter(python), warm_interpreter(python, preload=False)
+    assert preloading is not plain and plain._await_ready() and preloading._await_ready()
+    assert plain.plugins == () and "cleanplug" in preloading.plugins
+    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    for warm, preloads in ((preloading, True), (plain, False)):
+        forks = warm.forks
+        result = run(root, venv, tmp_path, warm=True, env=env, preload=preloads)
+        assert result.exit_code == 0, result.output_tail
+        assert warm.forks == forks + (not preloads)  # the preloading one sends it cold

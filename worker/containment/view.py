@@ -68,10 +68,13 @@ def contained(settings: Settings) -> bool:
     return settings.containment != "off" and bwrap_missing() is None
 
 
-def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot) -> WarmPytest:
+def contained_warm(
+    settings: Settings, view: SuiteView, python: str, slot: Slot, *, preload: bool = True
+) -> WarmPytest:
     """The warm interpreter for `python` inside a sandbox like `view` (its network),
     which writes only the pool process's `slot` and reads every mirror of the workdir.
-    Its own pids cgroup, where there can be one, holds it and its suites."""
+    Its own pids cgroup, where there can be one, holds it and its suites. `preload`:
+    one that preloads installed pytest plugins (when the settings allow it)."""
     mirrors = settings.workdir_path / "mirrors"
     mirrors.mkdir(parents=True, exist_ok=True)  # bound when it starts: it must exist
     readable = (mirrors, INSUITE_DIR, *interpreter_paths(python))
@@ -91,7 +94,7 @@ def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot)
         slot.path,
         make_jail,
         max_pids=settings.suite_max_pids,
-        preload=settings.warm_preload_plugins,
+        preload=preload and settings.warm_preload_plugins,
     )
 
 

@@ -365,8 +365,10 @@ def warm_environment(suite_env: Mapping[str, str], *, preload: bool = True) -> d
 
 # This process's warm interpreters, least recently used first: uncontained ones by
 # interpreter, contained ones by (interpreter, network, slot).
-_uncontained: OrderedDict[str, WarmPytest] = OrderedDict()
-_contained: OrderedDict[tuple[str, bool, str], WarmPytest] = OrderedDict()
+# Both also by whether they preload plugins (a suite that disables autoloading needs
+# one that does not).
+_uncontained: OrderedDict[tuple[str, bool], WarmPytest] = OrderedDict()
+_contained: OrderedDict[tuple[str, bool, str, bool], WarmPytest] = OrderedDict()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
 MAX_CONTAINED = 2
 _Key = TypeVar("_Key")
@@ -399,7 +401,8 @@ def warm_pytest(
     Start it before a job snapshots its children, or leave it out of what the job
     left behind (warm_process_pids): it is not the job's."""
     env = warm_environment(suite_env, preload=preload)
-    return _kept(_uncontained, python, MAX_UNCONTAINED, lambda: WarmPytest(python, env))
+    start = lambda: WarmPytest(python, env)  # noqa: E731
+    return _kept(_uncontained, (python, preload), MAX_UNCONTAINED, start)
 
 
 def contained_warm_pytest(
@@ -419,7 +422,7 @@ def contained_warm_pytest(
     env = warm_environment(suite_env, preload=preload)
     return _kept(
         _contained,
-        (python, network, str(slot)),
+        (python, network, str(slot), preload),
         MAX_CONTAINED,
         lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
     )
