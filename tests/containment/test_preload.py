@@ -5,6 +5,7 @@ what a cold run is. Real imports in real forks; real venvs with plugin distribut
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -134,6 +135,26 @@ def test_a_run_whose_environment_or_options_differ_from_the_imports_goes_cold(
         "[tool.pytest.ini_options]\nenable_assertion_pass_hook = true\n"
     )
     assert "enable_assertion_pass_hook" in (preload_objection({}, {}, [], tmp_path) or "")
+
+
+@pytest.mark.timeout(30)  # a FIFO opened for reading would block until then
+@pytest.mark.parametrize("plant", ["fifo", "link to /dev/zero", "link to a real file", "huge"])
+def test_a_planted_pytest_config_is_never_opened_and_sends_the_run_cold(
+    tmp_path: Path, plant: str
+) -> None:
+    config = tmp_path / "pytest.ini"
+    if plant == "fifo":
+        os.mkfifo(config)
+    elif plant == "link to /dev/zero":
+        config.symlink_to("/dev/zero")
+    elif plant == "link to a real file":
+        (tmp_path / "real.ini").write_text("[pytest]\nenable_assertion_pass_hook = true\n")
+        config.symlink_to(tmp_path / "real.ini")
+    else:
+        with config.open("wb") as out:
+            out.truncate(2 * 1024 * 1024)
+    why = preload_objection({}, {}, ["-q"], tmp_path)
+    assert why is not None and "pytest.ini is not a regular file" in why
 
 
 # Three plugin distributions installed in a venv: one that imports cleanly, one that

@@ -51,14 +51,6 @@ def forged_report(work_item: str) -> str:
     )
 
 
-def _junit(tests: int) -> str:
-    cases = "".join(f'<testcase classname="tests.test_a_add" name="t{i}"/>' for i in range(tests))
-    return (
-        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" '
-        f'errors="0" failures="0" skipped="0" tests="{tests}">{cases}</testsuite></testsuites>'
-    )
-
-
 # What in-process code can reach: the probe's environment, also through /proc.
 ENV_READER = """
 import os
@@ -75,12 +67,6 @@ def gate_env():
         pass
     return found
 
-
-def junit_path():
-    for arg in open("/proc/self/cmdline", "rb").read().split(b"\\0"):
-        if arg.startswith(b"--junitxml="):
-            return arg.split(b"=", 1)[1].decode()
-    return None
 """
 
 FORGED_RECORD = (
@@ -180,7 +166,7 @@ def a_branch_shadows_the_probe(_: Ctx) -> Files:
         "        _NONCE = os.read(int(_fd), 128).decode().strip()\n"
         "    except OSError:\n"
         "        pass\n\n"
-        f"JUNIT = {_junit(2)!r}\n\n\n"
+        "\n\n"
         "@pytest.hookimpl(wrapper=True)\n"
         "def pytest_sessionfinish(session, exitstatus):\n"
         "    result = yield\n"
@@ -190,13 +176,7 @@ def a_branch_shadows_the_probe(_: Ctx) -> Files:
         "        with open(path, 'a') as out:\n"
         f"            NONCE, N = _NONCE, 2\n"
         f"            out.write(json.dumps({FORGED_RECORD}) + '\\n')\n"
-        "    return result\n\n\n"
-        "@pytest.hookimpl(trylast=True)\n"
-        "def pytest_unconfigure(config):\n"
-        "    path = junit_path()\n"
-        "    if path:\n"
-        "        with open(path, 'w') as out:\n"
-        "            out.write(JUNIT)\n"
+        "    return result\n"
     )
 
 
@@ -216,10 +196,6 @@ def a_branch_shadows_pytest(_: Ctx) -> Files:
         "    with open(path, 'a') as out:\n"
         "        NONCE, N = nonce, 2\n"
         f"        out.write(json.dumps({FORGED_RECORD}) + '\\n')\n"
-        "junit = junit_path()\n"
-        "if junit:\n"
-        "    with open(junit, 'w') as out:\n"
-        f"        out.write({_junit(2)!r})\n"
         "print('2 passed in 0.01s')\n"
         "sys.exit(0)\n"
     )

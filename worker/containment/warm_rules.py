@@ -1,5 +1,5 @@
 """Whether a suite run could differ from a cold `python -m pytest` if it were forked
-from a warm interpreter: pure functions over its environment and sys.path entries
+from a warm interpreter: functions over its environment, sys.path entries and config
 (worker/containment/warm.py sends every run they object to cold)."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import importlib.machinery
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from worker.containment.untrusted_files import UntrustedDir
 
 _LOCALE_VARS = ("LANG", "LC_ALL", "LC_CTYPE")
 # Imported by the interpreter's start-up from sys.path when present; the warm one has
@@ -76,13 +78,33 @@ def preload_objection(
     if "--collect-only" in args:
         return None  # the gate's own collection (with --assert=plain): no test runs in it
     places = [" ".join(args), env.get("PYTEST_ADDOPTS", "")]
-    for config in _PYTEST_CONFIGS:
-        try:
-            with open(cwd / config, "rb") as handle:
-                places.append(handle.read(_MAX_CONFIG_BYTES).decode(errors="replace"))
-        except OSError:
-            continue
+    configs = _config_texts(cwd)
+    if isinstance(configs, str):
+        return configs
+    places.extend(configs)
     for option in _REWRITE_OPTIONS:
         if any(option in text for text in places):
             return f"the suite's options name {option}: preloaded plugins were imported without it"
     return None
+
+
+def _config_texts(cwd: Path) -> list[str] | str:
+    """The texts of pytest's configuration files in `cwd`, read hostile-safe (the
+    branch and its setup steps wrote that directory: a FIFO, a link, a device or a huge
+    file there is never opened or followed); or why one that is there cannot be read,
+    which sends the run cold (a cold start is always what pytest would do)."""
+    texts = []
+    try:
+        with UntrustedDir(cwd) as worktree:
+            for config in _PYTEST_CONFIGS:
+                if not os.path.lexists(cwd / config):
+                    continue
+                text = None
+                if worktree.size(config) <= _MAX_CONFIG_BYTES:
+                    text = worktree.read_text(config, _MAX_CONFIG_BYTES)
+                if text is None:
+                    return f"the suite's {config} is not a regular file of at most 1 MiB"
+                texts.append(text)
+    except OSError as exc:
+        return f"the suite's working directory cannot be read: {exc}"
+    return texts

@@ -24,9 +24,10 @@ throwaway fork of the warm interpreter that watches the import, and only one tha
 is then imported by the warm interpreter itself, through an assertion-rewriting import
 hook marked as pytest marks its own (so its modules are rewritten as a cold run
 rewrites them, and pytest does not warn that they were imported before it could);
-every other one is left to each run, as before. Its forks then hold exactly what a
-cold start's import would have made (nothing in it can tell the two apart), and
-pytest's own loading finds the module imported. What the plugin's hooks do at
+every other one is left to each run, as before. Its forks then hold what a cold start's
+import would have made, as far as the inputs watched above go (reads through C code
+that bypasses them are not seen: docs/security.md), and pytest's own loading finds the
+module imported. What the plugin's hooks do at
 configure time and later runs in each fork, with the job's environment, as in a cold
 start.
 
@@ -141,7 +142,8 @@ def preload_plugins(modules: list[str]) -> Preloaded:
             try:
                 __import__(module)
             except Exception as exc:  # noqa: BLE001 - a plugin failing here is left to the run
-                done.refused[module] = f"import failed in the warm interpreter: {exc!r}"[:300]
+                failed = f"import failed in the warm interpreter: {exc!r}"
+                done.refused[module] = failed[:_REASON_BYTES]
                 continue
             done.plugins.append(module)
             done.env_read.update(env_read)
