@@ -5,10 +5,12 @@ tests with subtests, measured piece by piece against bare pytest, interleaved.
                                       [--jobs 0]
 
 Each variant runs the same suite in the same checkout with the same interpreter: bare
-`python -m pytest -q -p no:cacheprovider`, the gate's command (the probe, which also
-writes progress), the gate's command without a progress file, and the gate's command
-with the `--junitxml` it carried until 2026-12-02 (for the share that dropping it
-saved). Wall time medians. With `--jobs N`, N jobs of the same suite also go through
+`python -m pytest -q -p no:cacheprovider`, the gate's command as its cold start runs
+it (`python boot.py ...`: the probe, handed to pytest before its `-p` is read, which
+also writes progress), the same without a progress file, the probe's `-p` under plain
+`python -m pytest` (its entry-point scan, which the hand-over saves since 2026-12-02)
+and that with the `--junitxml` the gate carried until 2026-12-02 (for the share that
+dropping it saved). Wall time medians. With `--jobs N`, N jobs of the same suite also go through
 a real `-c 1` worker (Redis DB 12), enqueue to advance, against bare pytest timed
 between them.
 """
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.insuite import PLUGINS_DIR
+from worker.insuite import BOOT_SCRIPT, PLUGINS_DIR
 from worker.suite.probe import CURRENT, OUTCOMES, PROBE_MODULE, SESSION, STACKS, hang_dump_margin_s
 from worker.suite.progress import PROGRESS_FILE_VAR
 
@@ -54,10 +56,18 @@ class Variant:
     name: str
     args: tuple[str, ...]
     env: dict[str, str]
+    launcher: tuple[str, ...] = ("-m", "pytest")  # what the interpreter runs
+
+    def argv(self) -> list[str]:
+        return [sys.executable, *self.launcher, "tests/", *self.args]
+
+
+SCANNING = "gate, -p scanning entry points (until 2026-12-02)"
 
 
 def variants(out: Path) -> list[Variant]:
-    """Bare, the gate's command, without its progress file, and with JUnit XML."""
+    """Bare, the gate's command, without its progress file, with `-p` scanning, and
+    that with JUnit XML."""
     dump_after = TIMEOUT_S - hang_dump_margin_s(TIMEOUT_S)
     probe_env = {
         "GATE_CURRENT_TEST_FILE": str(out / CURRENT),
@@ -71,11 +81,13 @@ def variants(out: Path) -> list[Variant]:
     gate = (*base, "-p", PROBE_MODULE)
     junit = out / "junit.xml"
     without_progress = {k: v for k, v in probe_env.items() if k != PROGRESS_FILE_VAR}
+    boot = (str(BOOT_SCRIPT),)
     return [
         Variant("bare", base, {}),
-        Variant("gate", gate, probe_env),
-        Variant("gate without progress", gate, without_progress),
-        Variant("gate + JUnit XML (until 2026-12-02)", (*gate, f"--junitxml={junit}"), probe_env),
+        Variant("gate", gate, probe_env, boot),
+        Variant("gate without progress", gate, without_progress, boot),
+        Variant(SCANNING, gate, probe_env),
+        Variant("that + JUnit XML (until 2026-12-02)", (*gate, f"--junitxml={junit}"), probe_env),
     ]
 
 
@@ -88,7 +100,7 @@ def time_run(checkout: Path, variant: Variant) -> float:
     }
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/", *variant.args],
+        variant.argv(),
         cwd=checkout,
         env=env,
         capture_output=True,
@@ -122,9 +134,10 @@ _COLLECTED = re.compile(rb"Collected : (\d+)")
 
 
 def count_instructions(functions: int, subtests: int, gc_off: bool) -> dict[str, int]:
-    """User-space instructions of bare pytest and of the gate's command on a suite of
-    `functions` x `subtests`, under valgrind's callgrind (a count, not a time: the
-    machine's noise does not reach it; about a minute each, the two run at once).
+    """User-space instructions of bare pytest, of the gate's command and of its `-p`
+    without the hand-over, on a suite of `functions` x `subtests`, under valgrind's
+    callgrind (a count, not a time: the machine's noise does not reach it; about a
+    minute each, the three run at once).
     `gc_off` disables the garbage collector in both (a sitecustomize), so that where
     its collections happen to fall does not count."""
     with tempfile.TemporaryDirectory(prefix="bench-insuite-vg-") as tmp:
@@ -137,7 +150,7 @@ def count_instructions(functions: int, subtests: int, gc_off: bool) -> dict[str,
             (root / "site").mkdir()
             (root / "site" / "sitecustomize.py").write_text("import gc\ngc.disable()\n")
             extra = [str(root / "site")]
-        chosen = [v for v in variants(out) if v.name in ("bare", "gate")]
+        chosen = [v for v in variants(out) if v.name in ("bare", "gate", SCANNING)]
         running = {}
         for variant in chosen:
             env = {
@@ -151,11 +164,7 @@ def count_instructions(functions: int, subtests: int, gc_off: bool) -> dict[str,
                 "valgrind",
                 "--tool=callgrind",
                 f"--callgrind-out-file={root / variant.name}.out",
-                sys.executable,
-                "-m",
-                "pytest",
-                "tests/",
-                *variant.args,
+                *variant.argv(),
             ]
             running[variant.name] = subprocess.Popen(
                 argv, cwd=root / "repo", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -274,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             counts = count_instructions(args.instructions, args.subtests, gc_off)
             print(
                 f"- garbage collector {'off' if gc_off else 'on'}: bare {counts['bare']:,}, "
-                f"gate {counts['gate']:,}, gate / bare = {counts['gate'] / counts['bare']:.4f}"
+                f"gate {counts['gate']:,}, gate / bare = {counts['gate'] / counts['bare']:.4f}; "
+                f"-p scanning {counts[SCANNING]:,} ({counts[SCANNING] / counts['bare']:.4f})"
             )
 
 

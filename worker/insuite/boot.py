@@ -35,9 +35,10 @@ def _load_the_gates_modules() -> None:
     """pytest and the gate's plugins, imported before the working directory goes on
     sys.path: a `pytest/` or `testgate_probe.py` the branch ships cannot stand in for
     them (a real `python -m pytest` would import the branch's copy first). The probe
-    takes its nonce now, before any code of the suite can."""
-    for name in ("pytest", "testgate_probe"):
-        importlib.import_module(name)
+    takes its nonce now, before any code of the suite can, and is handed to the pytest
+    run about to start (so its `-p` costs no entry-point scan)."""
+    importlib.import_module("pytest")
+    importlib.import_module("testgate_probe").register_with_the_next_pytest_run()
 
 
 def main() -> None:

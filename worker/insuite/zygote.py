@@ -314,6 +314,7 @@ def _become(request: dict[str, Any]) -> None:
     sys.dont_write_bytecode = request["env"].get("PYTHONDONTWRITEBYTECODE", "") != ""
     for name in PLUGIN_MODULES:  # they take this job's files and nonce, before any suite code
         sys.modules[name].load_environment()
+    sys.modules["testgate_probe"].register_with_the_next_pytest_run()
     # One write, under PIPE_BUF: it cannot interleave with the warm interpreter's.
     os.write(channel, json.dumps({"started": os.getpid()}).encode() + b"\n")
     os.close(channel)  # the suite keeps no end of the warm interpreter's channels
