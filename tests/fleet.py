@@ -177,6 +177,7 @@ class WorkerProcess:
 
     process: subprocess.Popen[bytes]
     log: Path
+    name: str
 
     @classmethod
     def start(
@@ -191,18 +192,23 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        return cls(process, log)
+        return cls(process, log, name)
 
     def wait_ready(self, app: Celery, timeout: float = 60) -> None:
-        name_part = f"@{os.uname().nodename}"
+        # Only this worker's own answer: any other worker of the test answers pings too.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited {self.process.returncode}:\n{self.tail()}")
-            replies = app.control.ping(timeout=0.5) or []
-            if any(name_part in next(iter(r)) for r in replies):
+            replies = app.control.ping(destination=[self.hostname], timeout=0.5) or []
+            if any(self.hostname in reply for reply in replies):
                 return
         raise RuntimeError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    @property
+    def hostname(self) -> str:
+        """The name the worker answers control commands by (`-n name@%h`)."""
+        return f"{self.name}@{os.uname().nodename}"
 
     def tail(self, size: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-size:]

@@ -8,7 +8,6 @@ the suites under test wait for the test's go file instead of sleeping."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -75,12 +74,25 @@ def wait_until(check: Callable[[], bool], chaos: Chaos, what: str, timeout: floa
 
 
 def stop_consuming(chaos: Chaos, worker: WorkerProcess) -> None:
-    """Cancel `worker`'s consumer of the tests queue; it finishes what it runs."""
-    name = f"{worker.log.stem}@{os.uname().nodename}"
-    replies = chaos.orchestrator.app.control.cancel_consumer(
-        "tests", destination=[name], reply=True, timeout=10
+    """Cancel `worker`'s consumer of the tests queue; it finishes what it runs.
+
+    The worker answers cancel_consumer before it cancels (Celery defers the cancel to
+    its event loop with call_soon): a connection cut right after the answer can beat
+    the cancel, and the worker, reconnecting, consumes the tests queue again. So this
+    waits until the worker reports it no longer consumes it."""
+    control = chaos.orchestrator.app.control
+    replies = control.cancel_consumer(
+        "tests", destination=[worker.hostname], reply=True, timeout=10
     )
-    assert replies, f"{name} did not confirm it stopped consuming"
+    assert replies, f"{worker.hostname} did not confirm it stopped consuming"
+
+    def consumes_tests() -> bool:
+        active = control.inspect(destination=[worker.hostname], timeout=2).active_queues()
+        queues = (active or {}).get(worker.hostname)
+        # No answer at all is not a confirmation: ask again.
+        return queues is None or any(queue["name"] == "tests" for queue in queues)
+
+    wait_until(lambda: not consumes_tests(), chaos, f"{worker.hostname} to stop consuming")
 
 
 def close_rabbitmq_connections(broker: str) -> None:
@@ -132,7 +144,7 @@ def run_through_connection_loss(
     waited = "still runs it: waiting"
     if second_worker_waits:
         wait_until(lambda: waited in all_logs(chaos), chaos, "the redelivery did not wait")
-    assert pid_alive(first_pytest), "the first delivery's suite was killed"
+    assert pid_alive(first_pytest), f"the first delivery's suite was killed:\n{chaos.logs()}"
     go.touch()
     [advance] = chaos.orchestrator.wait_for_event(task_id, ADVANCE, timeout=120)
     recovered_s = time.monotonic() - cut_at

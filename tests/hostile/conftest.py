@@ -76,7 +76,7 @@ def _start_worker(env: dict[str, str], log: Path, name: str) -> WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    return WorkerProcess(process, log)
+    return WorkerProcess(process, log, name)
 
 
 def _plant_files(home: Path, workdir: Path, found: Secrets) -> None:
