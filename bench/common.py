@@ -176,8 +176,7 @@ class TimedOrchestrator:
             try:
                 yield orchestrator
             finally:
-                # Dropped now: an AsyncResult's __del__ at interpreter exit raises.
-                orchestrator.pending.clear()
+                orchestrator.forget_pending()
 
     def send(self, branch: str) -> int:
         """Enqueue one job; every job has its own task id, because a repeated (task id,
@@ -235,5 +234,16 @@ class TimedOrchestrator:
         out before the worktree is removed), then a moment for the ack to be sent."""
         for result in self.pending:
             result.get(timeout=ADVANCE_TIMEOUT_S, propagate=False)
-        self.pending.clear()
+        self.forget_pending()
         time.sleep(quiet_s)
+
+    def forget_pending(self) -> None:
+        """Unsubscribe from the results sent, and from the children a sharded job's meta
+        names (get() builds them, subscribed), now: the last one left would otherwise
+        unsubscribe in its __del__ at interpreter exit, which raises ImportError."""
+        unsubscribe = list(self.pending)
+        while unsubscribe:
+            result = unsubscribe.pop()
+            unsubscribe.extend(result.children or [])
+            self.app.backend.remove_pending_result(result)
+        self.pending.clear()
