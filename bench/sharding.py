@@ -112,11 +112,15 @@ class ShardedRun:
     tests: int
     workers: int
     shards: int
-    serial_s: float
+    serial_runs: list[float]
     sharded_s: list[float]  # first run dealt round-robin, later ones by recorded durations
     goal_ratio: float  # sharded <= goal_ratio x serial
     goal_text: str
     fixed_plan_ratio: float | None = None  # the former first-run plan, modelled
+
+    @property
+    def serial_s(self) -> float:
+        return statistics.median(self.serial_runs)
 
     @property
     def sharded_median_s(self) -> float:
@@ -171,7 +175,6 @@ def measure(
     runs: int,
     goal_ratio: float,
     goal_text: str,
-    model_fixed_plan: bool = False,
 ) -> ShardedRun:
     root.mkdir()
     repo = make_bench_repo(root, files)
@@ -181,11 +184,38 @@ def measure(
     progress(f"  {serial:.2f} s; sharded (shards = {shards}), {runs} runs")
     sharded = _timed_jobs(root, broker, orchestrator, branch, shards, workers, runs)
     progress("  " + ", ".join(f"{s:.2f} s" for s in sharded))
-    fixed = None
-    if model_fixed_plan:
-        fixed = fixed_plan_ratio(recorded_durations(broker), shards)
-        progress(f"  the former fixed first-run plan: {fixed:.2f} x serial (modelled)")
-    return ShardedRun(name, tests, workers, shards, serial, sharded, goal_ratio, goal_text, fixed)
+    return ShardedRun(name, tests, workers, shards, [serial], sharded, goal_ratio, goal_text)
+
+
+def measure_first_runs(
+    root: Path,
+    broker: str,
+    orchestrator: TimedOrchestrator,
+    *,
+    name: str,
+    files: Mapping[str, str],
+    tests: int,
+    shards: int,
+    pairs: int,
+) -> ShardedRun:
+    """`pairs` times a serial job, then a sharded one with nothing recorded, on 2 pool
+    processes: a CPU-bound suite's speed here drifts by a fifth within minutes, so each
+    sharded first run is timed next to a serial one and the medians are compared."""
+    root.mkdir()
+    branch = make_bench_repo(root, files).branches[0]
+    serial: list[float] = []
+    sharded: list[float] = []
+    for pair in range(pairs):
+        flush(broker)  # no durations, no failures recorded: a first run
+        [alone] = _timed_jobs(root, broker, orchestrator, branch, 1, 2, 1)
+        flush(broker)
+        [split] = _timed_jobs(root, broker, orchestrator, branch, shards, 2, 1)
+        serial.append(alone)
+        sharded.append(split)
+        progress(f"{name}, pair {pair + 1}: serial {alone:.2f} s, sharded {split:.2f} s")
+    fixed = fixed_plan_ratio(recorded_durations(broker), shards)
+    progress(f"  the former fixed first-run plan: {fixed:.2f} x serial (modelled)")
+    return ShardedRun(name, tests, 2, shards, serial, sharded, 0.58, "<= 0.58 x serial", fixed)
 
 
 def recorded_durations(broker: str) -> dict[str, float]:
@@ -205,19 +235,22 @@ def render(runs: Sequence[ShardedRun]) -> str:
         "given pool processes, suites run with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (as in the "
         "production image). The first sharded run is dealt round-robin (no durations "
         "recorded yet), the later ones are balanced by the recorded durations; the median "
-        "is compared with the goal. Rows marked *first run* time one sharded run only, "
-        "with no durations recorded: the shards pull batches from the job's queue.",
+        "is compared with the goal. Rows marked *first run* time pairs of one serial job "
+        "and one sharded job with nothing recorded (the shards pull batches from the "
+        "job's queue); the median of each is compared.",
         "",
-        "| suite | tests | pool processes | shards | serial | sharded runs | median | "
-        "ratio | goal | met |",
+        "| suite | tests | pool processes | shards | serial runs | sharded runs | "
+        "medians, serial / sharded | ratio | goal | met |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         ratio = run.sharded_median_s / run.serial_s
         lines.append(
             f"| {run.name} | {run.tests} | {run.workers} | {run.shards} | "
-            f"{run.serial_s:.2f} s | {', '.join(f'{s:.2f}' for s in run.sharded_s)} s | "
-            f"{run.sharded_median_s:.2f} s | {ratio:.2f} x serial | {run.goal_text} | "
+            f"{', '.join(f'{s:.2f}' for s in run.serial_runs)} s | "
+            f"{', '.join(f'{s:.2f}' for s in run.sharded_s)} s | "
+            f"{run.serial_s:.2f} / {run.sharded_median_s:.2f} s | {ratio:.2f} x serial | "
+            f"{run.goal_text} | "
             f"{'yes' if run.met else '**no**'} |"
         )
     modelled = [r for r in runs if r.fixed_plan_ratio is not None]
@@ -275,21 +308,16 @@ def run_all(args: argparse.Namespace, broker: str) -> list[ShardedRun]:
         loops = uneven_loops(args.uneven_tests, args.cpu_loops)
         for kind in args.uneven_kinds:
             what = "CPU-bound" if kind == "cpu" else "sleeping"
-            flush(broker)
             runs.append(
-                measure(
+                measure_first_runs(
                     tmp / f"uneven-{kind}",
                     broker,
                     orchestrator,
                     name=f"*first run*, uneven {what} ({args.uneven_tests} tests, long-tailed)",
                     files=uneven_suite(loops, kind),
                     tests=args.uneven_tests,
-                    workers=2,
                     shards=2,
-                    runs=1,
-                    goal_ratio=0.58,
-                    goal_text="<= 0.58 x serial",
-                    model_fixed_plan=True,
+                    pairs=args.first_run_pairs,
                 )
             )
     return runs
@@ -311,6 +339,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only-first-run", action="store_true", help="only the uneven first-run suite"
+    )
+    parser.add_argument(
+        "--first-run-pairs",
+        type=int,
+        default=3,
+        help="serial, then first-run sharded, this many times per uneven suite",
     )
     parser.add_argument(
         "--containment", choices=["auto", "off", "required"], help="TESTGATE_CONTAINMENT"

@@ -252,10 +252,17 @@ def _adopt_orphans(**_: Any) -> None:
 
 @worker_process_init.connect
 def _warm_up_pytest(**_: Any) -> None:
-    """Each pool process starts its warm pytest interpreter (contained, when suites
-    are) while it waits for its first job, so that even the first suite skips pytest's
-    start-up."""
-    warm_up(load_settings())
+    """Each pool process starts the warm pytest interpreters its contracts' suites
+    fork from (contained, when suites are) while it waits for its first job, so that
+    even the first suite skips pytest's start-up."""
+    settings = load_settings()
+    try:
+        contracts = list(load_contracts(settings).by_repo.values())
+    except ContractsFileError:
+        contracts = []  # check_configuration refused to start, with the reason
+    # The contracts file's first: the built-in contract is the self-hosting repo's.
+    own = settings.self_repo.lower()
+    warm_up(settings, sorted(contracts, key=lambda c: c.repo.lower() == own))
 
 
 @worker_process_shutdown.connect

@@ -8,13 +8,21 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from worker.containment.bwrap import SuiteView, bwrap_missing, interpreter_paths
 from worker.containment.cgroup import open_job_cgroup, remove_stale_cgroups
 from worker.containment.sandbox import warm_interpreter, warm_start_environment
 from worker.containment.slot import Slot, process_slot
-from worker.containment.warm import WarmPytest, contained_warm_pytest
+from worker.containment.warm import (
+    MAX_CONTAINED,
+    MAX_UNCONTAINED,
+    NO_AUTOLOAD,
+    WarmPytest,
+    contained_warm_pytest,
+)
 from worker.containment.warm_jail import WarmJail
 from worker.contracts import TestContract
 from worker.insuite import HERE as INSUITE_DIR
@@ -98,15 +106,66 @@ def contained_warm(
     )
 
 
-def warm_up(settings: Settings) -> None:
-    """Start this pool process's warm interpreter while it waits for its first job:
-    contained (the worker's interpreter, no network) when suites run contained."""
+@dataclass(frozen=True)
+class WarmKind:
+    """What a suite's warm interpreter is chosen by: its interpreter, whether it
+    preloads installed plugins, and (contained) whether its sandbox has the network."""
+
+    python: str
+    preload: bool
+    network: bool
+
+
+def suite_python(settings: Settings, contract: TestContract) -> str:
+    """The interpreter a contract's suite runs with before any venv of its setup."""
+    return contract.python or settings.python or sys.executable
+
+
+def preloads_plugins(settings: Settings, contract: TestContract) -> bool:
+    """A contract that disables plugin autoloading gets a warm interpreter that
+    preloads none (and so do all, when the settings say so)."""
+    return settings.warm_preload_plugins and not dict(contract.env).get(NO_AUTOLOAD)
+
+
+def warm_kinds(
+    settings: Settings, contracts: Sequence[TestContract], *, contained: bool, limit: int
+) -> list[WarmKind]:
+    """The warm interpreters worth starting before the first job: one per kind the
+    contracts' suites fork from, in the contracts' order (the first `limit`: starting
+    more would stop the first ones). A contract whose suite runs in a venv its setup
+    builds has no interpreter to warm yet; uncontained, the network is no part of it."""
+    kinds: list[WarmKind] = []
+    for contract in contracts:
+        if contract.venv:
+            continue
+        kind = WarmKind(
+            suite_python(settings, contract),
+            preloads_plugins(settings, contract),
+            contract.network and contained,
+        )
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds[:limit]
+
+
+def warm_up(settings: Settings, contracts: Sequence[TestContract]) -> None:
+    """Start this pool process's warm interpreters while it waits for its first job,
+    one per kind `contracts` use (contained when suites are), so that even a first
+    suite skips pytest's start-up. One that cannot start is logged; its first job
+    starts it again, or runs cold."""
     if not settings.warm_pytest:
         return
-    if not contained(settings):
-        warm_interpreter()
+    inside = contained(settings)
+    slot = process_slot(settings.workdir_path) if inside else None
+    if inside and slot is None:
         return
-    slot = process_slot(settings.workdir_path)
-    if slot is not None:
-        view = SuiteView(writable=(), network=False)
-        contained_warm(settings, view, settings.python or sys.executable, slot)
+    limit = MAX_CONTAINED if inside else MAX_UNCONTAINED
+    for kind in warm_kinds(settings, contracts, contained=inside, limit=limit):
+        try:
+            if slot is not None:
+                view = SuiteView(writable=(), network=kind.network)
+                contained_warm(settings, view, kind.python, slot, preload=kind.preload)
+            else:
+                warm_interpreter(kind.python, preload=kind.preload)
+        except OSError as exc:
+            logger.warning("no warm interpreter for %s before the first job: %s", kind, exc)

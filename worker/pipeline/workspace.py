@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -17,8 +16,14 @@ from worker.containment import proctree, subreaper
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
 from worker.containment.slot import pool_slot
-from worker.containment.view import contained, contained_warm, suite_view
-from worker.containment.warm import NO_AUTOLOAD, WarmPytest, warm_process_pids
+from worker.containment.view import (
+    contained,
+    contained_warm,
+    preloads_plugins,
+    suite_python,
+    suite_view,
+)
+from worker.containment.warm import WarmPytest, warm_process_pids
 from worker.git.checkout import Checkout, checkout, mirror_path
 from worker.pipeline.audit import PytestEnv
 from worker.pipeline.job_run import JobRun
@@ -72,9 +77,8 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
     scratch = Path(tempfile.mkdtemp(prefix="job-", dir=scratch_root))
     # Named by the cookie, so a redelivery finds (and empties) a dead delivery's group.
     cgroup = open_job_cgroup(f"job-{run.cookie[:16]}", settings.suite_max_pids)
-    python = contract.python or settings.python or sys.executable
-    # A contract that disables plugin autoloading gets a warm interpreter that preloads none.
-    preload = not dict(contract.env).get(NO_AUTOLOAD)
+    python = suite_python(settings, contract)
+    preload = preloads_plugins(settings, contract)
     mirror = mirror_path(settings.workdir_path, run.job.repo)
     view = suite_view(settings, contract, python, mirror)
     sandbox = Sandbox(
@@ -139,4 +143,4 @@ def _warm(settings: Settings, python: str, preload: bool) -> WarmPytest | None:
     """The uncontained warm interpreter for `python` (None: warm starts are off)."""
     if not settings.warm_pytest:
         return None
-    return warm_interpreter(python, preload=preload and settings.warm_preload_plugins)
+    return warm_interpreter(python, preload=preload)

@@ -1,0 +1,99 @@
+"""Warm-up before the first job: a pool process starts the warm interpreters its
+contracts' suites fork from (which interpreter, whether it preloads plugins, and,
+contained, whether it has the network), so a first suite that disables plugin
+autoloading, or has its own interpreter, is not the one that pays for starting it."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from tests.contained import settings as contained_settings
+from tests.fleet import pid_alive
+from worker.containment.bwrap import SuiteView
+from worker.containment.sandbox import warm_interpreter
+from worker.containment.slot import process_slot
+from worker.containment.view import WarmKind, contained_warm, warm_kinds, warm_up
+from worker.containment.warm import PRELOAD_VAR, stop_warm_pytest, warm_process_pids
+from worker.contracts import TestContract, parse_contracts
+from worker.settings import Settings
+
+NO_AUTOLOAD = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
+def contracts(settings: Settings, **repos: dict[str, Any]) -> list[TestContract]:
+    """The contracts file's contracts, in its order (the built-in one left out)."""
+    parsed = parse_contracts({"repos": repos}, settings)
+    return [parsed.by_repo[name.lower()] for name in repos]
+
+
+def test_one_kind_per_interpreter_preload_and_contained_network_in_the_contracts_order() -> None:
+    settings = Settings(python="/opt/py/bin/python3")
+    found = contracts(
+        settings,
+        quiet={"env": NO_AUTOLOAD},
+        plain={},
+        again={"env": {**NO_AUTOLOAD, "OTHER": "x"}},  # the same kind as `quiet`
+        own={"python": "/usr/bin/python3.12", "network": True},
+        built={"venv": True, "setup": ["python -m venv .venv"]},  # nothing to warm yet
+    )
+    assert warm_kinds(settings, found, contained=True, limit=9) == [
+        WarmKind("/opt/py/bin/python3", False, False),
+        WarmKind("/opt/py/bin/python3", True, False),
+        WarmKind("/usr/bin/python3.12", True, True),
+    ]
+    # Uncontained, the network is no part of the kind; `limit` keeps the first ones.
+    assert warm_kinds(settings, found, contained=False, limit=2) == [
+        WarmKind("/opt/py/bin/python3", False, False),
+        WarmKind("/opt/py/bin/python3", True, False),
+    ]
+
+
+def test_no_kind_preloads_when_the_settings_forbid_preloading() -> None:
+    settings = Settings(warm_preload_plugins=False)
+    found = contracts(settings, a={}, b={"env": NO_AUTOLOAD})
+    assert warm_kinds(settings, found, contained=False, limit=9) == [
+        WarmKind(sys.executable, False, False)
+    ]
+
+
+def test_a_contract_without_autoloading_finds_its_warm_interpreter_started() -> None:
+    settings = Settings(containment="off")
+    stop_warm_pytest()  # none left by other tests: only warm-up's count
+    warm_up(settings, contracts(settings, quiet={"env": NO_AUTOLOAD}))
+    started = warm_process_pids()
+    job_gets = warm_interpreter(sys.executable, preload=False)
+    assert job_gets.process_pid in started and job_gets.forks == 0
+    assert job_gets.env[PRELOAD_VAR] == "0" and pid_alive(job_gets.process_pid)
+
+
+def test_contained_warm_up_starts_one_per_network_and_the_jobs_get_them() -> None:
+    settings = contained_settings()
+    slot = process_slot(settings.workdir_path)
+    assert slot is not None
+    stop_warm_pytest()
+    warm_up(
+        settings,
+        contracts(settings, quiet={"env": NO_AUTOLOAD}, online={"network": True}),
+    )
+    started = warm_process_pids()
+    isolated = contained_warm(settings, SuiteView(writable=()), sys.executable, slot, preload=False)
+    online = contained_warm(
+        settings, SuiteView(writable=(), network=True), sys.executable, slot, preload=True
+    )
+    assert {isolated.process_pid, online.process_pid} == started
+    assert isolated.jail and online.jail
+    assert (isolated.jail.network, online.jail.network) == (False, True)
+    assert (isolated.env[PRELOAD_VAR], online.env[PRELOAD_VAR]) == ("0", "1")
+
+
+def test_warm_up_of_an_interpreter_that_is_not_there_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = Settings(containment="off")
+    stop_warm_pytest()
+    warm_up(settings, contracts(settings, gone={"python": "/nonexistent/bin/python3"}))
+    assert warm_process_pids() == set()
+    assert "no warm interpreter for" in caplog.text and "/nonexistent/bin/python3" in caplog.text
