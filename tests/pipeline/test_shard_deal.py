@@ -49,9 +49,20 @@ def test_a_first_run_is_dealt_in_shrinking_batches_of_consecutive_tests() -> Non
 
 
 def test_recorded_durations_size_the_batches_by_time() -> None:
-    durations = dict.fromkeys(IDS, 0.01) | {IDS[0]: 100.0}
+    durations = dict.fromkeys(IDS[1:-1], 0.01) | {IDS[0]: 100.0}  # the last never timed
     batches = deal_batches(IDS, durations, 2)
     assert batches[0] == [IDS[0]]  # the long test alone is already a third of the suite
+
+
+def test_a_suite_timed_whole_is_dealt_as_the_balanced_plan_one_batch_a_shard() -> None:
+    durations = {t: 0.5 if i % 7 == 0 else 0.01 for i, t in enumerate(IDS)}
+    batches = deal_batches(IDS, durations, 8)
+    assert len(batches) == 8 and sorted(t for b in batches for t in b) == sorted(IDS)
+    loads = [sum(durations[t] for t in b) for b in batches]
+    assert max(loads) <= 1.05 * sum(loads) / 8
+    # A failing test of the last run first: then the first run's dealing, shrinking.
+    failing_first = deal_batches(IDS, durations, 8, first=[IDS[5]])
+    assert failing_first[0] == [IDS[5]] and len(failing_first) > 9
 
 
 def test_tests_that_failed_last_time_are_the_first_batch_in_their_order() -> None:

@@ -5,8 +5,11 @@ consecutive tests that shards pull from a per-job queue until it is empty
 (`worker.shard_queue`): a shard that draws slow tests simply pulls fewer batches, so a
 first run with no recorded durations is balanced too. Batches shrink as the suite is
 dealt (guided self-scheduling): the big ones first, few pytest starts; the small ones
-last, so the shards finish close together. Tests that failed on the branch's last run
-form the first batch, so a FAIL shows early.
+last, so the shards finish close together. A suite whose every test was timed before
+is dealt as the duration-balanced plan instead, one batch a shard (one pytest start
+each: 8 shards on 2 cores paid 0.9 s more for 3 starts a shard), still pulled, so a
+shard that starts late or dies leaves its batch to the others. Tests that failed on
+the branch's last run form the first batch, so a FAIL shows early.
 
 A shard runs each batch it pulls as one pytest run; `shard_result` folds those runs
 into the one ShardResult the merge (`shard_plan.merge_shards`) judges exactly as a
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from worker.pipeline.shard_plan import UNKNOWN_TEST_S, ShardResult, TestCase
+from worker.pipeline.shard_plan import UNKNOWN_TEST_S, ShardResult, TestCase, plan_shards
 from worker.suite.run import SuiteRun
 
 # Each shard's next batch holds at most 1/(GUIDED_FACTOR x shards) of what is left...
@@ -47,9 +50,11 @@ def deal_batches(
     """Every id exactly once, cut into non-empty batches in dealing order.
 
     `first` (tests that failed last time; ids not collected now are ignored) is the
-    first batch; the rest are runs of consecutive tests in collection order, each
-    weighing about what is left / (GUIDED_FACTOR x shards), never less than the suite /
-    (MIN_BATCH_DIVISOR x shards). A test never timed weighs the mean of those timed."""
+    first batch. With no such batch and every test timed, the rest is the plan
+    `plan_shards` balances by those times, a batch a shard. Otherwise the rest are
+    runs of consecutive tests in collection order, each weighing about what is left /
+    (GUIDED_FACTOR x shards), never less than the suite / (MIN_BATCH_DIVISOR x shards).
+    A test never timed weighs the mean of those timed."""
     collected = set(test_ids)
     head = list(dict.fromkeys(t for t in first if t in collected))
     leading = set(head)
@@ -58,6 +63,8 @@ def deal_batches(
     if not rest:
         return batches
     count = max(1, shards)
+    if not head and all(t in durations for t in rest):
+        return plan_shards(rest, durations, count)
     known = [max(durations[t], 0.0) for t in rest if t in durations]
     guess = sum(known) / len(known) if known else UNKNOWN_TEST_S
     # A test of 0 s still costs its share of a pytest run: never weigh nothing.
