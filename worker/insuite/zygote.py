@@ -278,7 +278,10 @@ def _preloaded_top_level() -> set[str]:
 
 
 def _send(message: dict[str, Any]) -> None:
-    os.write(1, json.dumps(message).encode() + b"\n")
+    try:
+        os.write(1, json.dumps(message).encode() + b"\n")
+    except BrokenPipeError:
+        os._exit(0)  # as when stdin closes: the pool process is gone or done with us
 
 
 def _become(request: dict[str, Any]) -> None:
