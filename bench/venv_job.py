@@ -44,8 +44,10 @@ PLUGINS = ("pytest-xdist", "execnet", "pytest-timeout", "hypothesis", "sortedcon
 
 def make_venv(root: Path, name: str, dists: tuple[str, ...]) -> str:
     """A venv with copies of these installed distributions (modules and metadata) in
-    its own site-packages, as `pip install` would leave them: a sandbox that shows the
-    venv shows all of it."""
+    its own site-packages, as `pip install` would leave them, byte-compiled (pip
+    compiles what it installs; suites run with PYTHONDONTWRITEBYTECODE and would
+    otherwise compile every module on every cold start): a sandbox that shows the venv
+    shows all of it."""
     venv = root / name
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next((venv / "lib").glob("python3*/site-packages"))
@@ -58,7 +60,9 @@ def make_venv(root: Path, name: str, dists: tuple[str, ...]) -> str:
                 shutil.copytree(source, site / top, ignore=shutil.ignore_patterns("*.pyc"))
             elif source.is_file():
                 shutil.copy2(source, site / top)
-    return str(venv / "bin" / "python")
+    python = str(venv / "bin" / "python")
+    subprocess.run([python, "-m", "compileall", "-q", str(site)], check=True)
+    return python
 
 
 def busy_s() -> float:

@@ -78,6 +78,15 @@ def test_start_up_variables_in_the_suites_environment_send_it_cold(tmp_path: Pat
     assert state["flags"][list(sys.flags.__match_args__).index("hash_randomization")] == 0
 
 
+def test_a_time_zone_of_its_own_sends_the_suite_cold(tmp_path: Path) -> None:
+    # The warm interpreter's C library took its zone when it started; a POSIX TZ string
+    # needs no tz database.
+    zone = "import time\n\n\ndef test_zone():\n    assert time.tzname[0] == 'JST', time.tzname\n"
+    root = project(tmp_path, {"tests/test_zone.py": zone})
+    result = run(root, tmp_path, warm=True, extra_env={"TZ": "JST-9"})
+    assert result.exit_code == 0, result.output_tail
+
+
 def test_a_sitecustomize_on_the_suites_path_sends_it_cold_and_runs(tmp_path: Path) -> None:
     root = project(
         tmp_path,
@@ -168,8 +177,13 @@ def test_startup_environment_keeps_what_the_interpreter_reads_as_it_starts() -> 
         "PATH": "/bin",
         "HOME": "/h",
         "PYTEST_ADDOPTS": "-x",
+        "TZ": "Asia/Tokyo",
     }
-    assert startup_environment(env) == {"PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
+    assert startup_environment(env) == {
+        "PYTHONHASHSEED": "0",
+        "LANG": "C.UTF-8",
+        "TZ": "Asia/Tokyo",
+    }
 
 
 def test_the_path_prefix_is_the_worktree_then_pythonpath_made_absolute(tmp_path: Path) -> None:

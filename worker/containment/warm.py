@@ -33,12 +33,14 @@ from worker.containment.bwrap import SuiteView
 from worker.containment.cgroup import pids_limit_note
 from worker.containment.warm_jail import JailedProcesses, WarmJail
 from worker.containment.warm_rules import (
+    distributions_objection,
     preload_objection,
     shadowing_module,
     startup_environment,
     suite_path_prefix,
 )
 from worker.insuite import PLUGINS_DIR, zygote
+from worker.insuite.known_reads import NO_DISTRIBUTIONS
 
 logger = logging.getLogger("testgate.warm")
 
@@ -49,6 +51,9 @@ _COOKIE_ROOM = 64  # characters of cookie the placeholder holds, its NUL aside
 COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * _COOKIE_ROOM}"
 PRELOAD_VAR = "GATE_PRELOAD_PLUGINS"  # "0": the zygote preloads no installed plugin
 NO_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+# Variables sandbox_environment gives every suite with one value (a contract may
+# override them: a preloaded import that read one then sends that run cold).
+_SAME_FOR_EVERY_SUITE = ("CI",)
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,8 @@ class WarmPytest:
         self.modules: frozenset[str] = frozenset()
         self.plugins: tuple[str, ...] = ()  # installed packages' pytest plugins it preloaded
         self.env_read: dict[str, str | None] = {}  # what their imports read of its environment
+        self.conditions: frozenset[str] = frozenset()  # what each run must meet for them
+        self.relative_path: tuple[str, ...] = ()  # its sys.path entries that are relative
         self._ready = False
         self._busy = False  # a forked suite has not reported its exit yet
         self.forks = 0  # suites started so far
@@ -228,6 +235,10 @@ class WarmPytest:
             return f"the suite sets {NO_AUTOLOAD} and this warm interpreter preloaded plugins"
         if self.plugins and (
             objection := preload_objection(self.env_read, launch.env, launch.args, launch.cwd)
+        ):
+            return objection
+        if NO_DISTRIBUTIONS in self.conditions and (
+            objection := distributions_objection(path_prefix, launch.cwd, self.relative_path)
         ):
             return objection
         # The gate's plugins' own directory holds the very files the warm one imported.
@@ -321,10 +332,14 @@ class WarmPytest:
         self.modules = frozenset(message["modules"])
         self.plugins = tuple(message.get("plugins", ()))
         self.env_read = dict(message.get("env_read", {}))
+        self.conditions = frozenset(message.get("conditions", ()))
+        self.relative_path = tuple(message.get("relative_path", ()))
         logger.info(
-            "warm interpreter %s ready: plugins preloaded %s, left to each run %s",
+            "warm interpreter %s ready: plugins preloaded %s (each run makes again %s), "
+            "left to each run %s",
             self.python,
             list(self.plugins),
+            message.get("redone", []),
             message.get("refused", {}),
         )
         self._ready = True
@@ -357,6 +372,8 @@ def warm_environment(suite_env: Mapping[str, str], *, preload: bool = True) -> d
     return {
         **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
         **startup_environment(suite_env),
+        # What every suite is given the same (preloaded imports read CI, for one).
+        **{key: suite_env[key] for key in _SAME_FOR_EVERY_SUITE if key in suite_env},
         "PATH": suite_env.get("PATH", os.defpath),
         "HOME": suite_env.get("HOME", "/nonexistent"),
         PRELOAD_VAR: "1" if preload else "0",

@@ -12,6 +12,9 @@ from pathlib import Path
 from worker.containment.untrusted_files import UntrustedDir
 
 _LOCALE_VARS = ("LANG", "LC_ALL", "LC_CTYPE")
+# The C library's time zone, which the warm interpreter set once (its `time` is imported
+# before any job): a run in another zone would get the warm one's.
+_ZONE_VARS = ("TZ",)
 # Imported by the interpreter's start-up from sys.path when present; the warm one has
 # started already, so a suite that ships one must run cold.
 _STARTUP_MODULES = frozenset({"sitecustomize", "usercustomize"})
@@ -19,7 +22,7 @@ _STARTUP_MODULES = frozenset({"sitecustomize", "usercustomize"})
 
 def read_at_startup(name: str) -> bool:
     """Whether CPython's start-up reads this variable (so a warm child cannot honour it)."""
-    return name.startswith("PYTHON") or name in _LOCALE_VARS
+    return name.startswith("PYTHON") or name in _LOCALE_VARS or name in _ZONE_VARS
 
 
 def startup_environment(env: Mapping[str, str]) -> dict[str, str]:
@@ -53,6 +56,36 @@ def shadowing_module(path_entries: Iterable[str], preloaded: Iterable[str]) -> s
             importable = not dot or f".{rest}" in suffixes or f".{rest}".endswith(".so")
             if name in names and importable:
                 return f"{entry}/{item}"
+    return None
+
+
+# What importlib.metadata takes for a distribution's metadata in a sys.path entry.
+_METADATA_SUFFIXES = (".dist-info", ".egg-info")
+
+
+def distributions_objection(
+    path_entries: Iterable[str], cwd: Path, relative_entries: Iterable[str]
+) -> str | None:
+    """Why a cold start's listing of the installed distributions could find more than
+    the warm interpreter's did (worker/insuite/known_reads.py, "no distributions"): one
+    of the suite's own sys.path entries holds distribution metadata or is not a
+    directory (an egg or zip), or its working directory holds a name that one of the
+    warm interpreter's relative sys.path entries resolves to."""
+    for entry in path_entries:
+        if entry.lower().endswith((".egg", ".zip")):
+            return f"{entry} on the suite's path may hold distributions"
+        try:
+            listing = os.listdir(entry)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return f"{entry} on the suite's path is not a directory that can be listed"
+        for item in listing:
+            if item.lower().endswith(_METADATA_SUFFIXES):
+                return f"{entry}/{item}: distribution metadata on the suite's path"
+    for relative in relative_entries:
+        if os.path.lexists(cwd / relative):
+            return f"{cwd / relative}: a relative sys.path entry found in the working directory"
     return None
 
 

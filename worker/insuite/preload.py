@@ -21,6 +21,8 @@ throwaway fork of the warm interpreter that watches the import, and only one tha
 - started no thread, wrote nothing to stdout or stderr and raised no warning,
 - and imported without an error
 
+(or one whose every such read is a statement audited in worker/insuite/known_reads.py,
+which each fork then makes again or whose condition each run is checked against)
 is then imported by the warm interpreter itself, through an assertion-rewriting import
 hook marked as pytest marks its own (so its modules are rewritten as a cold run
 rewrites them, and pytest does not warn that they were imported before it could);
@@ -38,13 +40,16 @@ any job.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import linecache
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 _NO_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 _REWRITER = "_pytest/assertion/rewrite.py"
@@ -54,7 +59,7 @@ _REASON_BYTES = 300
 def modules_to_preload() -> list[str]:
     """The installed plugins' modules, then the top-level packages a pytest session with
     those plugins imports besides (a plugin may import its library only in its hooks:
-    hypothesis's plugin imports hypothesis at configure time), in the order they were
+    hypothesis's plugin imports hypothesis when the session ends), in the order they were
     first imported."""
     plugins = installed_plugin_modules()
     if not plugins:
@@ -119,11 +124,48 @@ def installed_plugin_modules() -> list[str]:
     return list(found)
 
 
+def _load_known_reads() -> ModuleType:
+    """known_reads.py, loaded by path as this module is in the zygote (no package)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_reads.py")
+    spec = importlib.util.spec_from_file_location("_testgate_known_reads", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"the known reads module was not found at {path}")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]  # no suite sees it
+    return module
+
+
+known_reads = _load_known_reads()
+
+
+class Covered(NamedTuple):
+    """An audited statement (known_reads.py) that an import made its reads in."""
+
+    module: str
+    statement: str
+    remedy: str
+
+
+class Watched(NamedTuple):
+    reason: str  # why the import could differ from a cold one; "" when it cannot
+    env_read: dict[str, str | None]  # the variables it read by name, with the values seen
+    covered: list[Covered]  # the statements each fork makes again or each run is checked for
+
+
 @dataclass
 class Preloaded:
     plugins: list[str] = field(default_factory=list)  # imported in the warm interpreter
     refused: dict[str, str] = field(default_factory=dict)  # module -> why not
     env_read: dict[str, str | None] = field(default_factory=dict)  # what their imports read
+    # What each fork runs once it is the job's process (known_reads.py), by name.
+    again: dict[str, Callable[[], None]] = field(default_factory=dict)
+    conditions: list[str] = field(default_factory=list)  # known_reads remedies each run meets
+
+    def redone(self) -> list[str]:
+        return list(self.again)
 
 
 def preload_plugins(modules: list[str]) -> Preloaded:
@@ -135,9 +177,9 @@ def preload_plugins(modules: list[str]) -> Preloaded:
         for module in modules:
             if module in sys.modules:
                 continue  # already imported by pytest's own import: nothing to decide
-            reason, env_read = _check_in_fork(module)
-            if reason:
-                done.refused[module] = reason
+            watched = _check_in_fork(module)
+            if watched.reason:
+                done.refused[module] = watched.reason
                 continue
             try:
                 __import__(module)
@@ -146,10 +188,24 @@ def preload_plugins(modules: list[str]) -> Preloaded:
                 done.refused[module] = failed[:_REASON_BYTES]
                 continue
             done.plugins.append(module)
-            done.env_read.update(env_read)
+            done.env_read.update(watched.env_read)
+            _keep_remedies(done, watched.covered)
     finally:
         sys.meta_path.remove(hook)  # each run's pytest installs its own
     return done
+
+
+def _keep_remedies(done: Preloaded, covered: list[Covered]) -> None:
+    """What each fork must do again, and each run meet, for the reads `covered`. The
+    check's fork built the same Again objects, so building them here cannot fail."""
+    for read in covered:
+        if read.remedy == known_reads.AGAIN:
+            label = f"{read.module}: {read.statement}"
+            done.again.setdefault(label, known_reads.Again(read.module, read.statement))
+        elif read.remedy in known_reads.FIXES:
+            done.again.setdefault(read.remedy, known_reads.FIXES[read.remedy])
+        elif read.remedy not in done.conditions:
+            done.conditions.append(read.remedy)
 
 
 def _rewriting_hook() -> Any:
@@ -183,33 +239,54 @@ def _rewriting_hook() -> Any:
     return hook
 
 
-def _check_in_fork(module: str) -> tuple[str, dict[str, str | None]]:
+def _check_in_fork(module: str) -> Watched:
     """Why importing `module` could differ from a cold start's import ("" if it cannot),
-    and the environment variables it read, with the values it saw (None: unset)."""
+    the environment variables it read, with the values it saw (None: unset), and the
+    audited statements its reads were made in."""
 
     def check() -> object:
         try:
-            reason, env_read = watched_import(module)
+            watched = watched_import(module)
         except BaseException as exc:  # noqa: BLE001 - anything at all is a refusal
-            reason, env_read = f"the watched import failed: {exc!r}", {}
-        return {"reason": reason[:_REASON_BYTES], "env_read": env_read}
+            watched = Watched(f"the watched import failed: {exc!r}", {}, [])
+        return {
+            "reason": watched.reason[:_REASON_BYTES],
+            "env_read": watched.env_read,
+            "covered": watched.covered,
+        }
 
     answer = _in_fork(check)
     try:
         assert isinstance(answer, dict)  # noqa: S101 - narrowed for the type checker
-        return str(answer["reason"]), {str(k): v for k, v in dict(answer["env_read"]).items()}
+        return Watched(
+            str(answer["reason"]),
+            {str(k): v for k, v in dict(answer["env_read"]).items()},
+            [Covered(*map(str, read)) for read in answer["covered"]],
+        )
     except (AssertionError, KeyError, TypeError, ValueError):
-        return "the watched import ended without an answer", {}
+        return Watched("the watched import ended without an answer", {}, [])
 
 
-def watched_import(module: str) -> tuple[str, dict[str, str | None]]:
+class Read(NamedTuple):
+    """Something an import did that a warm start would see differently."""
+
+    what: str  # the refusal's words
+    kind: str  # cwd, clock, sys.path, pid, random or argv; "" for what no fork can redo
+    module: str  # the module whose top-level statement made it
+    filename: str
+    line: int
+
+
+def watched_import(module: str) -> Watched:
     """Import `module` in this (throwaway) process while watching what it reads: the
-    first thing it did that a warm start would see differently (or ""), and the
-    environment variables it read with their values. The process is left changed:
-    call it in a fork only."""
-    seen: list[str] = []
+    first thing it did that a warm start would see differently and that no audited
+    statement covers (or ""), the environment variables it read with their values, and
+    the audited statements that made the others. The process is left changed: call it
+    in a fork only."""
+    seen: list[Read] = []
     env_read: dict[str, str | None] = {}
-    with _output_caught() as output, _watching(seen, env_read):
+    by_name: list[Read] = []
+    with _output_caught() as output, _watching(seen, env_read, by_name):
         import warnings
 
         with warnings.catch_warnings(record=True) as caught:
@@ -217,16 +294,61 @@ def watched_import(module: str) -> tuple[str, dict[str, str | None]]:
             try:
                 __import__(module)
             except Exception as exc:  # noqa: BLE001 - reported, never raised
-                return f"its import raised {exc!r}", env_read
-    if seen:
-        return seen[0], env_read
-    if caught:
-        return f"its import warned: {caught[0].message}", env_read
-    if output():
-        return "its import wrote to stdout or stderr", env_read
-    if _threads() > 1:
-        return "its import started a thread", env_read
-    return "", env_read
+                return Watched(f"its import raised {exc!r}", dict(env_read), [])
+        # The watch stays on in this process: what is decided below is not the import's.
+        reads, env_read, by_name = list(seen), dict(env_read), list(by_name)
+    reason, covered = _uncovered(reads)
+    if not reason:
+        fixed = _fixed_variables(by_name)
+        covered.extend(read for read in fixed.values() if read not in covered)
+        env_read = {name: value for name, value in env_read.items() if name not in fixed}
+    if not reason and caught:
+        reason = f"its import warned: {caught[0].message}"
+    if not reason and output():
+        reason = "its import wrote to stdout or stderr"
+    if not reason and _threads() > 1:
+        reason = "its import started a thread"
+    return Watched(reason, env_read, [] if reason else covered)
+
+
+def _fixed_variables(reads: list[Read]) -> dict[str, Covered]:
+    """The variables every read of which (by name) an audited statement made that a fix
+    computes again from the job's environment, with that statement."""
+    fixed: dict[str, Covered] = {}
+    for name in dict.fromkeys(read.kind.removeprefix("env:") for read in reads):
+        found = None
+        for read in (r for r in reads if r.kind == f"env:{name}"):
+            statement = linecache.getline(read.filename, read.line).strip()
+            entry = known_reads.covering(read.kind, read.module, statement)
+            if entry is None or entry.remedy not in known_reads.FIXES:
+                found = None
+                break
+            found = Covered(read.module, statement, entry.remedy)
+        if found is not None:
+            fixed[name] = found
+    return fixed
+
+
+def _uncovered(reads: list[Read]) -> tuple[str, list[Covered]]:
+    """The first read no audited statement covers ("" if none), and the statements
+    that cover the others, each once, in the order of their reads. A statement whose
+    remedy is to be made again must be one the fork can make again."""
+    covered: list[Covered] = []
+    for read in reads:
+        statement = linecache.getline(read.filename, read.line).strip()
+        entry = known_reads.covering(read.kind, read.module, statement) if read.kind else None
+        if entry is None:
+            return read.what, []
+        found = Covered(read.module, statement, entry.remedy)
+        if found in covered:
+            continue
+        if entry.remedy == known_reads.AGAIN:
+            try:
+                known_reads.Again(read.module, statement)
+            except (KeyError, ValueError, SyntaxError) as exc:
+                return f"{read.what}, in a statement that cannot be made again: {exc!r}", []
+        covered.append(found)
+    return "", covered
 
 
 def _threads() -> int:
@@ -258,29 +380,39 @@ def _output_caught() -> Iterator[Callable[[], bool]]:
 
 
 @contextlib.contextmanager
-def _watching(seen: list[str], env_read: dict[str, str | None]) -> Iterator[None]:
-    """Record in `seen` every read of what differs between a warm and a cold import."""
+def _watching(
+    seen: list[Read], env_read: dict[str, str | None], by_name: list[Read]
+) -> Iterator[None]:
+    """Record in `seen` every read of what differs between a warm and a cold import,
+    with its kind and the top-level statement of the module that made it; in `env_read`
+    each variable read by name with the value it gave, and in `by_name` where each such
+    read was made (the statement that asked, outside os and os.path)."""
     import datetime
     import random
     import time
 
-    def note(what: str) -> None:
+    def note(what: str, kind: str = "") -> None:
         # pytest's own rewriting of the plugin's modules names its pyc files by pid:
         # that is the same in a cold run, not the plugin's doing.
         if not sys._getframe(2).f_code.co_filename.endswith(_REWRITER):
-            seen.append(what)
+            seen.append(Read(what, kind, *_statement_site()))
 
     # Replaced, not cleared (B003): the watched import sees the same values, read through it.
-    os.environ = _RecordingEnviron(os.environ, note, env_read)  # type: ignore[assignment]  # noqa: B003
+    def named(name: str) -> None:
+        by_name.append(Read(f"its import read {name}", f"env:{name}", *_asking_site()))
+
+    os.environ = _RecordingEnviron(os.environ, note, env_read, named)  # type: ignore[assignment]  # noqa: B003
     os.environb = _RecordingEnviron(os.environb, note, {})  # type: ignore[assignment]
     sys.argv = _RecordingList(sys.argv, "sys.argv", note)
     sys.path = _RecordingList(sys.path, "sys.path", note)
-    _record_calls(os, ("getcwd", "getcwdb", "chdir", "fchdir", "urandom"), note)
-    _record_calls(os, ("getpid", "getppid", "putenv", "unsetenv"), note)
+    _record_calls(os, ("getcwd", "getcwdb"), note, kind="cwd")
+    _record_calls(os, ("urandom",), note, kind="random")
+    _record_calls(os, ("getpid",), note, kind="pid")
+    _record_calls(os, ("chdir", "fchdir", "getppid", "putenv", "unsetenv"), note)
     clocks = ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns")
-    _record_calls(time, clocks, note)
-    _record_calls(time, ("localtime", "gmtime", "ctime"), note, only_without_args=1)
-    _record_calls(time, ("strftime",), note, only_without_args=2)
+    _record_calls(time, clocks, note, kind="clock")
+    _record_calls(time, ("localtime", "gmtime", "ctime"), note, only_without_args=1, kind="clock")
+    _record_calls(time, ("strftime",), note, only_without_args=2, kind="clock")
     _record_system_seeding(random.Random, note)
     datetime.datetime = _recording_datetime(datetime.datetime, note)  # type: ignore[misc]
     datetime.date = _recording_datetime(datetime.date, note)  # type: ignore[misc]
@@ -289,10 +421,39 @@ def _watching(seen: list[str], env_read: dict[str, str | None]) -> Iterator[None
         if event in ("open", "os.listdir", "os.scandir") and args:
             path = args[0]
             if path is None or (isinstance(path, (str, bytes)) and not _absolute(path)):
-                note(f"its import used the working directory ({event} {path!r})")
+                note(f"its import used the working directory ({event} {path!r})", "cwd")
 
     sys.addaudithook(audit)  # cannot be removed: one more reason to run in a fork
     yield
+
+
+def _statement_site() -> tuple[str, str, int]:
+    """The module, file and line of the innermost top-level statement being run (the
+    statement of an importing module that made the read, through whatever it called).
+    Its text is read only after the watch: reading a file here would be watched too."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "<module>" and code.co_filename != __file__:
+            return str(frame.f_globals.get("__name__", "")), code.co_filename, frame.f_lineno
+        frame = frame.f_back  # type: ignore[assignment]
+    return "", "", 0
+
+
+# The modules through which code reads the environment without being the one that asks.
+_ENVIRON_PLUMBING = frozenset(
+    {"<frozen os>", "<frozen posixpath>", "<frozen genericpath>", __file__, os.__file__}
+)
+
+
+def _asking_site() -> tuple[str, str, int]:
+    """The module, file and line of the statement that asked for a variable."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename in _ENVIRON_PLUMBING:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "", "", 0
+    return str(frame.f_globals.get("__name__", "")), frame.f_code.co_filename, frame.f_lineno
 
 
 def _absolute(path: str | bytes) -> bool:
@@ -304,16 +465,24 @@ class _RecordingEnviron(dict):  # type: ignore[type-arg]
     gave, and notes a read of all of it or any write (it is what os.environ is for the
     watched import)."""
 
-    def __init__(self, real: Any, note: Callable[[str], None], reads: dict[Any, Any]) -> None:
+    def __init__(
+        self,
+        real: Any,
+        note: Callable[..., None],
+        reads: dict[Any, Any],
+        named: Callable[[str], None] = lambda _name: None,
+    ) -> None:
         super().__init__(real)
         self._note = note
         self._reads = reads
+        self._named = named
 
     def _read(self, what: object) -> None:
         if what == "all of it":
             self._note("its import read the whole environment")
         elif isinstance(what, str):
             self._reads[what] = super().get(what)
+            self._named(what)
         else:
             self._note(f"its import read the environment ({what!r})")
 
@@ -381,14 +550,14 @@ class _RecordingList(list):  # type: ignore[type-arg]
     """sys.argv or sys.path for the watched import: a read by its code is noted (the
     import system's own walk of sys.path, frozen code, is not the module's doing)."""
 
-    def __init__(self, real: list[str], what: str, note: Callable[[str], None]) -> None:
+    def __init__(self, real: list[str], what: str, note: Callable[..., None]) -> None:
         super().__init__(real)
         self._what = what
         self._note = note
 
     def _read(self) -> None:
         if not sys._getframe(2).f_code.co_filename.startswith("<frozen importlib"):
-            self._note(f"its import read {self._what}")
+            self._note(f"its import read {self._what}", self._what)
 
     def __getitem__(self, index: Any) -> Any:
         self._read()
@@ -407,13 +576,13 @@ class _RecordingList(list):  # type: ignore[type-arg]
         return super().__contains__(item)
 
 
-def _record_system_seeding(cls: Any, note: Callable[[str], None]) -> None:
+def _record_system_seeding(cls: Any, note: Callable[..., None]) -> None:
     """A Random seeded from the system (no seed given) would be the same in every fork."""
     original = cls.seed
 
     def seed(self: Any, a: Any = None, *args: Any, **kwargs: Any) -> Any:
         if a is None:
-            note("its import seeded a Random from the system")
+            note("its import seeded a Random from the system", "random")
         return original(self, a, *args, **kwargs)
 
     cls.seed = seed
@@ -422,8 +591,9 @@ def _record_system_seeding(cls: Any, note: Callable[[str], None]) -> None:
 def _record_calls(
     owner: Any,
     names: tuple[str, ...],
-    note: Callable[[str], None],
+    note: Callable[..., None],
     only_without_args: int = 0,
+    kind: str = "",
 ) -> None:
     """Wrap owner.<name> so that calling it is noted (with `only_without_args` = n: only
     calls with fewer than n positional arguments, the ones that read the clock)."""
@@ -433,18 +603,18 @@ def _record_calls(
 
         def wrapper(*args: Any, _original: Any = original, _label: str = label) -> Any:
             if not only_without_args or len(args) < only_without_args:
-                note(f"its import called {_label}")
+                note(f"its import called {_label}", kind)
             return _original(*args)
 
         setattr(owner, name, wrapper)
 
 
-def _recording_datetime(cls: Any, note: Callable[[str], None]) -> Any:
+def _recording_datetime(cls: Any, note: Callable[..., None]) -> Any:
     def reads_clock(name: str) -> Any:
         original = getattr(cls, name)
 
         def method(klass: Any, *args: Any, **kwargs: Any) -> Any:
-            note(f"its import called {cls.__name__}.{name}")
+            note(f"its import called {cls.__name__}.{name}", "clock")
             return original(*args, **kwargs)
 
         return classmethod(method)

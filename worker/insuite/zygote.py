@@ -11,8 +11,13 @@ installed packages register for pytest, each one whose import was watched in a
 throwaway fork and seen to depend on nothing a cold start would give it differently
 (worker/insuite/preload.py).
 
+A preloaded library whose import made an audited read (worker/insuite/known_reads.py)
+has that statement made again in each child, once it is the job's process; the
+conditions the others need are sent for the worker to check before each run.
+
 Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...],
-"plugins": [...], "refused": {...}, "env_read": {...}} once; then for each request it
+"plugins": [...], "refused": {...}, "env_read": {...}, "redone": [...],
+"conditions": [...], "relative_path": [...]} once; then for each request it
 reads it writes {"pid": n} (or {"error": ...}) and, when that child has ended,
 {"exit": code} (negative: killed by that signal). It exits when its stdin closes or
 its parent dies. Stdlib and pytest only: it runs before anything is imported.
@@ -38,6 +43,7 @@ import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 # A child that could not become the suite exits with this, as the cgroup shell and
@@ -60,11 +66,11 @@ def main() -> None:
         _set_dumpable(False)
         os.chdir("/")  # not the slot, which the suites write
     _preload_pytest()
-    plugins = _preload_installed_plugins(here)
+    plugins, again = _preload_installed_plugins(here)
     request = _serve(contained, plugins)  # returns only in a forked child
     if contained:
         _set_dumpable(True)  # the suite's process, like a cold one, is an ordinary one
-    _become(request)
+    _become(request, again)
     # What `python -m pytest` itself does: run pytest's __main__ as the real __main__.
     getattr(runpy, "_run_module_as_main")("pytest", True)  # noqa: B009 - private API
 
@@ -104,22 +110,34 @@ def _preload_pytest() -> None:
         del sys.path[0]
 
 
-def _preload_installed_plugins(here: str) -> dict[str, Any]:
+def _preload_installed_plugins(here: str) -> tuple[dict[str, Any], list[Callable[[], None]]]:
     """The installed packages' pytest plugins that import the same warm as cold, imported
-    (worker/insuite/preload.py); what was preloaded and why the others were not. The
-    module that decides is loaded by path and dropped again: no suite sees it."""
+    (worker/insuite/preload.py): what was preloaded and why the others were not, for the
+    ready message, and the audited statements each fork makes again. The module that
+    decides is loaded by path and dropped again: no suite sees it."""
+    nothing: dict[str, Any] = {"plugins": [], "refused": {}, "env_read": {}}
     if os.environ.get("GATE_PRELOAD_PLUGINS") == "0":
-        return {"plugins": [], "refused": {}, "env_read": {}}
+        return nothing, []
     spec = importlib.util.spec_from_file_location("_testgate_preload", f"{here}/preload.py")
     if spec is None or spec.loader is None:
-        return {"plugins": [], "refused": {"*": "the preload module was not found"}, "env_read": {}}
+        return {**nothing, "refused": {"*": "the preload module was not found"}}, []
     preload = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(preload)
         done = preload.preload_plugins(preload.modules_to_preload())
     finally:
         del sys.modules[spec.name]
-    return {"plugins": done.plugins, "refused": done.refused, "env_read": done.env_read}
+    message = {
+        "plugins": done.plugins,
+        "refused": done.refused,
+        "env_read": done.env_read,
+        "redone": done.redone(),
+        "conditions": done.conditions,
+        # What a listing of sys.path resolves against the working directory: a cold
+        # start's, the job's (the "no distributions" condition).
+        "relative_path": [entry for entry in sys.path if not os.path.isabs(entry)],
+    }
+    return message, list(done.again.values())
 
 
 def _serve(contained: bool, plugins: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +302,7 @@ def _send(message: dict[str, Any]) -> None:
         os._exit(0)  # as when stdin closes: the pool process is gone or done with us
 
 
-def _become(request: dict[str, Any]) -> None:
+def _become(request: dict[str, Any], again: list[Callable[[], None]]) -> None:
     """Turn this fresh child into the suite's process, or exit SETUP_FAILED_EXIT. Its
     last act on the warm interpreter's channel is to say the suite's code runs next."""
     channel = os.dup(1)
@@ -315,6 +333,11 @@ def _become(request: dict[str, Any]) -> None:
     sys.path[:0] = request["path_prefix"]
     sys.argv = ["-m", *request["args"]]
     sys.dont_write_bytecode = request["env"].get("PYTHONDONTWRITEBYTECODE", "") != ""
+    try:
+        for statement in again:  # now that cwd, clock, sys.path, pid and env are the job's
+            statement()
+    except Exception as exc:  # noqa: BLE001 - whatever it raised, this fork is not a cold start
+        _report_setup_failure(OSError(f"a preloaded library's import could not be redone: {exc!r}"))
     for name in PLUGIN_MODULES:  # they take this job's files and nonce, before any suite code
         sys.modules[name].load_environment()
     sys.modules["testgate_probe"].register_with_the_next_pytest_run()
