@@ -2,8 +2,8 @@
 
 The preload's watch (worker/insuite/preload.py) refuses a module whose import reads the
 working directory, the clock, sys.path, the pid or system randomness: a warm fork would
-keep what the zygote's import saw. A few libraries that every job of a real repository
-imports do exactly one such read, in one statement whose value nothing else at import
+keep what the zygote's import saw. A few libraries that real repositories' suites load
+make each such read in a top-level statement whose value nothing else at import
 derives from. Each entry below was read in that library's source at one version (the
 entry names it), and says what its statement reads and what makes a fork hold what a
 cold import would have held:
