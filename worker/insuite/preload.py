@@ -318,8 +318,7 @@ def _fixed_variables(reads: list[Read]) -> dict[str, Covered]:
     for name in dict.fromkeys(read.kind.removeprefix("env:") for read in reads):
         found = None
         for read in (r for r in reads if r.kind == f"env:{name}"):
-            statement = linecache.getline(read.filename, read.line).strip()
-            entry = known_reads.covering(read.kind, read.module, statement)
+            statement, entry = _audited(read)
             if entry is None or entry.remedy not in known_reads.FIXES:
                 found = None
                 break
@@ -329,14 +328,21 @@ def _fixed_variables(reads: list[Read]) -> dict[str, Covered]:
     return fixed
 
 
+def _audited(read: Read) -> tuple[str, Any]:
+    """The text of the statement that made `read`, and the known_reads entry that covers
+    it (None: none does, or it is a read no fork can make again)."""
+    statement = linecache.getline(read.filename, read.line).strip()
+    entry = known_reads.covering(read.kind, read.module, statement) if read.kind else None
+    return statement, entry
+
+
 def _uncovered(reads: list[Read]) -> tuple[str, list[Covered]]:
     """The first read no audited statement covers ("" if none), and the statements
     that cover the others, each once, in the order of their reads. A statement whose
     remedy is to be made again must be one the fork can make again."""
     covered: list[Covered] = []
     for read in reads:
-        statement = linecache.getline(read.filename, read.line).strip()
-        entry = known_reads.covering(read.kind, read.module, statement) if read.kind else None
+        statement, entry = _audited(read)
         if entry is None:
             return read.what, []
         found = Covered(read.module, statement, entry.remedy)
