@@ -45,19 +45,36 @@ def read_proc_cpu(pid: int) -> ProcCpu:
     return parse_stat((PROC / str(pid) / "stat").read_text())
 
 
-def children_of(pid: int) -> list[int]:
-    """Live direct children of `pid`, from one scan of /proc."""
+def live_processes() -> list[ProcCpu]:
+    """Every process's line, from one scan of /proc."""
     found = []
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = parse_stat((entry / "stat").read_text())
+            found.append(parse_stat((entry / "stat").read_text()))
         except (OSError, ValueError, IndexError):
             continue  # ended while we looked, or not a process line
-        if stat.ppid == pid:
-            found.append(stat.pid)
-    return sorted(found)
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    """Live direct children of `pid`, from one scan of /proc."""
+    return sorted(p.pid for p in live_processes() if p.ppid == pid)
+
+
+def descendants(pid: int, processes: list[ProcCpu]) -> list[ProcCpu]:
+    """The live processes below `pid` at any depth, `pid` itself not included."""
+    below: dict[int, list[ProcCpu]] = {}
+    for process in processes:
+        below.setdefault(process.ppid, []).append(process)
+    found: list[ProcCpu] = []
+    pending = list(below.get(pid, []))
+    while pending:
+        process = pending.pop()
+        found.append(process)
+        pending.extend(below.get(process.pid, []))
+    return found
 
 
 @dataclass(frozen=True)
@@ -86,18 +103,20 @@ class WorkerCpu:
 def read_worker_cpu(main_pid: int) -> WorkerCpu:
     """Sample when the worker is idle: a child still running is counted only once it
     has been reaped."""
-    main = read_proc_cpu(main_pid)
-    pool = [read_proc_cpu(pid) for pid in children_of(main_pid)]
-    # A pool process's warm pytest interpreter lives as long as the pool process: its
-    # suites are its reaped children, so it is counted whole, alive.
-    warm = [read_proc_cpu(child) for p in pool for child in children_of(p.pid)]
+    processes = live_processes()
+    main = next(p for p in processes if p.pid == main_pid)
+    pool = [p for p in processes if p.ppid == main_pid]
+    # A pool process's warm pytest interpreter lives as long as the pool process, at any
+    # depth below it (contained: under two bwrap processes): each live process below a
+    # pool process is counted whole, its own time and what it reaped, alive.
+    below = [d for p in pool for d in descendants(p.pid, processes)]
     return WorkerCpu(
         main_s=main.own_s,
         pool_s=sum(p.own_s for p in pool),
         children_s=main.children_s
         + sum(p.children_s for p in pool)
-        + sum(w.own_s + w.children_s for w in warm),
-        pool_pids=tuple(p.pid for p in pool),
+        + sum(d.own_s + d.children_s for d in below),
+        pool_pids=tuple(sorted(p.pid for p in pool)),
     )
 
 

@@ -4,6 +4,7 @@ block. No timing goals here: those are measured by `python -m bench`, not assert
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -134,6 +135,37 @@ def test_worker_cpu_lists_live_children_as_the_pool() -> None:
             time.sleep(0.01)
     finally:
         child.kill()
+        child.wait()
+
+
+BURNER = """
+import pathlib, sys, time
+started = time.process_time()
+while time.process_time() - started < 0.3:
+    pass
+pathlib.Path(sys.argv[1]).write_text("burned")
+time.sleep(60)
+"""
+
+
+def test_worker_cpu_counts_a_live_process_below_a_pool_process(tmp_path: Path) -> None:
+    # As a contained warm interpreter lives under two bwrap processes of its pool
+    # process: here this process is the worker, the child its pool process, and the
+    # burner sits two levels below that.
+    marker = tmp_path / "burned"
+    command = [sys.executable, "-c", BURNER, str(marker)]
+    for _ in range(2):
+        command = [sys.executable, "-c", f"import subprocess\nsubprocess.run({command!r})\n"]
+    before = read_worker_cpu(os.getpid()).children_s
+    child = subprocess.Popen(command, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the grandchild never burned its CPU"
+            time.sleep(0.01)
+        assert read_worker_cpu(os.getpid()).children_s - before >= 0.28
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
         child.wait()
 
 

@@ -58,6 +58,9 @@ def test_a_warm_run_is_indistinguishable_from_a_cold_one(tmp_path: Path) -> None
     warm = dump(root, tmp_path, warm=True, **same)
     assert cold.pop("ppid") == os.getpid()
     assert warm.pop("ppid") == warm_interpreter().pid  # it really was forked warm
+    # The one difference by design: what the warm interpreter held before the fork is
+    # frozen (zygote._freeze_what_is_preloaded); the suite's own objects are not.
+    assert cold.pop("gc_frozen") == 0 and warm.pop("gc_frozen") > 1000
     warm_env, cold_env = warm.pop("env"), cold.pop("env")
     assert warm_env.pop("GATE_DUMP_AT") != cold_env.pop("GATE_DUMP_AT")  # a time: per run
     # Each run writes into a fresh directory of its own, under a random name.

@@ -62,6 +62,9 @@ def dump(root: Path, mode: str, python: str = sys.executable, **kw: Any) -> dict
 
 def assert_alike(warm: dict[str, Any], cold: dict[str, Any]) -> None:
     assert (cold.pop("ppid"), warm.pop("ppid")) == (1, 2)  # bwrap's init; the zygote
+    # The one difference by design: what the warm interpreter held before the fork is
+    # frozen (zygote._freeze_what_is_preloaded); the suite's own objects are not.
+    assert cold.pop("gc_frozen") == 0 and warm.pop("gc_frozen") > 1000
     warm_env, cold_env = warm.pop("env"), cold.pop("env")
     assert warm_env.pop("GATE_DUMP_AT") != cold_env.pop("GATE_DUMP_AT")  # a time: per run
     assert per_run_dirs_named_alike(warm_env) == per_run_dirs_named_alike(cold_env)

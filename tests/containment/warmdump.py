@@ -6,13 +6,26 @@ from __future__ import annotations
 import re
 
 STATE_DUMP = """\
-import json, os, resource, sys, tempfile
+import gc, json, os, resource, sys, tempfile
+
+
+class Cycle:
+    collected = []
+
+    def __del__(self):
+        Cycle.collected.append(True)
 
 
 def test_dump_the_interpreter():
     out = os.environ["DUMP_TO"]
     cookie = ("GATE_JOB_COOKIE=" + os.environ["GATE_JOB_COOKIE"]).encode()
     proc_environ = open("/proc/self/environ", "rb").read().split(b"\\0")
+    cycle = Cycle()
+    cycle.me = cycle
+    own = id(cycle)
+    listed = any(id(o) == own for o in gc.get_objects())
+    del cycle
+    gc.collect()
     with open(out, "w") as f:
         json.dump({
             "argv": sys.argv,
@@ -29,6 +42,9 @@ def test_dump_the_interpreter():
             "stdin": os.readlink("/proc/self/fd/0"),
             "site_ran": os.environ.get("SITE_RAN", ""),
             "ppid": os.getppid(),
+            # The suite's own objects, as the collector sees them.
+            "gc": [gc.isenabled(), gc.get_threshold(), listed, Cycle.collected],
+            "gc_frozen": gc.get_freeze_count(),
         }, f)
 """
 

@@ -34,6 +34,7 @@ longer has.
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib.util
 import json
 import os
@@ -144,6 +145,7 @@ def _serve(contained: bool, plugins: dict[str, Any]) -> dict[str, Any]:
     _send({"ready": True, "modules": sorted(_preloaded_top_level()), **plugins})
     lines = _LineReader()
     skeleton = _shared_skeleton() if contained else {}
+    _freeze_what_is_preloaded()
     while True:
         request = json.loads(lines.next())
         if contained:
@@ -160,6 +162,19 @@ def _serve(contained: bool, plugins: dict[str, Any]) -> dict[str, Any]:
             lines.next()  # the worker has found the child outside the namespace
         _, status = os.waitpid(pid, 0)
         _send({"exit": os.waitstatus_to_exitcode(status)})
+
+
+def _freeze_what_is_preloaded() -> None:
+    """Put every object the warm interpreter holds now in the collector's permanent
+    generation, as the gc module's documentation advises before fork() without exec():
+    a fork's full collections (pytest runs one at the end of every session) then visit
+    only what the suite made. Visiting the preloaded objects cost each run ~100 ms of
+    CPU and copied every page of their heap. What differs from a cold run is in
+    docs/security.md: gc.get_objects() and gc.get_referrers() do not list these objects,
+    gc.get_freeze_count() is not 0, and a cycle holding one of them is never collected.
+    The garbage the imports left is collected first, so none of it is kept."""
+    gc.collect()
+    gc.freeze()
 
 
 class _LineReader:
