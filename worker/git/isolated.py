@@ -11,10 +11,8 @@ no GIT_* variable inherited from the worker's environment.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +20,7 @@ from types import TracebackType
 
 from worker.errors import GitError
 from worker.git.command import git_process
+from worker.git.objects import loose_object, object_id
 
 # Overrides of anything a config file could still set (the scratch config is ours and
 # empty, but these also hold if git ever grows a new implicit config source).
@@ -68,44 +67,50 @@ class IsolatedGit:
         except OSError as exc:
             raise GitError(f"no private temp dir for git: {exc}") from exc
         self.git_dir = self._tmp / "repo.git"
+        # No index is used; a private one, so that none is ever found elsewhere.
         self.index_file = self._tmp / "index"
-        # update-index insists on a work tree; this one stays empty and private, and
-        # nothing here reads or writes files in it.
-        self.work_tree = self._tmp / "empty"
-        self._env = _clean_env(self.git_dir, self.index_file, self.work_tree, env or {})
+        self._env = _clean_env(self.git_dir, self.index_file, env or {})
         try:
-            # `--template=` (empty): no sample hooks, no info/exclude, nothing copied.
-            self.work_tree.mkdir(mode=0o700)
-            bare_env = {k: v for k, v in self._env.items() if k != "GIT_WORK_TREE"}
-            self._run_raw(
-                ["init", "--quiet", "--bare", "--template=", str(self.git_dir)], env=bare_env
-            )
+            _make_bare(self.git_dir)
             objects = (mirror / "objects").resolve(strict=True)
             alternates = self.git_dir / "objects" / "info" / "alternates"
-            alternates.parent.mkdir(parents=True, exist_ok=True)
             alternates.write_text(f"{objects}\n", encoding="utf-8")
-        except (GitError, OSError) as exc:
+        except OSError as exc:
             self.close()
-            if isinstance(exc, GitError):
-                raise
             raise GitError(f"cannot borrow the objects of {mirror}: {exc}") from exc
 
     def run(self, args: list[str], *, stdin: bytes | None = None, strip: bool = True) -> str:
         """`git <safe overrides> <args>` in the scratch dir: its stdout (stripped unless
         `strip` is false, for -z output), or GitError."""
-        return self._run_raw([*_SAFE_CONFIG, *args], stdin=stdin, strip=strip)
+        text = self._run([*_SAFE_CONFIG, *args], stdin=stdin).decode("utf-8", "surrogateescape")
+        return text.strip() if strip else text
 
     def verified_object(self, sha: str, kind: str) -> bytes:
         """The raw content of object `sha` of type `kind`, checked to hash to `sha`.
 
         git reads objects by name without re-hashing them, so a loose object rewritten
         in the mirror would otherwise be taken for the real one. GitError if not."""
-        done = self._run_process([*_SAFE_CONFIG, "cat-file", kind, sha], stdin=None, env=None)
-        content = done.stdout
-        header = f"{kind} {len(content)}\0".encode()
-        if hashlib.sha1(header + content, usedforsecurity=False).hexdigest() != sha:
+        content = self._run([*_SAFE_CONFIG, "cat-file", kind, sha], stdin=None)
+        if object_id(kind, content) != sha:
             raise GitError(f"{kind} {sha} does not hash to its name: the mirror was altered")
         return content
+
+    def write_object(self, kind: str, content: bytes) -> str:
+        """Store an object of `kind` in the scratch git dir, loose; its name. What git
+        itself would write for `hash-object -w -t <kind>`, without a process."""
+        sha, data = loose_object(kind, content)
+        path = self.git_dir / "objects" / sha[:2] / sha[2:]
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            partial = path.with_name(f"tmp-{sha[2:]}")
+            try:
+                partial.write_bytes(data)
+                partial.chmod(0o444)
+                partial.replace(path)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise GitError(f"cannot write {kind} {sha}: {exc}") from exc
+        return sha
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -121,33 +126,23 @@ class IsolatedGit:
     ) -> None:
         self.close()
 
-    def _run_raw(
-        self,
-        args: list[str],
-        *,
-        stdin: bytes | None = None,
-        strip: bool = True,
-        env: Mapping[str, str] | None = None,
-    ) -> str:
-        out = self._run_process(args, stdin=stdin, env=env).stdout
-        text = out.decode("utf-8", "surrogateescape")
-        return text.strip() if strip else text
-
-    def _run_process(
-        self, args: list[str], *, stdin: bytes | None, env: Mapping[str, str] | None
-    ) -> subprocess.CompletedProcess[bytes]:
-        return git_process(
-            args,
-            self._tmp,
-            env if env is not None else self._env,
-            timeout_s=self.timeout_s,
-            stdin=stdin,
-        )
+    def _run(self, args: list[str], *, stdin: bytes | None) -> bytes:
+        return git_process(args, self._tmp, self._env, timeout_s=self.timeout_s, stdin=stdin).stdout
 
 
-def _clean_env(
-    git_dir: Path, index_file: Path, work_tree: Path, extra: Mapping[str, str]
-) -> dict[str, str]:
+def _make_bare(git_dir: Path) -> None:
+    """An empty bare repository as `git init --bare --template=` makes it (no sample
+    hooks, no info/exclude: nothing copied), without running git."""
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
+        (git_dir / sub).mkdir(parents=True, mode=0o700)
+    (git_dir / "HEAD").write_text("ref: refs/heads/main\n", encoding="ascii")
+    (git_dir / "config").write_text(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n",
+        encoding="ascii",
+    )
+
+
+def _clean_env(git_dir: Path, index_file: Path, extra: Mapping[str, str]) -> dict[str, str]:
     # No GIT_* from the worker's environment: GIT_DIR, GIT_INDEX_FILE, GIT_CONFIG_*,
     # GIT_EXEC_PATH, GIT_SSH_COMMAND... would each redirect or extend what runs.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
@@ -155,7 +150,6 @@ def _clean_env(
         {
             "GIT_DIR": str(git_dir),
             "GIT_INDEX_FILE": str(index_file),
-            "GIT_WORK_TREE": str(work_tree),
             "GIT_CONFIG_NOSYSTEM": "1",
             "GIT_CONFIG_GLOBAL": "/dev/null",
             "GIT_ATTR_NOSYSTEM": "1",

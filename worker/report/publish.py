@@ -3,9 +3,9 @@ pushed to the feature branch only (never main, never forced). Best-effort: never
 
 The job's worktree, its index and HEAD are never used: the suite may have changed any
 of them, committed untested code, or planted config, filters, hooks, attributes or an
-fsmonitor in every git dir it could write. The commit is built with plumbing in an
-`IsolatedGit` that borrows only the mirror's objects, on a throw-away index read from
-the tested commit, and its only parent is that commit: the branch never receives a
+fsmonitor in every git dir it could write. The commit is written into an `IsolatedGit`
+that borrows only the mirror's objects, from the tested commit's trees (each checked to
+hash to its name), and its only parent is that commit: the branch never receives a
 commit the gate did not test. Whatever the branch ships at the report path (file,
 symlink, submodule, directory, or a file or link in place of a parent directory) is
 replaced by the rendered text as a regular file.
@@ -15,11 +15,21 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from worker.errors import GitError
 from worker.git.isolated import IsolatedGit
+from worker.git.objects import (
+    FILE_MODE,
+    TREE_MODE,
+    TreeEntry,
+    commit_content,
+    identity_line,
+    parse_tree,
+    tree_content,
+)
 
 logger = logging.getLogger("testgate.publish")
 
@@ -65,9 +75,9 @@ def publish_report(
         logger.error("report for %s not published: %s", branch, refusal)
         return PublishResult(False, False, None, f"refused: {refusal}")
     try:
-        with IsolatedGit(mirror, env=_identity_env(identity), timeout_s=timeout_s) as git:
+        with IsolatedGit(mirror, env=_home_env(identity), timeout_s=timeout_s) as git:
             try:
-                commit = _report_commit(git, tested_commit, rel_path, text, message)
+                commit = _report_commit(git, tested_commit, rel_path, text, message, identity)
             except GitError as exc:
                 logger.error("report commit on %s failed: %s", tested_commit, exc)
                 return PublishResult(False, False, None, f"report not committed: {exc}")
@@ -90,75 +100,54 @@ def _refusal(tested_commit: str, rel_path: str, branch: str) -> str | None:
     return None
 
 
-def _report_commit(git: IsolatedGit, tested: str, rel_path: str, text: str, message: str) -> str:
+def _report_commit(
+    git: IsolatedGit, tested: str, rel_path: str, text: str, message: str, who: GitIdentity
+) -> str:
     """The report commit's SHA; the tested commit itself when its tree already holds
-    exactly this report (a redelivery of the same verdict makes no second commit)."""
-    root, blocker = _inspect_tested(git, tested, rel_path)
-    git.run(["read-tree", tested])
-    _drop_conflicts(git, rel_path, blocker)
-    # --stdin without --path: no attribute, no filter, no eol conversion can apply.
-    data = text.encode("utf-8", "replace")
-    blob = git.run(["hash-object", "-w", "--no-filters", "--stdin"], stdin=data)
-    git.run(["update-index", "--add", "--cacheinfo", f"{_REGULAR_FILE},{blob},{rel_path}"])
-    tree = git.run(["write-tree"])
-    found = _tree_entry(git, tree, rel_path)
-    if found != (_REGULAR_FILE, blob):
-        raise GitError(f"the new tree has {found} at {rel_path}, not the report")
-    if tree == root:
-        return tested
-    return git.run(["commit-tree", "--no-gpg-sign", "-p", tested, "-m", message, tree])
+    exactly this report (a redelivery of the same verdict makes no second commit).
 
-
-def _inspect_tested(git: IsolatedGit, tested: str, rel_path: str) -> tuple[str, str | None]:
-    """The tested commit's root tree, and the first parent of the report path that is
-    there but not a directory (None if there is none).
-
-    The commit and every tree on the way to the report are checked to hash to their
-    names: only these are rebuilt from their content. Every other subtree keeps its
-    name (write-tree reuses the names read-tree recorded), and the origin already
-    holds the real objects behind those names."""
+    The new objects are written here (worker/git/objects.py); git then reads the new
+    tree back, and it must hold exactly the report's blob at the report's path."""
     commit = git.verified_object(tested, "commit")
     first_line = commit.split(b"\n", 1)[0].decode("ascii", "replace")
     root = first_line.removeprefix("tree ")
     if not first_line.startswith("tree ") or not _SHA.fullmatch(root):
         raise GitError(f"{tested} is not a commit with a tree")
-    parts = rel_path.split("/")[:-1]
-    tree = root
-    for depth, part in enumerate(parts, start=1):
-        entry = _tree_entries(git.verified_object(tree, "tree")).get(part.encode())
-        if entry is None:
-            return root, None  # nothing here, so nothing deeper either
-        if entry[0] != b"40000":
-            return root, "/".join(parts[:depth])  # a file, link or submodule
-        tree = entry[1]
-    git.verified_object(tree, "tree")  # the report's own directory
-    return root, None
+    # Bytes as they are: no attribute, filter or eol conversion can apply.
+    blob = git.write_object("blob", text.encode("utf-8", "replace"))
+    tree = _with_file(git, root, rel_path.split("/"), blob)
+    found = _tree_entry(git, tree, rel_path)
+    if found != (_REGULAR_FILE, blob):
+        raise GitError(f"the new tree has {found} at {rel_path}, not the report")
+    if tree == root:
+        return tested
+    now = time.time()
+    signed = identity_line(who.name, who.email, int(now), _utc_offset_s(now))
+    return git.write_object("commit", commit_content(tree, tested, signed, signed, message))
 
 
-def _tree_entries(raw: bytes) -> dict[bytes, tuple[bytes, str]]:
-    """name -> (mode, sha) of a raw tree object (`<mode> <name>\\0<20-byte sha>`...)."""
-    entries: dict[bytes, tuple[bytes, str]] = {}
-    at = 0
-    try:
-        while at < len(raw):
-            space = raw.index(b" ", at)
-            nul = raw.index(b"\0", space)
-            entries[raw[space + 1 : nul]] = (raw[at:space], raw[nul + 1 : nul + 21].hex())
-            at = nul + 21
-    except ValueError as exc:
-        raise GitError(f"a malformed tree object: {exc}") from exc
-    return entries
+def _with_file(git: IsolatedGit, tree: str | None, parts: list[str], blob: str) -> str:
+    """The name of `tree` (None: an empty one) with the regular file `blob` at the path
+    `parts`, written. Whatever stands there (file, symlink, submodule, directory) and
+    any parent that is not a directory give way.
+
+    Only the trees on the way to the report are read, each checked to hash to its name,
+    and rebuilt; every other entry keeps its name, and the origin already holds the
+    real objects behind those names."""
+    entries = parse_tree(git.verified_object(tree, "tree")) if tree else {}
+    name = parts[0].encode()
+    if len(parts) == 1:
+        entries[name] = TreeEntry(FILE_MODE, name, blob)
+    else:
+        below = entries.get(name)
+        subtree = below.sha if below is not None and below.is_tree else None
+        entries[name] = TreeEntry(TREE_MODE, name, _with_file(git, subtree, parts[1:], blob))
+    return git.write_object("tree", tree_content(entries.values()))
 
 
-def _drop_conflicts(git: IsolatedGit, rel_path: str, blocker: str | None) -> None:
-    """Remove from the index every entry that stands where the report goes: the
-    non-directory `blocker` at a parent, the path itself (any mode), anything under it."""
-    doomed = [blocker] if blocker else []
-    listed = git.run(["ls-files", "-z", "--", f":(literal){rel_path}"], strip=False)
-    doomed += [p for p in listed.split("\0") if p]
-    if doomed:
-        paths = "".join(f"{p}\0" for p in doomed).encode("utf-8", "surrogateescape")
-        git.run(["update-index", "--force-remove", "-z", "--stdin"], stdin=paths)
+def _utc_offset_s(when: float) -> int:
+    """The local zone's offset at `when`, as git puts it on a commit it makes."""
+    return time.localtime(when).tm_gmtoff
 
 
 def _tree_entry(git: IsolatedGit, treeish: str, path: str) -> tuple[str, str] | None:
@@ -209,12 +198,7 @@ def _remote_tip(git: IsolatedGit, origin_url: str, ref: str) -> str | None:
     return tips[0] if len(tips) == 1 else None
 
 
-def _identity_env(identity: GitIdentity) -> dict[str, str]:
+def _home_env(identity: GitIdentity) -> dict[str, str]:
+    """The push's HOME (the commit's identity is written into it, not read by git)."""
     identity.home.mkdir(parents=True, exist_ok=True)
-    return {
-        "HOME": str(identity.home),
-        "GIT_AUTHOR_NAME": identity.name,
-        "GIT_AUTHOR_EMAIL": identity.email,
-        "GIT_COMMITTER_NAME": identity.name,
-        "GIT_COMMITTER_EMAIL": identity.email,
-    }
+    return {"HOME": str(identity.home)}
