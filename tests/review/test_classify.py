@@ -78,17 +78,21 @@ MAIN = {
     "tests/test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n",
     "tests/test_known.py": "def test_known_broken():\n    assert False, 'broken on main'\n",
 }
+# Flaky the way a polluted test is: it fails after another test of the run has left
+# state behind in the process, and passes when run again alone. (The re-run is in a
+# fresh checkout, so a marker left in the worktree would not make it pass.)
+POLLUTER_TEST = (
+    "import os\n\n\ndef test_leaves_state_behind():\n    os.environ['POLLUTED'] = 'yes'\n"
+)
 FLAKY_TEST = (
-    "import os\nfrom pathlib import Path\n\n\n"
+    "import os\n\n\n"
     "def test_first_run_fails():\n"
-    "    # The marker is left in the worktree, which the re-run on the branch shares.\n"
-    "    marker = Path(__file__).with_name('.flaky-marker')\n"
-    "    if not marker.exists():\n"
-    "        marker.write_text('seen')\n"
+    "    if os.environ.get('POLLUTED'):\n"
     "        raise AssertionError('first run fails')\n"
 )
 BRANCH = {
     "calc.py": "def add(a, b):\n    return a - b\n",
+    "tests/test_a_polluter.py": POLLUTER_TEST,
     "tests/test_flaky.py": FLAKY_TEST,
 }
 

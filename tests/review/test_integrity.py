@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.gateworld import World, WorldFactory, job
 from tests.repofactory import git, make_origin, show_file
 from worker.contracts import parse_contracts
@@ -368,9 +370,9 @@ def test_opting_in_doubles_the_run_budget_a_jobs_lease_must_outlast() -> None:
 # --- in-process: real origins, real pytest ------------------------------------------
 
 
-def guarded_world(world: WorldFactory, integrity: bool = True) -> World:
+def guarded_world(world: WorldFactory, integrity: bool = True, **overrides: Any) -> World:
     contract = {"smoke_enabled": False, "integrity": integrity, "timeout_s": 120}
-    return world(contracts={"guarded": contract})
+    return world(contracts={"guarded": contract}, **overrides)
 
 
 def remove_on_branch(bare: Path, *paths: str) -> None:
@@ -501,3 +503,94 @@ def test_no_merge_base_with_main_is_reported_and_leaves_the_verdict_alone(
     kwargs, report = gate(w)
     assert kwargs["result"] == "PASS"
     assert "**Not checked:**" in report
+
+
+# --- a suite that tampers with what the guard reads after it ran ---------------------
+# Each branch hides a failing test (skips or deletes it) and carries a second test file
+# that, while the suite runs, rewrites what the guard would read afterwards: the
+# worktree's `.git` (so that an uncontained `git diff` there reads the suite's own
+# repository, or none), the test file on disk (so that its text or a later collection
+# no longer shows the change). The guard must judge the commit, not the worktree.
+
+SKIPPED = "import pytest\n" + TESTS.replace(
+    "def test_mul", "@pytest.mark.skip(reason='flaky')\ndef test_mul"
+)
+_ROOT = "ROOT = __import__('pathlib').Path(__file__).resolve().parents[1]\n"
+GARBAGE_GIT = _ROOT + (
+    "\n\ndef test_tidy():\n"
+    "    (ROOT / '.git').unlink()\n"
+    "    (ROOT / '.git').write_text('this is not a repository\\n')\n"
+)
+NO_GIT = _ROOT + "\n\ndef test_tidy():\n    (ROOT / '.git').unlink()\n"
+# The worktree's .git now names a repository of the suite's: the mirror's objects,
+# and a replace ref that makes the tested commit read as its merge base (no diff).
+REPLACED_HISTORY = _ROOT + (
+    "import subprocess\n\n\n"
+    "def git(*args):\n"
+    "    return subprocess.run(['git', *args], cwd=ROOT, check=True, capture_output=True,\n"
+    "                          text=True).stdout.strip()\n\n\n"
+    "def test_tidy():\n"
+    "    head, base = git('rev-parse', 'HEAD'), git('merge-base', 'HEAD', 'main')\n"
+    "    objects = git('rev-parse', '--path-format=absolute', '--git-common-dir')\n"
+    "    fake = ROOT / '.fake'\n"
+    "    git('init', '-q', '--bare', str(fake))\n"
+    "    (fake / 'objects/info/alternates').write_text(objects + '/objects\\n')\n"
+    "    (fake / 'refs/replace').mkdir(parents=True, exist_ok=True)\n"
+    "    (fake / 'refs/replace' / head).write_text(base + '\\n')\n"
+    "    (ROOT / '.git').unlink()\n"
+    "    (ROOT / '.git').write_text(f'gitdir: {fake}\\n')\n"
+)
+# The skip line's number now falls inside test_add, which passed.
+REWRITTEN_SOURCE = _ROOT + (
+    "\n\ndef test_tidy():\n"
+    "    (ROOT / 'tests/test_calc.py').write_text(\n"
+    + repr(
+        "import pytest\nfrom calc import add, mul\n\n\ndef test_add():\n"
+        "    assert add(1, 2) == 3\n    x = 1\n    x = 2\n    x = 3\n    assert x\n\n\n"
+        "def test_mul():\n    assert mul(2, 3) == 6\n"
+    )
+    + ")\n"
+)
+# The deleted test is back on disk, for a collection made after the run.
+RESTORED_TEST = _ROOT + (
+    f"\n\ndef test_tidy():\n    (ROOT / 'tests/test_calc.py').write_text({TESTS!r})\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "tamper"),
+    [
+        ("skipped", GARBAGE_GIT),
+        ("skipped", NO_GIT),
+        ("skipped", REPLACED_HISTORY),
+        ("skipped", REWRITTEN_SOURCE),
+        ("deleted", RESTORED_TEST),
+        ("deleted", REPLACED_HISTORY),
+    ],
+    ids=[
+        "garbage-git",
+        "no-git",
+        "replaced-history",
+        "rewritten-source",
+        "restored-test",
+        "deleted-replaced-history",
+    ],
+)
+def test_a_suite_that_tampers_with_its_worktree_does_not_blind_the_guard(
+    world: WorldFactory, hidden: str, tamper: str
+) -> None:
+    w = guarded_world(world, containment="required")
+    tests = SKIPPED if hidden == "skipped" else TESTS_WITHOUT_MUL
+    make_origin(
+        w.origins,
+        "guarded",
+        {"calc.py": BROKEN_MUL, "tests/test_calc.py": tests, "tests/test_zz_tidy.py": tamper},
+        main_files=MAIN,
+    )
+    kwargs, report = gate(w)
+    assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "code-fail"), report
+    found = kwargs["failure_packet"]["integrity"]
+    assert [f["id"] for f in found[hidden if hidden == "skipped" else "removed"]] == [
+        "tests/test_calc.py::test_mul"
+    ], report
+    assert found["incomplete"] is None, report

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import sysconfig
+import uuid
 from pathlib import Path
 
 from tests.gateworld import WorldFactory, job
 from tests.repofactory import make_origin, push_commit, show_file
+from worker.containment.sandbox import Sandbox
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict
+from worker.suite.setup import SetupFailure
+from worker.suite.venvs import DEFAULT_KEY_FILES, ensure_venv, venv_key
 
 SRC_LAYOUT = {
     "pyproject.toml": '[project]\nname = "pkg"\nversion = "0"\n',
@@ -137,3 +143,63 @@ def test_a_venv_whose_setup_fails_is_not_kept(tmp_path: Path, world: WorldFactor
     result = run_gate(job("broken"), w.ctx, attempt=0, delivery_id="d")
     assert result.kind == "deferred" and "setup step 1" in result.detail
     assert [p for p in (tmp_path / "work" / "venvs").iterdir() if p.is_dir()] == []
+
+
+# --- the venv's key: dependency files as the branch made them --------------------------
+
+
+def key_of(worktree: Path, *patterns: str) -> str:
+    return venv_key(worktree, patterns or DEFAULT_KEY_FILES, "/usr/bin/python3")
+
+
+def test_the_key_follows_a_link_only_to_a_file_of_the_worktree(tmp_path: Path) -> None:
+    tree, outside = tmp_path / "tree", tmp_path / "secret.txt"
+    (tree / "requirements").mkdir(parents=True)
+    outside.write_text("one\n")
+    (tree / "requirements.txt").symlink_to(outside)
+    before = key_of(tree)
+    outside.write_text("two\n")
+    assert key_of(tree) == before  # never read
+    (tree / "requirements.txt").unlink()
+    (tree / "requirements.txt").symlink_to("requirements/base.txt")
+    (tree / "requirements/base.txt").write_text("pytest\n")
+    inside = key_of(tree)
+    (tree / "requirements/base.txt").write_text("pytest\nrequests\n")
+    assert key_of(tree) not in (inside, before)
+
+
+def test_a_linked_directory_of_key_files_is_not_read(tmp_path: Path) -> None:
+    tree, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
+    tree.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "a.txt").write_text("one\n")
+    (tree / "reqs").symlink_to(elsewhere)
+    before = key_of(tree, "reqs/*.txt")
+    (elsewhere / "a.txt").write_text("two\n")
+    assert key_of(tree, "reqs/*.txt") == before
+
+
+def test_a_fifo_for_a_dependency_file_is_no_dependency_file(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    empty = key_of(tree)
+    os.mkfifo(tree / "requirements.txt")  # opening it for reading would block for ever
+    assert key_of(tree) == empty
+
+
+def test_a_dependency_file_too_large_to_be_one_fails_the_setup(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "requirements.txt").write_bytes(b"#" * (16 << 20) + b"\n")
+    failure = ensure_venv(
+        "huge",
+        tree,
+        Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex),
+        root=tmp_path / "venvs",
+        base_python=sys.executable,
+        setup=(),
+        timeout_s=10,
+    )
+    assert isinstance(failure, SetupFailure), failure
+    assert "requirements.txt is larger than" in failure.describe()
+    assert [p for p in (tmp_path / "venvs").iterdir() if p.is_dir()] == []

@@ -85,6 +85,10 @@ class IsolatedGit:
         text = self._run([*_SAFE_CONFIG, *args], stdin=stdin).decode("utf-8", "surrogateescape")
         return text.strip() if strip else text
 
+    def run_bytes(self, args: list[str], *, stdin: bytes | None = None) -> bytes:
+        """`run`, its stdout as git wrote it."""
+        return self._run([*_SAFE_CONFIG, *args], stdin=stdin)
+
     def verified_object(self, sha: str, kind: str) -> bytes:
         """The raw content of object `sha` of type `kind`, checked to hash to `sha`.
 

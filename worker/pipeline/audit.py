@@ -1,11 +1,14 @@
 """A contract's opt-in second look at a suite that ran: the test-integrity guard
 (`integrity = true`) and the classification of failures (`classify = true`).
 
-Both compare the tested commit with its merge base on main, in a second worktree of
-the same mirror, through the job's sandbox (a fresh scratch for the base side, so
-nothing the branch's suite left in HOME or TMPDIR reaches it). All their pytest runs
-share one budget: the contract's timeout again. What cannot be done is reported, never
-raised; only the branch's own inability to be checked fails it (fail closed).
+Both compare the tested commit with its merge base on main. Neither trusts the
+worktree the suite ran in, which the suite could have rewritten (a test file brought
+back, `.git` replaced by garbage or by a repository of its own): each side is re-run
+and collected in a fresh worktree of the mirror, set up again in a fresh scratch, and
+the diff and the files' text are read from the mirror's objects (worker/git/committed.py).
+All their pytest runs share one budget: the contract's timeout again. What cannot be
+done is reported, never raised; only the branch's own inability to be checked fails
+it (fail closed), and a checkout that cannot be made is the infrastructure's (retried).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from worker.containment.sandbox import Sandbox
 from worker.contracts import TestContract
 from worker.errors import CheckoutError, GitError
 from worker.git.checkout import Checkout, checkout, merge_base
-from worker.git.command import run_git
+from worker.git.committed import committed_diff, committed_texts
 from worker.git.diff import parse_diff
+from worker.git.isolated import IsolatedGit
 from worker.report.render import ReportFacts
 from worker.review.classify import Classified, classify
 from worker.review.integrity import Integrity, IntegrityInput, check_integrity
@@ -41,10 +45,7 @@ logger = logging.getLogger("testgate.audit")
 BASE_BRANCH = "main"
 # The files the guard reads: tests and sources (.py) and pytest's configuration.
 _DIFF_PATHS = ("*.py", "*.ini", "*.cfg", "*.toml")
-_DIFF_COMMAND = (
-    "-c",
-    "core.quotepath=off",
-    "diff",
+_DIFF_OPTIONS = (
     "-M",
     "--unified=0",
     "--no-color",
@@ -112,14 +113,14 @@ class Audit:
 NO_AUDIT = Audit()
 
 
-def audit_suite(job: AuditJob, suite: SuiteRun, *, branch: PytestEnv, raw: PytestEnv) -> Audit:
-    """Audit a suite that ran. `branch` is what the suite ran with; `raw` is the sandbox
-    and interpreter before the contract's setup, to prepare the merge base with."""
+def audit_suite(job: AuditJob, suite: SuiteRun, *, raw: PytestEnv) -> Audit:
+    """Audit a suite that ran. `raw` is the sandbox and interpreter before the
+    contract's setup, to prepare each side's fresh checkout with."""
     contract = job.contract
     if not (contract.integrity or contract.classify) or not suite.ran:
         return NO_AUDIT
     failing = failing_tests(suite.outcomes)
-    found = _Audit(job, branch, raw, [t.test_id for t in failing]).run(suite.outcomes)
+    found = _Audit(job, raw, [t.test_id for t in failing]).run(suite.outcomes)
     classes = [c.failure_class for c in found.classified or ()]
     logger.info(
         "audit of %s@%s: objection=%s classes=%s",
@@ -132,10 +133,8 @@ def audit_suite(job: AuditJob, suite: SuiteRun, *, branch: PytestEnv, raw: Pytes
 
 
 class _Audit:
-    def __init__(
-        self, job: AuditJob, branch: PytestEnv, raw: PytestEnv, failing: list[str]
-    ) -> None:
-        self.job, self.branch, self.raw, self.failing = job, branch, raw, failing
+    def __init__(self, job: AuditJob, raw: PytestEnv, failing: list[str]) -> None:
+        self.job, self.raw, self.failing = job, raw, failing
         self.contract = job.contract
         self.deadline = time.monotonic() + job.contract.timeout_s
 
@@ -143,11 +142,10 @@ class _Audit:
         return self.deadline - time.monotonic()
 
     def run(self, outcomes: Iterable[TestOutcome]) -> Audit:
-        co, contract = self.job.checkout, self.contract
+        contract = self.contract
         classifying = contract.classify and bool(self.failing)
         # First, while it is still "right away": the flaky check on the branch.
-        branch_rerun = self._rerun(co.path, self.branch, "branch") if classifying else None
-        branch_ids = self._collect(co.path, self.branch, "branch") if contract.integrity else None
+        branch_rerun, branch_ids = self._branch_side(classifying)
         base = self._base_side(classifying, branch_ids, outcomes)
         integrity = base.integrity
         if branch_ids is not None and integrity is None:
@@ -156,6 +154,23 @@ class _Audit:
         if contract.classify:
             classified = classify(self.failing, branch_rerun, base.rerun, base_label=base.label)
         return Audit(enabled=True, integrity=integrity, classified=classified)
+
+    def _branch_side(self, classifying: bool) -> tuple[dict[str, str] | None, Collection | None]:
+        """The branch's rerun and collection, in a fresh checkout of the tested commit
+        set up again: the suite ran in its own worktree and could have left anything
+        there (a test file rewritten or brought back, `.git` replaced). A checkout that
+        cannot be made is the infrastructure's fault (CheckoutError, retried)."""
+        co, integrity = self.job.checkout, self.contract.integrity
+        if not (classifying or integrity):
+            return None, None
+        with self._checkout_of(co.branch, co.commit) as fresh:
+            env = self._prepare(fresh.path, "branch")
+            if isinstance(env, str):
+                logger.warning("audit of %s@%s: the branch again: %s", co.repo, co.commit, env)
+                failed = Collection(frozenset(), False, f"a fresh checkout of it: {env}")
+                return None, failed if integrity else None
+            rerun = self._rerun(fresh.path, env, "branch") if classifying else None
+            return rerun, self._collect(fresh.path, env, "branch") if integrity else None
 
     def _base_side(
         self, classifying: bool, branch_ids: Collection | None, outcomes: Iterable[TestOutcome]
@@ -176,8 +191,8 @@ class _Audit:
             return _BaseSide("main's merge base", problem=f"no merge base with main: {exc}")
         label = f"main's merge base {sha[:10]}"
         try:
-            with self._base_checkout(sha) as base:
-                env = self._prepare(base.path)
+            with self._checkout_of(BASE_BRANCH, sha) as base:
+                env = self._prepare(base.path, "base")
                 if isinstance(env, str):
                     return _BaseSide(label, problem=f"{label}: {env}")
                 rerun = self._rerun(base.path, env, "base") if classifying else None
@@ -189,19 +204,19 @@ class _Audit:
             logger.warning("audit of %s@%s: %s unavailable: %s", co.repo, co.commit, label, exc)
             return _BaseSide(label, problem=f"{label} could not be checked out: {exc}")
 
-    def _base_checkout(self, sha: str) -> AbstractContextManager[Checkout]:
+    def _checkout_of(self, branch: str, sha: str) -> AbstractContextManager[Checkout]:
         return checkout(
             self.job.checkout.repo,
-            BASE_BRANCH,
+            branch,
             sha,
             workdir=self.job.workdir,
             url_template=self.job.url_template,
             git_timeout_s=self.job.git_timeout_s,
         )
 
-    def _prepare(self, worktree: Path) -> PytestEnv | str:
-        """The merge base's sandbox, set up as the contract says, in a fresh scratch."""
-        scratch = self.raw.sandbox.scratch_dir / "base"
+    def _prepare(self, worktree: Path, side: str) -> PytestEnv | str:
+        """A sandbox for `worktree`, set up as the contract says, in a fresh scratch."""
+        scratch = self.raw.sandbox.scratch_dir / side
         scratch.mkdir(parents=True, exist_ok=True)
         sandbox = replace(self.raw.sandbox, scratch_dir=scratch)
         setup_s = max(1, min(self.contract.setup_timeout_s, int(self.left())))
@@ -252,31 +267,39 @@ class _Audit:
             return Integrity(incomplete=f"collecting the merge base's tests: {base_ids.detail}")
         co = self.job.checkout
         try:
-            diff = run_git(
-                [*_DIFF_COMMAND, base.commit, co.commit, "--", *_DIFF_PATHS],
-                co.path,
-                timeout_s=self.job.git_timeout_s,
-            )
+            given = _compared(co, base.commit, base_ids.ids, branch_ids.ids, self.job.git_timeout_s)
         except GitError as exc:
-            return Integrity(incomplete=f"the diff with the merge base failed: {exc}")
-        changes = parse_diff(diff)
-        gone = {split_id(i)[0] for i in base_ids.ids - branch_ids.ids}
-        new = {split_id(i)[0] for i in branch_ids.ids - base_ids.ids}
+            logger.warning("audit of %s@%s: commits unreadable: %s", co.repo, co.commit, exc)
+            return Integrity(incomplete=f"reading the diff with the merge base failed: {exc}")
         by_id = {o.test_id: o.outcome for o in outcomes}
-        found = check_integrity(
-            IntegrityInput(
-                base_ids=base_ids.ids,
-                branch_ids=branch_ids.ids,
-                changes=changes,
-                base_sources=read_sources(base.path, {c.old_path for c in changes} | gone),
-                branch_sources=read_sources(co.path, {c.new_path for c in changes} | new),
-                branch_outcomes=by_id or None,
-            )
-        )
+        found = check_integrity(replace(given, branch_outcomes=by_id or None))
         if not base_ids.complete:
             note = f"the merge base's collection ended with {base_ids.detail}: compared with "
             found = replace(found, notes=(f"{note}the {len(base_ids.ids)} tests it collected",))
         return found
+
+
+def _compared(
+    co: Checkout, base: str, base_ids: frozenset[str], branch_ids: frozenset[str], timeout_s: float
+) -> IntegrityInput:
+    """The guard's input but the run's outcomes: the diff of the two commits and the
+    text of the files involved, read from the mirror's objects, never from a worktree
+    (the branch's suite ran in one and could have rewritten any file, `.git` too).
+    GitError if they cannot be read."""
+    with IsolatedGit(co.mirror, timeout_s=timeout_s) as git:
+        diff = committed_diff(git, base, co.commit, options=_DIFF_OPTIONS, paths=_DIFF_PATHS)
+        changes = parse_diff(diff)
+        gone = {split_id(i)[0] for i in base_ids - branch_ids}
+        new = {split_id(i)[0] for i in branch_ids - base_ids}
+        old_paths = {c.old_path for c in changes} | gone
+        new_paths = {c.new_path for c in changes} | new
+        return IntegrityInput(
+            base_ids=base_ids,
+            branch_ids=branch_ids,
+            changes=changes,
+            base_sources=committed_texts(git, base, old_paths, max_bytes=_MAX_SOURCE_BYTES),
+            branch_sources=committed_texts(git, co.commit, new_paths, max_bytes=_MAX_SOURCE_BYTES),
+        )
 
 
 @dataclass(frozen=True)
@@ -293,20 +316,3 @@ def _incomplete(branch_ids: Collection, why: str) -> Integrity:
         detail = f"collecting the branch's tests: {branch_ids.detail}"
         return Integrity(incomplete=detail, fail_closed=True)
     return Integrity(incomplete=why)
-
-
-def read_sources(root: Path, paths: Iterable[str | None]) -> dict[str, str]:
-    """The text of each path that is a regular file inside `root` (never a symlink,
-    never above a size bound); paths come from the diff and the test ids."""
-    top = root.resolve()
-    sources: dict[str, str] = {}
-    for rel in sorted(p for p in paths if p):
-        path = root / rel
-        try:
-            if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(top):
-                continue
-            if path.stat().st_size <= _MAX_SOURCE_BYTES:
-                sources[rel] = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-    return sources

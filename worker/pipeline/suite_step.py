@@ -8,7 +8,7 @@ import uuid
 
 from worker.containment.sandbox import Sandbox
 from worker.git.checkout import Checkout
-from worker.pipeline.audit import AuditJob, PytestEnv, audit_suite
+from worker.pipeline.audit import AuditJob, audit_suite
 from worker.pipeline.job_run import JobRun
 from worker.pipeline.shard_deal import deal_batches
 from worker.pipeline.shard_plan import ShardPlan, plan_shards, shard_count
@@ -62,7 +62,6 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
         run.audit = audit_suite(
             AuditJob.of(co, run.contract, run.settings),
             suite,
-            branch=PytestEnv(sandbox, python),
             raw=raw,
         )
         return suite

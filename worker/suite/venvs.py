@@ -18,21 +18,43 @@ from dataclasses import replace
 from pathlib import Path
 
 from worker.containment.sandbox import Sandbox
+from worker.containment.untrusted_files import UntrustedDir
 from worker.suite.setup import SetupFailure, run_setup
 
 logger = logging.getLogger("testgate.venvs")
 
 READY_MARKER = ".testgate-ready"
 DEFAULT_KEY_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt")
+_MAX_KEY_FILE_BYTES = 16 << 20
 
 
 def venv_key(worktree: Path, patterns: Sequence[str], base_python: str) -> str:
-    """Hash of the interpreter and of every dependency file's path and content."""
+    """Hash of the interpreter and of every dependency file's path and content.
+
+    The branch decides what these paths are, so they are read as files in the suite's
+    reach are (worker/containment/untrusted_files.py): a symbolic link is never
+    followed out of the worktree (one to /proc/self/pagemap would be read for ever),
+    and one to a file of the worktree counts with that file's content. ValueError for a
+    dependency file too large to be one."""
     digest = hashlib.sha256(base_python.encode())
-    files = sorted({p for pattern in patterns for p in worktree.glob(pattern) if p.is_file()})
-    for path in files:
-        digest.update(b"\0" + str(path.relative_to(worktree)).encode() + b"\0")
-        digest.update(path.read_bytes())
+    top = worktree.resolve()
+    names = sorted({p.relative_to(worktree).as_posix() for g in patterns for p in worktree.glob(g)})
+    with UntrustedDir(top) as files:
+        for name in names:
+            path = top / name
+            if path.is_symlink():
+                target = path.resolve()
+                name_read = target.relative_to(top).as_posix() if target.is_relative_to(top) else ""
+                digest.update(b"\0link\0" + os.readlink(path).encode(errors="surrogateescape"))
+            else:
+                name_read = name
+            data = files.read_bytes(name_read, _MAX_KEY_FILE_BYTES + 1) if name_read else None
+            if data is None:
+                continue  # not a regular file of the worktree: no dependency file
+            if len(data) > _MAX_KEY_FILE_BYTES:
+                raise ValueError(f"{name} is larger than {_MAX_KEY_FILE_BYTES} bytes")
+            digest.update(b"\0" + name.encode(errors="surrogateescape") + b"\0")
+            digest.update(data)
     return digest.hexdigest()[:16]
 
 
@@ -60,7 +82,11 @@ def ensure_venv(
     Returns the venv's directory, or the setup failure that prevented building it.
     """
     root.mkdir(parents=True, exist_ok=True)
-    venv = root / f"{repo}-{venv_key(worktree, key_files, base_python)}"
+    try:
+        venv = root / f"{repo}-{venv_key(worktree, key_files, base_python)}"
+    except ValueError as exc:
+        logger.warning("no venv for %s: %s", worktree, exc)
+        return SetupFailure(0, "hashing the dependency files", f"failed: {exc}", "")
     if (venv / READY_MARKER).is_file():
         return venv
     with (root / f"{venv.name}.lock").open("a") as lock:
