@@ -51,6 +51,8 @@ def test_a_contracts_file_adds_repos_with_their_own_target_timeout_and_smoke(
         ('[repos.web]\ncolour = "blue"\n', "colour"),
         ('[repos.web]\nenv = {TESTGATE_BROKER_URL = "x"}\n', "TESTGATE_"),
         ("repos = 3\n", "must be a table"),
+        ("[repos.web]\nintegrity = true\nshards = 2\n", "cannot be combined with shards"),
+        ('[repos.web]\nclassify = true\nshards = "auto"\n', "cannot be combined with shards"),
     ],
 )
 def test_a_broken_contracts_file_is_refused_with_the_fault_named(

@@ -13,7 +13,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from worker.errors import ContractsFileError
 from worker.settings import Settings
@@ -119,6 +127,17 @@ class _ContractEntry(BaseModel):
         if value is not None and (not value or value.startswith(("-", "/")) or ".." in value):
             raise ValueError("must be a relative path inside the repo, not an option")
         return value
+
+    @model_validator(mode="after")
+    def _whole_suite_for_a_second_look(self) -> _ContractEntry:
+        # The guard and the classification compare the whole suite's run with main;
+        # a sharded job has no such run, and would silently pass unguarded.
+        if (self.integrity or self.classify) and self.shards != 1:
+            raise ValueError(
+                "integrity and classify judge the whole suite's run: "
+                "they cannot be combined with shards (set shards = 1)"
+            )
+        return self
 
     @field_validator("env")
     @classmethod
