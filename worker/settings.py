@@ -29,9 +29,10 @@ DELIVERY_OVERHEAD_S = 600
 # git_timeout_s (mirror clone or fetch, the job's fetch, the report push, the integrity
 # guard's fetch of the base); local git steps take seconds and live in the overhead.
 GIT_NETWORK_STEPS = 4
-# The mirror lock is taken around network steps twice per job (checkout, integrity
-# base), each time possibly behind every other job of the host, each holding it for
-# up to two network steps.
+# A mirror's locks (its branch's for a fetch, the repo's for a clone or housekeeping,
+# worker/git/checkout.py) are taken around network steps twice per job (checkout,
+# integrity base), each time possibly behind every other job of the host, each
+# holding them for up to two network steps.
 LOCKED_SECTIONS_PER_JOB = 2
 NETWORK_STEPS_PER_LOCKED_SECTION = 2
 
@@ -185,7 +186,7 @@ class Settings(BaseSettings):
         """The shortest broker visibility timeout that never redelivers a live job:
         everything one delivery may take, each part at its bound. `longest_setup_s`:
         the contracts' setup steps at their timeouts; `concurrency`: jobs per host,
-        which share (and wait for) the mirror lock."""
+        which share (and may wait for) a mirror's locks."""
         suite = max(self.timeout_s, longest_timeout_s) + self.kill_grace_s
         git = GIT_NETWORK_STEPS * self.git_timeout_s
         lock_waits = (

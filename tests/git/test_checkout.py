@@ -139,3 +139,68 @@ def test_a_half_written_mirror_from_a_crashed_clone_is_replaced(
     with open_checkout(tmp_path) as co:
         assert isinstance(co, Checkout)
         assert co.commit == branch_tip(origin, "feature/x")
+
+
+def test_the_worktree_is_one_git_knows_and_forgets_with_the_job(
+    tmp_path: Path, origin: Path
+) -> None:
+    mirror = tmp_path / "work" / "mirrors" / "app.git"
+    with open_checkout(tmp_path) as co:
+        listed = git(mirror, "worktree", "list", "--porcelain")
+        assert f"worktree {co.path}\nHEAD {co.commit}\ndetached" in listed
+        assert git(co.path, "status", "--porcelain") == ""  # the index matches the files
+        assert git(co.path, "rev-parse", "--git-common-dir") == str(mirror)
+    assert git(mirror, "worktree", "list", "--porcelain").count("worktree ") == 1  # the mirror
+    assert list((mirror / "worktrees").iterdir()) == []
+
+
+def test_jobs_of_different_branches_fetch_at_the_same_time(tmp_path: Path, origin: Path) -> None:
+    branches = [f"feature/b{i}" for i in range(4)]
+    for name in branches:
+        git(origin, "branch", name, "feature/x")
+    with open_checkout(tmp_path):
+        pass  # the mirror exists; every branch moves on after it
+    tips = {b: push_commit(origin, b, {f"{b}.txt": b}, f"on {b}") for b in branches}
+    got: dict[str, str] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(branches))
+
+    def job(branch: str) -> None:
+        try:
+            barrier.wait(timeout=30)
+            with open_checkout(tmp_path, branch=branch) as co:
+                assert (co.path / f"{branch}.txt").read_text() == branch
+                got[branch] = co.commit
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=job, args=(b,)) for b in branches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and got == tips
+
+
+def test_housekeeping_drops_the_records_of_worktrees_that_died_with_their_process(
+    tmp_path: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.git.checkout as module
+
+    with open_checkout(tmp_path):
+        pass
+    records = tmp_path / "work" / "mirrors" / "app.git" / "worktrees"
+    reused = tmp_path / "slot" / "src"  # a slot since reused: its .git points elsewhere
+    reused.mkdir(parents=True)
+    (reused / ".git").write_text("gitdir: /elsewhere\n")
+    for name, gitdir in (("gone-1", tmp_path / "nowhere" / ".git"), ("reused-1", reused / ".git")):
+        (records / name).mkdir()
+        (records / name / "gitdir").write_text(f"{gitdir}\n")
+        (records / name / "HEAD").write_text(f"{branch_tip(origin, 'feature/x')}\n")
+        (records / name / "commondir").write_text("../..\n")
+    monkeypatch.setattr(module, "_GC_LOOSE_IN_ONE_DIR", -1)
+    with open_checkout(tmp_path) as co:  # a fetch, then housekeeping
+        assert [r.name for r in records.iterdir()] == [
+            Path(git(co.path, "rev-parse", "--git-dir")).name
+        ]
+        assert git(co.path, "rev-parse", "HEAD") == co.commit

@@ -1,15 +1,29 @@
 """Per-job checkouts (docs/contract.md §4): a bare mirror per repo, a throw-away worktree per job.
 
 The mirror is cloned once from `url_template` and fetched per job (only when the
-commit to test is not already there). Each job gets its own `git worktree`, removed
+commit to test is not already there). Each job gets its own git worktree, removed
 when the job ends, whatever the outcome; two jobs never share a directory.
+
+Many jobs of one repo start at the same moment (a fleet's pool processes, a sharded
+job's shards), so little here takes a lock that all of them wait for:
+
+- the worktree is registered in the mirror by writing its record (what `git worktree
+  add` writes: `worktrees/<name>/{HEAD,commondir,gitdir}` and the worktree's `.git`
+  file) under a name no other job has, made whole before it is moved into place; so
+  no git process and no lock, and removing it is deleting two directories;
+- a fetch holds the repo's lock shared and its branch's lock exclusive: fetches of
+  different branches run at once (each updates only its own ref; auto gc is off);
+- cloning the mirror and its housekeeping (`git gc --auto`, when git's own loose
+  object and pack counts call for it) hold the repo's lock exclusive.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +35,12 @@ from worker.errors import CheckoutError, GitError
 from worker.git.command import run_git
 
 logger = logging.getLogger("testgate.checkout")
+
+# git's own defaults for `gc --auto`: about 6700 loose objects (sampled in objects/17,
+# so 27 there) or 50 packs.
+_GC_LOOSE_IN_ONE_DIR = 27
+_GC_PACKS = 50
+_NO_HOUSEKEEPING = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
 
 
 @dataclass(frozen=True)
@@ -58,43 +78,25 @@ def checkout(
     was given is left to its owner).
     """
     mirror = mirror_path(workdir, repo)
-    mirrors = mirror.parent
     jobs = workdir / "jobs"
-    mirrors.mkdir(parents=True, exist_ok=True)
+    mirror.parent.mkdir(parents=True, exist_ok=True)
     jobs.mkdir(parents=True, exist_ok=True)
-    mirror = mirror_path(workdir, repo)
     origin_url = url_template.format(repo=repo)
-    lock_path = mirrors / f"{repo}.lock"
     if job_dir is None:
         job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
         removed_dir = job_dir  # ours: removed with the worktree
     else:
         removed_dir = job_dir / "src"
     worktree = job_dir / "src"
-    # The lock, which every job's checkout of this repo takes in turn, is held only to
-    # register the worktree: concurrent `git worktree add`s read each other's half-made
-    # records and fail. A commit the mirror already has is looked up before it (objects
-    # are only ever added) and the files are written after it, into the worktree's own
-    # index: many shards of one commit start at the same moment.
-    sha = commit if commit and _mirror_has(mirror, commit, git_timeout_s) else None
+    record: Path | None = None
     try:
-        with _locked(lock_path):
-            if sha is None:
-                _ensure_mirror(mirror, origin_url, git_timeout_s)
-                sha = _resolve(mirror, branch, commit, git_timeout_s)
-            _git(
-                mirror,
-                "worktree add",
-                ["worktree", "add", "--no-checkout", "--detach", "--quiet", str(worktree), sha],
-                git_timeout_s,
-            )
-    except CheckoutError:
-        shutil.rmtree(removed_dir, ignore_errors=True)
-        raise
-    try:
+        _ensure_mirror(mirror, origin_url, git_timeout_s)
+        known = commit if commit and _has_commit(mirror, commit, git_timeout_s) else None
+        sha = known or _fetched(mirror, branch, commit, git_timeout_s)
+        record = _register(mirror, worktree, sha)
         _git(worktree, "checkout of the files", ["reset", "--hard", "--quiet"], git_timeout_s)
     except CheckoutError:
-        _remove_worktree(mirror, lock_path, removed_dir, worktree, git_timeout_s)
+        _remove(record, removed_dir)
         raise
     logger.info("checked out %s@%s (%s) in %s", repo, branch, sha, worktree)
     try:
@@ -107,7 +109,7 @@ def checkout(
             origin_url=origin_url,
         )
     finally:
-        _remove_worktree(mirror, lock_path, removed_dir, worktree, git_timeout_s)
+        _remove(record, removed_dir)
 
 
 def merge_base(
@@ -116,23 +118,20 @@ def merge_base(
     """The merge base of `commit` (already in the mirror) with origin's `base_branch`,
     fetched first so a stale mirror does not pick an old base. Raises CheckoutError."""
     mirror = mirror_path(workdir, repo)
-    ref = f"refs/heads/{base_branch}"
-    with _locked(workdir / "mirrors" / f"{repo}.lock"):
-        _git(
-            mirror,
-            f"fetch of {base_branch!r}",
-            ["fetch", "--quiet", "--no-tags", "origin", f"+{ref}:{ref}"],
-            git_timeout_s,
-        )
-        return _git(mirror, "merge-base", ["merge-base", commit, ref], git_timeout_s)
+    ref = _fetch_branch(mirror, base_branch, git_timeout_s)
+    return _git(mirror, "merge-base", ["merge-base", commit, ref], git_timeout_s)
+
+
+def _repo_lock(mirror: Path) -> Path:
+    return mirror.with_suffix(".lock")
 
 
 @contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """Serialise mutations of one mirror across threads and processes (flock is per
-    open file description, so two threads opening the file exclude each other too)."""
+def _locked(lock_path: Path, *, shared: bool = False) -> Iterator[None]:
+    """flock `lock_path` across threads and processes (flock is per open file
+    description, so two threads opening the file exclude each other too)."""
     with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -142,67 +141,181 @@ def _locked(lock_path: Path) -> Iterator[None]:
 def _ensure_mirror(mirror: Path, url: str, timeout_s: float) -> None:
     if (mirror / "HEAD").is_file():
         return
-    if mirror.exists():
-        # Left by a clone that died before the rename below: never trust it.
-        logger.warning("removing incomplete mirror %s", mirror)
-        shutil.rmtree(mirror, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{mirror.name}-", dir=mirror.parent))
-    try:
-        _git(
-            mirror.parent,
-            "clone",
-            ["clone", "--bare", "--quiet", "--", url, str(staging)],
-            timeout_s,
-        )
-        _git(
-            staging,
-            "config",
-            ["config", "remote.origin.fetch", "+refs/heads/*:refs/heads/*"],
-            timeout_s,
-        )
-        os.rename(staging, mirror)
-    except (CheckoutError, OSError) as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, CheckoutError):
-            raise
-        raise CheckoutError(f"cannot install mirror {mirror}: {exc}") from exc
+    with _locked(_repo_lock(mirror)):
+        if (mirror / "HEAD").is_file():
+            return  # cloned by another job while this one waited
+        if mirror.exists():
+            # Left by a clone that died before the rename below: never trust it.
+            logger.warning("removing incomplete mirror %s", mirror)
+            shutil.rmtree(mirror, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{mirror.name}-", dir=mirror.parent))
+        try:
+            _git(
+                mirror.parent,
+                "clone",
+                ["clone", "--bare", "--quiet", "--", url, str(staging)],
+                timeout_s,
+            )
+            _git(
+                staging,
+                "config",
+                ["config", "remote.origin.fetch", "+refs/heads/*:refs/heads/*"],
+                timeout_s,
+            )
+            os.rename(staging, mirror)
+        except (CheckoutError, OSError) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, CheckoutError):
+                raise
+            raise CheckoutError(f"cannot install mirror {mirror}: {exc}") from exc
     logger.info("cloned mirror %s from %s", mirror, url)
 
 
-def _resolve(mirror: Path, branch: str, commit: str | None, timeout_s: float) -> str:
-    """The SHA to test, fetching from origin only when it is not already here."""
-    if commit and _has_commit(mirror, commit, timeout_s):
-        return commit
-    try:
-        run_git(
-            [
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "origin",
-                f"+refs/heads/{branch}:refs/heads/{branch}",
-            ],
-            mirror,
-            timeout_s=timeout_s,
-        )
-    except GitError as exc:
-        if "couldn't find remote ref" in str(exc):
-            raise CheckoutError(f"{mirror.stem}: branch {branch!r} not found on origin") from exc
-        raise CheckoutError(f"{mirror.stem}: fetch of {branch!r} failed: {exc}") from exc
+def _fetched(mirror: Path, branch: str, commit: str | None, timeout_s: float) -> str:
+    """The SHA to test once the branch is fetched: `commit`, or the branch's new tip."""
+    ref = _fetch_branch(mirror, branch, timeout_s)
     if commit:
         if not _has_commit(mirror, commit, timeout_s):
             raise CheckoutError(f"{mirror.stem}: commit {commit} not found on origin")
         return commit
-    return _git(
+    return _ref_value(mirror, ref) or _git(
         mirror,
         "rev-parse",
-        ["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+        ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
         timeout_s,
     )
 
 
-def _mirror_has(mirror: Path, commit: str, timeout_s: float) -> bool:
-    return (mirror / "HEAD").is_file() and _has_commit(mirror, commit, timeout_s)
+def _fetch_branch(mirror: Path, branch: str, timeout_s: float) -> str:
+    """Fetch origin's `branch` into the same ref of the mirror; the ref's name."""
+    ref = f"refs/heads/{branch}"
+    locks = mirror / "testgate-locks"
+    try:
+        locks.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise CheckoutError(f"{mirror.stem}: no lock for fetching {branch!r}: {exc}") from exc
+    branch_lock = locks / f"{hashlib.sha256(ref.encode()).hexdigest()[:24]}.lock"
+    with _locked(_repo_lock(mirror), shared=True), _locked(branch_lock):
+        try:
+            run_git(
+                [
+                    *_NO_HOUSEKEEPING,
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "origin",
+                    f"+{ref}:{ref}",
+                ],
+                mirror,
+                timeout_s=timeout_s,
+            )
+        except GitError as exc:
+            if "couldn't find remote ref" in str(exc):
+                raise CheckoutError(
+                    f"{mirror.stem}: branch {branch!r} not found on origin"
+                ) from exc
+            raise CheckoutError(f"{mirror.stem}: fetch of {branch!r} failed: {exc}") from exc
+    _housekeeping(mirror, timeout_s)
+    return ref
+
+
+def _housekeeping(mirror: Path, timeout_s: float) -> None:
+    """`git gc --auto` when git's own thresholds are passed, if no fetch is running
+    (never waited for: the next fetch tries again). Failures are only logged."""
+    objects = mirror / "objects"
+    try:
+        loose = sum(1 for _ in (objects / "17").iterdir()) if (objects / "17").is_dir() else 0
+        packs = sum(1 for p in (objects / "pack").iterdir() if p.suffix == ".pack")
+    except OSError as exc:
+        logger.warning("cannot look at %s for housekeeping: %s", objects, exc)
+        return
+    if loose <= _GC_LOOSE_IN_ONE_DIR and packs <= _GC_PACKS:
+        return
+    with _repo_lock(mirror).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        try:
+            logger.info(
+                "housekeeping of %s: %d loose in objects/17, %d packs", mirror, loose, packs
+            )
+            run_git(["gc", "--auto", "--quiet"], mirror, timeout_s=timeout_s)
+            _drop_stale_records(mirror)
+        except GitError as exc:
+            logger.warning("git gc --auto in %s failed: %s", mirror, exc)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _drop_stale_records(mirror: Path) -> None:
+    """Remove the records of worktrees that no longer point back at them (left by a
+    process that died mid-job in a slot since reused, which git's own prune keeps)."""
+    records = Path(os.path.abspath(mirror)) / "worktrees"
+    for record in records.iterdir() if records.is_dir() else ():
+        try:
+            dot_git = Path((record / "gitdir").read_text(encoding="utf-8").strip())
+            current = dot_git.read_text(encoding="utf-8").strip() == f"gitdir: {record}"
+        except OSError:
+            current = False
+        if not current:
+            logger.info("removing the stale worktree record %s", record)
+            shutil.rmtree(record, ignore_errors=True)
+
+
+def _ref_value(mirror: Path, ref: str) -> str | None:
+    """The SHA a ref of the mirror holds, read as git stores it (a loose ref file, else
+    a line of packed-refs); None when it is neither (git is then asked)."""
+    try:
+        loose = (mirror / ref).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        loose = ""
+    if _is_sha(loose):
+        return loose
+    try:
+        packed = (mirror / "packed-refs").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and _is_sha(sha):
+            return sha
+    return None
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
+
+
+def _register(mirror: Path, worktree: Path, sha: str) -> Path:
+    """Make `worktree` a git worktree of `mirror` with HEAD detached at `sha`, as `git
+    worktree add --no-checkout --detach` would: its record under a fresh name, written
+    whole elsewhere and moved into place only after the worktree's `.git` points at it
+    (so no reader ever sees half of one). The record's path; CheckoutError if not."""
+    mirror, worktree = Path(os.path.abspath(mirror)), Path(os.path.abspath(worktree))
+    records = mirror / "worktrees"
+    name = f"{worktree.parent.name}-{secrets.token_hex(6)}"
+    record = records / name
+    staging: Path | None = None
+    try:
+        records.mkdir(exist_ok=True)
+        worktree.mkdir(parents=True)
+        dot_git = worktree / ".git"
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=mirror))
+        staging.chmod(0o755)  # as git makes it: the suite's own git reads it
+        (staging / "HEAD").write_text(f"{sha}\n", encoding="ascii")
+        (staging / "commondir").write_text("../..\n", encoding="ascii")
+        (staging / "gitdir").write_text(f"{dot_git}\n", encoding="utf-8")
+        dot_git.write_text(f"gitdir: {record}\n", encoding="utf-8")
+        os.rename(staging, record)
+    except OSError as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise CheckoutError(
+            f"{mirror.stem}: cannot register the worktree {worktree}: {exc}"
+        ) from exc
+    return record
 
 
 def _has_commit(mirror: Path, commit: str, timeout_s: float) -> bool:
@@ -213,29 +326,14 @@ def _has_commit(mirror: Path, commit: str, timeout_s: float) -> bool:
         return False
 
 
-def _remove_worktree(
-    mirror: Path, lock_path: Path, job_dir: Path, worktree: Path, timeout_s: float
-) -> None:
-    """Best effort, never raises: a leftover directory must not turn into a verdict."""
-    try:
-        with _locked(lock_path):
-            try:
-                run_git(
-                    ["worktree", "remove", "--force", str(worktree)], mirror, timeout_s=timeout_s
-                )
-                removed = True
-            except GitError as exc:
-                logger.warning("git worktree remove %s failed: %s", worktree, exc)
-                removed = False
-            shutil.rmtree(job_dir, ignore_errors=True)
-            if not removed:  # a successful remove drops the mirror's record itself
-                try:
-                    run_git(["worktree", "prune"], mirror, timeout_s=timeout_s)
-                except GitError as exc:
-                    logger.warning("git worktree prune in %s failed: %s", mirror, exc)
-    except OSError as exc:
-        logger.error("cleanup of %s failed: %s", job_dir, exc)
-        shutil.rmtree(job_dir, ignore_errors=True)
+def _remove(record: Path | None, job_dir: Path) -> None:
+    """Best effort, never raises: a leftover directory must not turn into a verdict.
+    The record goes first, so that git never sees a worktree whose files are half gone."""
+    if record is not None:
+        shutil.rmtree(record, ignore_errors=True)
+    shutil.rmtree(job_dir, ignore_errors=True)
+    if job_dir.exists() or (record is not None and record.exists()):
+        logger.error("cleanup of %s (record %s) left files behind", job_dir, record)
 
 
 def _git(cwd: Path, step: str, args: list[str], timeout_s: float) -> str:

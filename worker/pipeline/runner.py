@@ -124,9 +124,8 @@ def _in_checkout(run: JobRun, body: Callable[[Checkout], GateResult] | None) -> 
             "checkout failed for task %s (%s@%s): %s", job.task_id, job.repo, job.branch, exc
         )
         return tool_error(run, f"checkout failed: {exc}", None)
-    # Sent only now that the worktree is gone: removing it waits for the mirror's
-    # lock, which the shards' own checkouts take in turn, and the shards need this
-    # pool process too.
+    # Sent only now that the worktree is gone: the shards may need this pool
+    # process (and its slot) too.
     shards = run.ctx.shards
     if shards is None:  # a plan is only made where it can be sent
         return tool_error(run, "the suite was split but no one can send its shards", None)
