@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 
 from worker.errors import GitError
 from worker.git.isolated import IsolatedGit
-from worker.git.objects import object_id
 
 _REGULAR_FILE_MODES = frozenset({"100644", "100755"})
 
@@ -69,21 +68,9 @@ def _entries(
 
 def _blobs(git: IsolatedGit, shas: Sequence[str]) -> dict[str, bytes]:
     """sha -> content of each blob, by one `cat-file --batch`, each checked by its hash."""
-    if not shas:
-        return {}
-    out = git.run_bytes(["cat-file", "--batch"], stdin="".join(f"{s}\n" for s in shas).encode())
     contents: dict[str, bytes] = {}
-    at = 0
-    for sha in shas:
-        newline = out.find(b"\n", at)
-        header = out[at:newline].decode("ascii", "replace").split()
-        if newline < 0 or len(header) != 3 or header[:2] != [sha, "blob"]:
-            raise GitError(f"cat-file gave no blob {sha}: {out[at : at + 200]!r}")
-        start = newline + 1
-        end = start + int(header[2])
-        content = out[start:end]
-        if object_id("blob", content) != sha:
-            raise GitError(f"blob {sha} does not hash to its name: the mirror was altered")
-        contents[sha] = content
-        at = end + 1
+    for sha, found in zip(shas, git.verified_objects(list(shas)), strict=True):
+        if found is None or found[:2] != (sha, "blob"):
+            raise GitError(f"the mirror has no blob {sha}")
+        contents[sha] = found[2]
     return contents

@@ -94,10 +94,41 @@ class IsolatedGit:
 
         git reads objects by name without re-hashing them, so a loose object rewritten
         in the mirror would otherwise be taken for the real one. GitError if not."""
-        content = self._run([*_SAFE_CONFIG, "cat-file", kind, sha], stdin=None)
-        if object_id(kind, content) != sha:
-            raise GitError(f"{kind} {sha} does not hash to its name: the mirror was altered")
-        return content
+        [found] = self.verified_objects([sha])
+        if found is None or found[:2] != (sha, kind):
+            raise GitError(f"the mirror has no {kind} {sha}")
+        return found[2]
+
+    def verified_objects(self, names: list[str]) -> list[tuple[str, str, bytes] | None]:
+        """(sha, type, content) of each object `names` name (a SHA, `<rev>^{tree}`,
+        `<rev>:<path>`: one line of `git cat-file --batch` each, so never a newline),
+        None where there is none; all read by one git process and each checked to hash
+        to its name. GitError if not."""
+        if any("\n" in name for name in names):
+            raise GitError(f"an object name with a newline: {names!r}")
+        if not names:
+            return []
+        out = self._run(
+            [*_SAFE_CONFIG, "cat-file", "--batch"], stdin="".join(f"{n}\n" for n in names).encode()
+        )
+        found: list[tuple[str, str, bytes] | None] = []
+        at = 0
+        for name in names:
+            newline = out.find(b"\n", at)
+            header = out[at:newline].decode("utf-8", "replace").split(" ")
+            if newline < 0:
+                raise GitError(f"cat-file ended before {name!r}")
+            at = newline + 1
+            if len(header) != 3 or not header[2].isdigit():
+                found.append(None)  # "<name> missing", "<name> ambiguous"
+                continue
+            sha, kind, size = header[0], header[1], int(header[2])
+            content = out[at : at + size]
+            at += size + 1
+            if len(content) != size or object_id(kind, content) != sha:
+                raise GitError(f"{kind} {sha} does not hash to its name: the mirror was altered")
+            found.append((sha, kind, content))
+        return found
 
     def write_object(self, kind: str, content: bytes) -> str:
         """Store an object of `kind` in the scratch git dir, loose; its name. What git

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,14 +109,15 @@ def _report_commit(
 
     The new objects are written here (worker/git/objects.py); git then reads the new
     tree back, and it must hold exactly the report's blob at the report's path."""
-    commit = git.verified_object(tested, "commit")
+    parts = rel_path.split("/")
+    commit, trees = _read_the_way(git, tested, parts[:-1])
     first_line = commit.split(b"\n", 1)[0].decode("ascii", "replace")
     root = first_line.removeprefix("tree ")
     if not first_line.startswith("tree ") or not _SHA.fullmatch(root):
         raise GitError(f"{tested} is not a commit with a tree")
     # Bytes as they are: no attribute, filter or eol conversion can apply.
     blob = git.write_object("blob", text.encode("utf-8", "replace"))
-    tree = _with_file(git, root, rel_path.split("/"), blob)
+    tree = _with_file(git, root, parts, blob, trees)
     found = _tree_entry(git, tree, rel_path)
     if found != (_REGULAR_FILE, blob):
         raise GitError(f"the new tree has {found} at {rel_path}, not the report")
@@ -126,22 +128,40 @@ def _report_commit(
     return git.write_object("commit", commit_content(tree, tested, signed, signed, message))
 
 
-def _with_file(git: IsolatedGit, tree: str | None, parts: list[str], blob: str) -> str:
+def _read_the_way(git: IsolatedGit, tested: str, dirs: list[str]) -> tuple[bytes, dict[str, bytes]]:
+    """The tested commit's content and, by name, the trees from its root down to the
+    report's directory as far as they exist: one `cat-file --batch` for all of them,
+    each object checked to hash to its name (which `_with_file` then follows)."""
+    names = [tested, f"{tested}^{{tree}}"]
+    names += [f"{tested}:{'/'.join(dirs[: i + 1])}" for i in range(len(dirs))]
+    found = git.verified_objects(names)
+    if found[0] is None or found[0][:2] != (tested, "commit"):
+        raise GitError(f"the mirror has no commit {tested}")
+    trees = {sha: content for sha, kind, content in filter(None, found[1:]) if kind == "tree"}
+    return found[0][2], trees
+
+
+def _with_file(
+    git: IsolatedGit, tree: str | None, parts: list[str], blob: str, read: Mapping[str, bytes]
+) -> str:
     """The name of `tree` (None: an empty one) with the regular file `blob` at the path
     `parts`, written. Whatever stands there (file, symlink, submodule, directory) and
     any parent that is not a directory give way.
 
-    Only the trees on the way to the report are read, each checked to hash to its name,
-    and rebuilt; every other entry keeps its name, and the origin already holds the
-    real objects behind those names."""
-    entries = parse_tree(git.verified_object(tree, "tree")) if tree else {}
+    Only the trees on the way to the report are read (from `read`, else from git),
+    each checked to hash to its name, and rebuilt; every other entry keeps its name,
+    and the origin already holds the real objects behind those names."""
+    entries: dict[bytes, TreeEntry] = {}
+    if tree is not None:
+        entries = parse_tree(read[tree] if tree in read else git.verified_object(tree, "tree"))
     name = parts[0].encode()
     if len(parts) == 1:
         entries[name] = TreeEntry(FILE_MODE, name, blob)
     else:
         below = entries.get(name)
         subtree = below.sha if below is not None and below.is_tree else None
-        entries[name] = TreeEntry(TREE_MODE, name, _with_file(git, subtree, parts[1:], blob))
+        rebuilt = _with_file(git, subtree, parts[1:], blob, read)
+        entries[name] = TreeEntry(TREE_MODE, name, rebuilt)
     return git.write_object("tree", tree_content(entries.values()))
 
 
