@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from contextlib import AbstractContextManager
@@ -204,3 +205,35 @@ def test_housekeeping_drops_the_records_of_worktrees_that_died_with_their_proces
             Path(git(co.path, "rev-parse", "--git-dir")).name
         ]
         assert git(co.path, "rev-parse", "HEAD") == co.commit
+
+
+@pytest.mark.parametrize("swap", ["fifo", "link-to-dev-zero", "huge"])
+def test_housekeeping_is_not_blocked_by_what_a_running_suite_made_of_its_dot_git(
+    tmp_path: Path, origin: Path, monkeypatch: pytest.MonkeyPatch, swap: str
+) -> None:
+    """A job's suite may swap its worktree's `.git` for a FIFO (reading it would block
+    for ever, with the repo's lock held), a link to a device that never ends, or a huge
+    file, while another job's fetch runs the housekeeping that reads every `.git`."""
+    import worker.git.checkout as module
+
+    monkeypatch.setattr(module, "_GC_LOOSE_IN_ONE_DIR", -1)
+    done: list[str] = []
+    with open_checkout(tmp_path) as hostile:
+        dot_git = hostile.path / ".git"
+        dot_git.unlink()
+        if swap == "fifo":
+            os.mkfifo(dot_git)
+        elif swap == "link-to-dev-zero":
+            dot_git.symlink_to("/dev/zero")
+        else:
+            with dot_git.open("wb") as handle:
+                handle.truncate(10 << 30)  # sparse: 10 GiB of zeros
+
+        def honest_job() -> None:
+            with open_checkout(tmp_path) as co:  # a fetch, then housekeeping
+                done.append(git(co.path, "rev-parse", "HEAD"))
+
+        thread = threading.Thread(target=honest_job, daemon=True)
+        thread.start()
+        thread.join(timeout=60)
+        assert done == [hostile.commit]

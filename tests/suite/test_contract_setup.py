@@ -203,3 +203,13 @@ def test_a_dependency_file_too_large_to_be_one_fails_the_setup(tmp_path: Path) -
     assert isinstance(failure, SetupFailure), failure
     assert "requirements.txt is larger than" in failure.describe()
     assert [p for p in (tmp_path / "venvs").iterdir() if p.is_dir()] == []
+
+
+def test_a_dependency_file_that_links_to_itself_is_no_dependency_file(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "requirements.txt").symlink_to("requirements.txt")
+    (tree / "requirements-a.txt").symlink_to("requirements-b.txt")
+    (tree / "requirements-b.txt").symlink_to("requirements-a.txt")
+    first = venv_key(tree, DEFAULT_KEY_FILES, "/usr/bin/python3")
+    assert venv_key(tree, DEFAULT_KEY_FILES, "/usr/bin/python3") == first

@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.containment.untrusted_files import UntrustedDir
 from worker.errors import CheckoutError, GitError
 from worker.git.command import run_git
 
@@ -41,6 +42,7 @@ logger = logging.getLogger("testgate.checkout")
 _GC_LOOSE_IN_ONE_DIR = 27
 _GC_PACKS = 50
 _NO_HOUSEKEEPING = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
+_MAX_GITFILE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -127,13 +129,19 @@ def _repo_lock(mirror: Path) -> Path:
 
 
 @contextmanager
-def _locked(lock_path: Path, *, shared: bool = False) -> Iterator[None]:
+def _locked(lock_path: Path, *, shared: bool = False, wait: bool = True) -> Iterator[bool]:
     """flock `lock_path` across threads and processes (flock is per open file
-    description, so two threads opening the file exclude each other too)."""
+    description, so two threads opening the file exclude each other too). Yields
+    whether it is held: always when waiting, else only if no one else held it."""
     with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
-            yield
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -232,21 +240,15 @@ def _housekeeping(mirror: Path, timeout_s: float) -> None:
         return
     if loose <= _GC_LOOSE_IN_ONE_DIR and packs <= _GC_PACKS:
         return
-    with _repo_lock(mirror).open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with _locked(_repo_lock(mirror), wait=False) as held:
+        if not held:
             return
+        logger.info("housekeeping of %s: %d loose in objects/17, %d packs", mirror, loose, packs)
         try:
-            logger.info(
-                "housekeeping of %s: %d loose in objects/17, %d packs", mirror, loose, packs
-            )
             run_git(["gc", "--auto", "--quiet"], mirror, timeout_s=timeout_s)
             _drop_stale_records(mirror)
         except GitError as exc:
             logger.warning("git gc --auto in %s failed: %s", mirror, exc)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _drop_stale_records(mirror: Path) -> None:
@@ -254,14 +256,22 @@ def _drop_stale_records(mirror: Path) -> None:
     process that died mid-job in a slot since reused, which git's own prune keeps)."""
     records = Path(os.path.abspath(mirror)) / "worktrees"
     for record in records.iterdir() if records.is_dir() else ():
-        try:
-            dot_git = Path((record / "gitdir").read_text(encoding="utf-8").strip())
-            current = dot_git.read_text(encoding="utf-8").strip() == f"gitdir: {record}"
-        except OSError:
-            current = False
-        if not current:
+        if not _points_back(record):
             logger.info("removing the stale worktree record %s", record)
             shutil.rmtree(record, ignore_errors=True)
+
+
+def _points_back(record: Path) -> bool:
+    """Whether the worktree a record names has a `.git` that names the record. That
+    `.git` is in a suite's reach (a running job's may be a FIFO, a link to /dev/zero):
+    it is read as untrusted, up to a bound."""
+    try:
+        dot_git = Path((record / "gitdir").read_text(encoding="utf-8").strip())
+        with UntrustedDir(dot_git.parent) as worktree:
+            pointer = worktree.read_text(dot_git.name, _MAX_GITFILE_BYTES)
+    except OSError:
+        return False
+    return pointer is not None and pointer.strip() == f"gitdir: {record}"
 
 
 def _ref_value(mirror: Path, ref: str) -> str | None:

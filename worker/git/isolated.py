@@ -85,10 +85,6 @@ class IsolatedGit:
         text = self._run([*_SAFE_CONFIG, *args], stdin=stdin).decode("utf-8", "surrogateescape")
         return text.strip() if strip else text
 
-    def run_bytes(self, args: list[str], *, stdin: bytes | None = None) -> bytes:
-        """`run`, its stdout as git wrote it."""
-        return self._run([*_SAFE_CONFIG, *args], stdin=stdin)
-
     def verified_object(self, sha: str, kind: str) -> bytes:
         """The raw content of object `sha` of type `kind`, checked to hash to `sha`.
 
@@ -115,9 +111,9 @@ class IsolatedGit:
         at = 0
         for name in names:
             newline = out.find(b"\n", at)
-            header = out[at:newline].decode("utf-8", "replace").split(" ")
             if newline < 0:
                 raise GitError(f"cat-file ended before {name!r}")
+            header = out[at:newline].decode("utf-8", "replace").split(" ")
             at = newline + 1
             if len(header) != 3 or not header[2].isdigit():
                 found.append(None)  # "<name> missing", "<name> ambiguous"

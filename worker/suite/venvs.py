@@ -43,7 +43,7 @@ def venv_key(worktree: Path, patterns: Sequence[str], base_python: str) -> str:
         for name in names:
             path = top / name
             if path.is_symlink():
-                target = path.resolve()
+                target = Path(os.path.realpath(path))  # a loop is left as it is, never raised
                 name_read = target.relative_to(top).as_posix() if target.is_relative_to(top) else ""
                 digest.update(b"\0link\0" + os.readlink(path).encode(errors="surrogateescape"))
             else:
