@@ -23,9 +23,10 @@ class TcpProxy:
         self._down = False
         self._closed = False
         self.refused = 0  # connection attempts while down
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
 
     def __enter__(self) -> TcpProxy:
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        self._acceptor.start()
         return self
 
     def __exit__(
@@ -34,7 +35,15 @@ class TcpProxy:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # The accept loop is stopped before the listener's descriptor is freed: a loop
+        # still running could otherwise accept on that number once the next proxy's
+        # listener has it, and forward a later test's worker to this one's broker as it
+        # was, outage or not (a chaos test's advance arrived that way mid-outage).
+        # shutdown() wakes an accept() blocked on the socket (EINVAL on Linux).
         self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(timeout=10)
         self._listener.close()
         self._drop_all()
 
@@ -75,6 +84,9 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            if self._closed:
+                client.close()
+                return
             with self._lock:
                 down = self._down
                 if down:
@@ -88,8 +100,19 @@ class TcpProxy:
                 client.close()
                 continue
             upstream.settimeout(None)
+            # down() may have run while this connection was being made: it dropped what
+            # was open then, so the pair is either registered before the drop or refused
+            # here, never left forwarding through the outage.
             with self._lock:
-                self._open |= {client, upstream}
+                down = self._down
+                if down:
+                    self.refused += 1
+                else:
+                    self._open |= {client, upstream}
+            if down:
+                client.close()
+                upstream.close()
+                continue
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
 
