@@ -26,6 +26,12 @@ class ReceivedSpan:
     name: str
     service: str
     attributes: dict[str, Any]
+    start_ns: int = 0  # Unix epoch nanoseconds, as the span was exported
+    end_ns: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
 
 
 @dataclass
@@ -61,6 +67,8 @@ def decode(body: bytes) -> list[ReceivedSpan]:
                         name=span.name,
                         service=str(resource.get("service.name", "")),
                         attributes={a.key: _value(a.value) for a in span.attributes},
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
                     )
                 )
     return found

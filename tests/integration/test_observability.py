@@ -157,6 +157,8 @@ def local_spans(exporter: InMemorySpanExporter) -> list[ReceivedSpan]:
             name=span.name,
             service="orchestrator",
             attributes=dict(span.attributes or {}),
+            start_ns=span.start_time or 0,
+            end_ns=span.end_time or 0,
         )
 
     return [shape(s) for s in exporter.get_finished_spans()]
@@ -234,6 +236,13 @@ def test_one_job_is_one_trace_from_enqueue_through_its_phases_to_the_advance(
     assert run.parent_id == enqueue.span_id and job.parent_id == run.span_id
     assert job.service == "testgate-worker"
     assert children(spans, job) == JOB_PHASES
+    # Each span arrives with its times: the phases lie within the job, the job within
+    # the task that ran it; the wait on the broker, back-dated, ends inside the job.
+    assert 0 < run.start_ns <= job.start_ns < job.end_ns <= run.end_ns
+    waited = one(spans, "testgate.queue_wait")
+    assert waited.start_ns <= waited.end_ns and job.start_ns <= waited.end_ns <= job.end_ns
+    for timed in (s for s in spans if s.parent_id == job.span_id and s is not waited):
+        assert job.start_ns <= timed.start_ns <= timed.end_ns <= job.end_ns, timed.name
     assert {
         k: job.attributes[k]
         for k in (
