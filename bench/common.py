@@ -7,11 +7,13 @@ real one does; it never imports testgate.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -247,3 +249,26 @@ class TimedOrchestrator:
             unsubscribe.extend(result.children or [])
             self.app.backend.remove_pending_result(result)
         self.pending.clear()
+
+
+def add_broker_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", default=REDIS_URL)
+    parser.add_argument("--db", type=int, default=BENCH_DB)
+
+
+@contextmanager
+def bench_session(
+    args: argparse.Namespace, prefix: str = "bench-"
+) -> Iterator[tuple[str, Path, TimedOrchestrator]]:
+    """The broker of `add_broker_args` (its DB flushed before and after), a temporary
+    root for repositories and workers, and an orchestrator connected to the broker."""
+    broker = broker_url(args.redis, args.db)
+    flush(broker)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix=prefix) as tmp_name,
+            TimedOrchestrator.connect(broker) as orchestrator,
+        ):
+            yield broker, Path(tmp_name), orchestrator
+    finally:
+        flush(broker)

@@ -9,19 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from bench.common import (
-    BENCH_DB,
-    REDIS_URL,
     BenchRepo,
     PytestRun,
     TimedOrchestrator,
+    add_broker_args,
     bare_pytest,
-    broker_url,
-    flush,
+    bench_session,
     make_bench_repo,
     running_worker,
 )
@@ -79,24 +75,14 @@ def describe(result: LatencyResult) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--redis", default=REDIS_URL)
-    parser.add_argument("--db", type=int, default=BENCH_DB)
+    add_broker_args(parser)
     args = parser.parse_args()
-    broker = broker_url(args.redis, args.db)
-    flush(broker)
-    try:
-        with (
-            tempfile.TemporaryDirectory() as tmp_name,
-            TimedOrchestrator.connect(broker) as orchestrator,
-        ):
-            root = Path(tmp_name)
-            repo = make_bench_repo(root, ONE_TEST)
-            with running_worker(root, broker, orchestrator.app):
-                # Warm-up: the mirror is cloned once, as on a long-lived worker.
-                orchestrator.run_serial(repo.branches[0], 1)
-                result = measure_latency(repo, orchestrator, args.runs)
-    finally:
-        flush(broker)
+    with bench_session(args) as (broker, root, orchestrator):
+        repo = make_bench_repo(root, ONE_TEST)
+        with running_worker(root, broker, orchestrator.app):
+            # Warm-up: the mirror is cloned once, as on a long-lived worker.
+            orchestrator.run_serial(repo.branches[0], 1)
+            result = measure_latency(repo, orchestrator, args.runs)
     print(describe(result))
 
 

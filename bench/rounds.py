@@ -14,23 +14,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from bench.common import (
-    BENCH_DB,
-    REDIS_URL,
-    SUITE_ENVS,
-    TimedOrchestrator,
-    broker_url,
-    flush,
-    make_bench_repo,
-    running_worker,
-)
+from bench.common import SUITE_ENVS, add_broker_args, bench_session, make_bench_repo, running_worker
 from bench.procstat import read_system_cpu, read_worker_cpu
 from bench.scaling import io_bound_suite
 from tests.otlp import Collector, ReceivedSpan, otlp_receiver
@@ -109,47 +98,39 @@ def main() -> None:
     parser.add_argument("--alone", type=int, default=6, help="jobs one at a time")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--plugins", choices=sorted(SUITE_ENVS), default="installed")
-    parser.add_argument("--redis", default=REDIS_URL)
-    parser.add_argument("--db", type=int, default=BENCH_DB)
+    add_broker_args(parser)
     args = parser.parse_args()
-    broker = broker_url(args.redis, args.db)
-    flush(broker)
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp_name,
-            TimedOrchestrator.connect(broker) as orchestrator,
-            otlp_receiver() as (endpoint, collector),
-        ):
-            root = Path(tmp_name)
-            repo = make_bench_repo(root, io_bound_suite(), args.jobs)
-            traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
-            with running_worker(
-                root, broker, orchestrator.app, args.workers, SUITE_ENVS[args.plugins], traced
-            ) as worker:
-                orchestrator.run_batch(repo.branches, args.jobs)  # warm: mirror, pools
+    with (
+        bench_session(args, prefix="bench-rounds-") as (broker, root, orchestrator),
+        otlp_receiver() as (endpoint, collector),
+    ):
+        repo = make_bench_repo(root, io_bound_suite(), args.jobs)
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        with running_worker(
+            root, broker, orchestrator.app, args.workers, SUITE_ENVS[args.plugins], traced
+        ) as worker:
+            orchestrator.run_batch(repo.branches, args.jobs)  # warm: mirror, pools
+            orchestrator.settle()
+
+            def observe(sent: int, send_and_wait: Callable[[], object]) -> Observed:
+                seen = len(collector.snapshot())
+                cpu, system = read_worker_cpu(worker.process.pid), read_system_cpu()
+                started = time.perf_counter()
+                send_and_wait()
+                wall = time.perf_counter() - started
+                busy = read_system_cpu().busy_fraction_since(system)
                 orchestrator.settle()
+                used = read_worker_cpu(worker.process.pid).since(cpu)
+                spans = _collect(collector, seen, sent)
+                return Observed(spans, wall, used.own_s + used.children_s, busy)
 
-                def observe(sent: int, send_and_wait: Callable[[], object]) -> Observed:
-                    seen = len(collector.snapshot())
-                    cpu, system = read_worker_cpu(worker.process.pid), read_system_cpu()
-                    started = time.perf_counter()
-                    send_and_wait()
-                    wall = time.perf_counter() - started
-                    busy = read_system_cpu().busy_fraction_since(system)
-                    orchestrator.settle()
-                    used = read_worker_cpu(worker.process.pid).since(cpu)
-                    spans = _collect(collector, seen, sent)
-                    return Observed(spans, wall, used.own_s + used.children_s, busy)
-
-                alone = observe(
-                    args.alone, lambda: orchestrator.run_serial(repo.branches[0], args.alone)
-                )
-                at_once = [
-                    observe(args.jobs, lambda: orchestrator.run_batch(repo.branches, args.jobs))
-                    for _ in range(args.batches)
-                ]
-    finally:
-        flush(broker)
+            alone = observe(
+                args.alone, lambda: orchestrator.run_serial(repo.branches[0], args.alone)
+            )
+            at_once = [
+                observe(args.jobs, lambda: orchestrator.run_batch(repo.branches, args.jobs))
+                for _ in range(args.batches)
+            ]
     _print(args, alone, at_once)
 
 

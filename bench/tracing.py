@@ -13,17 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 from bench.common import (
-    BENCH_DB,
-    REDIS_URL,
     TimedOrchestrator,
-    broker_url,
-    flush,
+    add_broker_args,
+    bench_session,
     make_bench_repo,
     running_worker,
 )
@@ -80,30 +77,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15, help="jobs per variant, in all")
     parser.add_argument("--rounds", type=int, default=3, help="off/on blocks, alternated")
-    parser.add_argument("--redis", default=REDIS_URL)
-    parser.add_argument("--db", type=int, default=BENCH_DB)
+    add_broker_args(parser)
     args = parser.parse_args()
-    broker = broker_url(args.redis, args.db)
-    flush(broker)
-    try:
-        with (
-            tempfile.TemporaryDirectory() as tmp_name,
-            TimedOrchestrator.connect(broker) as orchestrator,
-            otlp_receiver() as (endpoint, collector),
-        ):
-            root = Path(tmp_name)
-            branch = make_bench_repo(root, ONE_TEST).branches[0]
-            traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "500"}
-            per_block = max(1, -(-args.runs // max(1, args.rounds)))
-            off: list[float] = []
-            on: list[float] = []
-            for _ in range(max(1, args.rounds)):
-                off += serial_latency_ms(root, broker, orchestrator, branch, per_block, {})
-                on += serial_latency_ms(root, broker, orchestrator, branch, per_block, traced)
-            received = len(collector.snapshot())
-            cost_off, cost_on = spans_cost_ms(200, endpoint)  # 2,000 spans: within the batch queue
-    finally:
-        flush(broker)
+    with (
+        bench_session(args) as (broker, root, orchestrator),
+        otlp_receiver() as (endpoint, collector),
+    ):
+        branch = make_bench_repo(root, ONE_TEST).branches[0]
+        traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "500"}
+        per_block = max(1, -(-args.runs // max(1, args.rounds)))
+        off: list[float] = []
+        on: list[float] = []
+        for _ in range(max(1, args.rounds)):
+            off += serial_latency_ms(root, broker, orchestrator, branch, per_block, {})
+            on += serial_latency_ms(root, broker, orchestrator, branch, per_block, traced)
+        received = len(collector.snapshot())
+        cost_off, cost_on = spans_cost_ms(200, endpoint)  # 2,000 spans: within the batch queue
     off_ms, on_ms = statistics.median(off), statistics.median(on)
     print(f"runs: {len(off)} each in {args.rounds} alternated blocks, {os.cpu_count()} cores")
     print(f"one-test job, traces off: median {off_ms:.1f} ms (min {min(off):.1f})")
