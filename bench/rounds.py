@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from bench.common import SUITE_ENVS, add_broker_args, bench_session, make_bench_repo, running_worker
 from bench.procstat import read_system_cpu, read_worker_cpu
-from bench.scaling import io_bound_suite
+from bench.scaling import efficiency, ideal_wall_s, io_bound_suite
 from tests.otlp import Collector, ReceivedSpan, otlp_receiver
 
 TASK_SPAN = "run/testgate.run_test_gate"
@@ -146,12 +146,12 @@ def _print(args: argparse.Namespace, alone: Observed, at_once: Sequence[Observed
         f"alone: {one_job_s * 1000:.0f} ms a job (enqueue to advance), "
         f"{alone.worker_cpu_s / args.alone * 1000:.0f} ms CPU a job"
     )
+    ideal = ideal_wall_s(args.jobs, args.workers, one_job_s)
     for number, batch in enumerate(at_once, 1):
-        ideal = -(-args.jobs // args.workers) * one_job_s
         outside = slot_time_outside_tasks_s(batch.spans, args.workers)
         print(
             f"batch {number}: {batch.wall_s:.2f} s (ideal {ideal:.2f}, efficiency "
-            f"{ideal / batch.wall_s:.2f}), CPU busy {batch.busy:.0%}, "
+            f"{efficiency(ideal, batch.wall_s):.2f}), CPU busy {batch.busy:.0%}, "
             f"{batch.worker_cpu_s / args.jobs * 1000:.0f} ms CPU a job, "
             f"slot time outside tasks {outside:.2f} s"
         )
