@@ -100,6 +100,28 @@ def test_an_import_that_reads_nothing_of_the_run_is_accepted(module_dir: Path, c
     assert check(module_dir, CLEAN[case]) == ("", {})
 
 
+class _ReadsPidWhenCollected:
+    def __init__(self) -> None:
+        self.cycle = self
+
+    def __del__(self) -> None:
+        os.getpid()
+
+
+def test_garbage_made_before_the_import_is_not_counted_as_its_reads(module_dir: Path) -> None:
+    # A cycle whose finalizer asks for the pid, left uncollected, then an import that
+    # collects: the read is the finalizer's, made before the import, not the import's.
+    import gc
+
+    gc.disable()
+    try:
+        _ReadsPidWhenCollected()
+        assert check(module_dir, "import gc\ngc.collect()\n") == ("", {})
+    finally:
+        gc.enable()
+        gc.collect()
+
+
 def test_environment_reads_by_name_are_reported_with_the_values_seen(
     module_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
