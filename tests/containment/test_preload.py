@@ -5,6 +5,7 @@ what a cold run is. Real imports in real forks; real venvs with plugin distribut
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -111,8 +112,6 @@ class _ReadsPidWhenCollected:
 def test_garbage_made_before_the_import_is_not_counted_as_its_reads(module_dir: Path) -> None:
     # A cycle whose finalizer asks for the pid, left uncollected, then an import that
     # collects: the read is the finalizer's, made before the import, not the import's.
-    import gc
-
     gc.disable()
     try:
         _ReadsPidWhenCollected()

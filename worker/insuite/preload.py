@@ -287,9 +287,8 @@ def watched_import(module: str) -> Watched:
     seen: list[Read] = []
     env_read: dict[str, str | None] = {}
     by_name: list[Read] = []
-    # Garbage this process made before the import would otherwise be collected while
-    # it runs, and a finalizer's reads (a redis-py pool's os.getpid, say) counted as the
-    # import's statement: CI refused "a relative file opened" for os.getpid that way.
+    # Garbage made before the import would otherwise be collected while it runs, and a
+    # finalizer's reads (a redis-py pool's os.getpid, say) counted as the import's.
     gc.collect()
     with _output_caught() as output, _watching(seen, env_read, by_name):
         import warnings
