@@ -49,7 +49,7 @@ worker_prefetch_multiplier = 1
 # anyway (kombu's Redis channel restores its unacked messages when it closes; RabbitMQ
 # requeues them) and will be delivered again. Cancelling would SIGTERM the pool process
 # and throw the suite away; instead the running delivery keeps its renewed run lease
-# and answers, and the second delivery waits for it and answers nothing (worker/lease.py;
+# and answers, and the second delivery waits for it and answers nothing (worker/pipeline/lease.py;
 # tests/chaos/test_delivery.py proves it on both brokers). Pinned because Celery 6 is
 # to change the default to True.
 worker_cancel_long_running_tasks_on_connection_loss = False

@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # backoff: 8 is about 27 s); after them the job's message is given back unacked.
     event_publish_retries: int = Field(default=8, ge=0)
     delivery_overhead_s: int = Field(default=DELIVERY_OVERHEAD_S, ge=0)
-    # The run lease (worker/lease.py): renewed every third of it while a delivery runs,
+    # The run lease (worker/pipeline/lease.py): renewed every third of it while a delivery runs,
     # so a dead delivery's job can be taken over after at most this long.
     lease_s: float = Field(default=30.0, gt=0)
     # Limits of the suite's processes (0 = none): a memory hog or a disk filler ends as

@@ -1,4 +1,4 @@
-"""Delivery identities under broker faults (SPEC §11, README "Delivery guarantees"):
+"""Delivery identities under broker faults (docs/contract.md §12, README "Delivery guarantees"):
 a message is answered at most once whatever its redeliveries, overlapping requests
 coalesce, a request after an answer is answered again, and no fault leaves a request
 unanswered.

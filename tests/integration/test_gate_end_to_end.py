@@ -137,7 +137,7 @@ def test_a_hanging_suite_is_deferred_then_fails_closed_with_one_alert_and_one_ad
 def test_a_re_test_after_the_verdict_is_a_new_request_with_its_own_advance(
     fleet: Fleet, task_id: int
 ) -> None:
-    """SPEC §11: a request that arrives after an earlier one was answered (a rollback, a
+    """docs/contract.md §12: a request that arrives after an earlier one was answered (a rollback, a
     human asking for a re-run) is answered again, never swallowed."""
     run_job(fleet, task_id, "red", "WI-dup")
     orch = fleet.orchestrator

@@ -1,4 +1,4 @@
-"""The run lease and the answer guard (worker/lease.py, worker/pipeline/announce.py), on a
+"""The run lease and the answer guard (worker/pipeline/lease.py, worker/pipeline/announce.py), on a
 fakeredis server with real expiry: a live delivery keeps its lease by renewing it, a
 redelivery of its message waits instead of taking over, only a lapse lets it in, and
 a message's answer is sent at most once."""

@@ -1,4 +1,4 @@
-"""The report commit (SPEC §4, §10): made after the suite, outside anything it touched,
+"""The report commit (docs/contract.md §5, §11): made after the suite, outside anything it touched,
 pushed to the feature branch only (never main, never forced). Best-effort: never raises.
 
 The job's worktree, its index and HEAD are never used: the suite may have changed any

@@ -1,0 +1,51 @@
+"""The docs and comments stay true to the tree: every repository path they name exists,
+and nothing cites the steering spec instead of the project's own contract."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# worker/ paths are named from code comments and docs alike; the other top-level folders
+# only from prose (code builds sample repositories with their own tests/ and docs/ paths).
+CODE_PATH = re.compile(r"(?<![\w./-])worker/[A-Za-z0-9_./-]*[A-Za-z0-9_/]")
+PROSE_PATH = re.compile(
+    r"(?<![\w./-])(?:worker|bench|deploy|scripts)/[A-Za-z0-9_./-]*[A-Za-z0-9_/]"
+)
+
+
+def _tracked(*suffixes: str) -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    return [ROOT / name for name in listed.split("\0") if name.endswith(suffixes)]
+
+
+def _missing(files: list[Path], pattern: re.Pattern[str]) -> list[str]:
+    missing = []
+    for file in files:
+        for match in pattern.finditer(file.read_text(encoding="utf-8")):
+            named = match.group(0)
+            if not (ROOT / named).exists():
+                missing.append(f"{file.relative_to(ROOT)}: {named}")
+    return missing
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    assert _missing(_tracked(".md"), PROSE_PATH) == []
+
+
+def test_every_worker_path_a_source_file_names_exists() -> None:
+    assert _missing(_tracked(".py", ".toml", ".yml", ".yaml", ".cfg"), CODE_PATH) == []
+
+
+def test_nothing_cites_the_spec_instead_of_the_contract() -> None:
+    citing = [
+        str(file.relative_to(ROOT))
+        for file in _tracked(".py", ".md")
+        if "SPEC §" in file.read_text(encoding="utf-8") and file.name != "test_docs.py"
+    ]
+    assert citing == []
