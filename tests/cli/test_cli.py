@@ -106,3 +106,86 @@ def test_run_kills_what_the_suite_daemonised(tmp_path: Path) -> None:
     assert "verdict: PASS" in done.stdout
     assert not alive, "the daemonised leftover outlived `testgate run`"
     assert "killed 1 process(es) a job left behind (adopted)" in done.stderr
+
+
+FLAVOURED = {
+    "tests/test_flavour.py": (
+        "import os\n\n\n"
+        "def test_the_contract_set_the_flavour():\n"
+        "    assert os.environ.get('FLAVOUR') == 'contracted'\n"
+    )
+}
+FLAVOUR_CONTRACT = '[repos.calc]\ntarget = "tests/"\nenv = {FLAVOUR = "contracted"}\n'
+
+
+def run_flavoured(origin: Path, tmp_path: Path, *extra: str, env: dict[str, str]) -> str:
+    done = run_cli(
+        "run",
+        str(origin),
+        "--branch",
+        "feature/x",
+        "--work-item",
+        "WI-3",
+        "--workdir",
+        str(tmp_path / "work"),
+        *extra,
+        env={**NO_REDIS, **env},
+        cwd=tmp_path,
+    )
+    return f"rc={done.returncode}\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_run_takes_a_contracts_file_as_a_worker_does(tmp_path: Path, how: str) -> None:
+    """The contract's env reaches the suite only when the file is read: the same run
+    without it fails, so the PASS is the contract's doing."""
+    origin = make_origin(tmp_path / "origins", "calc", FLAVOURED)
+    contracts = tmp_path / "contracts.toml"
+    contracts.write_text(FLAVOUR_CONTRACT)
+    if how == "option":
+        done = run_flavoured(origin, tmp_path, "--contracts", str(contracts), env={})
+    else:
+        done = run_flavoured(origin, tmp_path, env={"TESTGATE_CONTRACTS_FILE": str(contracts)})
+    assert done.startswith("rc=0"), done
+    assert f"contracts: {contracts}" in done
+    assert "verdict: PASS" in done
+
+    without = run_flavoured(origin, tmp_path, env={})
+    assert without.startswith("rc=1"), without
+    assert "verdict: FAIL" in without
+
+
+def test_run_names_the_repo_as_its_contract_does(tmp_path: Path) -> None:
+    origin = make_origin(tmp_path / "origins", "checkout-under-another-name", FLAVOURED)
+    contracts = tmp_path / "contracts.toml"
+    contracts.write_text(FLAVOUR_CONTRACT)
+    done = run_flavoured(origin, tmp_path, "--contracts", str(contracts), "--repo", "calc", env={})
+    assert done.startswith("rc=0"), done
+    assert "'repo': 'calc'" in done
+
+
+def test_run_refuses_a_broken_contracts_file_with_its_fault(tmp_path: Path) -> None:
+    origin = make_origin(tmp_path / "origins", "calc", FLAVOURED)
+    contracts = tmp_path / "contracts.toml"
+    contracts.write_text('[repos.calc]\ntimeout_s = "soon"\n')
+    done = run_flavoured(origin, tmp_path, "--contracts", str(contracts), env={})
+    assert done.startswith("rc=2"), done
+    assert "[repos.calc] timeout_s" in done
+
+
+def test_run_is_traced_by_the_otel_variables(sample: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "run",
+        str(sample),
+        "--branch",
+        GREEN_BRANCH,
+        "--work-item",
+        "WI-4",
+        "--workdir",
+        str(tmp_path / "work"),
+        env={**NO_REDIS, "OTEL_TRACES_EXPORTER": "console"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for span in ("testgate.job", "testgate.checkout", "testgate.suite", "testgate.push"):
+        assert f'"name": "{span}"' in done.stdout, span

@@ -18,7 +18,7 @@ from worker import names
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure
 from worker.celery_adapter.tasks import run_test_gate
-from worker.contracts import parse_contracts
+from worker.contracts import Contracts, load_contracts
 from worker.git.command import read_at_ref
 from worker.notify.alerts import send_alert
 from worker.notify.events import CelerySender
@@ -47,11 +47,19 @@ def run_embedded(
     timeout_s: int = 900,
     smoke_url: str = "",
     workdir: Path | None = None,
+    contracts_file: Path | None = None,
+    repo: str | None = None,
     say: Callable[[str], None] = print,
 ) -> EmbeddedRun:
-    """Run one tester job against `repo_path` (a git repository, bare or not)."""
+    """Run one tester job against `repo_path` (a git repository, bare or not).
+
+    The repository is named `repo` (default: from its path); a contracts file (the
+    argument, else TESTGATE_CONTRACTS_FILE) gives it a contract as it would a worker's.
+    Raises ContractsFileError for a file that a worker would refuse to start with.
+    """
     repo_path = repo_path.resolve()
-    repo = _repo_name(repo_path)
+    repo = repo or _repo_name(repo_path)
+    file_overrides = {"contracts_file": str(contracts_file)} if contracts_file else {}
     settings = load_settings(
         broker_url="memory://localhost/",
         result_backend="cache+memory://",
@@ -62,12 +70,12 @@ def run_embedded(
         smoke_enabled=bool(smoke_url),
         smoke_base_url=smoke_url or "http://localhost:8500",
         git_url_template=str(repo_path),
-        contracts_file="",
         webhook_url="",
         infra_retry_delay_s=0,
         **({"workdir": str(workdir)} if workdir else {}),
+        **file_overrides,
     )
-    state = _install_in_process(settings, eager=True)
+    state = _install_in_process(settings, load_contracts(settings), eager=True)
     job: dict[str, Any] = {
         "task_id": task_id,
         "repo": repo,
@@ -80,6 +88,8 @@ def run_embedded(
         job["commit"] = commit
     say(f"job: {job}")
     say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
+    if settings.contracts_file:
+        say(f"contracts: {settings.contracts_file}")
     try:
         outcome = run_test_gate.apply(kwargs=job)
         summary = outcome.get(propagate=False)
@@ -94,7 +104,7 @@ def run_embedded(
 @contextmanager
 def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryState]:
     """Testgate workers in this process (threads), on the settings' in-memory broker."""
-    state = _install_in_process(settings, eager=False)
+    state = _install_in_process(settings, load_contracts(settings), eager=False)
     try:
         with start_worker(
             app,
@@ -108,7 +118,7 @@ def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryS
         configure(None)
 
 
-def _install_in_process(settings: Settings, *, eager: bool) -> MemoryState:
+def _install_in_process(settings: Settings, contracts: Contracts, *, eager: bool) -> MemoryState:
     """Point the worker app at the settings' broker and give its jobs an in-memory state."""
     app.conf.update(
         broker_url=settings.broker_url,
@@ -120,7 +130,7 @@ def _install_in_process(settings: Settings, *, eager: bool) -> MemoryState:
     configure(
         GateContext(
             settings=settings,
-            contracts=parse_contracts({}, settings),
+            contracts=contracts,
             state=state,
             events=CelerySender(app, settings.orchestrator_queue),
             alert=lambda text: send_alert(settings, text),

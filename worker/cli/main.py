@@ -44,6 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workdir", type=Path, help="mirrors and worktrees (default ~/.cache/testgate)"
     )
+    run.add_argument(
+        "--contracts",
+        type=Path,
+        help="a contracts file, as a worker reads it (default: TESTGATE_CONTRACTS_FILE)",
+    )
+    run.add_argument(
+        "--repo", help="the repo's name in the contracts file (default: the path's name)"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=_cmd_run)
 
@@ -116,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     from worker.cli.embedded import quiet_celery_logs, read_report, run_embedded
     from worker.containment.subreaper import become_subreaper
+    from worker.errors import ContractsFileError
+    from worker.observe import configure_tracing, shutdown_tracing
 
     # Keep our lines in order with the log lines on stderr, also when piped.
     if isinstance(sys.stdout, io.TextIOWrapper):
@@ -129,17 +139,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # As a worker's pool process is (worker.celery_adapter.app): what the suite daemonises is
     # re-parented to this process instead of PID 1, and killed when the suite ends.
     become_subreaper()
-    run = run_embedded(
-        args.path,
-        branch=args.branch,
-        work_item_id=args.work_item,
-        commit=args.commit,
-        task_id=args.task_id,
-        target=args.target,
-        timeout_s=args.timeout,
-        smoke_url=args.smoke_url,
-        workdir=args.workdir,
-    )
+    # The OTEL_* variables trace this run as they trace a worker's pool process.
+    configure_tracing(os.environ, service_name="testgate-run")
+    try:
+        run = run_embedded(
+            args.path,
+            branch=args.branch,
+            work_item_id=args.work_item,
+            commit=args.commit,
+            task_id=args.task_id,
+            target=args.target,
+            timeout_s=args.timeout,
+            smoke_url=args.smoke_url,
+            workdir=args.workdir,
+            contracts_file=args.contracts,
+            repo=args.repo,
+        )
+    except ContractsFileError as exc:
+        print(f"testgate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown_tracing()
     print(f"\noutcome: {run.summary.get('kind')} - {run.summary.get('detail')}")
     for name, kwargs in run.events:
         print(f"event on the orchestrator queue: {name}({json.dumps(kwargs, sort_keys=True)})")
