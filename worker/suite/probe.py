@@ -1,11 +1,12 @@
-"""The in-suite probe: a pytest plugin loaded into every pytest testgate starts.
+"""The worker's side of the in-suite probe (worker/insuite/plugins/testgate_probe.py),
+the pytest plugin loaded into every pytest testgate starts.
 
-It records what the worker cannot see from outside the process: the test running
-right now, each test's outcome and first failure message, the collected ids, and,
-a few seconds before the hard timeout, the stacks of every thread. With a selection
-file it runs only the listed ids. Like the progress plugin it is plain source (any
-interpreter a contract picks can load it) and never changes an outcome or the exit
-code.
+The plugin records what the worker cannot see from outside the process: the test
+running right now, each test's outcome and first failure message, the collected ids,
+and, a few seconds before the hard timeout, the stacks of every thread. With a
+selection file it runs only the listed ids. It is plain source (any interpreter a
+contract picks can load it) and never changes an outcome or the exit code; this module
+lays out its files and reads what it wrote.
 """
 
 from __future__ import annotations
