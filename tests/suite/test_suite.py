@@ -215,7 +215,13 @@ def test_a_hanging_suite_is_killed_with_its_new_session_child(tmp_path: Path) ->
 
 
 def test_a_double_forked_daemon_is_killed_after_a_passing_run(tmp_path: Path) -> None:
+    """Found by the cookie its program inherited from the suite's environment. (A warm
+    fork's exec-less daemon shows the warm interpreter's initial environment in /proc:
+    that one is the cgroup's or the subreaper's, as a daemon that clears its environment
+    is: test_subreaper.py.)"""
     pid_file = tmp_path / "daemon.pid"
+    # The pid file appears only once the daemon's own program runs.
+    daemon = f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 600"
     root = project(
         tmp_path,
         {
@@ -225,8 +231,7 @@ def test_a_double_forked_daemon_is_killed_after_a_passing_run(tmp_path: Path) ->
                 "    if os.fork() == 0:\n"
                 "        os.setsid()\n"
                 "        if os.fork() == 0:\n"
-                f"            open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-                "            time.sleep(600)\n"
+                f"            os.execv('/bin/sh', ['sh', '-c', {daemon!r}])\n"
                 "        os._exit(0)\n"
                 "    os.wait()\n"
                 f"    while not os.path.exists({str(pid_file)!r}):\n"
