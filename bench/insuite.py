@@ -6,13 +6,12 @@ tests with subtests, measured piece by piece against bare pytest, interleaved.
 
 Each variant runs the same suite in the same checkout with the same interpreter: bare
 `python -m pytest -q -p no:cacheprovider`, the gate's command as its cold start runs
-it (`python boot.py ...`: the probe, handed to pytest before its `-p` is read, which
-also writes progress), the same without a progress file, the probe's `-p` under plain
-`python -m pytest` (its entry-point scan, which the hand-over saves since 2026-12-02)
-and that with the `--junitxml` the gate carried until 2026-12-02 (for the share that
-dropping it saved). Wall time medians. With `--jobs N`, N jobs of the same suite also go through
-a real `-c 1` worker (Redis DB 12), enqueue to advance, against bare pytest timed
-between them.
+it (`python boot.py ...`: the probe, loaded by its `-p`, which also writes progress),
+the same without a progress file, the probe's `-p` under plain `python -m pytest`
+(boot.py's share) and that with the `--junitxml` the gate carried until 2026-12-02
+(for the share that dropping it saved). Wall time medians. With `--jobs N`, N jobs of
+the same suite also go through a real `-c 1` worker (Redis DB 12), enqueue to advance,
+against bare pytest timed between them.
 """
 
 from __future__ import annotations
@@ -62,7 +61,7 @@ class Variant:
         return [sys.executable, *self.launcher, "tests/", *self.args]
 
 
-SCANNING = "gate, -p scanning entry points (until 2026-12-02)"
+SCANNING = "the probe's -p under plain python -m pytest"
 
 
 def variants(out: Path) -> list[Variant]:
@@ -135,7 +134,7 @@ _COLLECTED = re.compile(rb"Collected : (\d+)")
 
 def count_instructions(functions: int, subtests: int, gc_off: bool) -> dict[str, int]:
     """User-space instructions of bare pytest, of the gate's command and of its `-p`
-    without the hand-over, on a suite of `functions` x `subtests`, under valgrind's
+    without boot.py, on a suite of `functions` x `subtests`, under valgrind's
     callgrind (a count, not a time: the machine's noise does not reach it; about a
     minute each, the three run at once).
     `gc_off` disables the garbage collector in both (a sitecustomize), so that where
@@ -284,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(
                 f"- garbage collector {'off' if gc_off else 'on'}: bare {counts['bare']:,}, "
                 f"gate {counts['gate']:,}, gate / bare = {counts['gate'] / counts['bare']:.4f}; "
-                f"-p scanning {counts[SCANNING]:,} ({counts[SCANNING] / counts['bare']:.4f})"
+                f"plain -p {counts[SCANNING]:,} ({counts[SCANNING] / counts['bare']:.4f})"
             )
 
 

@@ -8,7 +8,7 @@ distributions: "pytest only" holds pytest and its dependencies; "with plugins" a
 pytest-xdist, pytest-timeout and hypothesis (with theirs), which pytest auto-loads,
 as in a repository with test dependencies. For each, a real `-c 1` worker (Redis DB 12) runs
 the job with `TESTGATE_WARM_PYTEST` true (a warm interpreter for the venv's python,
-started on first use, with the plugins it may preload) and false (cold starts);
+started on first use) and false (cold starts);
 jobs and bare runs alternate, so the machine's drift falls on both. CPU per job is the
 whole machine's busy time over the jobs' window (/proc/stat, Redis and git included:
 an upper bound), against the bare run's own user + system time.

@@ -73,9 +73,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("worker.containment.warm", "worker.insuite"): (
         "the warm interpreter's shadowing check skips the plugins' own directory"
     ),
-    ("worker.containment.warm", "worker.insuite.known_reads"): (
-        "the warm interpreter checks the conditions its zygote names, by known_reads' names"
-    ),
     ("worker.containment.warm", "worker.insuite.zygote"): (
         "the warm interpreter starts the zygote's file as a script and speaks its protocol"
     ),

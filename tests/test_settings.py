@@ -40,6 +40,13 @@ def test_defaults_match_the_spec() -> None:
     assert s.orchestrator_queue == "orchestrator"
 
 
+def test_a_setting_this_version_no_longer_has_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A deployment's environment may still name it: the worker must start as before.
+    monkeypatch.setenv("TESTGATE_WARM_PRELOAD_PLUGINS", "false")
+    settings = Settings()
+    assert settings.warm_pytest and not hasattr(settings, "warm_preload_plugins")
+
+
 def test_a_garbled_kill_switch_means_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TESTGATE_ENABLED", "perhaps")
     assert Settings().enabled is False

@@ -85,10 +85,6 @@ class Settings(BaseSettings):
     # `python -m pytest` forked from a warm interpreter that has imported pytest already
     # (worker/containment/warm.py): the same run without ~130 ms of start-up CPU. Off: cold starts.
     warm_pytest: bool = True
-    # A warm interpreter also imports the pytest plugins that installed packages register,
-    # each one whose import was watched and seen to read nothing a cold start would give
-    # it differently (worker/insuite/preload.py). Off: those plugins load in each run.
-    warm_preload_plugins: bool = True
     # How the suite is kept from the worker (worker/containment/bwrap.py): "required"
     # refuses to start without bubblewrap, "auto" uses it when it works and says so when
     # it does not, "off" runs suites as the worker's own user, with its view (unsafe).

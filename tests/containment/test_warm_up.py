@@ -1,7 +1,7 @@
 """Warm-up before the first job: a pool process starts the warm interpreters its
-contracts' suites fork from (which interpreter, whether it preloads plugins, and,
-contained, whether it has the network), so a first suite that disables plugin
-autoloading, or has its own interpreter, is not the one that pays for starting it."""
+contracts' suites fork from (which interpreter and, contained, whether it has the
+network), so a first suite with its own interpreter is not the one that pays for
+starting it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from worker.containment.bwrap import SuiteView
 from worker.containment.sandbox import warm_interpreter
 from worker.containment.slot import process_slot
 from worker.containment.view import WarmKind, contained_warm, warm_kinds, warm_up
-from worker.containment.warm import PRELOAD_VAR, stop_warm_pytest, warm_process_pids
+from worker.containment.warm import stop_warm_pytest, warm_process_pids
 from worker.contracts import TestContract, parse_contracts
 from worker.settings import Settings
 
@@ -30,44 +30,33 @@ def contracts(settings: Settings, **repos: dict[str, Any]) -> list[TestContract]
     return [parsed.by_repo[name.lower()] for name in repos]
 
 
-def test_one_kind_per_interpreter_preload_and_contained_network_in_the_contracts_order() -> None:
+def test_one_kind_per_interpreter_and_contained_network_in_the_contracts_order() -> None:
     settings = Settings(python="/opt/py/bin/python3")
     found = contracts(
         settings,
-        quiet={"env": NO_AUTOLOAD},
+        quiet={"env": NO_AUTOLOAD},  # plugins are each run's: the same kind as `plain`
         plain={},
-        again={"env": {**NO_AUTOLOAD, "OTHER": "x"}},  # the same kind as `quiet`
         own={"python": "/usr/bin/python3.12", "network": True},
         built={"venv": True, "setup": ["python -m venv .venv"]},  # nothing to warm yet
     )
     assert warm_kinds(settings, found, contained=True, limit=9) == [
-        WarmKind("/opt/py/bin/python3", False, False),
-        WarmKind("/opt/py/bin/python3", True, False),
-        WarmKind("/usr/bin/python3.12", True, True),
+        WarmKind("/opt/py/bin/python3", False),
+        WarmKind("/usr/bin/python3.12", True),
     ]
     # Uncontained, the network is no part of the kind; `limit` keeps the first ones.
-    assert warm_kinds(settings, found, contained=False, limit=2) == [
-        WarmKind("/opt/py/bin/python3", False, False),
-        WarmKind("/opt/py/bin/python3", True, False),
+    assert warm_kinds(settings, found, contained=False, limit=1) == [
+        WarmKind("/opt/py/bin/python3", False)
     ]
 
 
-def test_no_kind_preloads_when_the_settings_forbid_preloading() -> None:
-    settings = Settings(warm_preload_plugins=False)
-    found = contracts(settings, a={}, b={"env": NO_AUTOLOAD})
-    assert warm_kinds(settings, found, contained=False, limit=9) == [
-        WarmKind(sys.executable, False, False)
-    ]
-
-
-def test_a_contract_without_autoloading_finds_its_warm_interpreter_started() -> None:
+def test_a_contract_finds_its_warm_interpreter_started() -> None:
     settings = Settings(containment="off")
     stop_warm_pytest()  # none left by other tests: only warm-up's count
     warm_up(settings, contracts(settings, quiet={"env": NO_AUTOLOAD}))
     started = warm_process_pids()
-    job_gets = warm_interpreter(sys.executable, preload=False)
+    job_gets = warm_interpreter(sys.executable)
     assert job_gets.process_pid in started and job_gets.forks == 0
-    assert job_gets.env[PRELOAD_VAR] == "0" and pid_alive(job_gets.process_pid)
+    assert pid_alive(job_gets.process_pid)
 
 
 def test_contained_warm_up_starts_one_per_network_and_the_jobs_get_them() -> None:
@@ -80,14 +69,11 @@ def test_contained_warm_up_starts_one_per_network_and_the_jobs_get_them() -> Non
         contracts(settings, quiet={"env": NO_AUTOLOAD}, online={"network": True}),
     )
     started = warm_process_pids()
-    isolated = contained_warm(settings, SuiteView(writable=()), sys.executable, slot, preload=False)
-    online = contained_warm(
-        settings, SuiteView(writable=(), network=True), sys.executable, slot, preload=True
-    )
+    isolated = contained_warm(settings, SuiteView(writable=()), sys.executable, slot)
+    online = contained_warm(settings, SuiteView(writable=(), network=True), sys.executable, slot)
     assert {isolated.process_pid, online.process_pid} == started
     assert isolated.jail and online.jail
     assert (isolated.jail.network, online.jail.network) == (False, True)
-    assert (isolated.env[PRELOAD_VAR], online.env[PRELOAD_VAR]) == ("0", "1")
 
 
 def test_warm_up_of_an_interpreter_that_is_not_there_is_logged_not_raised(

@@ -114,9 +114,8 @@ def test_under_xdist_each_test_is_recorded_once_and_counted_by_the_controller(
 def test_an_in_process_pytest_run_of_the_suites_own_reaches_none_of_the_gates_records(
     tmp_path: Path,
 ) -> None:
-    # The gate hands its probe to the first pytest run of the process only (no second
-    # entry-point scan for `-p`): a nested pytest.main must not get it, or the inner
-    # run's three failures would be counted as the suite's.
+    # The probe is loaded by the `-p` of the gate's own command line: a nested pytest.main
+    # must not get it, or the inner run's three failures would be counted as the suite's.
     inner = "".join(f"def test_{name}():\n    assert 0\n\n" for name in "xyz")
     root = project(
         tmp_path,
@@ -138,27 +137,6 @@ def test_an_in_process_pytest_run_of_the_suites_own_reaches_none_of_the_gates_re
     outer = "tests/test_outer.py::test_runs_pytest_in_process"
     assert [o.test_id for o in result.outcomes] == [outer]
     assert result.evidence_objection() is None
-
-
-def test_the_probe_is_handed_to_the_suites_pytest_run_cold_and_warm(tmp_path: Path) -> None:
-    # What spares `-p testgate_probe` its entry-point scan (tests/suite/
-    # test_probe_loading.py counts the reads cold): the run got the probe as a plugin.
-    seen = tmp_path / "plugins-given.txt"
-    root = project(
-        tmp_path,
-        {
-            "tests/conftest.py": (
-                "def pytest_configure(config):\n"
-                "    given = config.invocation_params.plugins or ()\n"
-                f"    with open({str(seen)!r}, 'w') as out:\n"
-                "        out.write(' '.join(getattr(p, '__name__', str(p)) for p in given))\n"
-            ),
-            "tests/test_a.py": "def test_a():\n    pass\n",
-        },
-    )
-    result = run(root, tmp_path)
-    assert result.exit_code == 0, result.output_tail
-    assert seen.read_text() == "testgate_probe"
 
 
 def test_no_tests_collected_exits_5(tmp_path: Path) -> None:
@@ -215,7 +193,13 @@ def test_a_hanging_suite_is_killed_with_its_new_session_child(tmp_path: Path) ->
 
 
 def test_a_double_forked_daemon_is_killed_after_a_passing_run(tmp_path: Path) -> None:
+    """Found by the cookie its program inherited from the suite's environment. (A warm
+    fork's exec-less daemon shows the warm interpreter's initial environment in /proc:
+    that one is the cgroup's or the subreaper's, as a daemon that clears its environment
+    is: test_subreaper.py.)"""
     pid_file = tmp_path / "daemon.pid"
+    # The pid file appears only once the daemon's own program runs.
+    daemon = f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file} && exec sleep 600"
     root = project(
         tmp_path,
         {
@@ -225,8 +209,7 @@ def test_a_double_forked_daemon_is_killed_after_a_passing_run(tmp_path: Path) ->
                 "    if os.fork() == 0:\n"
                 "        os.setsid()\n"
                 "        if os.fork() == 0:\n"
-                f"            open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-                "            time.sleep(600)\n"
+                f"            os.execv('/bin/sh', ['sh', '-c', {daemon!r}])\n"
                 "        os._exit(0)\n"
                 "    os.wait()\n"
                 f"    while not os.path.exists({str(pid_file)!r}):\n"

@@ -135,10 +135,10 @@ class Bounded:
     started: bool | None = None
 
 
-def warm_interpreter(python: str = sys.executable, *, preload: bool = True) -> WarmPytest:
+def warm_interpreter(python: str = sys.executable) -> WarmPytest:
     """This process's warm pytest interpreter for `python`, started with the start-up
     environment every suite gets (it does not depend on the job)."""
-    return warm_pytest(warm_start_environment(), python, preload=preload)
+    return warm_pytest(warm_start_environment(), python)
 
 
 def warm_start_environment() -> dict[str, str]:

@@ -19,7 +19,6 @@ from worker.containment.slot import Slot, process_slot
 from worker.containment.warm import (
     MAX_CONTAINED,
     MAX_UNCONTAINED,
-    NO_AUTOLOAD,
     WarmPytest,
     contained_warm_pytest,
 )
@@ -76,13 +75,10 @@ def contained(settings: Settings) -> bool:
     return settings.containment != "off" and bwrap_missing() is None
 
 
-def contained_warm(
-    settings: Settings, view: SuiteView, python: str, slot: Slot, *, preload: bool = True
-) -> WarmPytest:
+def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot) -> WarmPytest:
     """The warm interpreter for `python` inside a sandbox like `view` (its network),
     which writes only the pool process's `slot` and reads every mirror of the workdir.
-    Its own pids cgroup, where there can be one, holds it and its suites. `preload`:
-    one that preloads installed pytest plugins (when the settings allow it)."""
+    Its own pids cgroup, where there can be one, holds it and its suites."""
     mirrors = settings.workdir_path / "mirrors"
     mirrors.mkdir(parents=True, exist_ok=True)  # bound when it starts: it must exist
     readable = (mirrors, INSUITE_DIR, *interpreter_paths(python))
@@ -102,29 +98,21 @@ def contained_warm(
         slot.path,
         make_jail,
         max_pids=settings.suite_max_pids,
-        preload=preload and settings.warm_preload_plugins,
     )
 
 
 @dataclass(frozen=True)
 class WarmKind:
-    """What a suite's warm interpreter is chosen by: its interpreter, whether it
-    preloads installed plugins, and (contained) whether its sandbox has the network."""
+    """What a suite's warm interpreter is chosen by: its interpreter and (contained)
+    whether its sandbox has the network."""
 
     python: str
-    preload: bool
     network: bool
 
 
 def suite_python(settings: Settings, contract: TestContract) -> str:
     """The interpreter a contract's suite runs with before any venv of its setup."""
     return contract.python or settings.python or sys.executable
-
-
-def preloads_plugins(settings: Settings, contract: TestContract) -> bool:
-    """A contract that disables plugin autoloading gets a warm interpreter that
-    preloads none (and so do all, when the settings say so)."""
-    return settings.warm_preload_plugins and not dict(contract.env).get(NO_AUTOLOAD)
 
 
 def warm_kinds(
@@ -138,11 +126,7 @@ def warm_kinds(
     for contract in contracts:
         if contract.venv:
             continue
-        kind = WarmKind(
-            suite_python(settings, contract),
-            preloads_plugins(settings, contract),
-            contract.network and contained,
-        )
+        kind = WarmKind(suite_python(settings, contract), contract.network and contained)
         if kind not in kinds:
             kinds.append(kind)
     return kinds[:limit]
@@ -164,8 +148,8 @@ def warm_up(settings: Settings, contracts: Sequence[TestContract]) -> None:
         try:
             if slot is not None:
                 view = SuiteView(writable=(), network=kind.network)
-                contained_warm(settings, view, kind.python, slot, preload=kind.preload)
+                contained_warm(settings, view, kind.python, slot)
             else:
-                warm_interpreter(kind.python, preload=kind.preload)
+                warm_interpreter(kind.python)
         except OSError as exc:
             logger.warning("no warm interpreter for %s before the first job: %s", kind, exc)

@@ -28,32 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from worker.containment import proctree
 from worker.containment.bwrap import SuiteView
 from worker.containment.cgroup import pids_limit_note
 from worker.containment.warm_jail import JailedProcesses, WarmJail
-from worker.containment.warm_rules import (
-    distributions_objection,
-    preload_objection,
-    shadowing_module,
-    startup_environment,
-    suite_path_prefix,
-)
+from worker.containment.warm_rules import shadowing_module, startup_environment, suite_path_prefix
 from worker.insuite import PLUGINS_DIR, zygote
-from worker.insuite.known_reads import NO_DISTRIBUTIONS
 
 logger = logging.getLogger("testgate.warm")
 
 _READY_TIMEOUT_S = 30.0
-# The job's cookie is written over this in each fork's initial environment block, where
-# /proc shows it to the sweep for leftovers (see zygote._stamp_initial_environ).
-_COOKIE_ROOM = 64  # characters of cookie the placeholder holds, its NUL aside
-COOKIE_PLACEHOLDER = f"{proctree.COOKIE_VAR}={'-' * _COOKIE_ROOM}"
-PRELOAD_VAR = "GATE_PRELOAD_PLUGINS"  # "0": the zygote preloads no installed plugin
-NO_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
-# Variables sandbox_environment gives every suite with one value (a contract may
-# override them: a preloaded import that read one then sends that run cold).
-_SAME_FOR_EVERY_SUITE = ("CI",)
 
 
 @dataclass(frozen=True)
@@ -145,10 +128,6 @@ class WarmPytest:
         self.max_pids = max_pids  # the job's pids limit, as reports name it
         self.owner = os.getpid()
         self.modules: frozenset[str] = frozenset()
-        self.plugins: tuple[str, ...] = ()  # installed packages' pytest plugins it preloaded
-        self.env_read: dict[str, str | None] = {}  # what their imports read of its environment
-        self.conditions: frozenset[str] = frozenset()  # what each run must meet for them
-        self.relative_path: tuple[str, ...] = ()  # its sys.path entries that are relative
         self._ready = False
         self._busy = False  # a forked suite has not reported its exit yet
         self.forks = 0  # suites started so far
@@ -227,20 +206,8 @@ class WarmPytest:
             return "a contained suite, and this warm interpreter is not"
         if startup_environment(launch.env) != startup_environment(self.env):
             return "the suite's environment sets interpreter start-up variables"
-        if len(launch.env.get(proctree.COOKIE_VAR, "")) >= _COOKIE_ROOM:
-            return "the job's cookie does not fit the warm interpreter's placeholder"
         if not self._await_ready():
             return "the warm interpreter is not available"
-        if self.plugins and launch.env.get(NO_AUTOLOAD):
-            return f"the suite sets {NO_AUTOLOAD} and this warm interpreter preloaded plugins"
-        if self.plugins and (
-            objection := preload_objection(self.env_read, launch.env, launch.args, launch.cwd)
-        ):
-            return objection
-        if NO_DISTRIBUTIONS in self.conditions and (
-            objection := distributions_objection(path_prefix, launch.cwd, self.relative_path)
-        ):
-            return objection
         # The gate's plugins' own directory holds the very files the warm one imported.
         own = [entry for entry in path_prefix if Path(entry) != PLUGINS_DIR]
         if shadowed := shadowing_module(own, self.modules):
@@ -259,10 +226,6 @@ class WarmPytest:
             # Contained, a cold start shares the session of the sandbox's init (bwrap
             # --new-session), as the zygote does.
             "setsid": self.jail is None,
-            "environ_stamp": [
-                COOKIE_PLACEHOLDER,
-                f"{proctree.COOKIE_VAR}={launch.env.get(proctree.COOKIE_VAR, '')}",
-            ],
         }
         try:
             self._requests.write(json.dumps(request).encode() + b"\n")
@@ -330,18 +293,7 @@ class WarmPytest:
             self.close()
             return False
         self.modules = frozenset(message["modules"])
-        self.plugins = tuple(message.get("plugins", ()))
-        self.env_read = dict(message.get("env_read", {}))
-        self.conditions = frozenset(message.get("conditions", ()))
-        self.relative_path = tuple(message.get("relative_path", ()))
-        logger.info(
-            "warm interpreter %s ready: plugins preloaded %s (each run makes again %s), "
-            "left to each run %s",
-            self.python,
-            list(self.plugins),
-            message.get("redone", []),
-            message.get("refused", {}),
-        )
+        logger.info("warm interpreter %s ready", self.python)
         self._ready = True
         return True
 
@@ -365,27 +317,20 @@ def _dirs_named(env: Mapping[str, str]) -> list[Path]:
     return [Path(env[key]) for key in ("HOME", "TMPDIR") if env.get(key)]
 
 
-def warm_environment(suite_env: Mapping[str, str], *, preload: bool = True) -> dict[str, str]:
+def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
     """A warm interpreter's own environment: the start-up part of `suite_env` (what
-    every suite gets), PATH, a HOME without user site-packages, the cookie placeholder,
-    and whether it preloads installed pytest plugins (worker/insuite/preload.py)."""
+    every suite gets), PATH and a HOME without user site-packages."""
     return {
-        **dict([COOKIE_PLACEHOLDER.split("=", 1)]),
         **startup_environment(suite_env),
-        # What every suite is given the same (preloaded imports read CI, for one).
-        **{key: suite_env[key] for key in _SAME_FOR_EVERY_SUITE if key in suite_env},
         "PATH": suite_env.get("PATH", os.defpath),
         "HOME": suite_env.get("HOME", "/nonexistent"),
-        PRELOAD_VAR: "1" if preload else "0",
     }
 
 
 # This process's warm interpreters, least recently used first: uncontained ones by
 # interpreter, contained ones by (interpreter, network, slot).
-# Both also by whether they preload plugins (a suite that disables autoloading needs
-# one that does not).
-_uncontained: OrderedDict[tuple[str, bool], WarmPytest] = OrderedDict()
-_contained: OrderedDict[tuple[str, bool, str, bool], WarmPytest] = OrderedDict()
+_uncontained: OrderedDict[str, WarmPytest] = OrderedDict()
+_contained: OrderedDict[tuple[str, bool, str], WarmPytest] = OrderedDict()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
 MAX_CONTAINED = 2
 _Key = TypeVar("_Key")
@@ -407,9 +352,7 @@ def _kept(
     return current
 
 
-def warm_pytest(
-    suite_env: Mapping[str, str], python: str = sys.executable, *, preload: bool = True
-) -> WarmPytest:
+def warm_pytest(suite_env: Mapping[str, str], python: str = sys.executable) -> WarmPytest:
     """This process's warm interpreter for `python`, started (again) when there is none
     alive, with the start-up part of `suite_env` (what every suite gets). Its HOME must
     hold no user site-packages, as each suite's fresh HOME holds none. At most
@@ -417,9 +360,9 @@ def warm_pytest(
 
     Start it before a job snapshots its children, or leave it out of what the job
     left behind (warm_process_pids): it is not the job's."""
-    env = warm_environment(suite_env, preload=preload)
+    env = warm_environment(suite_env)
     start = lambda: WarmPytest(python, env)  # noqa: E731
-    return _kept(_uncontained, (python, preload), MAX_UNCONTAINED, start)
+    return _kept(_uncontained, python, MAX_UNCONTAINED, start)
 
 
 def contained_warm_pytest(
@@ -429,17 +372,15 @@ def contained_warm_pytest(
     slot: Path,
     make_jail: Callable[[], WarmJail],
     max_pids: int = 0,
-    *,
-    preload: bool = True,
 ) -> WarmPytest:
     """This process's contained warm interpreter for `python` with or without the
     network, writing `slot`, started in the sandbox `make_jail` gives when there is none
     alive. At most MAX_CONTAINED are kept; starting another stops the least recently
     used."""
-    env = warm_environment(suite_env, preload=preload)
+    env = warm_environment(suite_env)
     return _kept(
         _contained,
-        (python, network, str(slot), preload),
+        (python, network, str(slot)),
         MAX_CONTAINED,
         lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
     )

@@ -35,10 +35,10 @@ def _load_the_gates_modules() -> None:
     """pytest and the gate's plugins, imported before the working directory goes on
     sys.path: a `pytest/` or `testgate_probe.py` the branch ships cannot stand in for
     them (a real `python -m pytest` would import the branch's copy first). The probe
-    takes its nonce now, before any code of the suite can, and is handed to the pytest
-    run about to start (so its `-p` costs no entry-point scan)."""
+    takes its nonce now, before any code of the suite can; its `-p` then finds it
+    imported."""
     importlib.import_module("pytest")
-    importlib.import_module("testgate_probe").register_with_the_next_pytest_run()
+    importlib.import_module("testgate_probe")
 
 
 def main() -> None:
@@ -46,7 +46,7 @@ def main() -> None:
     _load_the_gates_modules()
     sys.path[0] = os.getcwd()  # `python -m` puts the working directory first, not ours
     sys.argv = ["-m", *sys.argv[1:]]
-    getattr(runpy, "_run_module_as_main")("pytest", True)  # noqa: B009 - private API
+    runpy.run_module("pytest", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

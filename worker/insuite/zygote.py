@@ -6,21 +6,16 @@ would be in the job's worktree (its own session, cgroup, limits, output, directo
 environment, sys.path, argv and `__main__`), minus the interpreter start-up and the
 imports of pytest's core (~130 ms of CPU on the machine the benchmarks describe).
 
-Unless its environment says GATE_PRELOAD_PLUGINS=0, it also imports the plugins that
-installed packages register for pytest, each one whose import was watched in a
-throwaway fork and seen to depend on nothing a cold start would give it differently
-(worker/insuite/preload.py).
+The plugins that installed packages register for pytest are not imported here: each
+run imports them, with its own environment, working directory, argv and clock, as a
+cold start does (no rule tells, for every version of every plugin, that an import made
+earlier holds what the run's would).
 
-A preloaded library whose import made an audited read (worker/insuite/known_reads.py)
-has that statement made again in each child, once it is the job's process; the
-conditions the others need are sent for the worker to check before each run.
-
-Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...],
-"plugins": [...], "refused": {...}, "env_read": {...}, "redone": [...],
-"conditions": [...], "relative_path": [...]} once; then for each request it
-reads it writes {"pid": n} (or {"error": ...}) and, when that child has ended,
-{"exit": code} (negative: killed by that signal). It exits when its stdin closes or
-its parent dies. Stdlib and pytest only: it runs before anything is imported.
+Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...]}
+once; then for each request it reads it writes {"pid": n} (or {"error": ...}) and,
+when that child has ended, {"exit": code} (negative: killed by that signal). It exits
+when its stdin closes or its parent dies. Stdlib and pytest only: it runs before
+anything is imported.
 
 With `--contained` it runs inside the suites' bubblewrap sandbox, as the suites' own
 user: it is then non-dumpable (a suite cannot read its /proc entries, its channels'
@@ -35,7 +30,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import importlib.util
 import json
 import os
 import resource
@@ -44,7 +38,6 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 # A child that could not become the suite exits with this, as the cgroup shell and
@@ -60,20 +53,19 @@ _REMOVE_ROUNDS = 16
 
 
 def main() -> None:
-    here = sys.path.pop(0)  # this script's directory: the suite must not see it
+    sys.path.pop(0)  # this script's directory: the suite must not see it
     contained = "--contained" in sys.argv[1:]
     _die_with_parent(contained)
     if contained:
         _set_dumpable(False)
         os.chdir("/")  # not the slot, which the suites write
     _preload_pytest()
-    plugins, again = _preload_installed_plugins(here)
-    request = _serve(contained, plugins)  # returns only in a forked child
+    request = _serve(contained)  # returns only in a forked child
     if contained:
         _set_dumpable(True)  # the suite's process, like a cold one, is an ordinary one
-    _become(request, again)
-    # What `python -m pytest` itself does: run pytest's __main__ as the real __main__.
-    getattr(runpy, "_run_module_as_main")("pytest", True)  # noqa: B009 - private API
+    _become(request)
+    # What `python -m pytest` does: pytest's __main__ run as __main__, argv[0] its file.
+    runpy.run_module("pytest", run_name="__main__", alter_sys=True)
 
 
 def _die_with_parent(contained: bool) -> None:
@@ -94,16 +86,18 @@ def _set_dumpable(dumpable: bool) -> None:
 
 def _preload_pytest() -> None:
     """Import pytest and every built-in plugin, as `pytest.main` would; the plugins that
-    installed packages register are left to each run (they may be disabled there)."""
+    installed packages register are left to each run, as in a cold start."""
     import pytest  # noqa: F401
-    from _pytest.config import default_plugins, essential_plugins
 
-    for name in (*essential_plugins, *default_plugins):
-        __import__(f"_pytest.{name}")
+    here = os.path.dirname(os.path.abspath(__file__))
+    # Run from its file, not imported: no suite finds it in sys.modules.
+    privates = runpy.run_path(os.path.join(here, "privates.py"))
+    for name in privates["builtin_plugin_modules"]():
+        __import__(name)
     # The gate's own plugins too, so a module the branch ships under their names sends
     # the suite cold (the warm interpreter's shadowing check), where boot.py loads them
     # before the branch's directory is on sys.path.
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins"))
+    sys.path.insert(0, os.path.join(here, "plugins"))
     try:
         for name in PLUGIN_MODULES:
             __import__(name)
@@ -111,38 +105,8 @@ def _preload_pytest() -> None:
         del sys.path[0]
 
 
-def _preload_installed_plugins(here: str) -> tuple[dict[str, Any], list[Callable[[], None]]]:
-    """The installed packages' pytest plugins that import the same warm as cold, imported
-    (worker/insuite/preload.py): what was preloaded and why the others were not, for the
-    ready message, and the audited statements each fork makes again. The module that
-    decides is loaded by path and dropped again: no suite sees it."""
-    nothing: dict[str, Any] = {"plugins": [], "refused": {}, "env_read": {}}
-    if os.environ.get("GATE_PRELOAD_PLUGINS") == "0":
-        return nothing, []
-    spec = importlib.util.spec_from_file_location("_testgate_preload", f"{here}/preload.py")
-    if spec is None or spec.loader is None:
-        return {**nothing, "refused": {"*": "the preload module was not found"}}, []
-    preload = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(preload)
-        done = preload.preload_plugins(preload.modules_to_preload())
-    finally:
-        del sys.modules[spec.name]
-    message = {
-        "plugins": done.plugins,
-        "refused": done.refused,
-        "env_read": done.env_read,
-        "redone": done.redone(),
-        "conditions": done.conditions,
-        # What a listing of sys.path resolves against the working directory: a cold
-        # start's, the job's (the "no distributions" condition).
-        "relative_path": [entry for entry in sys.path if not os.path.isabs(entry)],
-    }
-    return message, list(done.again.values())
-
-
-def _serve(contained: bool, plugins: dict[str, Any]) -> dict[str, Any]:
-    _send({"ready": True, "modules": sorted(_preloaded_top_level()), **plugins})
+def _serve(contained: bool) -> dict[str, Any]:
+    _send({"ready": True, "modules": sorted(_preloaded_top_level())})
     lines = _LineReader()
     skeleton = _shared_skeleton() if contained else {}
     _freeze_what_is_preloaded()
@@ -317,7 +281,7 @@ def _send(message: dict[str, Any]) -> None:
         os._exit(0)  # as when stdin closes: the pool process is gone or done with us
 
 
-def _become(request: dict[str, Any], again: list[Callable[[], None]]) -> None:
+def _become(request: dict[str, Any]) -> None:
     """Turn this fresh child into the suite's process, or exit SETUP_FAILED_EXIT. Its
     last act on the warm interpreter's channel is to say the suite's code runs next."""
     channel = os.dup(1)
@@ -332,8 +296,6 @@ def _become(request: dict[str, Any], again: list[Callable[[], None]]) -> None:
         os.dup2(log, 2)
         os.close(log)
         os.close(null)
-        if request.get("environ_stamp"):
-            _stamp_initial_environ(*request["environ_stamp"])
         if request.get("cgroup_procs"):
             with open(request["cgroup_procs"], "w") as procs:
                 procs.write(str(os.getpid()))
@@ -348,37 +310,11 @@ def _become(request: dict[str, Any], again: list[Callable[[], None]]) -> None:
     sys.path[:0] = request["path_prefix"]
     sys.argv = ["-m", *request["args"]]
     sys.dont_write_bytecode = request["env"].get("PYTHONDONTWRITEBYTECODE", "") != ""
-    try:
-        for statement in again:  # now that cwd, clock, sys.path, pid and env are the job's
-            statement()
-    except Exception as exc:  # noqa: BLE001 - whatever it raised, this fork is not a cold start
-        _report_setup_failure(OSError(f"a preloaded library's import could not be redone: {exc!r}"))
     for name in PLUGIN_MODULES:  # they take this job's files and nonce, before any suite code
         sys.modules[name].load_environment()
-    sys.modules["testgate_probe"].register_with_the_next_pytest_run()
     # One write, under PIPE_BUF: it cannot interleave with the warm interpreter's.
     os.write(channel, json.dumps({"started": os.getpid()}).encode() + b"\n")
     os.close(channel)  # the suite keeps no end of the warm interpreter's channels
-
-
-def _stamp_initial_environ(placeholder: str, entry: str) -> None:
-    """Write `entry` over `placeholder` in this process's initial environment block.
-
-    /proc/<pid>/environ shows that block, not os.environ, and a fork shares it: without
-    this the suite and what it forks would show the warm interpreter's environment, and
-    the job's cookie that finds its leftovers would be missing (setproctitle rewrites
-    argv the same way). The rest of the placeholder stays behind a NUL: a junk entry.
-    """
-    old, new = placeholder.encode() + b"\0", entry.encode() + b"\0"
-    if len(new) > len(old):
-        raise OSError(f"{entry!r} is longer than its placeholder")
-    with open("/proc/self/environ", "rb") as environ:
-        offset = environ.read().find(old)
-    if offset < 0:
-        raise OSError("the environment placeholder is missing")
-    with open("/proc/self/stat") as stat:
-        env_start = int(stat.read().rsplit(")", 1)[1].split()[47])  # field 50
-    ctypes.memmove(env_start + offset, new, len(new))
 
 
 def _report_setup_failure(exc: OSError) -> None:

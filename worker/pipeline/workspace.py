@@ -16,13 +16,7 @@ from worker.containment import proctree, subreaper
 from worker.containment.cgroup import open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter
 from worker.containment.slot import pool_slot
-from worker.containment.view import (
-    contained,
-    contained_warm,
-    preloads_plugins,
-    suite_python,
-    suite_view,
-)
+from worker.containment.view import contained, contained_warm, suite_python, suite_view
 from worker.containment.warm import WarmPytest, warm_process_pids
 from worker.git.checkout import Checkout, checkout, mirror_path
 from worker.pipeline.audit import PytestEnv
@@ -78,7 +72,6 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
     # Named by the cookie, so a redelivery finds (and empties) a dead delivery's group.
     cgroup = open_job_cgroup(f"job-{run.cookie[:16]}", settings.suite_max_pids)
     python = suite_python(settings, contract)
-    preload = preloads_plugins(settings, contract)
     mirror = mirror_path(settings.workdir_path, run.job.repo)
     view = suite_view(settings, contract, python, mirror)
     sandbox = Sandbox(
@@ -96,7 +89,7 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
         cgroup=cgroup,
         # Before the children snapshot below: it must not count as the job's leftover.
         # A contained suite's warm interpreter is chosen once its python is known.
-        warm=_warm(settings, python, preload) if view is None else None,
+        warm=_warm(settings, python) if view is None else None,
         view=view,
         suite_dir=run.slot.suite if run.slot and view else None,
     )
@@ -126,10 +119,10 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
         else:
             sandbox, python = prepared
             if sandbox.view is not None and run.slot is not None:
-                warm = contained_warm(settings, sandbox.view, python, run.slot, preload=preload)
+                warm = contained_warm(settings, sandbox.view, python, run.slot)
                 sandbox = replace(sandbox, warm=warm)
             elif sandbox.view is None and sandbox.warm is not None:
-                sandbox = replace(sandbox, warm=_warm(settings, python, preload))
+                sandbox = replace(sandbox, warm=_warm(settings, python))
             yield sandbox, python, raw
     finally:
         if cgroup is not None:
@@ -139,8 +132,8 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _warm(settings: Settings, python: str, preload: bool) -> WarmPytest | None:
+def _warm(settings: Settings, python: str) -> WarmPytest | None:
     """The uncontained warm interpreter for `python` (None: warm starts are off)."""
     if not settings.warm_pytest:
         return None
-    return warm_interpreter(python, preload=preload)
+    return warm_interpreter(python)

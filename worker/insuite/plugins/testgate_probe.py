@@ -92,39 +92,6 @@ def load_environment() -> None:
 load_environment()
 
 
-def register_with_the_next_pytest_run() -> None:
-    """Have the pytest run this process starts next register this module before it
-    reads its `-p testgate_probe`, which then finds the plugin there: otherwise that
-    option reads every installed distribution's entry points to look for the name,
-    one whole scan more than bare pytest (which does one to autoload plugins), about
-    0.7 % of a suite of 10,000 fast results (docs/benchmarks.md).
-
-    Called by the gate's launchers (boot.py, the warm interpreter's fork) just before
-    they run pytest's __main__. pytest's CLI calls `_pytest.config._main` (pytest 9;
-    `main` before it) with no plugins: that call alone gets this module as one, and
-    the function is put back before pytest runs, so an in-process `pytest.main` of
-    the suite's never gets the probe. The option stays in the argv, which is what
-    pytest-xdist gives its workers. A pytest that has neither function is left alone:
-    the option then loads the probe as before."""
-    import sys
-
-    from _pytest import config as pytest_config
-
-    name = "_main" if hasattr(pytest_config, "_main") else "main"
-    original = getattr(pytest_config, name, None)
-    if original is None:
-        return
-    this = sys.modules[__name__]
-
-    def first_run(*args: object, **kwargs: object) -> object:
-        setattr(pytest_config, name, original)
-        if len(args) < 2 and kwargs.get("plugins") is None:
-            kwargs["plugins"] = [this]
-        return original(*args, **kwargs)
-
-    setattr(pytest_config, name, first_run)
-
-
 def _open(name: str, var: str) -> None:
     path = _env(var)
     if path and name not in _files:
