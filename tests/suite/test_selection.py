@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from worker.containment.sandbox import Sandbox
-from worker.suite.run import run_suite, shard_targets
+from worker.suite.run import run_suite
 
 
 def test_a_selection_runs_only_its_ids_and_times_each(tmp_path: Path) -> None:
@@ -50,17 +50,35 @@ def test_a_shard_imports_only_the_files_that_hold_its_tests(tmp_path: Path) -> N
         root, sandbox, python=sys.executable, target="tests/", timeout_s=60, select=chosen
     )
     assert suite.exit_code == 0 and {o.test_id for o in suite.outcomes} == chosen
-    assert "tests/test_a.py" in suite.command and "tests/" not in suite.command
+    # Pointed at the target, not at the files (pytest lists a directory once per file
+    # argument): the probe leaves the other files uncollected.
+    assert "tests/" in suite.command and "tests/test_a.py" not in suite.command
     assert (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_shard_targets_fall_back_to_the_target_unless_every_id_names_a_file(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "tests" / "test_a.py").write_text("")
-    ids = {"tests/test_a.py::test_x", "tests/test_a.py::T::test_y[1-::]"}
-    assert shard_targets(tmp_path, "tests/", ids) == ["tests/test_a.py"]
-    assert shard_targets(tmp_path, "tests/", None) == ["tests/"]
-    # Ids relative to another rootdir do not name files here: the whole target then.
-    assert shard_targets(tmp_path, "tests/", {"test_a.py::test_x"}) == ["tests/"]
+def test_a_selection_keeps_conftests_and_runs_nothing_it_cannot_name(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "tests" / "sub").mkdir(parents=True)
+    (root / "tests" / "sub" / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef given():\n    return 3\n"
+    )
+    (root / "tests" / "sub" / "test_c.py").write_text("def test_c(given):\n    assert given == 3\n")
+    (root / "tests" / "test_d.py").write_text("def test_d():\n    assert False\n")
+    sandbox = Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex)
+    sandbox.scratch_dir.mkdir()
+    kept = run_suite(
+        root,
+        sandbox,
+        python=sys.executable,
+        target="tests/",
+        timeout_s=60,
+        select={"tests/sub/test_c.py::test_c"},
+    )
+    assert kept.exit_code == 0 and [o.test_id for o in kept.outcomes] == [
+        "tests/sub/test_c.py::test_c"
+    ]
+    # An id of another rootdir names no file here: everything is collected, nothing runs.
+    foreign = run_suite(
+        root, sandbox, python=sys.executable, target="tests/", timeout_s=60, select={"x.py::t"}
+    )
+    assert foreign.exit_code == 5 and foreign.outcomes == ()
