@@ -100,7 +100,7 @@ class ShardedRun:
     workers: int
     shards: int
     serial_runs: list[float]
-    sharded_s: list[float]  # first run dealt round-robin, later ones by recorded durations
+    sharded_s: list[float]  # first run pulled in shrinking batches, later ones by durations
     goal_ratio: float  # sharded <= goal_ratio x serial
     goal_text: str
 
@@ -211,7 +211,7 @@ def render(runs: Sequence[ShardedRun]) -> str:
         BEGIN,
         "Sharded against serial, each job enqueue -> advance received, one worker with the "
         "given pool processes, suites run with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (as in the "
-        "production image). The first sharded run is dealt round-robin (no durations "
+        "production image). The first sharded run pulls shrinking batches (no durations "
         "recorded yet), the later ones are balanced by the recorded durations; the median "
         "is compared with the goal. Rows marked *first run* time pairs of one serial job "
         "and one sharded job with nothing recorded (the shards pull batches from the "
