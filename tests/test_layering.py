@@ -34,7 +34,6 @@ LAYERS: tuple[frozenset[str], ...] = (
             "evidence",
             "scope",
             "state",
-            "shard_queue",
             "metrics",
             "client",
         }
@@ -43,6 +42,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"observe"}),
     frozenset({"git", "containment", "insuite", "notify"}),
     frozenset({"suite"}),
+    # The sharding protocol: its queue, its deal and the merge into one suite run.
+    frozenset({"shards"}),
     frozenset({"review"}),
     frozenset({"report"}),
     frozenset({"pipeline"}),

@@ -17,6 +17,7 @@ from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure, retry_or_requeue
 from worker.celery_adapter.shard_tasks import merge_test_shards, shards_failed
 from worker.errors import StateUnavailable
+from worker.shards.protocol import Deal
 from worker.state import MemoryState
 
 
@@ -79,10 +80,10 @@ def test_the_error_path_sends_one_fail_task_for_the_merge(monkeypatch: pytest.Mo
     monkeypatch.setattr(
         "worker.celery_adapter.shard_tasks.fail_sharded_job.apply_async", fake_apply_async
     )
-    merge = Request("merge-7", ([{"index": 0}], {"task_id": 7}, "c" * 40, [["t::a"]]))
+    merge = Request("merge-7", (['{"index": 0}'], {"task_id": 7}, '{"deal": 1}'))
     shards_failed(merge, RuntimeError("boom"), None)
-    [(merge_id, raw, commit, plan, why)] = sent
-    assert (merge_id, raw, commit, plan) == ("merge-7", {"task_id": 7}, "c" * 40, [["t::a"]])
+    [(merge_id, raw, deal, why)] = sent
+    assert (merge_id, raw, deal) == ("merge-7", {"task_id": 7}, '{"deal": 1}')
     assert "boom" in why
 
 
@@ -108,11 +109,16 @@ def test_the_merge_is_retried_not_acked_while_state_is_unavailable(
     commit = branch_tip(w.origins / "split.git", "feature/x")
     state = StateDownOnce()
     ctx = replace(w.ctx, state=state)
-    plan = [["tests/test_a.py::test_1"], ["tests/test_a.py::test_2"]]
+    deal = Deal(
+        commit=commit,
+        deal_id="d",
+        shards=2,
+        batches=(("tests/test_a.py::test_1",), ("tests/test_a.py::test_2",)),
+    )
     app.conf.task_always_eager = True
     configure(ctx)
     try:  # eager: a Retry raised by the task runs it again at once
-        outcome = merge_test_shards.apply(args=([], job("split"), commit, plan))
+        outcome = merge_test_shards.apply(args=([], job("split"), deal.model_dump_json()))
     finally:
         configure(None)
         app.conf.task_always_eager = False

@@ -11,15 +11,17 @@ from tests.pipeline.inline_sharding import module_of_tests, sharded_world
 from tests.repofactory import branch_tip, make_origin, show_file
 from worker.job import Job
 from worker.pipeline.runner import run_gate
-from worker.pipeline.shard_merge import finish_sharded
-from worker.pipeline.shard_plan import ShardPlan
-from worker.shard_queue import ShardQueue
+from worker.pipeline.sharded import finish_sharded
+from worker.shards.protocol import Deal
+from worker.shards.queue import ShardQueue
 
 REPORT = "docs/work-items/WI-5/13-test-report.md"
 
 
-def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(world: WorldFactory) -> None:
-    w, sharding = sharded_world(world, 3, dealt=False)
+def test_a_failing_shard_merges_into_one_fail_report_and_one_advance(
+    world: WorldFactory,
+) -> None:
+    w, sharding = sharded_world(world, 3)
     origin = make_origin(
         w.origins,
         "split",
@@ -30,8 +32,8 @@ def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(world: WorldF
     )
     result = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
     assert result.kind == "sharded"
-    [plan] = sharding.plans
-    assert len(plan) == 3 and sorted(t for s in plan for t in s) == sorted(
+    [deal] = sharding.deals
+    assert deal.shards == 3 and sorted(t for b in deal.batches for t in b) == sorted(
         [f"tests/test_a.py::test_a{i}" for i in (1, 2, 3)]
         + [f"tests/test_b.py::test_b{i}" for i in (1, 2)]
     )
@@ -41,28 +43,44 @@ def test_a_fixed_plan_still_merges_into_one_report_and_one_advance(world: WorldF
     assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "code-fail")
     report = show_file(origin, "feature/x", REPORT)
     assert "tests_total: 5" in report and "tests/test_b.py::test_b2" in report
-    assert set(w.state.test_durations("split")) == {t for s in plan for t in s}
+    assert set(w.state.test_durations("split")) == {t for b in deal.batches for t in b}
+
+
+def test_a_forged_exit_0_of_a_shard_is_judged_by_its_records(world: WorldFactory) -> None:
+    w, _ = sharded_world(world, 2)
+    origin = make_origin(
+        w.origins,
+        "split",
+        {
+            # The suite's own exit status, forced to 0 over a failing test.
+            "conftest.py": (
+                "def pytest_sessionfinish(session, exitstatus):\n    session.exitstatus = 0\n"
+            ),
+            "tests/test_a.py": module_of_tests([f"test_{i}" for i in range(10)], "test_7"),
+        },
+    )
+    assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
+    [(_, kwargs)] = w.sender.sent
+    assert (kwargs["result"], kwargs["outcome"]) == ("FAIL", "code-fail")
+    report = show_file(origin, "feature/x", REPORT)
+    assert "exit code 0" in report and "the gate's probe counted 1 failed" in report
 
 
 def test_a_redelivered_merge_does_not_advance_twice(world: WorldFactory) -> None:
     w, sharding = sharded_world(world, 2)
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
-    [plan] = sharding.plans
-    commit = w.sender.sent[0][1]["commit"]
+    [deal] = sharding.deals
     # The same merge message again (the id InlineSharding gave it): answered already.
-    again = finish_sharded(
-        Job.model_validate(job("split")), commit, plan, [], w.ctx, delivery_id="merge-0"
-    )
+    again = finish_sharded(Job.model_validate(job("split")), deal, [], w.ctx, delivery_id="merge-0")
     assert again.kind == "already-done"
     # The parent message redelivered after it sent its shards: no second chord.
     parent_again = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
-    assert parent_again.kind == "already-done" and len(sharding.plans) == 1
+    assert parent_again.kind == "already-done" and len(sharding.deals) == 1
     # The chord's error path for the same merge cannot answer a second time either.
     failed = finish_sharded(
         Job.model_validate(job("split")),
-        commit,
-        plan,
+        deal,
         [],
         w.ctx,
         delivery_id="merge-0",
@@ -76,11 +94,15 @@ def test_a_failed_chord_ends_in_one_fail_advance(world: WorldFactory) -> None:
     w, _ = sharded_world(world, 2)
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     commit = branch_tip(w.origins / "split.git", "feature/x")
-    plan = [["tests/test_a.py::test_1"], ["tests/test_a.py::test_2"]]
+    deal = Deal(
+        commit=commit,
+        deal_id="d",
+        shards=2,
+        batches=(("tests/test_a.py::test_1",), ("tests/test_a.py::test_2",)),
+    )
     failed = finish_sharded(
         Job.model_validate(job("split")),
-        commit,
-        plan,
+        deal,
         [],
         w.ctx,
         delivery_id="merge",
@@ -96,7 +118,7 @@ def test_auto_with_few_short_tests_runs_the_suite_whole(world: WorldFactory) -> 
     w, sharding = sharded_world(world, "auto")
     make_origin(w.origins, "split", {"tests/test_a.py": module_of_tests(["test_1", "test_2"])})
     result = run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent")
-    assert result.kind == "advanced" and sharding.plans == []
+    assert result.kind == "advanced" and sharding.deals == []
     # The whole run still times each test, so the next "auto" sizes from real times.
     assert set(w.state.test_durations("split")) == {
         "tests/test_a.py::test_1",
@@ -132,12 +154,12 @@ def test_a_dealt_job_runs_every_test_once_in_batches_and_merges_into_one_pass(
         },
     )
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
-    [split] = sharding.splits
-    assert split.shards == 2 and split.deal_id and len(split.plan) > 2
+    [deal] = sharding.deals
+    assert deal.shards == 2 and deal.deal_id and len(deal.batches) > 2
     [(_, kwargs)] = w.sender.sent
     assert (kwargs["result"], kwargs["outcome"]) == ("PASS", "code-pass")
     report = show_file(origin, "feature/x", REPORT)
-    assert "tests_total: 40" in report and "all 2 shards passed" in report
+    assert "tests_total: 40" in report and "2 shards pulled" in report
 
 
 def test_a_dead_shards_batches_are_dealt_again_when_it_starts_again(world: WorldFactory) -> None:
@@ -145,19 +167,19 @@ def test_a_dead_shards_batches_are_dealt_again_when_it_starts_again(world: World
     make_origin(
         w.origins, "split", {"tests/test_a.py": module_of_tests([f"test_{i}" for i in range(20)])}
     )
-    lost: list[tuple[int, tuple[str, ...]]] = []
+    lost: list[tuple[str, ...]] = []
 
-    def died_after_pulling(split: ShardPlan, queue: ShardQueue) -> None:
-        claimed = queue.claim(split.deal_id, 0)  # shard 0 pulled, then its process died
+    def died_after_pulling(deal: Deal, queue: ShardQueue) -> None:
+        claimed = queue.claim(deal.deal_id, 0)  # shard 0 pulled, then its process died
         assert claimed is not None
-        lost.append(claimed)
+        lost.append(claimed.test_ids)
 
     sharding.before = died_after_pulling
     sharding.order = [1, 0]  # shard 1 pulls all it can, then shard 0 comes back
     assert run_gate(job("split"), w.ctx, attempt=0, delivery_id="parent").kind == "sharded"
     [(_, kwargs)] = w.sender.sent
     assert (kwargs["result"], kwargs["outcome"]) == ("PASS", "code-pass")
-    assert set(w.state.test_durations("split")) >= set(lost[0][1])
+    assert set(w.state.test_durations("split")) >= set(lost[0])
 
 
 def test_a_dead_shard_that_never_comes_back_fails_the_job_closed(world: WorldFactory) -> None:
@@ -166,8 +188,8 @@ def test_a_dead_shard_that_never_comes_back_fails_the_job_closed(world: WorldFac
         w.origins, "split", {"tests/test_a.py": module_of_tests([f"test_{i}" for i in range(20)])}
     )
 
-    def died_for_good(split: ShardPlan, queue: ShardQueue) -> None:
-        queue.claim(split.deal_id, 0)
+    def died_for_good(deal: Deal, queue: ShardQueue) -> None:
+        queue.claim(deal.deal_id, 0)
 
     sharding.before = died_for_good
     sharding.order = [1]  # shard 0's batch is held by a process that is gone for good
@@ -186,8 +208,8 @@ def test_a_failing_batch_fails_the_dealt_job_and_runs_first_next_time(world: Wor
     assert w.sender.sent[-1][1]["result"] == "FAIL"
     assert w.state.failing_tests("split", "feature/x") == ["tests/test_a.py::test_29"]
     run_gate(job("split", task_id=6), w.ctx, attempt=0, delivery_id="parent-2")
-    second = sharding.splits[-1]
-    assert second.plan[0] == ("tests/test_a.py::test_29",)
+    second = sharding.deals[-1]
+    assert second.batches[0] == ("tests/test_a.py::test_29",)
     assert second.ran_first == ("tests/test_a.py::test_29",)
     report = show_file(origin, "feature/x", REPORT)
     assert "## Order" in report and "`tests/test_a.py::test_29`" in report

@@ -22,9 +22,9 @@ from worker.job import Job
 from worker.notify.alerts import send_alert
 from worker.notify.events import make_sender
 from worker.pipeline.runner import GateContext
-from worker.pipeline.shard_plan import ShardPlan
 from worker.settings import load_settings
-from worker.shard_queue import RedisShardQueue
+from worker.shards.protocol import Deal
+from worker.shards.queue import ShardQueue
 from worker.state import RedisState
 
 logger = logging.getLogger("testgate.tasks")
@@ -54,50 +54,38 @@ def current_context() -> GateContext:
             state=RedisState.from_url(settings.state_redis_url, settings.key_prefix),
             events=make_sender(settings, app),
             alert=lambda text: send_alert(settings, text),
-            shards=CelerySharding(),
-            shard_queue=RedisShardQueue.from_url(settings.state_redis_url, settings.key_prefix),
+            shards=CelerySharding(
+                ShardQueue.from_url(settings.state_redis_url, settings.key_prefix)
+            ),
         )
     return _context
 
 
 class CelerySharding:
-    """Dispatches a split as a chord on the `tests` queue: one task per shard (with its
-    test ids, or the deal it pulls from) and the merge as the callback."""
+    """Dispatches a deal as a chord on the `tests` queue: one task per shard, each
+    pulling from the deal's queue, and the merge as the callback."""
 
-    def dispatch(self, job: Job, split: ShardPlan) -> None:
+    def __init__(self, queue: ShardQueue) -> None:
+        self.queue = queue
+
+    def dispatch(self, job: Job, deal: Deal) -> None:
         raw = job.model_dump()
-        plan = [list(ids) for ids in split.plan]
-        shard_args: list[tuple[Any, ...]] = (
-            [(raw, split.commit, i, [], split.deal_id) for i in range(split.shards)]
-            if split.deal_id
-            else [(raw, split.commit, i, ids) for i, ids in enumerate(plan)]
-        )
         header = group(
-            app.signature(names.RUN_TEST_SHARD, args=args, immutable=True).set(
-                queue=names.TESTS_QUEUE
-            )
-            for args in shard_args
+            app.signature(
+                names.RUN_TEST_SHARD, args=(raw, deal.commit, i, deal.deal_id), immutable=True
+            ).set(queue=names.TESTS_QUEUE)
+            for i in range(deal.shards)
         )
-        callback = app.signature(
-            names.MERGE_TEST_SHARDS,
-            args=(raw, split.commit, plan),
-            kwargs=(
-                {
-                    "shard_count": split.shards,
-                    "ran_first": list(split.ran_first),
-                    "deal_id": split.deal_id,
-                }
-                if split.deal_id
-                else {}
-            ),
-        ).set(queue=names.TESTS_QUEUE)
+        callback = app.signature(names.MERGE_TEST_SHARDS, args=(raw, deal.model_dump_json())).set(
+            queue=names.TESTS_QUEUE
+        )
         # A chord whose header or merge fails still ends in one FAIL advance.
         callback = callback.on_error(app.signature(names.SHARDS_FAILED))
         try:
             chord(header)(callback)
         except (OperationalError, OSError) as exc:
             raise EventDeliveryError(f"shards of task {job.task_id} not sent: {exc}") from exc
-        logger.info("task %s: %s", job.task_id, split.describe())
+        logger.info("task %s: %s", job.task_id, deal.describe())
 
 
 def retry_or_requeue(task: Task, **retry_options: Any) -> BaseException:

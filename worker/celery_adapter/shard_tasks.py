@@ -1,5 +1,6 @@
 """Celery adapter of sharded runs: one task per shard and a chord callback that merges
-them. The work itself is in `worker.pipeline.shard_merge`.
+them. The work itself is in `worker.pipeline.sharded`; what crosses the broker is
+`worker.shards.protocol`'s models, as JSON.
 
 A shard that could not run is retried alone, under the same budget as a whole job
 (TESTGATE_INFRA_MAX_RETRIES); once the budget is spent it reports "did not run", and
@@ -17,6 +18,7 @@ from typing import Any
 
 from celery import Task
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 
 from worker import names
 from worker.celery_adapter.app import app
@@ -25,9 +27,9 @@ from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError, StateUnavailable
 from worker.job import JobRejected, parse_job
 from worker.notify.events import publish_retry_policy
-from worker.pipeline.shard_merge import finish_sharded, run_dealt_shard, run_shard
-from worker.pipeline.shard_plan import ShardResult
+from worker.pipeline.sharded import finish_sharded, run_shard
 from worker.settings import load_settings
+from worker.shards.protocol import Deal, ShardResult
 
 logger = logging.getLogger("testgate.shard_tasks")
 
@@ -39,48 +41,29 @@ FAIL_SHARDED_TASK = names.FAIL_SHARDED_JOB
 
 @app.task(bind=True, name=SHARD_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def run_test_shard(
-    self: Task,
-    raw_job: dict[str, Any],
-    commit: str,
-    index: int,
-    test_ids: list[str],
-    deal_id: str = "",
-) -> dict[str, Any]:
-    """One shard: the batches it pulls from the deal `deal_id`, or `test_ids` (a fixed
-    plan, as sent before shards pulled)."""
+    self: Task, raw_job: dict[str, Any], commit: str, index: int, deal_id: str
+) -> str:
+    """One shard: the batches it pulls from the deal `deal_id`; its ShardResult."""
     ctx = current_context()
     attempt = int(self.request.retries or 0)
     job = parse_job(raw_job)
     if isinstance(job, JobRejected):  # we built it ourselves: cannot happen, never raise
-        return ShardResult(index, False, None, 0.0, problem=job.reason).to_json()
+        return ShardResult(index=index, ran=False, problem=job.reason).model_dump_json()
     delivery_id = str(self.request.id or uuid.uuid4())
     try:
-        queued_s = queued_seconds(self.request)
-        if deal_id:
-            result = run_dealt_shard(
-                job,
-                commit,
-                index,
-                deal_id,
-                ctx,
-                attempt=attempt,
-                delivery_id=delivery_id,
-                queued_s=queued_s,
-            )
-        else:
-            result = run_shard(
-                job,
-                commit,
-                index,
-                test_ids,
-                ctx,
-                attempt=attempt,
-                delivery_id=delivery_id,
-                queued_s=queued_s,
-            )
+        result = run_shard(
+            job,
+            commit,
+            index,
+            deal_id,
+            ctx,
+            attempt=attempt,
+            delivery_id=delivery_id,
+            queued_s=queued_seconds(self.request),
+        )
     except Exception as exc:  # a shard must always reach the merge
         logger.exception("task %s shard %d: unexpected error", job.task_id, index + 1)
-        result = ShardResult(index, False, None, 0.0, problem=f"the shard crashed: {exc!r}")
+        result = ShardResult(index=index, ran=False, problem=f"the shard crashed: {exc!r}")
     if not result.ran and not result.final and attempt < ctx.settings.infra_max_retries:
         logger.warning(
             "task %s shard %d did not run (%s): retried in %ss",
@@ -94,39 +77,28 @@ def run_test_shard(
             countdown=ctx.settings.infra_retry_delay_s,
             max_retries=ctx.settings.infra_max_retries,
         )
-    return result.to_json()
+    return result.model_dump_json()
 
 
 @app.task(bind=True, name=MERGE_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None)
 def merge_test_shards(
-    self: Task,
-    results: list[dict[str, Any]],
-    raw_job: dict[str, Any],
-    commit: str,
-    plan: list[list[str]],
-    shard_count: int = 0,
-    ran_first: list[str] | None = None,
-    deal_id: str = "",
+    self: Task, results: list[str], raw_job: dict[str, Any], deal: str
 ) -> dict[str, Any]:
-    """The chord's callback: `plan` is the fixed plan's lists, or the batches dealt to
-    `shard_count` shards."""
+    """The chord's callback: every shard's result, and the deal they pulled from."""
     ctx = current_context()
     job = parse_job(raw_job)
     if isinstance(job, JobRejected):
         return {"kind": "handed-back", "detail": job.reason, "advance": None}
-    shards = [ShardResult.from_json(r) for r in results]
+    # A result that does not validate is as good as none: its shard did not report.
+    shards = [r for r in map(_shard_result, results) if r is not None]
     try:
         outcome = finish_sharded(
             job,
-            commit,
-            plan,
+            Deal.model_validate_json(deal),
             shards,
             ctx,
             delivery_id=str(self.request.id or uuid.uuid4()),
             queued_s=queued_seconds(self.request),
-            shard_count=shard_count,
-            ran_first=tuple(ran_first or ()),
-            deal_id=deal_id,
         )
     except EventDeliveryError as exc:
         logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)
@@ -143,18 +115,26 @@ def merge_test_shards(
     return outcome.as_dict()
 
 
+def _shard_result(raw: object) -> ShardResult | None:
+    try:
+        return ShardResult.model_validate_json(raw if isinstance(raw, str) else "")
+    except ValidationError as exc:
+        logger.error("a shard's result is unreadable (its shard counts as not run): %s", exc)
+        return None
+
+
 @app.task(name=CHORD_ERROR_TASK)
 def shards_failed(request: Any, exc: Any, traceback: Any) -> None:
     """The chord's error path (a new-style errback: Celery calls it in the process that
     saw the failure, with the failed merge's request). It only publishes the task that
     fails the job closed, which is acked late and retried like any other."""
     merge_id = str(request.id)
-    raw_job, commit, plan = list(request.args)[-3:]  # the merge's own arguments
+    raw_job, deal = list(request.args)[-2:]  # the merge's own arguments
     why = f"the sharded run failed before its merge could announce: {exc!r}"
     logger.error("sharded merge %s failed (%r): failing the job closed", merge_id, exc)
     try:
         fail_sharded_job.apply_async(
-            (merge_id, raw_job, commit, plan, why),
+            (merge_id, raw_job, deal, why),
             queue=names.TESTS_QUEUE,
             retry=True,
             # Settings only: this runs inside another task's result handling.
@@ -173,7 +153,7 @@ def shards_failed(request: Any, exc: Any, traceback: Any) -> None:
     bind=True, name=FAIL_SHARDED_TASK, acks_late=True, reject_on_worker_lost=True, max_retries=None
 )
 def fail_sharded_job(
-    self: Task, merge_id: str, raw_job: dict[str, Any], commit: str, plan: list[list[str]], why: str
+    self: Task, merge_id: str, raw_job: dict[str, Any], deal: str, why: str
 ) -> dict[str, Any]:
     """One FAIL advance for a sharded job whose chord failed, answered as the merge (its
     id), so a merge that did announce and this path never both do."""
@@ -182,7 +162,9 @@ def fail_sharded_job(
     if isinstance(job, JobRejected):  # we built it ourselves: cannot happen, never raise
         return {"kind": "handed-back", "detail": job.reason, "advance": None}
     try:
-        outcome = finish_sharded(job, commit, plan, [], ctx, delivery_id=merge_id, failure=why)
+        outcome = finish_sharded(
+            job, Deal.model_validate_json(deal), [], ctx, delivery_id=merge_id, failure=why
+        )
     except EventDeliveryError as exc:
         logger.error("task %s: fail-closed verdict not delivered, retried: %s", job.task_id, exc)
         raise retry_undelivered(self, ctx, exc) from exc

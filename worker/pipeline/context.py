@@ -10,19 +10,21 @@ from typing import Any, Literal, Protocol
 from worker.contracts import Contracts
 from worker.job import Job
 from worker.notify.events import Advance, EventSender
-from worker.pipeline.shard_plan import ShardPlan
 from worker.settings import Settings
-from worker.shard_queue import ShardQueue
+from worker.shards.protocol import Deal
+from worker.shards.queue import ShardQueue
 from worker.state import GateState
 
 GateKind = Literal["advanced", "handed-back", "deferred", "duplicate", "already-done", "sharded"]
 
 
 class ShardDispatcher(Protocol):
-    def dispatch(self, job: Job, split: ShardPlan) -> None:
-        """Start the split's shard tasks (one per list of test ids of a fixed plan, or
-        `split.shards` that pull the dealt batches) and a callback that merges them and
-        announces the verdict. Raises EventDeliveryError if the broker refuses."""
+    queue: ShardQueue  # where a job deals its batches and its shards pull them
+
+    def dispatch(self, job: Job, deal: Deal) -> None:
+        """Start `deal.shards` shard tasks that pull the dealt batches and a callback
+        that merges them and announces the verdict. Raises EventDeliveryError if the
+        broker refuses."""
         ...
 
 
@@ -37,7 +39,6 @@ class GateContext:
     alert: Callable[[str], object]
     today: Callable[[], date] = date.today
     shards: ShardDispatcher | None = None  # None: a sharded contract runs as one suite
-    shard_queue: ShardQueue | None = None  # None: shards get a fixed plan, dealt up front
 
 
 @dataclass(frozen=True)

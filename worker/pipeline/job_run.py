@@ -2,8 +2,8 @@
 job, its contract, the worker's context, the delivery) and what they learn on the way.
 
 Plain data; the steps are functions over it: `delivery` (the lock, the delivery count,
-the budget), `workspace` (checkout, sandbox, setup), `suite_step` (the suite or its
-shard plan) and `outcome` (the verdict, the report, the announce).
+the budget), `workspace` (checkout, sandbox, setup), `suite_step` (the suite or the
+deal of its shards) and `outcome` (the verdict, the report, the announce).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from worker.contracts import TestContract
 from worker.job import Job
 from worker.observe.phases import JobPhases
 from worker.pipeline.announce import Answer
-from worker.pipeline.audit import NO_AUDIT, Audit
 from worker.pipeline.context import GateContext
 from worker.settings import Settings
 from worker.suite.progress import Progress
@@ -34,7 +33,6 @@ class JobRun:
     attempt: int  # 0 for the first try, as Celery's request.retries
     delivery_id: str  # the message (Celery task id), same on redelivery
     progress: Callable[[Progress], None] | None = None
-    select: tuple[str, ...] | None = None  # a shard's test ids; None for the whole suite
     phases: JobPhases = field(default_factory=JobPhases)  # where this delivery's time goes
     started: float = field(init=False, default_factory=time.monotonic)
     # This delivery's name in the lease and the answer guard: unique per delivery.
@@ -43,10 +41,6 @@ class JobRun:
     # this host's workdir, so the redelivery can kill what a dead predecessor left
     # running, and never another workdir's (two fleets, or test runs, on one host).
     cookie: str = field(init=False)
-    # The contract's opt-in second look, once the suite ran.
-    audit: Audit = field(init=False, default=NO_AUDIT)
-    # Tests that failed on the branch's last run, run first this time (in the report).
-    ran_first: tuple[str, ...] = field(init=False, default=())
     # Until the delivery count says otherwise: sweep first.
     redelivered: bool = field(init=False, default=True)
     # Where the open checkout lives, when in a slot.

@@ -13,6 +13,7 @@ from worker.git.checkout import Checkout
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
 from worker.pipeline.announce import announce_verdict
+from worker.pipeline.audit import NO_AUDIT, Audit
 from worker.pipeline.context import GateResult
 from worker.pipeline.job_run import JobRun
 from worker.pipeline.workspace import open_checkout
@@ -34,14 +35,22 @@ logger = logging.getLogger("testgate.runner")
 
 
 def code_outcome(
-    run: JobRun, co: Checkout, suite: SuiteRun, verdict: Verdict | None = None
+    run: JobRun,
+    co: Checkout,
+    suite: SuiteRun,
+    *,
+    ran_first: tuple[str, ...] = (),
+    audit: Audit = NO_AUDIT,
+    shards_objection: str | None = None,
 ) -> GateResult:
     """Level 1 of docs/contract.md §7: the suite ran, so its exit code decides (AND the smoke).
-    `verdict` is the merged one of a sharded run, decided the same way."""
+    `suite` may be the merge of a sharded run, whose batches' records may object too."""
     contract, state = run.contract, run.ctx.state
-    suite_verdict = verdict or with_guard(
-        with_evidence(from_exit_code(suite.exit_code), suite.evidence_objection()),
-        run.audit.objection,
+    suite_verdict = with_guard(
+        with_evidence(
+            from_exit_code(suite.exit_code), shards_objection or suite.evidence_objection()
+        ),
+        audit.objection,
     )
     if suite_verdict.result == "FAIL":
         smoke = skipped("the suite did not pass")
@@ -62,9 +71,9 @@ def code_outcome(
         failing_tests=suite.tally.failing,
         output_tail=suite.output_tail,
         limit_notes=suite.limit_notes,
-        ran_first=run.ran_first,
+        ran_first=ran_first,
     )
-    facts = run.audit.annotate(facts)
+    facts = audit.annotate(facts)
     published = _publish(run, co, facts)
     _log_verdict(run, verdict, suite.exit_code, smoke)
     with run.phases.phase("announce"):

@@ -7,7 +7,7 @@ orchestrator could not be told).
 
 This module holds the order of the steps; the steps are functions over one `JobRun`
 (job_run.py): the delivery protocol (delivery.py), the checkout and the sandbox
-(workspace.py), the suite or its shard plan (suite_step.py), and the verdict, report
+(workspace.py), the suite or the deal of its shards (suite_step.py), and the verdict, report
 and announce it ends in (outcome.py).
 """
 
@@ -27,10 +27,10 @@ from worker.pipeline.delivery import under_lease
 from worker.pipeline.failed_first import still_failing
 from worker.pipeline.job_run import JobRun
 from worker.pipeline.outcome import code_outcome, tool_error
-from worker.pipeline.shard_plan import ShardPlan
-from worker.pipeline.suite_step import prepare_and_run, why_not_run
+from worker.pipeline.suite_step import SuiteRan, prepare_and_run, why_not_run
 from worker.pipeline.workspace import open_checkout
 from worker.scope import job_rejection
+from worker.shards.protocol import Deal
 from worker.suite.progress import Progress
 from worker.suite.run import SuiteRun
 from worker.suite.setup import SetupFailure
@@ -108,17 +108,17 @@ def _in_checkout(run: JobRun, body: Callable[[Checkout], GateResult] | None) -> 
         with open_checkout(run) as co:
             if body is not None:
                 return body(co)
-            suite = prepare_and_run(run, co)
-            if isinstance(suite, SetupFailure):
-                return tool_error(run, suite.describe(), co)
-            if isinstance(suite, ShardPlan):
-                split = suite
-            elif not suite.ran:
-                return tool_error(run, why_not_run(run, suite), co, hang=suite.hang)
+            ran = prepare_and_run(run, co)
+            if isinstance(ran, SetupFailure):
+                return tool_error(run, ran.describe(), co)
+            if isinstance(ran, Deal):
+                deal = ran
+            elif not ran.suite.ran:
+                return tool_error(run, why_not_run(run, ran.suite), co, hang=ran.suite.hang)
             else:
-                _record_durations(run, suite)
-                _record_failing(run, suite)
-                return code_outcome(run, co, suite)
+                _record_durations(run, ran)
+                _record_failing(run, ran.suite)
+                return code_outcome(run, co, ran.suite, ran_first=ran.ran_first, audit=ran.audit)
     except CheckoutError as exc:
         logger.error(
             "checkout failed for task %s (%s@%s): %s", job.task_id, job.repo, job.branch, exc
@@ -127,21 +127,21 @@ def _in_checkout(run: JobRun, body: Callable[[Checkout], GateResult] | None) -> 
     # Sent only now that the worktree is gone: the shards may need this pool
     # process (and its slot) too.
     shards = run.ctx.shards
-    if shards is None:  # a plan is only made where it can be sent
+    if shards is None:  # a deal is only made where it can be sent
         return tool_error(run, "the suite was split but no one can send its shards", None)
     # Sending the shards is this message's answer (the merge announces under its
     # own id): a redelivered parent must not start a second chord.
     what = f"shards of task {job.task_id}"
-    if not send_once(run.ctx, run.answer, what, lambda: shards.dispatch(job, split)):
+    if not send_once(run.ctx, run.answer, what, lambda: shards.dispatch(job, deal)):
         return already_done(job, run.ctx, run.delivery_id)
-    return GateResult("sharded", split.describe())
+    return GateResult("sharded", deal.describe())
 
 
-def _record_durations(run: JobRun, suite: SuiteRun) -> None:
+def _record_durations(run: JobRun, ran: SuiteRan) -> None:
     """A repo that shards learns its tests' durations from whole runs too: "auto"
     that chose one shard from a guess then sizes the next run from real times."""
-    if run.contract.shards != 1 and run.select is None:
-        timed = {o.test_id: o.seconds for o in suite.outcomes}
+    if run.contract.shards != 1:
+        timed = {o.test_id: o.seconds for o in ran.suite.outcomes}
         run.ctx.state.record_durations(run.job.repo, timed)
 
 

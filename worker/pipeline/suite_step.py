@@ -1,18 +1,20 @@
 """The suite step of a job: in its prepared sandbox, the suite (or, for a contract that
-shards, the plan that splits it into shard tasks), then the opt-in second look."""
+shards, the deal that splits it over shard tasks), then the opt-in second look."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 from worker.containment.sandbox import Sandbox
 from worker.git.checkout import Checkout
-from worker.pipeline.audit import AuditJob, audit_suite
+from worker.pipeline.audit import NO_AUDIT, Audit, AuditJob, audit_suite
 from worker.pipeline.job_run import JobRun
-from worker.pipeline.shard_deal import deal_batches
-from worker.pipeline.shard_plan import ShardPlan, plan_shards, shard_count
 from worker.pipeline.workspace import prepared
+from worker.shards.deal import deal_batches, shard_count
+from worker.shards.protocol import Deal
+from worker.shards.queue import ShardQueue
 from worker.suite.reruns import collect_ids
 from worker.suite.run import SuiteRun, run_suite
 from worker.suite.setup import SetupFailure
@@ -20,18 +22,27 @@ from worker.suite.setup import SetupFailure
 logger = logging.getLogger("testgate.runner")
 
 
-def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | ShardPlan:
-    """Setup steps, then the suite (or its shards), in one sandbox whose cookie is
-    the job's."""
+@dataclass(frozen=True)
+class SuiteRan:
+    """The whole suite's run and what the verdict and the report take from this step."""
+
+    suite: SuiteRun
+    ran_first: tuple[str, ...] = ()  # failed on the branch's last run, and ran first now
+    audit: Audit = NO_AUDIT  # the contract's opt-in second look
+
+
+def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRan | SetupFailure | Deal:
+    """Setup steps, then the suite (or the deal of its shards), in one sandbox whose
+    cookie is the job's."""
     with prepared(run, co) as ready:
         if isinstance(ready, SetupFailure):
             return ready
         sandbox, python, raw = ready
-        if run.select is None and run.contract.shards != 1 and run.ctx.shards is not None:
+        if run.contract.shards != 1 and run.ctx.shards is not None:
             with run.phases.phase("collect"):
-                split = _plan_shards(run, co, sandbox, python)
-            if split is not None:
-                return split
+                deal = _deal(run, co, sandbox, python, run.ctx.shards.queue)
+            if deal is not None:
+                return deal
         logger.info(
             "task %s: running pytest %s on %s@%s",
             run.job.task_id,
@@ -39,8 +50,7 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
             co.repo,
             co.commit,
         )
-        if run.select is None:
-            run.ran_first = tuple(run.ctx.state.failing_tests(run.job.repo, run.job.branch))
+        first = tuple(run.ctx.state.failing_tests(run.job.repo, run.job.branch))
         with run.phases.phase("suite") as span:
             suite = run_suite(
                 co.path,
@@ -50,29 +60,22 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
                 timeout_s=run.contract.timeout_s,
                 tail_bytes=run.settings.output_tail_bytes,
                 progress=run.progress,
-                select=run.select,
-                first=run.ran_first,
+                first=first,
                 maxfail=run.contract.stop_after_failures,
             )
             span.set_attributes(suite_attributes(suite))
-        if run.select is not None:
-            return suite  # a shard: the guard and classification need the whole suite
         ran = {o.test_id for o in suite.outcomes}
-        run.ran_first = tuple(t for t in run.ran_first if t in ran)
-        run.audit = audit_suite(
-            AuditJob.of(co, run.contract, run.settings),
-            suite,
-            raw=raw,
-        )
-        return suite
+        audit = audit_suite(AuditJob.of(co, run.contract, run.settings), suite, raw=raw)
+        return SuiteRan(suite, tuple(t for t in first if t in ran), audit)
 
 
-def _plan_shards(run: JobRun, co: Checkout, sandbox: Sandbox, python: str) -> ShardPlan | None:
-    """Split the suite into shard tasks; called only when the contract asks for it and
-    the worker can send them (a Celery worker; the embedded mode runs the suite whole).
-    None: run whole."""
+def _deal(
+    run: JobRun, co: Checkout, sandbox: Sandbox, python: str, queue: ShardQueue
+) -> Deal | None:
+    """Deal the suite's batches into the job's shard queue; called only when the
+    contract asks for shards and the worker can send them (a Celery worker; the
+    embedded mode runs the suite whole). None: run whole."""
     job, state, settings = run.job, run.ctx.state, run.settings
-    shards_asked = run.contract.shards
     collected = collect_ids(
         co.path,
         sandbox,
@@ -91,13 +94,9 @@ def _plan_shards(run: JobRun, co: Checkout, sandbox: Sandbox, python: str) -> Sh
         return None
     test_ids = sorted(collected.ids)
     durations = state.test_durations(job.repo)
-    count = shard_count(shards_asked, test_ids, durations)
+    count = shard_count(run.contract.shards, test_ids, durations)
     if count <= 1:
         return None
-    queue = run.ctx.shard_queue
-    if queue is None:  # nowhere to deal from: a plan fixed now
-        plan = plan_shards(test_ids, durations, count)
-        return ShardPlan(co.commit, tuple(tuple(ids) for ids in plan))
     # Dealt as the shards ask: balanced without durations, failing tests first.
     first = tuple(state.failing_tests(job.repo, job.branch))
     batches = deal_batches(test_ids, durations, count, first)
@@ -106,7 +105,13 @@ def _plan_shards(run: JobRun, co: Checkout, sandbox: Sandbox, python: str) -> Sh
     ttl_s = settings.required_visibility_timeout_s(run.contract.run_budget_s) * retries
     queue.deal(deal_id, batches, ttl_s)
     ran_first = tuple(t for t in first if t in collected.ids)
-    return ShardPlan(co.commit, tuple(tuple(b) for b in batches), count, deal_id, ran_first)
+    return Deal(
+        commit=co.commit,
+        deal_id=deal_id,
+        shards=count,
+        batches=tuple(tuple(b) for b in batches),
+        ran_first=ran_first,
+    )
 
 
 def why_not_run(run: JobRun, suite: SuiteRun) -> str:

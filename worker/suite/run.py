@@ -33,7 +33,6 @@ from worker.suite.tally import NO_TALLY, Tally, tally
 
 logger = logging.getLogger("testgate.suite")
 
-_MAX_TARGET_FILES = 500
 MAX_PROGRESS_BYTES = 4096
 
 
@@ -155,7 +154,7 @@ def _run_probed(
             lambda: probe.reader.read_text(PROGRESS, MAX_PROGRESS_BYTES), progress
         )
     witness = StartWitness()
-    command = suite_command(python, shard_targets(worktree, target, select), order.maxfail)
+    command = suite_command(python, [target], order.maxfail)
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     progressing = replace(
         sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(probe.path(PROGRESS))}
@@ -191,16 +190,3 @@ def _run_probed(
         started=ended.started,
         session=session,
     )
-
-
-def shard_targets(worktree: Path, target: str, select: Collection[str] | None) -> list[str]:
-    """What pytest is pointed at: for a shard, only the files that hold its tests, so it
-    does not import and collect the whole suite to run a part of it. The contract's
-    target whenever an id does not name a file of the worktree (ids relative to another
-    rootdir, too many files for a command line)."""
-    if not select:
-        return [target]
-    files = sorted({test_id.split("::", 1)[0] for test_id in select})
-    if len(files) > _MAX_TARGET_FILES or not all((worktree / f).is_file() for f in files):
-        return [target]
-    return files

@@ -28,6 +28,7 @@ import json
 import os
 import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import IO
 
 import pytest
@@ -53,6 +54,9 @@ _pending: list[str] = []  # outcome lines not written yet
 _flushed = [0.0]
 _FLUSH_EVERY_S = 0.5  # the worker reads progress about once a second
 _records = [True]  # False in a pytest-xdist worker: its controller records the outcomes
+_selected: list[frozenset[str]] = []  # the selection's ids, once read
+_narrowed: list[frozenset[str] | None] = []  # the files they name, None: collect all
+_NEVER_IGNORED = frozenset({"conftest.py", "__init__.py"})
 
 
 def _take_nonce() -> str:
@@ -174,15 +178,45 @@ def _run_first(items: list[pytest.Item], path: str) -> None:
 
 
 def _select(config: pytest.Config, items: list[pytest.Item], path: str) -> None:
-    try:
-        with open(path) as handle:
-            wanted = set(json.load(handle))
-    except (OSError, ValueError):
-        wanted = set()  # an unreadable selection runs nothing, never the whole suite
+    wanted = _selection(path)
     dropped = [item for item in items if item.nodeid not in wanted]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item.nodeid in wanted]
+
+
+def _selection(path: str) -> frozenset[str]:
+    """The listed ids, read once; an unreadable selection runs nothing, never the whole
+    suite."""
+    if not _selected:
+        try:
+            with open(path) as handle:
+                _selected.append(frozenset(str(nodeid) for nodeid in json.load(handle)))
+        except (OSError, ValueError, TypeError):
+            _selected.append(frozenset())
+    return _selected[0]
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With a selection, a file that holds none of its ids is not collected: a batch
+    imports only its own files, each once, from the contract's target. Given those
+    files as arguments instead, pytest lists their directory once per argument (1,000
+    tests in 167 files of one directory collected in twice the time of all 3,000).
+    Narrowed only when every id names a file under the rootdir (the ids' base)."""
+    if not _SELECT or collection_path.name in _NEVER_IGNORED or not collection_path.is_file():
+        return None
+    if not _narrowed:
+        named = {nodeid.split("::", 1)[0] for nodeid in _selection(_SELECT)}
+        every = all((config.rootpath / name).is_file() for name in named)
+        _narrowed.append(frozenset(named) if named and every else None)
+    files = _narrowed[0]
+    if files is None:
+        return None
+    try:
+        name = collection_path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        return None
+    return True if name not in files else None
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
