@@ -2,8 +2,8 @@
 
 pytest names its built-in plugins only in `_pytest.config` (`essential_plugins`,
 `default_plugins`). The warm interpreter imports them before it forks, as every run
-would: 12-14 ms of each warm run (the one-test contained job takes ~75 ms warm against
-~800 ms bare), measured with pytest 9.2.0 on CPython 3.11.7 (docs/benchmarks.md).
+would: 12-14 ms of each warm run, of which a one-test suite forked warm in a venv with
+pytest alone takes 55-90 ms in all, measured with pytest 9.2.0 on CPython 3.11.7.
 tests/containment/test_privates.py fails on a pytest release that drops or renames them.
 
 Stdlib and pytest only: the zygote loads this file by path before it serves any job.
