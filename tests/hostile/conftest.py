@@ -17,8 +17,10 @@ import redis
 
 from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues, worker_command
 from tests.hostile.harness import (
+    OTHER_REPO,
     REPO,
     SLOW_REPO,
+    VENV_REPO,
     Fleet,
     Origin,
     Secrets,
@@ -125,7 +127,8 @@ def fleet(
     marks = tmp / "marks"  # where a filter or hook that ran outside the sandbox writes
     marks.mkdir()
     bare = make_origin(origins, REPO, {"seed.txt": "seed\n"}, branch="seed")
-    make_origin(origins, SLOW_REPO, {"seed.txt": "seed\n"}, branch="seed")
+    for name in (SLOW_REPO, OTHER_REPO, VENV_REPO):
+        make_origin(origins, name, {"seed.txt": "seed\n"}, branch="seed")
     contracts = tmp / "contracts.toml"
     contracts.write_text(contracts_toml())
     home, workdir = tmp / "worker-home", tmp / "workdir"
@@ -140,7 +143,7 @@ def fleet(
                 workdir=workdir,
                 origins=origins,
                 contracts=contracts,
-                repos=[REPO, SLOW_REPO],
+                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO],
                 alert_url=f"{alert_base}/alert",
             ),
             "HOME": str(home),
@@ -164,6 +167,10 @@ def fleet(
                 orchestrator=orchestrator,
                 origin=Origin(bare, git(bare, "rev-parse", "refs/heads/main")),
                 slow_origin=Origin(origins / f"{SLOW_REPO}.git", ""),
+                others={
+                    name: Origin(origins / f"{name}.git", "")
+                    for name in (OTHER_REPO, VENV_REPO)
+                },
                 workdir=workdir,
                 marks=marks,
                 alerts=alerts,

@@ -19,6 +19,7 @@ import re
 import secrets
 import signal
 import stat
+import sysconfig
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ from worker.report.orchestrator_gate import parse_tests_verdict
 
 REPO = "hostile"
 SLOW_REPO = "hostile-slow"  # a short timeout, for attacks that need the run to time out
+OTHER_REPO = "hostile-other"  # another repository on the same worker: no pytest config
+VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
+# The venv gets pytest from the worker's interpreter (no network here), then runs pip.
+VENV_SETUP = (
+    "python -c \"import site; open(site.getsitepackages()[0] + '/outer.pth', 'w')"
+    f".write({sysconfig.get_paths()['purelib']!r})\"",
+    "python -m pip --version",
+)
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
@@ -108,6 +117,7 @@ class Fleet:
     orchestrator: Orchestrator
     origin: Origin
     slow_origin: Origin
+    others: Mapping[str, Origin]  # OTHER_REPO's and VENV_REPO's
     workdir: Path
     marks: Path
     alerts: Recorder
@@ -174,8 +184,17 @@ def contracts_toml() -> str:
     return (
         f'[repos.{REPO}]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n\n'
         f'[repos."{SLOW_REPO}"]\ntarget = "tests/"\ntimeout_s = {SLOW_TIMEOUT_S}\n'
-        "smoke_enabled = false\n"
+        "smoke_enabled = false\n\n"
+        f'[repos."{OTHER_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n\n'
+        f'[repos."{VENV_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n'
+        f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n"
     )
+
+
+def origin_of(fleet: Fleet, repo: str) -> Origin:
+    if repo == REPO:
+        return fleet.origin
+    return fleet.slow_origin if repo == SLOW_REPO else fleet.others[repo]
 
 
 def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
@@ -190,8 +209,7 @@ def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
             marks=fleet.marks / f"{case.name}-{task_id}",
             tag=f"{task_id}{secrets.randbelow(10**6):06d}",
         )
-        origin = fleet.slow_origin if case.repo == SLOW_REPO else fleet.origin
-        tip = origin.add_branch(ctx.branch, case.files(ctx))
+        tip = origin_of(fleet, case.repo).add_branch(ctx.branch, case.files(ctx))
         runs.append(Ran(case, ctx, tip, sent=None))
     orch = fleet.orchestrator
     for run in runs:
@@ -334,7 +352,7 @@ def _problems(fleet: Fleet, run: Ran) -> list[str]:
 
 def _branch_problems(fleet: Fleet, run: Ran) -> list[str]:
     """The origin branch: exactly one new commit, the report, on the tested commit."""
-    origin = fleet.slow_origin if run.case.repo == SLOW_REPO else fleet.origin
+    origin = origin_of(fleet, run.case.repo)
     ctx = run.ctx
     tip = origin.tip(ctx.branch)
     if tip == run.tip:
