@@ -168,8 +168,7 @@ def fleet(
                 origin=Origin(bare, git(bare, "rev-parse", "refs/heads/main")),
                 slow_origin=Origin(origins / f"{SLOW_REPO}.git", ""),
                 others={
-                    name: Origin(origins / f"{name}.git", "")
-                    for name in (OTHER_REPO, VENV_REPO)
+                    name: Origin(origins / f"{name}.git", "") for name in (OTHER_REPO, VENV_REPO)
                 },
                 workdir=workdir,
                 marks=marks,

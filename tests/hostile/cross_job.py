@@ -29,7 +29,7 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "passed"
 """
 
-PLANTER = r'''
+PLANTER = r"""
 import os
 import site
 import sys
@@ -64,7 +64,8 @@ def plant_python(directory):
         Path(directory, DIST).mkdir(exist_ok=True)
     except OSError:
         return
-    put(Path(directory, DIST), "METADATA", "Metadata-Version: 2.1\nName: hostile-flip\nVersion: 1.0\n")
+    metadata = "Metadata-Version: 2.1\nName: hostile-flip\nVersion: 1.0\n"
+    put(Path(directory, DIST), "METADATA", metadata)
     put(Path(directory, DIST), "entry_points.txt", "[pytest11]\nhostile_flip = hostile_flip\n")
 
 
@@ -93,7 +94,7 @@ def plant_everywhere():
             pass
         put(home, rel, "[global]\nindex-url = http://127.0.0.1:9/\n")
     put(home, ".gitconfig", "[core]\n\tfsmonitor = true\n")
-'''.replace("FLIP_SOURCE", repr(FLIP))
+""".replace("FLIP_SOURCE", repr(FLIP))
 
 
 def plants_everywhere(_: Ctx) -> Files:
@@ -133,7 +134,7 @@ def hijacks_pip_in_setup(ctx: Ctx) -> Files:
     return {**plants_everywhere(ctx), "pip.py": PIP_HIJACK}
 
 
-SNOOP = r'''
+SNOOP = r"""
 from pathlib import Path
 
 
@@ -148,7 +149,7 @@ def other_mirrors():
 
 def test_sees_only_its_own_repository():
     assert other_mirrors() == []
-'''
+"""
 
 
 def sees_only_its_own_mirror(_: Ctx) -> Files:
@@ -156,7 +157,7 @@ def sees_only_its_own_mirror(_: Ctx) -> Files:
     return passing(tests__test_z_snoop_DOT_py=SNOOP)
 
 
-MARKER_WRITER = r'''
+MARKER_WRITER = r"""
 import os
 from pathlib import Path
 
@@ -206,14 +207,14 @@ def test_marks_every_writable_directory():
         except OSError:
             pass
     print(f"markers written: {written}")
-'''.replace("MARKER_PREFIX", MARKER)
+""".replace("MARKER_PREFIX", MARKER)
 
 
 def marks_every_writable_directory(ctx: Ctx) -> Files:
     return passing(tests__test_z_mark_DOT_py=MARKER_WRITER.replace("TAG", ctx.tag))
 
 
-MARKER_FINDER = r'''
+MARKER_FINDER = r"""
 import os
 import time
 
@@ -233,7 +234,7 @@ def markers():
 
 def test_no_marker_of_an_earlier_job():
     assert markers() == []
-'''.replace("MARKER_PREFIX", MARKER)
+""".replace("MARKER_PREFIX", MARKER)
 
 
 def finds_no_marker(_: Ctx) -> Files:

@@ -40,7 +40,7 @@ VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
 # The venv gets pytest from the worker's interpreter (no network here), then runs pip.
 VENV_SETUP = (
     "python -c \"import site; open(site.getsitepackages()[0] + '/outer.pth', 'w')"
-    f".write({sysconfig.get_paths()['purelib']!r})\"",
+    f'.write({sysconfig.get_paths()["purelib"]!r})"',
     "python -m pip --version",
 )
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
@@ -185,8 +185,10 @@ def contracts_toml() -> str:
         f'[repos.{REPO}]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n\n'
         f'[repos."{SLOW_REPO}"]\ntarget = "tests/"\ntimeout_s = {SLOW_TIMEOUT_S}\n'
         "smoke_enabled = false\n\n"
-        f'[repos."{OTHER_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n\n'
-        f'[repos."{VENV_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n'
+        f'[repos."{OTHER_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
+        "smoke_enabled = false\n\n"
+        f'[repos."{VENV_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
+        "smoke_enabled = false\n"
         f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n"
     )
 

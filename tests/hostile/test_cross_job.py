@@ -35,18 +35,19 @@ def judge(fleet: Fleet, cases: Sequence[Case]) -> None:
     assert not problems, "\n".join(problems) + "\nverdicts:\n" + summary(runs)
 
 
+def test_x_a_cached_venv_runs_nothing_of_the_branch(fleet: Fleet) -> None:
+    # Its setup step's `python -m pip` finds the branch's pip.py first on sys.path when
+    # the worktree is the setup's cwd; its suite finds the venv's site dir. First in the
+    # module: the venv of these dependency files is not built yet.
+    hijack = Case("x-pip-hijack", x.hijacks_pip_in_setup, "PASS", "code-pass", repo=VENV_REPO)
+    judge(fleet, [hijack, *victims(VENV_REPO, OTHER_REPO)])
+
+
 def test_x_nothing_a_suite_plants_reaches_a_later_job(fleet: Fleet) -> None:
     # The sandbox root, /dev, /var, /run, the temp dirs, every directory above the
     # worktree, HOME (user site, pip and git config), the interpreter's site dirs.
     planter = Case("x-plants", x.plants_everywhere, "PASS", "code-pass")
     judge(fleet, [planter, *victims(OTHER_REPO, REPO, VENV_REPO)])
-
-
-def test_x_a_cached_venv_runs_nothing_of_the_branch(fleet: Fleet) -> None:
-    # Its setup step's `python -m pip` finds the branch's pip.py first on sys.path when
-    # the worktree is the setup's cwd; its suite finds the venv's site dir.
-    hijack = Case("x-pip-hijack", x.hijacks_pip_in_setup, "PASS", "code-pass", repo=VENV_REPO)
-    judge(fleet, [hijack, *victims(VENV_REPO, OTHER_REPO)])
 
 
 def test_x_a_suite_sees_only_its_own_repository(fleet: Fleet) -> None:

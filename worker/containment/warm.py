@@ -381,11 +381,11 @@ def warm_environment(suite_env: Mapping[str, str], *, preload: bool = True) -> d
 
 
 # This process's warm interpreters, least recently used first: uncontained ones by
-# interpreter, contained ones by (interpreter, network, slot).
+# interpreter, contained ones by (interpreter, network, slot, what their sandbox reads).
 # Both also by whether they preload plugins (a suite that disables autoloading needs
 # one that does not).
 _uncontained: OrderedDict[tuple[str, bool], WarmPytest] = OrderedDict()
-_contained: OrderedDict[tuple[str, bool, str, bool], WarmPytest] = OrderedDict()
+_contained: OrderedDict[tuple[str, bool, str, bool, tuple[str, ...]], WarmPytest] = OrderedDict()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
 MAX_CONTAINED = 2
 _Key = TypeVar("_Key")
@@ -431,15 +431,16 @@ def contained_warm_pytest(
     max_pids: int = 0,
     *,
     preload: bool = True,
+    sees: tuple[str, ...] = (),
 ) -> WarmPytest:
     """This process's contained warm interpreter for `python` with or without the
-    network, writing `slot`, started in the sandbox `make_jail` gives when there is none
-    alive. At most MAX_CONTAINED are kept; starting another stops the least recently
-    used."""
+    network, writing `slot` and reading `sees`, started in the sandbox `make_jail` gives
+    when there is none alive. At most MAX_CONTAINED are kept; starting another stops
+    the least recently used."""
     env = warm_environment(suite_env, preload=preload)
     return _kept(
         _contained,
-        (python, network, str(slot), preload),
+        (python, network, str(slot), preload, sees),
         MAX_CONTAINED,
         lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
     )
