@@ -19,7 +19,6 @@ import re
 import secrets
 import signal
 import stat
-import sysconfig
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from celery.result import AsyncResult
 
 from tests.fleet import ADVANCE, HANDBACK, Orchestrator, WorkerProcess, pid_alive
 from tests.httpfixtures import Recorder
+from tests.projects import outer_site_step
 from tests.repofactory import git
 from worker.report.orchestrator_gate import parse_tests_verdict
 
@@ -37,12 +37,7 @@ REPO = "hostile"
 SLOW_REPO = "hostile-slow"  # a short timeout, for attacks that need the run to time out
 OTHER_REPO = "hostile-other"  # another repository on the same worker: no pytest config
 VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
-# The venv gets pytest from the worker's interpreter (no network here), then runs pip.
-VENV_SETUP = (
-    "python -c \"import site; open(site.getsitepackages()[0] + '/outer.pth', 'w')"
-    f'.write({sysconfig.get_paths()["purelib"]!r})"',
-    "python -m pip --version",
-)
+VENV_SETUP = (outer_site_step(), "python -m pip --version")
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
