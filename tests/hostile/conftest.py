@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,10 +66,10 @@ def _clean(broker: str, state: str) -> None:
         purge_queues(broker)
 
 
-def _start_worker(env: dict[str, str], log: Path, name: str) -> WorkerProcess:
-    """`celery -A worker worker -Q tests -c 1`, exactly as an operator starts it, under
+def _start_worker(env: dict[str, str], log: Path, name: str, processes: int) -> WorkerProcess:
+    """`celery -A worker worker -Q tests -c N`, exactly as an operator starts it, under
     an address-space limit (prlimit execs it: the pid is the worker's own)."""
-    argv = ["prlimit", f"--as={WORKER_MAX_MEMORY}", "--", *worker_command(name, 1)]
+    argv = ["prlimit", f"--as={WORKER_MAX_MEMORY}", "--", *worker_command(name, processes)]
     with log.open("ab") as log_file:
         process = subprocess.Popen(
             argv,
@@ -101,9 +102,17 @@ def fleet(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fleet]:
     """One contained single-process worker per broker, for every hostile test."""
+    with contained_fleet(request.param, tmp_path_factory) as found:
+        yield found
+
+
+@contextmanager
+def contained_fleet(
+    broker_name: str, tmp_path_factory: pytest.TempPathFactory, processes: int = 1
+) -> Iterator[Fleet]:
+    """A contained worker of `processes` pool processes on `broker_name`."""
     if shutil.which("bwrap") is None:
         pytest.fail("bwrap is not installed: hostile suites need containment")
-    broker_name = request.param
     tmp = tmp_path_factory.mktemp(f"hostile-{broker_name}")
     found = Secrets.make(
         "webhook_secret",
@@ -158,7 +167,7 @@ def fleet(
             "TESTGATE_SUITE_MAX_PIDS": "512",
         }
         log = tmp / "worker.log"
-        worker = _start_worker(env, log, f"hostile-{prefix.strip(':')}")
+        worker = _start_worker(env, log, f"hostile-{prefix.strip(':')}", processes)
         orchestrator = Orchestrator.connect(broker, state_url)
         try:
             worker.wait_ready(orchestrator.app)

@@ -1,15 +1,17 @@
 """Nothing a suite does outlives its job (docs/security.md): a hostile job of one
 repository, then on the same pool process honest jobs of it and of other repositories,
-which must get their own verdicts. Containment required, warm starts on (the hostile
-fleet's worker, one pool process)."""
+which must get their own verdicts. Containment required, warm starts on, a worker of
+one pool process and one of two (where a victim may also run on the process that did
+not run the hostile job)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from tests.hostile import cross_job as x
+from tests.hostile.conftest import contained_fleet
 from tests.hostile.harness import (
     OTHER_REPO,
     REPO,
@@ -22,6 +24,15 @@ from tests.hostile.harness import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-process", "2-processes"])
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    """What a suite can reach does not depend on the broker: Redis only."""
+    with contained_fleet("redis", tmp_path_factory, request.param) as found:
+        yield found
 
 
 def victims(*repos: str) -> list[Case]:
