@@ -387,7 +387,9 @@ def warm_environment(suite_env: Mapping[str, str], *, preload: bool = True) -> d
 _uncontained: OrderedDict[tuple[str, bool], WarmPytest] = OrderedDict()
 _contained: OrderedDict[tuple[str, bool, str, bool, tuple[str, ...]], WarmPytest] = OrderedDict()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
-MAX_CONTAINED = 2
+# One per repository (a sandbox reads its own repository's mirror only): a pool process
+# serving more repositories than this restarts one per job (~3 s on 2 loaded cores).
+MAX_CONTAINED = 4
 _Key = TypeVar("_Key")
 
 
