@@ -11,7 +11,6 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from tests.hostile import cross_job as x
-from tests.hostile.conftest import contained_fleet
 from tests.hostile.harness import (
     OTHER_REPO,
     REPO,
@@ -22,6 +21,7 @@ from tests.hostile.harness import (
     run_cases,
     summary,
 )
+from tests.hostile.workers import contained_fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
