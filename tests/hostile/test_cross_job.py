@@ -6,7 +6,7 @@ not run the hostile job)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -21,18 +21,16 @@ from tests.hostile.harness import (
     run_cases,
     summary,
 )
-from tests.hostile.workers import contained_fleet
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-process", "2-processes"])
-def fleet(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Fleet]:
-    """What a suite can reach does not depend on the broker: Redis only."""
-    with contained_fleet("redis", tmp_path_factory, request.param) as found:
-        yield found
+# What a suite can reach does not depend on the broker: Redis only, with one pool
+# process and with two.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(900),
+    pytest.mark.parametrize(
+        "fleet", [("redis", 1), ("redis", 2)], indirect=True, ids=["1-process", "2-processes"]
+    ),
+]
 
 
 def victims(*repos: str) -> list[Case]:
