@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 
@@ -41,3 +42,19 @@ def escaping_daemon_project(tmp_path: Path) -> tuple[Path, Path]:
         },
     )
     return root, pid_file
+
+
+def outer_site_step() -> str:
+    """A venv setup step that gives the venv this interpreter's site-packages (pytest
+    among them; no network in tests) the way an installer would: a `.pth` file that a
+    distribution's RECORD lists. It also appends a line to the venv's `builds.txt`
+    (listed too), so a test can count the builds."""
+    here = sysconfig.get_paths()["purelib"]
+    record = "outer.pth,,\\n../../../builds.txt,,\\nouter-0.dist-info/RECORD,,\\n"
+    return (
+        'python -c "import os, site, sys; s = site.getsitepackages()[0]; '
+        f"open(s + '/outer.pth', 'w').write({here!r}); "
+        "open(sys.prefix + '/builds.txt', 'a').write('built\\n'); "
+        "os.makedirs(s + '/outer-0.dist-info', exist_ok=True); "
+        f"open(s + '/outer-0.dist-info/RECORD', 'w').write('{record}')\""
+    )

@@ -107,8 +107,8 @@ def test_the_same_job_sent_twice_at_once_runs_once(chaos: Chaos) -> None:
     first = chaos.orchestrator.send(**chaos.job(105, "slow"))
     second = chaos.orchestrator.send(**chaos.job(105, "slow"))
     kinds = sorted(chaos.orchestrator.wait_done(r)["kind"] for r in (first, second))
-    # Overlapping requests coalesce (docs/contract.md §12); the gated variant that holds the run open
-    # until the duplicate was dropped is tests/chaos/test_delivery.py.
+    # Overlapping requests coalesce (docs/contract.md §12); the gated variant that holds
+    # the run open until the duplicate was dropped is tests/chaos/test_delivery.py.
     assert kinds == ["advanced", "duplicate"], kinds
     assert len(chaos.orchestrator.events_for(105, ADVANCE)) == 1
     assert len(pid_file.read_text().splitlines()) == 1

@@ -132,11 +132,26 @@ def test_a_suite_that_kills_its_contained_warm_interpreter_fails_and_the_next_pa
     assert dump(honest, "warm")["ppid"] == 2  # a new warm interpreter, and it is used
 
 
-DIRTY = """\
-import ctypes, os, stat, subprocess, time
+# Read-only in every sandbox: its root, /dev, /var and the directories masking /etc's
+# owner-only ones.
+READ_ONLY = """
+ETC = [os.path.join("/etc", d) for d in os.listdir("/etc")]
+READ_ONLY = ["/", "/dev", "/var", "/etc", *(d for d in ETC if os.path.isdir(d))]
+"""
 
+DIRTY = (
+    """\
+import ctypes, os, stat, subprocess, time
+"""
+    + READ_ONLY
+    + """
 
 def test_leaves_everything_it_can():
+    for place in READ_ONLY:
+        try:
+            open(os.path.join(place, "left-by-a"), "w").write("a")
+        except OSError:
+            pass
     for place in ("/tmp", "/var/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"]):
         open(os.path.join(place, "left-by-a"), "w").write("a")
     os.makedirs("/tmp/locked/deeper")
@@ -152,13 +167,18 @@ def test_leaves_everything_it_can():
     os.wait()
     time.sleep(0.3)
 """
+)
 
-CLEAN = """\
+CLEAN = (
+    """\
 import os
-
+"""
+    + READ_ONLY
+    + """
 
 def test_sees_nothing_of_job_a():
-    for place in ("/tmp", "/var/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"]):
+    places = ("/tmp", "/var/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"])
+    for place in (*places, *READ_ONLY):
         assert not os.path.exists(os.path.join(place, "left-by-a")), place
     assert not os.path.lexists("/tmp/locked")
     assert open("/proc/sysvipc/shm").read().splitlines()[1:] == []
@@ -166,6 +186,7 @@ def test_sees_nothing_of_job_a():
     cmdlines = [open(f"/proc/{p}/cmdline", "rb").read() for p in others]
     assert not any(b"sleep" in c for c in cmdlines), cmdlines
 """
+)
 
 
 def test_nothing_of_one_job_is_seen_by_the_next(tmp_path: Path) -> None:

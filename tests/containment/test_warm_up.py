@@ -1,12 +1,13 @@
 """Warm-up before the first job: a pool process starts the warm interpreters its
 contracts' suites fork from (which interpreter and, contained, whether it has the
-network), so a first suite with its own interpreter is not the one that pays for
-starting it."""
+network and which repository's mirror it reads), so a first suite with its own
+interpreter is not the one that pays for starting it."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,14 +37,18 @@ def test_one_kind_per_interpreter_and_contained_network_in_the_contracts_order()
         settings,
         quiet={"env": NO_AUTOLOAD},  # plugins are each run's: the same kind as `plain`
         plain={},
+        again={"env": {**NO_AUTOLOAD, "OTHER": "x"}},  # `quiet`'s kind, another repository
         own={"python": "/usr/bin/python3.12", "network": True},
         built={"venv": True, "setup": ["python -m venv .venv"]},  # nothing to warm yet
     )
     assert warm_kinds(settings, found, contained=True, limit=9) == [
-        WarmKind("/opt/py/bin/python3", False),
-        WarmKind("/usr/bin/python3.12", True),
+        WarmKind("/opt/py/bin/python3", False, "quiet"),
+        WarmKind("/opt/py/bin/python3", False, "plain"),
+        WarmKind("/opt/py/bin/python3", False, "again"),
+        WarmKind("/usr/bin/python3.12", True, "own"),
     ]
-    # Uncontained, the network is no part of the kind; `limit` keeps the first ones.
+    # Uncontained, the network and the repository are no part of the kind; `limit`
+    # keeps the first ones.
     assert warm_kinds(settings, found, contained=False, limit=1) == [
         WarmKind("/opt/py/bin/python3", False)
     ]
@@ -52,28 +57,43 @@ def test_one_kind_per_interpreter_and_contained_network_in_the_contracts_order()
 def test_a_contract_finds_its_warm_interpreter_started() -> None:
     settings = Settings(containment="off")
     stop_warm_pytest()  # none left by other tests: only warm-up's count
-    warm_up(settings, contracts(settings, quiet={"env": NO_AUTOLOAD}))
+    warm_up(settings, contracts(settings, quiet={"env": NO_AUTOLOAD}), no_mirror)
     started = warm_process_pids()
     job_gets = warm_interpreter(sys.executable)
     assert job_gets.process_pid in started and job_gets.forks == 0
     assert pid_alive(job_gets.process_pid)
 
 
-def test_contained_warm_up_starts_one_per_network_and_the_jobs_get_them() -> None:
+def no_mirror(repo: str) -> Path:
+    return Path("/nonexistent") / repo
+
+
+def test_contained_warm_up_starts_one_per_network_and_repository_and_the_jobs_get_them() -> None:
     settings = contained_settings()
     slot = process_slot(settings.workdir_path)
     assert slot is not None
     stop_warm_pytest()
+
+    def mirror_of(repo: str) -> Path:
+        return settings.workdir_path / "mirrors" / f"{repo}.git"
+
+    for repo in ("quiet", "online"):
+        mirror_of(repo).mkdir(parents=True, exist_ok=True)
     warm_up(
         settings,
-        contracts(settings, quiet={"env": NO_AUTOLOAD}, online={"network": True}),
+        contracts(settings, quiet={"env": NO_AUTOLOAD}, online={"network": True}, new={}),
+        mirror_of,  # `new` has no mirror yet: its first job starts its warm interpreter
     )
     started = warm_process_pids()
-    isolated = contained_warm(settings, SuiteView(writable=()), sys.executable, slot)
-    online = contained_warm(settings, SuiteView(writable=(), network=True), sys.executable, slot)
-    assert {isolated.process_pid, online.process_pid} == started
-    assert isolated.jail and online.jail
-    assert (isolated.jail.network, online.jail.network) == (False, True)
+    quiet = SuiteView(writable=(), readable=(mirror_of("quiet"),))
+    online = SuiteView(writable=(), readable=(mirror_of("online"),), network=True)
+    isolated = contained_warm(settings, quiet, sys.executable, slot)
+    networked = contained_warm(settings, online, sys.executable, slot)
+    assert {isolated.process_pid, networked.process_pid} == started
+    assert isolated.jail and networked.jail
+    assert (isolated.jail.network, networked.jail.network) == (False, True)
+    assert mirror_of("quiet") in isolated.jail.readable
+    assert mirror_of("online") not in isolated.jail.readable
 
 
 def test_warm_up_of_an_interpreter_that_is_not_there_is_logged_not_raised(
@@ -83,6 +103,8 @@ def test_warm_up_of_an_interpreter_that_is_not_there_is_logged_not_raised(
     stop_warm_pytest()
     # At its own level: an earlier test may have left the root logger's at ERROR.
     with caplog.at_level(logging.WARNING, logger="testgate.containment"):
-        warm_up(settings, contracts(settings, gone={"python": "/nonexistent/bin/python3"}))
+        warm_up(
+            settings, contracts(settings, gone={"python": "/nonexistent/bin/python3"}), no_mirror
+        )
     assert warm_process_pids() == set()
     assert "no warm interpreter for" in caplog.text and "/nonexistent/bin/python3" in caplog.text

@@ -17,8 +17,10 @@ import redis
 
 from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues, worker_command
 from tests.hostile.harness import (
+    OTHER_REPO,
     REPO,
     SLOW_REPO,
+    VENV_REPO,
     Fleet,
     Origin,
     Secrets,
@@ -63,10 +65,10 @@ def _clean(broker: str, state: str) -> None:
         purge_queues(broker)
 
 
-def _start_worker(env: dict[str, str], log: Path, name: str) -> WorkerProcess:
-    """`celery -A worker worker -Q tests -c 1`, exactly as an operator starts it, under
+def _start_worker(env: dict[str, str], log: Path, name: str, processes: int) -> WorkerProcess:
+    """`celery -A worker worker -Q tests -c N`, exactly as an operator starts it, under
     an address-space limit (prlimit execs it: the pid is the worker's own)."""
-    argv = ["prlimit", f"--as={WORKER_MAX_MEMORY}", "--", *worker_command(name, 1)]
+    argv = ["prlimit", f"--as={WORKER_MAX_MEMORY}", "--", *worker_command(name, processes)]
     with log.open("ab") as log_file:
         process = subprocess.Popen(
             argv,
@@ -98,10 +100,11 @@ def _plant_files(home: Path, workdir: Path, found: Secrets) -> None:
 def fleet(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fleet]:
-    """One contained single-process worker per broker, for every hostile test."""
+    """One contained single-process worker per broker, for every hostile test; a module
+    may ask for (broker, pool processes) instead, by indirect parametrization."""
     if shutil.which("bwrap") is None:
         pytest.fail("bwrap is not installed: hostile suites need containment")
-    broker_name = request.param
+    broker_name, processes = (request.param, 1) if isinstance(request.param, str) else request.param
     tmp = tmp_path_factory.mktemp(f"hostile-{broker_name}")
     found = Secrets.make(
         "webhook_secret",
@@ -125,7 +128,8 @@ def fleet(
     marks = tmp / "marks"  # where a filter or hook that ran outside the sandbox writes
     marks.mkdir()
     bare = make_origin(origins, REPO, {"seed.txt": "seed\n"}, branch="seed")
-    make_origin(origins, SLOW_REPO, {"seed.txt": "seed\n"}, branch="seed")
+    for name in (SLOW_REPO, OTHER_REPO, VENV_REPO):
+        make_origin(origins, name, {"seed.txt": "seed\n"}, branch="seed")
     contracts = tmp / "contracts.toml"
     contracts.write_text(contracts_toml())
     home, workdir = tmp / "worker-home", tmp / "workdir"
@@ -140,7 +144,7 @@ def fleet(
                 workdir=workdir,
                 origins=origins,
                 contracts=contracts,
-                repos=[REPO, SLOW_REPO],
+                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO],
                 alert_url=f"{alert_base}/alert",
             ),
             "HOME": str(home),
@@ -155,7 +159,7 @@ def fleet(
             "TESTGATE_SUITE_MAX_PIDS": "512",
         }
         log = tmp / "worker.log"
-        worker = _start_worker(env, log, f"hostile-{prefix.strip(':')}")
+        worker = _start_worker(env, log, f"hostile-{prefix.strip(':')}", processes)
         orchestrator = Orchestrator.connect(broker, state_url)
         try:
             worker.wait_ready(orchestrator.app)
@@ -164,6 +168,9 @@ def fleet(
                 orchestrator=orchestrator,
                 origin=Origin(bare, git(bare, "rev-parse", "refs/heads/main")),
                 slow_origin=Origin(origins / f"{SLOW_REPO}.git", ""),
+                others={
+                    name: Origin(origins / f"{name}.git", "") for name in (OTHER_REPO, VENV_REPO)
+                },
                 workdir=workdir,
                 marks=marks,
                 alerts=alerts,

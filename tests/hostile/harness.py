@@ -29,11 +29,15 @@ from celery.result import AsyncResult
 
 from tests.fleet import ADVANCE, HANDBACK, Orchestrator, WorkerProcess, pid_alive
 from tests.httpfixtures import Recorder
+from tests.projects import outer_site_step
 from tests.repofactory import git
 from worker.report.orchestrator_gate import parse_tests_verdict
 
 REPO = "hostile"
 SLOW_REPO = "hostile-slow"  # a short timeout, for attacks that need the run to time out
+OTHER_REPO = "hostile-other"  # another repository on the same worker: no pytest config
+VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
+VENV_SETUP = (outer_site_step(), "python -m pip --version")
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
@@ -108,6 +112,7 @@ class Fleet:
     orchestrator: Orchestrator
     origin: Origin
     slow_origin: Origin
+    others: Mapping[str, Origin]  # OTHER_REPO's and VENV_REPO's
     workdir: Path
     marks: Path
     alerts: Recorder
@@ -174,8 +179,19 @@ def contracts_toml() -> str:
     return (
         f'[repos.{REPO}]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n\n'
         f'[repos."{SLOW_REPO}"]\ntarget = "tests/"\ntimeout_s = {SLOW_TIMEOUT_S}\n'
+        "smoke_enabled = false\n\n"
+        f'[repos."{OTHER_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
+        "smoke_enabled = false\n\n"
+        f'[repos."{VENV_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
         "smoke_enabled = false\n"
+        f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n"
     )
+
+
+def origin_of(fleet: Fleet, repo: str) -> Origin:
+    if repo == REPO:
+        return fleet.origin
+    return fleet.slow_origin if repo == SLOW_REPO else fleet.others[repo]
 
 
 def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
@@ -190,8 +206,7 @@ def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
             marks=fleet.marks / f"{case.name}-{task_id}",
             tag=f"{task_id}{secrets.randbelow(10**6):06d}",
         )
-        origin = fleet.slow_origin if case.repo == SLOW_REPO else fleet.origin
-        tip = origin.add_branch(ctx.branch, case.files(ctx))
+        tip = origin_of(fleet, case.repo).add_branch(ctx.branch, case.files(ctx))
         runs.append(Ran(case, ctx, tip, sent=None))
     orch = fleet.orchestrator
     for run in runs:
@@ -334,7 +349,7 @@ def _problems(fleet: Fleet, run: Ran) -> list[str]:
 
 def _branch_problems(fleet: Fleet, run: Ran) -> list[str]:
     """The origin branch: exactly one new commit, the report, on the tested commit."""
-    origin = fleet.slow_origin if run.case.repo == SLOW_REPO else fleet.origin
+    origin = origin_of(fleet, run.case.repo)
     ctx = run.ctx
     tip = origin.tip(ctx.branch)
     if tip == run.tip:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-import sysconfig
 import uuid
 from pathlib import Path
 
 from tests.gateworld import WorldFactory, job
+from tests.projects import outer_site_step
 from tests.repofactory import make_origin, push_commit, show_file
 from worker.containment.sandbox import Sandbox
 from worker.pipeline.runner import run_gate
@@ -96,14 +96,7 @@ def builds(venvs_root: Path) -> dict[str, list[str]]:
 def test_a_cached_venv_is_built_once_per_set_of_dependency_files(
     tmp_path: Path, world: WorldFactory
 ) -> None:
-    # The venv gets pytest the way a project's requirements would bring it; here from
-    # this interpreter's site-packages (no network in tests), plus a build log.
-    here = sysconfig.get_paths()["purelib"]
-    step = (
-        'python -c "import site, sys; '
-        f"open(site.getsitepackages()[0] + '/outer.pth', 'w').write({here!r}); "
-        "open(sys.prefix + '/builds.txt', 'a').write('built\\n')\""
-    )
+    step = outer_site_step()
     venvs_root = tmp_path / "work" / "venvs"
     files = {
         "requirements.txt": "pytest\n",
@@ -213,3 +206,50 @@ def test_a_dependency_file_that_links_to_itself_is_no_dependency_file(tmp_path: 
     (tree / "requirements-b.txt").symlink_to("requirements-a.txt")
     first = venv_key(tree, DEFAULT_KEY_FILES, "/usr/bin/python3")
     assert venv_key(tree, DEFAULT_KEY_FILES, "/usr/bin/python3") == first
+
+
+def test_the_key_hashes_the_setup_steps(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    plain = venv_key(tree, DEFAULT_KEY_FILES, "/usr/bin/python3")
+    assert venv_key(tree, DEFAULT_KEY_FILES, "/usr/bin/python3", ["python -m pip --version"]) != (
+        plain
+    )
+
+
+def build(tmp_path: Path, tree: Path, setup: list[str]) -> Path | SetupFailure:
+    return ensure_venv(
+        "built",
+        tree,
+        Sandbox(scratch_dir=tmp_path / "scratch", cookie=uuid.uuid4().hex),
+        root=tmp_path / "venvs",
+        base_python=sys.executable,
+        setup=setup,
+        timeout_s=60,
+    )
+
+
+def test_the_build_sees_only_the_dependency_files_and_python_m_is_the_venvs(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "tree"
+    (tree / "src").mkdir(parents=True)
+    (tree / "requirements.txt").write_text("pytest\n")
+    (tree / "src" / "app.py").write_text("x = 1\n")
+    (tree / "pip.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    (tmp_path / "scratch").mkdir()
+    seen = "import os; assert sorted(os.listdir()) == ['requirements.txt'], os.listdir()"
+    venv = build(tmp_path, tree, [f'python -c "{seen}"', "python -m pip --version"])
+    assert isinstance(venv, Path), venv
+    assert not (tmp_path / "ran").exists()  # the branch's pip.py never ran
+
+
+def test_a_venv_holding_a_file_no_distribution_installed_is_discarded(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tmp_path / "scratch").mkdir()
+    plant = "import site; open(site.getsitepackages()[0] + '/sitecustomize.py', 'w').close()"
+    failure = build(tmp_path, tree, [f'python -c "{plant}"'])
+    assert isinstance(failure, SetupFailure), failure
+    assert "sitecustomize.py" in failure.describe()
+    assert [p for p in (tmp_path / "venvs").iterdir() if p.is_dir()] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -31,6 +32,7 @@ from worker.containment.view import containment_missing, warm_up
 from worker.containment.warm import stop_warm_pytest
 from worker.contracts import load_contracts
 from worker.errors import ContractsFileError, UnsafeConfiguration
+from worker.git.checkout import mirror_path
 from worker.settings import load_settings
 
 logger = logging.getLogger("testgate.app")
@@ -262,7 +264,8 @@ def _warm_up_pytest(**_: Any) -> None:
         contracts = []  # check_configuration refused to start, with the reason
     # The contracts file's first: the built-in contract is the self-hosting repo's.
     own = settings.self_repo.lower()
-    warm_up(settings, sorted(contracts, key=lambda c: c.repo.lower() == own))
+    mirrors = functools.partial(mirror_path, settings.workdir_path)
+    warm_up(settings, sorted(contracts, key=lambda c: c.repo.lower() == own), mirrors)
 
 
 @worker_process_shutdown.connect

@@ -7,7 +7,10 @@ dropped, and sees an allowlist of the file system instead of the worker's:
 - read-only: the system directories (/usr and its links, /etc without the files only
   their owner may read), the interpreters it may run, the job's git directories
   (the mirror: a worktree's `.git` points into it), the in-suite code;
-- writable: its worktree and its own HOME, TMPDIR and output directory; a fresh /tmp;
+- writable: its worktree and its own HOME, TMPDIR and output directory; a fresh /tmp,
+  /var/tmp and /dev/shm;
+- read-only, whatever else is there: the sandbox's root and /dev (so no directory above
+  the worktree, nor /var, /run or /dev, can hold a file a later run would find);
 - nothing else: not the worker's HOME, workdir (other jobs, other mirrors, venvs being
   built), environment, /proc entries (its own /proc shows only its own processes),
   broker sockets, or anything under /run and /var.
@@ -86,6 +89,8 @@ def bwrap_prefix(view: SuiteView, cwd: Path) -> list[str]:
         argv += ["--ro-bind-try", str(path), str(path)]
     for path in (*view.writable, cwd):
         argv += ["--bind", str(path), str(path)]
+    # Last: every mount point above is made in them first.
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     argv += ["--chdir", str(cwd), "--"]
     return argv
 
@@ -140,7 +145,7 @@ def _system_binds() -> tuple[str, ...]:
             argv += ["--ro-bind", name, name]
     for masked in owner_only_entries(Path("/etc")):
         if masked.is_dir():
-            argv += ["--tmpfs", str(masked)]
+            argv += ["--tmpfs", str(masked), "--remount-ro", str(masked)]
         else:
             argv += ["--ro-bind", "/dev/null", str(masked)]
     return tuple(argv)

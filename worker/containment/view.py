@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +76,11 @@ def contained(settings: Settings) -> bool:
 
 
 def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot) -> WarmPytest:
-    """The warm interpreter for `python` inside a sandbox like `view` (its network),
-    which writes only the pool process's `slot` and reads every mirror of the workdir.
-    Its own pids cgroup, where there can be one, holds it and its suites."""
-    mirrors = settings.workdir_path / "mirrors"
-    mirrors.mkdir(parents=True, exist_ok=True)  # bound when it starts: it must exist
-    readable = (mirrors, INSUITE_DIR, *interpreter_paths(python))
+    """The warm interpreter for `python` inside a sandbox that reads what `view` reads
+    (the job's own mirror, a venv) and writes only the pool process's `slot`: one per
+    such view, so a suite never sees another repository. Its own pids cgroup, where
+    there can be one, holds it and its suites."""
+    readable = tuple(dict.fromkeys((*view.readable, INSUITE_DIR, *interpreter_paths(python))))
 
     def make_jail() -> WarmJail:
         cgroup = None
@@ -98,16 +97,18 @@ def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot)
         slot.path,
         make_jail,
         max_pids=settings.suite_max_pids,
+        sees=tuple(str(path) for path in readable),
     )
 
 
 @dataclass(frozen=True)
 class WarmKind:
     """What a suite's warm interpreter is chosen by: its interpreter and (contained)
-    whether its sandbox has the network."""
+    whether its sandbox has the network and which repository it reads."""
 
     python: str
     network: bool
+    repo: str = ""
 
 
 def suite_python(settings: Settings, contract: TestContract) -> str:
@@ -121,22 +122,30 @@ def warm_kinds(
     """The warm interpreters worth starting before the first job: one per kind the
     contracts' suites fork from, in the contracts' order (the first `limit`: starting
     more would stop the first ones). A contract whose suite runs in a venv its setup
-    builds has no interpreter to warm yet; uncontained, the network is no part of it."""
+    builds has no interpreter to warm yet; uncontained, the network and the repository
+    are no part of it."""
     kinds: list[WarmKind] = []
     for contract in contracts:
         if contract.venv:
             continue
-        kind = WarmKind(suite_python(settings, contract), contract.network and contained)
+        kind = WarmKind(
+            suite_python(settings, contract),
+            contract.network and contained,
+            contract.repo if contained else "",
+        )
         if kind not in kinds:
             kinds.append(kind)
     return kinds[:limit]
 
 
-def warm_up(settings: Settings, contracts: Sequence[TestContract]) -> None:
+def warm_up(
+    settings: Settings, contracts: Sequence[TestContract], mirror_of: Callable[[str], Path]
+) -> None:
     """Start this pool process's warm interpreters while it waits for its first job,
-    one per kind `contracts` use (contained when suites are), so that even a first
-    suite skips pytest's start-up. One that cannot start is logged; its first job
-    starts it again, or runs cold."""
+    one per kind `contracts` use (contained when suites are: for a repository whose
+    mirror `mirror_of` gives exists already), so that even a first suite skips
+    pytest's start-up. One that cannot start is logged; its first job starts it
+    again, or runs cold."""
     if not settings.warm_pytest:
         return
     inside = contained(settings)
@@ -147,7 +156,10 @@ def warm_up(settings: Settings, contracts: Sequence[TestContract]) -> None:
     for kind in warm_kinds(settings, contracts, contained=inside, limit=limit):
         try:
             if slot is not None:
-                view = SuiteView(writable=(), network=kind.network)
+                mirror = mirror_of(kind.repo)
+                if not mirror.is_dir():
+                    continue  # bound when it starts: its first job starts it
+                view = SuiteView(writable=(), readable=(mirror,), network=kind.network)
                 contained_warm(settings, view, kind.python, slot)
             else:
                 warm_interpreter(kind.python)

@@ -328,11 +328,13 @@ def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
 
 
 # This process's warm interpreters, least recently used first: uncontained ones by
-# interpreter, contained ones by (interpreter, network, slot).
+# interpreter, contained ones by (interpreter, network, slot, what their sandbox reads).
 _uncontained: OrderedDict[str, WarmPytest] = OrderedDict()
-_contained: OrderedDict[tuple[str, bool, str], WarmPytest] = OrderedDict()
+_contained: OrderedDict[tuple[str, bool, str, tuple[str, ...]], WarmPytest] = OrderedDict()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
-MAX_CONTAINED = 2
+# One per repository (a sandbox reads its own repository's mirror only): a pool process
+# serving more repositories than this restarts one per job (~3 s on 2 loaded cores).
+MAX_CONTAINED = 4
 _Key = TypeVar("_Key")
 
 
@@ -372,15 +374,17 @@ def contained_warm_pytest(
     slot: Path,
     make_jail: Callable[[], WarmJail],
     max_pids: int = 0,
+    *,
+    sees: tuple[str, ...] = (),
 ) -> WarmPytest:
     """This process's contained warm interpreter for `python` with or without the
-    network, writing `slot`, started in the sandbox `make_jail` gives when there is none
-    alive. At most MAX_CONTAINED are kept; starting another stops the least recently
-    used."""
+    network, writing `slot` and reading `sees`, started in the sandbox `make_jail` gives
+    when there is none alive. At most MAX_CONTAINED are kept; starting another stops
+    the least recently used."""
     env = warm_environment(suite_env)
     return _kept(
         _contained,
-        (python, network, str(slot)),
+        (python, network, str(slot), sees),
         MAX_CONTAINED,
         lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
     )
