@@ -17,6 +17,8 @@ from worker.report.orchestrator_gate import parse_tests_verdict
 
 pytestmark = pytest.mark.timeout(120)
 
+PASSING = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
 
 # No Redis may be needed: every Redis setting points at a closed port.
 NO_REDIS = {
@@ -106,3 +108,32 @@ def test_run_kills_what_the_suite_daemonised(tmp_path: Path) -> None:
     assert "verdict: PASS" in done.stdout
     assert not alive, "the daemonised leftover outlived `testgate run`"
     assert "killed 1 process(es) a job left behind (adopted)" in done.stderr
+
+
+def test_run_on_a_sha256_repository_tests_its_64_hex_commit_and_pushes_the_report(
+    tmp_path: Path,
+) -> None:
+    files = {"calc.py": "def add(a, b):\n    return a + b\n", "tests/test_add.py": PASSING}
+    origin = make_origin(tmp_path / "origins", "calc256", files, object_format="sha256")
+    tested = git(origin, "rev-parse", "feature/x")
+    done = run_cli(
+        "run",
+        str(origin),
+        "--branch",
+        "feature/x",
+        "--work-item",
+        "WI-256",
+        "--commit",
+        tested,
+        "--workdir",
+        str(tmp_path / "work"),
+        env=NO_REDIS,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: PASS" in done.stdout
+    assert f'"commit": "{tested}"' in done.stdout
+    assert '"report_pushed": true' in done.stdout
+    assert git(origin, "rev-parse", "feature/x^") == tested
+    report = git(origin, "show", "feature/x:docs/work-items/WI-256/13-test-report.md")
+    assert parse_tests_verdict(report) is True
