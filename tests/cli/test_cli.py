@@ -137,3 +137,29 @@ def test_run_on_a_sha256_repository_tests_its_64_hex_commit_and_pushes_the_repor
     assert git(origin, "rev-parse", "feature/x^") == tested
     report = git(origin, "show", "feature/x:docs/work-items/WI-256/13-test-report.md")
     assert parse_tests_verdict(report) is True
+
+
+def test_a_configured_secret_the_suite_prints_is_masked_in_the_report_and_the_event(
+    tmp_path: Path,
+) -> None:
+    token, hook = "tg-token-5d1e8b7c", "hook-secret-0a9f"
+    leak = f"def test_leak():\n    print('found {token} and {hook}')\n    assert '{hook}' == 'no'\n"
+    origin = make_origin(tmp_path / "origins", "leaky", {"tests/test_leak.py": leak})
+    done = run_cli(
+        "run",
+        str(origin),
+        "--branch",
+        "feature/x",
+        "--work-item",
+        "WI-7",
+        "--workdir",
+        str(tmp_path / "work"),
+        env={**NO_REDIS, "TESTGATE_TELEGRAM_BOT_TOKEN": token, "TESTGATE_WEBHOOK_SECRET": hook},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = git(origin, "show", "feature/x:docs/work-items/WI-7/13-test-report.md")
+    assert "found *** and ***" in report
+    assert token not in report and hook not in report
+    event = done.stdout.split("orchestrator.advance_stage(", 1)[1].split("\n", 1)[0]
+    assert token not in event and hook not in event
