@@ -10,7 +10,7 @@ import pytest
 from tests.httpfixtures import GitHttpLog, git_http_server
 from tests.repofactory import branch_tip, git, make_origin
 from worker.errors import CheckoutError
-from worker.git.checkout import checkout
+from worker.git.checkout import checkout, forget_stored_urls
 from worker.git.credentials import GitAuth, split_origin
 from worker.report.publish import GitIdentity, publish_report
 
@@ -124,3 +124,21 @@ def test_a_helper_planted_in_the_mirrors_config_is_never_asked(
     with checkout("app", "feature/x", None, workdir=workdir, url_template=template) as co:
         assert co.commit == first
     assert not marker.exists()
+
+
+def test_a_mirror_cloned_with_the_token_in_its_config_forgets_it(
+    tmp_path: Path, served: tuple[str, GitHttpLog]
+) -> None:
+    """A mirror an earlier version cloned from the URL as given: the worker's start
+    drops the URL, and fetches still work, by the URL they are given."""
+    base, _ = served
+    template = f"http://{USER}:{TOKEN}@{base.removeprefix('http://')}/{{repo}}.git"
+    workdir = tmp_path / "work"
+    with checkout("app", "feature/x", None, workdir=workdir, url_template=template) as co:
+        git(co.mirror, "config", "remote.origin.url", template.format(repo="app"))
+    assert files_holding(workdir, (TOKEN,)) == [co.mirror / "config"]
+    forget_stored_urls(workdir)
+    forget_stored_urls(workdir)  # nothing left to drop: no error
+    assert files_holding(workdir, (TOKEN,)) == []
+    with checkout("app", "feature/x", None, workdir=workdir, url_template=template) as again:
+        assert again.commit == co.commit

@@ -126,6 +126,22 @@ def merge_base(
     return _git(mirror, "merge-base", ["merge-base", commit, ref], git_timeout_s)
 
 
+def forget_stored_urls(workdir: Path) -> None:
+    """Drop the origin's URL from every mirror's config. Fetches and pushes name the URL
+    themselves, and a mirror cloned before credentials were kept out of files holds
+    them there, in a suite's reach. Failures are only logged."""
+    key = "remote.origin.url"
+    for mirror in sorted((workdir / "mirrors").glob("*.git")):
+        try:
+            run_git(["config", "--get-all", key], mirror, timeout_s=30)
+        except GitError:
+            continue  # none stored
+        try:
+            run_git(["config", "--unset-all", key], mirror, timeout_s=30)
+        except GitError as exc:
+            logger.warning("the origin's URL stays in %s: %s", mirror, exc)
+
+
 def _repo_lock(mirror: Path) -> Path:
     return mirror.with_suffix(".lock")
 
