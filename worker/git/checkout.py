@@ -100,6 +100,8 @@ def checkout(
         object_format, sha = known or _fetched(mirror, branch, commit, origin, git_timeout_s)
         _add_worktree(mirror, worktree, sha, git_timeout_s)
         added = True
+        reset = [*_NO_HOOKS, "reset", "--hard", "--quiet"]
+        _git(worktree, "checkout of the files", reset, git_timeout_s)
     except CheckoutError:
         _remove(mirror, worktree if added else None, removed_dir, git_timeout_s)
         raise
@@ -276,18 +278,17 @@ def _resolved(mirror: Path, rev: str, timeout_s: float) -> tuple[str, str] | Non
 
 
 def _add_worktree(mirror: Path, worktree: Path, sha: str, timeout_s: float) -> None:
-    """`worktree` checked out at `sha`, detached, as a worktree of `mirror`.
+    """Register `worktree` as a worktree of `mirror`, HEAD detached at `sha`, no files.
 
     While git makes a worktree's record its HEAD is the null id, and a fetch that
     reads it then fails ("bad object worktrees/<name>/HEAD"): the record is made
-    under the repo's lock held exclusive (a few ms, without the files), the files are
-    checked out after. --force: a slot reused after its process died finds its path
-    registered (and missing); that stale record goes."""
+    under the repo's lock held exclusive (a few ms: the files are checked out after).
+    --force: a slot reused after its process died finds its path registered (and
+    missing); that stale record goes."""
     worktree.parent.mkdir(parents=True, exist_ok=True)
     add = ["worktree", "add", "--force", "--detach", "--no-checkout", "--quiet"]
     with _locked(_repo_lock(mirror)):
         _git(mirror, "worktree add", [*add, str(worktree), sha], timeout_s)
-    _git(worktree, "checkout of the files", [*_NO_HOOKS, "reset", "--hard", "--quiet"], timeout_s)
 
 
 def _remove(mirror: Path, worktree: Path | None, job_dir: Path, timeout_s: float) -> None:
