@@ -66,7 +66,8 @@ class IsolatedGit:
         self.timeout_s = timeout_s
         self.object_format = object_format
         try:
-            hashlib.new(object_format, usedforsecurity=False)
+            # Hex digits in an object's full name.
+            self.name_length = hashlib.new(object_format, usedforsecurity=False).digest_size * 2
         except ValueError as exc:
             raise GitError(f"an object format this worker cannot check: {object_format!r}") from exc
         try:

@@ -69,7 +69,7 @@ def publish_report(
     env = {**_home_env(identity), **origin.env()}
     try:
         with IsolatedGit(mirror, object_format=object_format, env=env, timeout_s=timeout_s) as git:
-            if len(tested_commit) != len(git.object_id("commit", b"")):
+            if len(tested_commit) != git.name_length:
                 refusal = f"tested commit {tested_commit!r} is not a full {object_format} name"
                 logger.error("report for %s not published: %s", branch, refusal)
                 return PublishResult(False, False, None, f"refused: {refusal}")
