@@ -39,9 +39,15 @@ def origin(tmp_path: Path) -> OriginFactory:
         *,
         branch: str = "feature/x",
         main_files: Mapping[str, str] | None = None,
+        object_format: str = "sha1",
     ) -> Path:
         return make_origin(
-            tmp_path / "origins", name, branch_files, branch=branch, main_files=main_files
+            tmp_path / "origins",
+            name,
+            branch_files,
+            branch=branch,
+            main_files=main_files,
+            object_format=object_format,
         )
 
     return make

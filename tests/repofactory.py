@@ -43,12 +43,13 @@ def make_origin(
     *,
     branch: str = "feature/x",
     main_files: Mapping[str, str] | None = None,
+    object_format: str = "sha1",
 ) -> Path:
-    """Create `root/<name>.git` (bare) whose `main` holds `main_files` and whose
-    `branch` adds `branch_files` on top. Returns the bare repository's path."""
+    """Create `root/<name>.git` (bare, hashed by `object_format`) whose `main` holds
+    `main_files` and whose `branch` adds `branch_files` on top. Returns its path."""
     work = root / f"{name}-work"
     work.mkdir(parents=True)
-    git(work, "init", "-q", "-b", "main")
+    git(work, "init", "-q", "-b", "main", f"--object-format={object_format}")
     write_files(work, main_files or {"README.md": f"# {name}\n"})
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "main")
@@ -71,6 +72,7 @@ class OriginFactory(Protocol):
         *,
         branch: str = "feature/x",
         main_files: Mapping[str, str] | None = None,
+        object_format: str = "sha1",
     ) -> Path: ...
 
 

@@ -25,10 +25,11 @@ def test_a_valid_job_parses_and_names_its_report_path() -> None:
     assert job.commit is None
 
 
-def test_a_commit_is_normalised_to_lower_case() -> None:
-    job = parse_job(job_with(commit="AB" * 20))
+@pytest.mark.parametrize("digits", [40, 64], ids=["sha1", "sha256"])
+def test_a_full_commit_name_of_either_format_is_taken_in_lower_case(digits: int) -> None:
+    job = parse_job(job_with(commit="AB" * (digits // 2)))
     assert isinstance(job, Job)
-    assert job.commit == "ab" * 20
+    assert job.commit == "ab" * (digits // 2)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,9 @@ def test_a_commit_is_normalised_to_lower_case() -> None:
         ({"branch": "a@{1}"}, "branch"),
         ({"commit": "abc123"}, "commit"),
         ({"commit": "g" * 40}, "commit"),
+        ({"commit": "a" * 41}, "commit"),
+        ({"commit": "a" * 63}, "commit"),
+        ({"commit": "a" * 65}, "commit"),
         ({"agent": "developer"}, "agent"),
         ({"stage": "review"}, "stage"),
         ({"task_id": 0}, "task_id"),

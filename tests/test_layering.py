@@ -36,6 +36,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "state",
             "metrics",
             "client",
+            "masking",
         }
     ),
     # Traces and phase timings: every layer above times its steps with them.
@@ -60,10 +61,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("worker.containment.launch", "worker.insuite.zygote"): (
         "a warm start reads the zygote's exit code for 'could not become the suite'; the "
         "zygote itself imports nothing of the worker"
-    ),
-    ("worker.git.checkout", "worker.containment.untrusted_files"): (
-        "housekeeping reads other jobs' worktree `.git` files, which their suites may have "
-        "swapped for a FIFO or a link, the way every file in a suite's reach is read"
     ),
     ("worker.containment.launch", "worker.insuite"): (
         "a cold start runs the boot script's file; insuite's facade only names its files"

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationErro
 
 # fullmatch is used everywhere: `$` would also match before a trailing newline.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_SHA = re.compile(r"[0-9a-fA-F]{40}")
+# A full object name of a SHA-1 or a SHA-256 repository.
+_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # Characters git forbids anywhere in a ref name (git-check-ref-format(1), rules 4-5, 9).
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _MAX_BRANCH_LEN = 255
@@ -99,7 +100,7 @@ class Job(BaseModel):
         if value is None:
             return None
         if not _SHA.fullmatch(value):
-            raise ValueError("must be a full 40-hex commit SHA")
+            raise ValueError("must be a full commit name (40 or 64 hex digits)")
         return value.lower()
 
     @field_validator("agent")

@@ -18,6 +18,8 @@ from worker.report.orchestrator_gate import parse_tests_verdict
 pytestmark = pytest.mark.timeout(120)
 
 
+PASSING = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
 # No Redis may be needed: every Redis setting points at a closed port.
 NO_REDIS = {
     "TESTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
@@ -189,3 +191,58 @@ def test_run_is_traced_by_the_otel_variables(sample: Path, tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     for span in ("testgate.job", "testgate.checkout", "testgate.suite", "testgate.push"):
         assert f'"name": "{span}"' in done.stdout, span
+
+
+def test_run_on_a_sha256_repository_tests_its_64_hex_commit_and_pushes_the_report(
+    tmp_path: Path,
+) -> None:
+    files = {"calc.py": "def add(a, b):\n    return a + b\n", "tests/test_add.py": PASSING}
+    origin = make_origin(tmp_path / "origins", "calc256", files, object_format="sha256")
+    tested = git(origin, "rev-parse", "feature/x")
+    done = run_cli(
+        "run",
+        str(origin),
+        "--branch",
+        "feature/x",
+        "--work-item",
+        "WI-256",
+        "--commit",
+        tested,
+        "--workdir",
+        str(tmp_path / "work"),
+        env=NO_REDIS,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: PASS" in done.stdout
+    assert f'"commit": "{tested}"' in done.stdout
+    assert '"report_pushed": true' in done.stdout
+    assert git(origin, "rev-parse", "feature/x^") == tested
+    report = git(origin, "show", "feature/x:docs/work-items/WI-256/13-test-report.md")
+    assert parse_tests_verdict(report) is True
+
+
+def test_a_configured_secret_the_suite_prints_is_masked_in_the_report_and_the_event(
+    tmp_path: Path,
+) -> None:
+    token, hook = "tg-token-5d1e8b7c", "hook-secret-0a9f"
+    leak = f"def test_leak():\n    print('found {token} and {hook}')\n    assert '{hook}' == 'no'\n"
+    origin = make_origin(tmp_path / "origins", "leaky", {"tests/test_leak.py": leak})
+    done = run_cli(
+        "run",
+        str(origin),
+        "--branch",
+        "feature/x",
+        "--work-item",
+        "WI-7",
+        "--workdir",
+        str(tmp_path / "work"),
+        env={**NO_REDIS, "TESTGATE_TELEGRAM_BOT_TOKEN": token, "TESTGATE_WEBHOOK_SECRET": hook},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = git(origin, "show", "feature/x:docs/work-items/WI-7/13-test-report.md")
+    assert "found *** and ***" in report
+    assert token not in report and hook not in report
+    event = done.stdout.split("orchestrator.advance_stage(", 1)[1].split("\n", 1)[0]
+    assert token not in event and hook not in event

@@ -27,6 +27,7 @@ def open_checkout(
     commit: str | None = None,
     branch: str = "feature/x",
     template: str | None = None,
+    job_dir: Path | None = None,
 ) -> AbstractContextManager[Checkout]:
     return checkout(
         "app",
@@ -35,6 +36,7 @@ def open_checkout(
         workdir=tmp_path / "work",
         url_template=template or str(tmp_path / "origins" / "{repo}.git"),
         git_timeout_s=60,
+        job_dir=job_dir,
     )
 
 
@@ -46,6 +48,19 @@ def test_the_branch_tip_is_checked_out_in_a_private_worktree(tmp_path: Path, ori
         path = co.path
     assert not path.exists()
     assert list((tmp_path / "work" / "jobs").iterdir()) == []
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["tip", "commit"])
+def test_a_sha256_repository_is_checked_out_at_its_64_hex_commit(
+    tmp_path: Path, given: bool
+) -> None:
+    origin = make_origin(tmp_path / "origins", "app", FILES, object_format="sha256")
+    tip = branch_tip(origin, "feature/x")
+    assert len(tip) == 64
+    with open_checkout(tmp_path, commit=tip if given else None) as co:
+        assert (co.commit, co.object_format) == (tip, "sha256")
+        assert git(co.path, "rev-parse", "HEAD") == tip
+        assert (co.path / "tests/test_a.py").is_file()
 
 
 def test_a_given_older_commit_is_checked_out_exactly(tmp_path: Path, origin: Path) -> None:
@@ -152,7 +167,7 @@ def test_the_worktree_is_one_git_knows_and_forgets_with_the_job(
         assert git(co.path, "status", "--porcelain") == ""  # the index matches the files
         assert git(co.path, "rev-parse", "--git-common-dir") == str(mirror)
     assert git(mirror, "worktree", "list", "--porcelain").count("worktree ") == 1  # the mirror
-    assert list((mirror / "worktrees").iterdir()) == []
+    assert not any((mirror / "worktrees").glob("*"))
 
 
 def test_jobs_of_different_branches_fetch_at_the_same_time(tmp_path: Path, origin: Path) -> None:
@@ -183,25 +198,34 @@ def test_jobs_of_different_branches_fetch_at_the_same_time(tmp_path: Path, origi
     assert errors == [] and got == tips
 
 
-def test_housekeeping_drops_the_records_of_worktrees_that_died_with_their_process(
+def test_a_slot_reused_after_its_process_died_gets_a_fresh_worktree(
+    tmp_path: Path, origin: Path
+) -> None:
+    """A process that died mid-job left its worktree's record; the slot's directory was
+    emptied and is given to the next job, whose checkout takes the path over."""
+    slot = tmp_path / "slot"
+    mirror = tmp_path / "work" / "mirrors" / "app.git"
+    with open_checkout(tmp_path, job_dir=slot):
+        shutil.copytree(mirror / "worktrees", tmp_path / "left-behind")
+    shutil.copytree(tmp_path / "left-behind", mirror / "worktrees")  # as if never removed
+    with open_checkout(tmp_path, job_dir=slot) as co:
+        assert git(co.path, "rev-parse", "HEAD") == co.commit
+        assert git(mirror, "worktree", "list", "--porcelain").count("worktree ") == 2
+    assert not any((mirror / "worktrees").glob("*"))
+
+
+def test_housekeeping_prunes_the_records_of_worktrees_that_died_with_their_process(
     tmp_path: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import worker.git.checkout as module
 
-    with open_checkout(tmp_path):
-        pass
-    records = tmp_path / "work" / "mirrors" / "app.git" / "worktrees"
-    reused = tmp_path / "slot" / "src"  # a slot since reused: its .git points elsewhere
-    reused.mkdir(parents=True)
-    (reused / ".git").write_text("gitdir: /elsewhere\n")
-    for name, gitdir in (("gone-1", tmp_path / "nowhere" / ".git"), ("reused-1", reused / ".git")):
-        (records / name).mkdir()
-        (records / name / "gitdir").write_text(f"{gitdir}\n")
-        (records / name / "HEAD").write_text(f"{branch_tip(origin, 'feature/x')}\n")
-        (records / name / "commondir").write_text("../..\n")
+    mirror = tmp_path / "work" / "mirrors" / "app.git"
+    with open_checkout(tmp_path) as co:
+        shutil.copytree(mirror / "worktrees", tmp_path / "left-behind")
+    shutil.copytree(tmp_path / "left-behind", mirror / "worktrees")  # its job dir is gone
     monkeypatch.setattr(module, "_GC_LOOSE_IN_ONE_DIR", -1)
     with open_checkout(tmp_path) as co:  # a fetch, then housekeeping
-        assert [r.name for r in records.iterdir()] == [
+        assert [r.name for r in (mirror / "worktrees").iterdir()] == [
             Path(git(co.path, "rev-parse", "--git-dir")).name
         ]
         assert git(co.path, "rev-parse", "HEAD") == co.commit

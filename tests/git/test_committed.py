@@ -17,12 +17,12 @@ from worker.git.isolated import IsolatedGit
 ODD_NAMES = ("*.py", "[ab].py", "dir with space/ünï.py", ":(glob)x.py")
 
 
-@pytest.fixture
-def mirror(tmp_path: Path) -> tuple[Path, str, str]:
+@pytest.fixture(params=["sha1", "sha256"])
+def mirror(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, str, str]:
     """A bare repository with two commits; (its path, the first, the second)."""
     work = tmp_path / "work"
     work.mkdir()
-    git(work, "init", "-q", "-b", "main")
+    git(work, "init", "-q", "-b", "main", f"--object-format={request.param}")
     (work / "a.py").write_text("def a():\n    return 1\n")
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "one")
@@ -46,12 +46,17 @@ def mirror(tmp_path: Path) -> tuple[Path, str, str]:
     return bare, first, second
 
 
+def isolated(bare: Path, tmp_path: Path) -> IsolatedGit:
+    object_format = git(bare, "rev-parse", "--show-object-format")
+    return IsolatedGit(bare, object_format=object_format, temp_root=tmp_path)
+
+
 def test_only_regular_files_within_the_bound_are_read_as_committed(
     mirror: tuple[Path, str, str], tmp_path: Path
 ) -> None:
     bare, first, second = mirror
     asked = ["a.py", *ODD_NAMES, "big.py", "latin1.py", "exec.py", "link.py", "sub.py"]
-    with IsolatedGit(bare, temp_root=tmp_path) as g:
+    with isolated(bare, tmp_path) as g:
         texts = committed_texts(g, second, [*asked, "missing.py", None], max_bytes=1000)
         old = committed_texts(g, first, asked, max_bytes=1000)
     assert texts == {
@@ -67,7 +72,7 @@ def test_the_diff_is_between_the_two_commits_and_nothing_else(
     mirror: tuple[Path, str, str], tmp_path: Path
 ) -> None:
     bare, first, second = mirror
-    with IsolatedGit(bare, temp_root=tmp_path) as g:
+    with isolated(bare, tmp_path) as g:
         diff = committed_diff(g, first, second, options=("--unified=0",), paths=("a.py",))
         assert committed_diff(g, first, first, options=(), paths=("*.py",)) == ""
     assert "-    return 1\n+    return 2\n" in diff
@@ -79,7 +84,7 @@ def test_a_replace_ref_in_the_mirror_does_not_change_what_is_read(
 ) -> None:
     bare, first, second = mirror
     git(bare, "replace", second, first)
-    with IsolatedGit(bare, temp_root=tmp_path) as g:
+    with isolated(bare, tmp_path) as g:
         diff = committed_diff(g, first, second, options=(), paths=("a.py",))
         assert committed_texts(g, second, ["a.py"], max_bytes=100) == {
             "a.py": "def a():\n    return 2\n"
@@ -96,5 +101,5 @@ def test_a_blob_rewritten_under_its_name_is_refused(
     loose = bare / "objects" / sha[:2] / sha[2:]
     loose.unlink()  # the clone made every object loose, and this is the only copy
     loose.write_bytes(zlib.compress(f"blob {len(forged)}\0".encode() + forged))
-    with IsolatedGit(bare, temp_root=tmp_path) as g, pytest.raises(GitError, match="hash"):
+    with isolated(bare, tmp_path) as g, pytest.raises(GitError, match="hash"):
         committed_texts(g, second, ["a.py"], max_bytes=100)

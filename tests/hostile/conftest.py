@@ -26,7 +26,7 @@ from tests.hostile.harness import (
     Secrets,
     contracts_toml,
 )
-from tests.httpfixtures import http_server
+from tests.httpfixtures import git_http_server, http_server
 from tests.repofactory import git, make_origin
 
 REDIS = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -114,6 +114,7 @@ def fleet(
         "home_git_credentials",
         "home_netrc",
         "workdir_file",
+        "git_url_token",
     )
     user, acl = _redis_user(found.values["redis_password"])
     state_url = f"{REDIS}/{STATE_DB}"
@@ -135,7 +136,12 @@ def fleet(
     home, workdir = tmp / "worker-home", tmp / "workdir"
     _plant_files(home, workdir, found)
     prefix = f"testgate-hostile-{uuid.uuid4().hex[:8]}:"
-    with http_server() as (alert_base, alerts):
+    with (
+        http_server() as (alert_base, alerts),
+        git_http_server(origins, "gate", found.values["git_url_token"]) as (git_base, _),
+    ):
+        # The origin behind basic auth, its token in the URL template as operators give it.
+        git_host = git_base.removeprefix("http://")
         env = {
             **fleet_env(
                 broker=worker_broker,
@@ -146,6 +152,9 @@ def fleet(
                 contracts=contracts,
                 repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO],
                 alert_url=f"{alert_base}/alert",
+            ),
+            "TESTGATE_GIT_URL_TEMPLATE": (
+                f"http://gate:{found.values['git_url_token']}@{git_host}/{{repo}}.git"
             ),
             "HOME": str(home),
             "TESTGATE_CONTAINMENT": "required",

@@ -49,7 +49,9 @@ def fleet(
         origins = tmp / "origins"
         origins.mkdir()
         for item in items:
-            make_origin(origins, item.repo, item.files, branch=BRANCH)
+            make_origin(
+                origins, item.repo, item.files, branch=BRANCH, object_format=item.object_format
+            )
         contracts = tmp / "contracts.toml"
         contracts.write_text(contracts_toml(items))
         prefix = f"testgate-test-{uuid.uuid4().hex[:8]}:"

@@ -63,6 +63,7 @@ class Scenario:
     repo: str
     files: dict[str, str]
     contract: dict[str, object] = field(default_factory=dict)
+    object_format: str = "sha1"
 
 
 def scenarios(tmp: Path, smoke_base: str) -> list[Scenario]:
@@ -99,6 +100,12 @@ def scenarios(tmp: Path, smoke_base: str) -> list[Scenario]:
             "smoke500",
             {"calc.py": CALC, "tests/test_add.py": PASSING},
             {"smoke_base_url": f"{smoke_base}/err"},
+        ),
+        Scenario(
+            "sha256",
+            {"calc.py": CALC, "tests/test_add.py": PASSING},
+            no_smoke,
+            object_format="sha256",
         ),
         Scenario(
             "nogate",

@@ -48,6 +48,26 @@ def assert_advance_shape(advance: dict[str, Any], task_id: int, repo: str, work_
     assert advance["report_path"] == f"docs/work-items/{work_item}/13-test-report.md"
 
 
+def test_a_sha256_repository_gets_its_verdict_and_its_report_on_the_branch(
+    fleet: Fleet, task_id: int
+) -> None:
+    tested = git(fleet.origins / "sha256.git", "rev-parse", BRANCH)
+    assert len(tested) == 64
+    orch = fleet.orchestrator
+    summary = orch.wait_done(orch.send(**job(task_id, "sha256", "WI-256", commit=tested)))
+    assert summary["kind"] == "advanced", summary
+    [advance] = orch.events_for(task_id, ADVANCE)
+    assert (advance["result"], advance["outcome"], advance["commit"]) == (
+        "PASS",
+        "code-pass",
+        tested,
+    )
+    assert advance["report_pushed"] is True
+    report_commit = git(fleet.origins / "sha256.git", "rev-parse", BRANCH)
+    assert git(fleet.origins / "sha256.git", "rev-parse", f"{report_commit}^") == tested
+    assert parse_tests_verdict(report_on_branch(fleet, "sha256", "WI-256")) is True
+
+
 def test_a_green_branch_passes_with_smoke_ok_and_the_report_is_pushed(
     fleet: Fleet, task_id: int
 ) -> None:

@@ -70,3 +70,17 @@ def test_an_alert_with_nothing_configured_is_only_logged(caplog: pytest.LogCaptu
 def test_an_undeliverable_alert_does_not_raise() -> None:
     settings = Settings(alert_webhook_url=f"http://127.0.0.1:{free_port()}/a")
     assert send_alert(settings, "x", post=lambda url, p: post_json(url, p, attempts=1)) == ["log"]
+
+
+def test_an_alert_carries_no_configured_secret(caplog: pytest.LogCaptureFixture) -> None:
+    with http_server() as (base, rec):
+        settings = Settings(
+            alert_webhook_url=f"{base}/alert",
+            broker_url="redis://:broker-pw-9@127.0.0.1:6379/0",
+            git_url_template="https://bot:git-token-9@git.example/{repo}.git",
+        )
+        why = "fetch of https://bot:git-token-9@git.example/r.git failed; redis broker-pw-9"
+        send_alert(settings, infra_exhausted_text("WI-1", "r", 2, why))
+    sent = rec.posts[0][2]["text"]
+    assert "https://bot:***@git.example/r.git failed; redis ***" in sent
+    assert "git-token-9" not in caplog.text and "broker-pw-9" not in caplog.text

@@ -80,7 +80,8 @@ def publish(
             co.commit,
             rel_path,
             TEXT,
-            origin_url=co.origin_url,
+            origin=co.origin,
+            object_format=co.object_format,
             branch=branch,
             message="test: test gate FAIL for WI-1",
             identity=identity,
@@ -148,6 +149,17 @@ def test_the_report_lands_on_the_feature_branch_as_test_runner(
         "test: test gate FAIL for WI-1"
     )
     assert branch_tip(origin, "main") == main_before
+
+
+def test_a_sha256_repository_gets_the_same_report_commit(
+    tmp_path: Path, identity: GitIdentity
+) -> None:
+    origin = make_origin(
+        tmp_path / "origins", "app", {REPORT: FORGED_REPORT}, object_format="sha256"
+    )
+    result, tested = publish(tmp_path, identity)
+    assert len(tested) == 64
+    assert_exact_report_on_branch(origin, result, tested)
 
 
 def test_a_second_identical_report_makes_no_new_commit(
@@ -546,7 +558,8 @@ def test_a_tested_commit_that_is_not_a_commit_of_the_mirror_is_refused(
                 tested,
                 REPORT,
                 TEXT,
-                origin_url=co.origin_url,
+                origin=co.origin,
+                object_format=co.object_format,
                 branch=BRANCH,
                 message="m",
                 identity=identity,

@@ -399,7 +399,10 @@ def packet_of(report: str) -> dict[str, Any]:
     return loaded
 
 
-def test_a_branch_that_deletes_its_failing_test_fails(world: WorldFactory) -> None:
+@pytest.mark.parametrize("object_format", ["sha1", "sha256"])
+def test_a_branch_that_deletes_its_failing_test_fails(
+    world: WorldFactory, object_format: str
+) -> None:
     w = guarded_world(world)
     without_mul = TESTS_WITHOUT_MUL
     make_origin(
@@ -407,6 +410,7 @@ def test_a_branch_that_deletes_its_failing_test_fails(world: WorldFactory) -> No
         "guarded",
         {"calc.py": BROKEN_MUL, "tests/test_calc.py": without_mul},
         main_files=MAIN,
+        object_format=object_format,
     )
     kwargs, report = gate(w)
     assert (kwargs["result"], kwargs["outcome"], kwargs["exit_code"]) == ("FAIL", "code-fail", 0)

@@ -32,7 +32,7 @@ from worker.containment.view import containment_missing, warm_up
 from worker.containment.warm import stop_warm_pytest
 from worker.contracts import load_contracts
 from worker.errors import ContractsFileError, UnsafeConfiguration
-from worker.git.checkout import mirror_path
+from worker.git.checkout import forget_stored_urls, mirror_path
 from worker.settings import load_settings
 
 logger = logging.getLogger("testgate.app")
@@ -208,6 +208,7 @@ def _check_before_consuming(sender: Any = None, **_: Any) -> None:
     logger.info(
         "testgate worker configuration checked: broker %s", maybe_sanitize_url(str(conf.broker_url))
     )
+    forget_stored_urls(load_settings().workdir_path)
     _log_process_containment()
 
 

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("path", type=Path, help="the git repository (its branch gets the report)")
     run.add_argument("--branch", required=True, help="the feature branch to test")
     run.add_argument("--work-item", required=True, help="work item id (names the report dir)")
-    run.add_argument("--commit", help="test exactly this 40-hex commit instead of the tip")
+    run.add_argument("--commit", help="test exactly this commit (full name) instead of the tip")
     run.add_argument("--task-id", type=int, default=1, help="orchestrator task id (default 1)")
     run.add_argument("--target", default="tests/", help="pytest target (default tests/)")
     run.add_argument("--timeout", type=int, default=900, help="suite timeout in s (900)")
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--repo", required=True)
     enqueue.add_argument("--work-item", required=True)
     enqueue.add_argument("--branch", required=True)
-    enqueue.add_argument("--commit", help="40-hex commit to test (default: the branch tip)")
+    enqueue.add_argument("--commit", help="full commit name to test (default: the branch tip)")
     enqueue.set_defaults(handler=_cmd_enqueue)
 
     metrics = sub.add_parser(

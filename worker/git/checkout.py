@@ -1,20 +1,20 @@
 """Per-job checkouts (docs/contract.md §4): a bare mirror per repo, a throw-away worktree per job.
 
 The mirror is cloned once from `url_template` and fetched per job (only when the
-commit to test is not already there). Each job gets its own git worktree, removed
-when the job ends, whatever the outcome; two jobs never share a directory.
+commit to test is not already there). Its config keeps the origin's URL without
+credentials (worker/git/credentials.py). Each job gets its own `git worktree`,
+removed when the job ends, whatever the outcome; two jobs never share a directory.
 
 Many jobs of one repo start at the same moment (a fleet's pool processes, a sharded
 job's shards), so little here takes a lock that all of them wait for:
 
-- the worktree is registered in the mirror by writing its record (what `git worktree
-  add` writes: `worktrees/<name>/{HEAD,commondir,gitdir}` and the worktree's `.git`
-  file) under a name no other job has, made whole before it is moved into place; so
-  no git process and no lock, and removing it is deleting two directories;
 - a fetch holds the repo's lock shared and its branch's lock exclusive: fetches of
   different branches run at once (each updates only its own ref; auto gc is off);
-- cloning the mirror and its housekeeping (`git gc --auto`, when git's own loose
-  object and pack counts call for it) hold the repo's lock exclusive.
+- `git worktree add --no-checkout` holds the repo's lock exclusive for the few ms it
+  takes (a fetch fails on a record git has half made); the files are checked out after;
+- cloning the mirror and its housekeeping (`git gc --auto` and `git worktree prune`,
+  when git's own loose object and pack counts call for it) hold the repo's lock
+  exclusive.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,9 +29,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.containment.untrusted_files import UntrustedDir
 from worker.errors import CheckoutError, GitError
 from worker.git.command import run_git
+from worker.git.credentials import Origin, split_origin
 
 logger = logging.getLogger("testgate.checkout")
 
@@ -42,17 +40,22 @@ logger = logging.getLogger("testgate.checkout")
 _GC_LOOSE_IN_ONE_DIR = 27
 _GC_PACKS = 50
 _NO_HOUSEKEEPING = ("-c", "gc.auto=0", "-c", "maintenance.auto=false")
-_MAX_GITFILE_BYTES = 4096
+_NO_HOOKS = ["-c", "core.hooksPath=/dev/null"]
 
 
 @dataclass(frozen=True)
 class Checkout:
     repo: str
     branch: str
-    commit: str  # the 40-hex SHA checked out (the job's commit, or the branch tip)
+    commit: str  # the full object name checked out (the job's commit, or the branch tip)
     path: Path  # the job's private worktree
     mirror: Path  # the repo's bare mirror, whose objects the worktree uses
-    origin_url: str  # where the mirror fetches from and reports are pushed to
+    origin: Origin  # where the mirror fetches from and reports are pushed to
+    object_format: str  # the mirror's hash: "sha1" or "sha256", as git names it
+
+    @property
+    def origin_url(self) -> str:
+        return self.origin.url
 
 
 def mirror_path(workdir: Path, repo: str) -> Path:
@@ -83,45 +86,62 @@ def checkout(
     jobs = workdir / "jobs"
     mirror.parent.mkdir(parents=True, exist_ok=True)
     jobs.mkdir(parents=True, exist_ok=True)
-    origin_url = url_template.format(repo=repo)
+    origin = split_origin(url_template.format(repo=repo))
     if job_dir is None:
         job_dir = Path(tempfile.mkdtemp(prefix=f"{repo}-", dir=jobs))
         removed_dir = job_dir  # ours: removed with the worktree
     else:
         removed_dir = job_dir / "src"
     worktree = job_dir / "src"
-    record: Path | None = None
+    added = False
     try:
-        _ensure_mirror(mirror, origin_url, git_timeout_s)
-        known = commit if commit and _has_commit(mirror, commit, git_timeout_s) else None
-        sha = known or _fetched(mirror, branch, commit, git_timeout_s)
-        record = _register(mirror, worktree, sha)
-        _git(worktree, "checkout of the files", ["reset", "--hard", "--quiet"], git_timeout_s)
+        _ensure_mirror(mirror, origin, git_timeout_s)
+        known = _resolved(mirror, f"{commit}^{{commit}}", git_timeout_s) if commit else None
+        object_format, sha = known or _fetched(mirror, branch, commit, origin, git_timeout_s)
+        _add_worktree(mirror, worktree, sha, git_timeout_s)
+        added = True
+        reset = [*_NO_HOOKS, "reset", "--hard", "--quiet"]
+        _git(worktree, "checkout of the files", reset, git_timeout_s)
     except CheckoutError:
-        _remove(record, removed_dir)
+        _remove(mirror, worktree if added else None, removed_dir, git_timeout_s)
         raise
     logger.info("checked out %s@%s (%s) in %s", repo, branch, sha, worktree)
     try:
-        yield Checkout(
-            repo=repo,
-            branch=branch,
-            commit=sha,
-            path=worktree,
-            mirror=mirror,
-            origin_url=origin_url,
-        )
+        yield Checkout(repo, branch, sha, worktree, mirror, origin, object_format)
     finally:
-        _remove(record, removed_dir)
+        _remove(mirror, worktree, removed_dir, git_timeout_s)
 
 
 def merge_base(
-    repo: str, commit: str, base_branch: str, *, workdir: Path, git_timeout_s: float = 300
+    repo: str,
+    commit: str,
+    base_branch: str,
+    *,
+    workdir: Path,
+    origin: Origin,
+    git_timeout_s: float = 300,
 ) -> str:
     """The merge base of `commit` (already in the mirror) with origin's `base_branch`,
     fetched first so a stale mirror does not pick an old base. Raises CheckoutError."""
     mirror = mirror_path(workdir, repo)
-    ref = _fetch_branch(mirror, base_branch, git_timeout_s)
+    ref = _fetch_branch(mirror, base_branch, origin, git_timeout_s)
     return _git(mirror, "merge-base", ["merge-base", commit, ref], git_timeout_s)
+
+
+def forget_stored_urls(workdir: Path) -> None:
+    """Drop the origin's URL from every mirror's config. Fetches and pushes name the URL
+    themselves, and a mirror cloned before credentials were kept out of files holds
+    them there, in a suite's reach. Failures are only logged."""
+    key = "remote.origin.url"
+    for mirror in sorted((workdir / "mirrors").glob("*.git")):
+        try:
+            run_git(["config", "--get-all", key], mirror, timeout_s=30)
+        except GitError:
+            continue  # none stored
+        try:
+            run_git(["config", "--unset-all", key], mirror, timeout_s=30)
+        except GitError as exc:
+            logger.warning("the origin's URL stays in %s: %s", mirror, exc)
 
 
 def _repo_lock(mirror: Path) -> Path:
@@ -146,7 +166,7 @@ def _locked(lock_path: Path, *, shared: bool = False, wait: bool = True) -> Iter
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _ensure_mirror(mirror: Path, url: str, timeout_s: float) -> None:
+def _ensure_mirror(mirror: Path, origin: Origin, timeout_s: float) -> None:
     if (mirror / "HEAD").is_file():
         return
     with _locked(_repo_lock(mirror)):
@@ -158,44 +178,32 @@ def _ensure_mirror(mirror: Path, url: str, timeout_s: float) -> None:
             shutil.rmtree(mirror, ignore_errors=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{mirror.name}-", dir=mirror.parent))
         try:
-            _git(
-                mirror.parent,
-                "clone",
-                ["clone", "--bare", "--quiet", "--", url, str(staging)],
-                timeout_s,
-            )
-            _git(
-                staging,
-                "config",
-                ["config", "remote.origin.fetch", "+refs/heads/*:refs/heads/*"],
-                timeout_s,
-            )
-            os.rename(staging, mirror)
+            clone = ["clone", "--bare", "--quiet", "--", origin.url, str(staging)]
+            _git(mirror.parent, "clone", [*origin.args(), *clone], timeout_s, origin.env())
+            staging.rename(mirror)
         except (CheckoutError, OSError) as exc:
             shutil.rmtree(staging, ignore_errors=True)
             if isinstance(exc, CheckoutError):
                 raise
             raise CheckoutError(f"cannot install mirror {mirror}: {exc}") from exc
-    logger.info("cloned mirror %s from %s", mirror, url)
+    logger.info("cloned mirror %s from %s", mirror, origin.url)
 
 
-def _fetched(mirror: Path, branch: str, commit: str | None, timeout_s: float) -> str:
-    """The SHA to test once the branch is fetched: `commit`, or the branch's new tip."""
-    ref = _fetch_branch(mirror, branch, timeout_s)
-    if commit:
-        if not _has_commit(mirror, commit, timeout_s):
-            raise CheckoutError(f"{mirror.stem}: commit {commit} not found on origin")
-        return commit
-    return _ref_value(mirror, ref) or _git(
-        mirror,
-        "rev-parse",
-        ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-        timeout_s,
-    )
+def _fetched(
+    mirror: Path, branch: str, commit: str | None, origin: Origin, timeout_s: float
+) -> tuple[str, str]:
+    """The object format and the commit to test once the branch is fetched: `commit`,
+    or the branch's new tip."""
+    ref = _fetch_branch(mirror, branch, origin, timeout_s)
+    found = _resolved(mirror, f"{commit or ref}^{{commit}}", timeout_s)
+    if found is None:
+        raise CheckoutError(f"{mirror.stem}: commit {commit or ref} not found on origin")
+    return found
 
 
-def _fetch_branch(mirror: Path, branch: str, timeout_s: float) -> str:
-    """Fetch origin's `branch` into the same ref of the mirror; the ref's name."""
+def _fetch_branch(mirror: Path, branch: str, origin: Origin, timeout_s: float) -> str:
+    """Fetch origin's `branch` into the same ref of the mirror; the ref's name. By URL,
+    never by the remote's name: the mirror's config is not where the URL comes from."""
     ref = f"refs/heads/{branch}"
     locks = mirror / "testgate-locks"
     try:
@@ -208,14 +216,16 @@ def _fetch_branch(mirror: Path, branch: str, timeout_s: float) -> str:
             run_git(
                 [
                     *_NO_HOUSEKEEPING,
+                    *origin.args(),
                     "fetch",
                     "--quiet",
                     "--no-tags",
                     "--no-write-fetch-head",
-                    "origin",
+                    origin.url,
                     f"+{ref}:{ref}",
                 ],
                 mirror,
+                env=origin.env(),
                 timeout_s=timeout_s,
             )
         except GitError as exc:
@@ -246,108 +256,60 @@ def _housekeeping(mirror: Path, timeout_s: float) -> None:
         logger.info("housekeeping of %s: %d loose in objects/17, %d packs", mirror, loose, packs)
         try:
             run_git(["gc", "--auto", "--quiet"], mirror, timeout_s=timeout_s)
-            _drop_stale_records(mirror)
+            # Records of worktrees whose job died with its process (gc keeps them for
+            # months); no `worktree add` runs meanwhile, so none is taken half made.
+            run_git(["worktree", "prune"], mirror, timeout_s=timeout_s)
         except GitError as exc:
             logger.warning("git gc --auto in %s failed: %s", mirror, exc)
 
 
-def _drop_stale_records(mirror: Path) -> None:
-    """Remove the records of worktrees that no longer point back at them (left by a
-    process that died mid-job in a slot since reused, which git's own prune keeps)."""
-    records = Path(os.path.abspath(mirror)) / "worktrees"
-    for record in records.iterdir() if records.is_dir() else ():
-        if not _points_back(record):
-            logger.info("removing the stale worktree record %s", record)
-            shutil.rmtree(record, ignore_errors=True)
-
-
-def _points_back(record: Path) -> bool:
-    """Whether the worktree a record names has a `.git` that names the record. That
-    `.git` is in a suite's reach (a running job's may be a FIFO, a link to /dev/zero):
-    it is read as untrusted, up to a bound."""
+def _resolved(mirror: Path, rev: str, timeout_s: float) -> tuple[str, str] | None:
+    """The mirror's object format and the full name `rev` resolves to, or None."""
     try:
-        dot_git = Path((record / "gitdir").read_text(encoding="utf-8").strip())
-        with UntrustedDir(dot_git.parent) as worktree:
-            pointer = worktree.read_text(dot_git.name, _MAX_GITFILE_BYTES)
-    except OSError:
-        return False
-    return pointer is not None and pointer.strip() == f"gitdir: {record}"
-
-
-def _ref_value(mirror: Path, ref: str) -> str | None:
-    """The SHA a ref of the mirror holds, read as git stores it (a loose ref file, else
-    a line of packed-refs); None when it is neither (git is then asked)."""
-    try:
-        loose = (mirror / ref).read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        loose = ""
-    if _is_sha(loose):
-        return loose
-    try:
-        packed = (mirror / "packed-refs").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in packed.splitlines():
-        sha, _, name = line.partition(" ")
-        if name == ref and _is_sha(sha):
-            return sha
-    return None
-
-
-def _is_sha(text: str) -> bool:
-    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
-
-
-def _register(mirror: Path, worktree: Path, sha: str) -> Path:
-    """Make `worktree` a git worktree of `mirror` with HEAD detached at `sha`, as `git
-    worktree add --no-checkout --detach` would: its record under a fresh name, written
-    whole elsewhere and moved into place only after the worktree's `.git` points at it
-    (so no reader ever sees half of one). The record's path; CheckoutError if not."""
-    mirror, worktree = Path(os.path.abspath(mirror)), Path(os.path.abspath(worktree))
-    records = mirror / "worktrees"
-    name = f"{worktree.parent.name}-{secrets.token_hex(6)}"
-    record = records / name
-    staging: Path | None = None
-    try:
-        records.mkdir(exist_ok=True)
-        worktree.mkdir(parents=True)
-        dot_git = worktree / ".git"
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=mirror))
-        staging.chmod(0o755)  # as git makes it: the suite's own git reads it
-        (staging / "HEAD").write_text(f"{sha}\n", encoding="ascii")
-        (staging / "commondir").write_text("../..\n", encoding="ascii")
-        (staging / "gitdir").write_text(f"{dot_git}\n", encoding="utf-8")
-        dot_git.write_text(f"gitdir: {record}\n", encoding="utf-8")
-        os.rename(staging, record)
-    except OSError as exc:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise CheckoutError(
-            f"{mirror.stem}: cannot register the worktree {worktree}: {exc}"
-        ) from exc
-    return record
-
-
-def _has_commit(mirror: Path, commit: str, timeout_s: float) -> bool:
-    try:
-        run_git(["cat-file", "-e", f"{commit}^{{commit}}"], mirror, timeout_s=timeout_s)
-        return True
+        out = run_git(
+            ["rev-parse", "--show-object-format", "--verify", "--quiet", "--end-of-options", rev],
+            mirror,
+            timeout_s=timeout_s,
+        )
     except GitError:
-        return False
+        return None
+    object_format, _, sha = out.partition("\n")
+    return object_format, sha.strip()
 
 
-def _remove(record: Path | None, job_dir: Path) -> None:
+def _add_worktree(mirror: Path, worktree: Path, sha: str, timeout_s: float) -> None:
+    """Register `worktree` as a worktree of `mirror`, HEAD detached at `sha`, no files.
+
+    While git makes a worktree's record its HEAD is the null id, and a fetch that
+    reads it then fails ("bad object worktrees/<name>/HEAD"): the record is made
+    under the repo's lock held exclusive (a few ms: the files are checked out after).
+    --force: a slot reused after its process died finds its path registered (and
+    missing); that stale record goes."""
+    worktree.parent.mkdir(parents=True, exist_ok=True)
+    add = ["worktree", "add", "--force", "--detach", "--no-checkout", "--quiet"]
+    with _locked(_repo_lock(mirror)):
+        _git(mirror, "worktree add", [*add, str(worktree), sha], timeout_s)
+
+
+def _remove(mirror: Path, worktree: Path | None, job_dir: Path, timeout_s: float) -> None:
     """Best effort, never raises: a leftover directory must not turn into a verdict.
-    The record goes first, so that git never sees a worktree whose files are half gone."""
-    if record is not None:
-        shutil.rmtree(record, ignore_errors=True)
+    The files go first (git need not read what the suite left in them), then the
+    worktree's record, by git, which finds it by path."""
     shutil.rmtree(job_dir, ignore_errors=True)
-    if job_dir.exists() or (record is not None and record.exists()):
-        logger.error("cleanup of %s (record %s) left files behind", job_dir, record)
-
-
-def _git(cwd: Path, step: str, args: list[str], timeout_s: float) -> str:
+    if job_dir.exists():
+        logger.error("cleanup of %s left files behind", job_dir)
+    if worktree is None:
+        return
     try:
-        return run_git(args, cwd, timeout_s=timeout_s)
+        run_git(["worktree", "remove", "--force", str(worktree)], mirror, timeout_s=timeout_s)
+    except GitError as exc:
+        logger.error("the worktree record of %s is left behind: %s", worktree, exc)
+
+
+def _git(
+    cwd: Path, step: str, args: list[str], timeout_s: float, env: dict[str, str] | None = None
+) -> str:
+    try:
+        return run_git(args, cwd, env=env, timeout_s=timeout_s)
     except GitError as exc:
         raise CheckoutError(f"{cwd.name}: {step} failed: {exc}") from exc

@@ -11,6 +11,7 @@ no GIT_* variable inherited from the worker's environment.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -20,7 +21,6 @@ from types import TracebackType
 
 from worker.errors import GitError
 from worker.git.command import git_process
-from worker.git.objects import loose_object, object_id
 
 # Overrides of anything a config file could still set (the scratch config is ours and
 # empty, but these also hold if git ever grows a new implicit config source).
@@ -47,7 +47,8 @@ _SAFE_CONFIG = (
 
 
 class IsolatedGit:
-    """A private bare git dir whose object store falls back to `mirror`'s objects.
+    """A private bare git dir whose object store falls back to `mirror`'s objects;
+    `object_format` is the mirror's (`sha1`, `sha256`: git's names, which hashlib shares).
 
     Use as a context manager; `close()` removes the temp dir. Raises GitError when
     the scratch dir cannot be made.
@@ -57,11 +58,18 @@ class IsolatedGit:
         self,
         mirror: Path,
         *,
+        object_format: str,
         env: Mapping[str, str] | None = None,
         timeout_s: float = 120,
         temp_root: Path | None = None,
     ) -> None:
         self.timeout_s = timeout_s
+        self.object_format = object_format
+        try:
+            # Hex digits in an object's full name.
+            self.name_length = hashlib.new(object_format, usedforsecurity=False).digest_size * 2
+        except ValueError as exc:
+            raise GitError(f"an object format this worker cannot check: {object_format!r}") from exc
         try:
             self._tmp = Path(tempfile.mkdtemp(prefix="testgate-git-", dir=temp_root))
         except OSError as exc:
@@ -71,11 +79,13 @@ class IsolatedGit:
         self.index_file = self._tmp / "index"
         self._env = _clean_env(self.git_dir, self.index_file, env or {})
         try:
-            _make_bare(self.git_dir)
+            # No template: no sample hooks, no info/exclude, nothing copied.
+            init = ["init", "--bare", "--quiet", "--template=", f"--object-format={object_format}"]
+            self._run([*_SAFE_CONFIG, *init], stdin=None)
             objects = (mirror / "objects").resolve(strict=True)
             alternates = self.git_dir / "objects" / "info" / "alternates"
             alternates.write_text(f"{objects}\n", encoding="utf-8")
-        except OSError as exc:
+        except (OSError, GitError) as exc:
             self.close()
             raise GitError(f"cannot borrow the objects of {mirror}: {exc}") from exc
 
@@ -121,27 +131,17 @@ class IsolatedGit:
             sha, kind, size = header[0], header[1], int(header[2])
             content = out[at : at + size]
             at += size + 1
-            if len(content) != size or object_id(kind, content) != sha:
+            if len(content) != size or self.object_id(kind, content) != sha:
                 raise GitError(f"{kind} {sha} does not hash to its name: the mirror was altered")
             found.append((sha, kind, content))
         return found
 
-    def write_object(self, kind: str, content: bytes) -> str:
-        """Store an object of `kind` in the scratch git dir, loose; its name. What git
-        itself would write for `hash-object -w -t <kind>`, without a process."""
-        sha, data = loose_object(kind, content)
-        path = self.git_dir / "objects" / sha[:2] / sha[2:]
-        if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            partial = path.with_name(f"tmp-{sha[2:]}")
-            try:
-                partial.write_bytes(data)
-                partial.chmod(0o444)
-                partial.replace(path)
-            except OSError as exc:
-                partial.unlink(missing_ok=True)
-                raise GitError(f"cannot write {kind} {sha}: {exc}") from exc
-        return sha
+    def object_id(self, kind: str, content: bytes) -> str:
+        """The name git gives an object of `kind` holding `content` in this format."""
+        header = f"{kind} {len(content)}\0".encode()
+        digest = hashlib.new(self.object_format, usedforsecurity=False)
+        digest.update(header + content)
+        return digest.hexdigest()
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
@@ -159,18 +159,6 @@ class IsolatedGit:
 
     def _run(self, args: list[str], *, stdin: bytes | None) -> bytes:
         return git_process(args, self._tmp, self._env, timeout_s=self.timeout_s, stdin=stdin).stdout
-
-
-def _make_bare(git_dir: Path) -> None:
-    """An empty bare repository as `git init --bare --template=` makes it (no sample
-    hooks, no info/exclude: nothing copied), without running git."""
-    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
-        (git_dir / sub).mkdir(parents=True, mode=0o700)
-    (git_dir / "HEAD").write_text("ref: refs/heads/main\n", encoding="ascii")
-    (git_dir / "config").write_text(
-        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n",
-        encoding="ascii",
-    )
 
 
 def _clean_env(git_dir: Path, index_file: Path, extra: Mapping[str, str]) -> dict[str, str]:

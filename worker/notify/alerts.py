@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.errors import WebhookError
+from worker.masking import configured_secrets, mask
 from worker.notify.webhook import post_json
 from worker.settings import Settings
 
@@ -24,7 +25,9 @@ def _post_once_retried(url: str, payload: dict[str, Any]) -> object:
 
 
 def send_alert(settings: Settings, text: str, post: Poster = _post_once_retried) -> list[str]:
-    """Send `text` everywhere configured; return where it was delivered."""
+    """Send `text` everywhere configured, its secrets masked; return where it was
+    delivered."""
+    text = mask(text, configured_secrets(settings))
     logger.error("ALERT: %s", text)
     delivered = ["log"]
     webhook_payload = {"text": text, "source": "testgate"}

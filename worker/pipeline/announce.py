@@ -11,6 +11,7 @@ from typing import Any
 
 from worker.errors import EventDeliveryError, StateUnavailable
 from worker.job import Job, JobRejected, parse_job
+from worker.masking import configured_secrets, mask_payload
 from worker.notify.alerts import infra_exhausted_text
 from worker.notify.events import Advance, HandBack
 from worker.pipeline.context import GateContext, GateResult
@@ -87,7 +88,7 @@ def announce_verdict(
             ctx,
             answer,
             f"advance for task {job.task_id}",
-            lambda: ctx.events.send(ctx.settings.advance_task, advance.kwargs()),
+            lambda: _send(ctx, ctx.settings.advance_task, advance.kwargs()),
         )
     except EventDeliveryError as exc:
         logger.error("advance for task %s not delivered: %s", job.task_id, exc)
@@ -111,12 +112,18 @@ def hand_back(rejection: JobRejected, ctx: GateContext, answer: Answer) -> GateR
             ctx,
             answer,
             f"hand-back for task {rejection.task_id}",
-            lambda: ctx.events.send(ctx.settings.handback_task, handback.kwargs()),
+            lambda: _send(ctx, ctx.settings.handback_task, handback.kwargs()),
         )
     except EventDeliveryError as exc:
         logger.error("hand-back for task %s not delivered: %s", rejection.task_id, exc)
         raise
     return GateResult("handed-back", rejection.reason)
+
+
+def _send(ctx: GateContext, task_name: str, kwargs: dict[str, Any]) -> None:
+    """Every event leaves through here: its texts masked (a reason or failure packet
+    may quote what a suite printed)."""
+    ctx.events.send(task_name, mask_payload(kwargs, configured_secrets(ctx.settings)))
 
 
 def already_done(job: Job, ctx: GateContext, message_id: str) -> GateResult:

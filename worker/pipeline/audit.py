@@ -184,6 +184,7 @@ class _Audit:
                 co.commit,
                 BASE_BRANCH,
                 workdir=self.job.workdir,
+                origin=co.origin,
                 git_timeout_s=self.job.git_timeout_s,
             )
         except CheckoutError as exc:
@@ -286,7 +287,7 @@ def _compared(
     text of the files involved, read from the mirror's objects, never from a worktree
     (the branch's suite ran in one and could have rewritten any file, `.git` too).
     GitError if they cannot be read."""
-    with IsolatedGit(co.mirror, timeout_s=timeout_s) as git:
+    with IsolatedGit(co.mirror, object_format=co.object_format, timeout_s=timeout_s) as git:
         diff = committed_diff(git, base, co.commit, options=_DIFF_OPTIONS, paths=_DIFF_PATHS)
         changes = parse_diff(diff)
         gone = {split_id(i)[0] for i in base_ids - branch_ids}

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from worker.errors import CheckoutError
 from worker.git.checkout import Checkout
+from worker.masking import configured_secrets, mask
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
 from worker.pipeline.announce import announce_verdict
@@ -148,14 +149,16 @@ def _publish(run: JobRun, co: Checkout, facts: ReportFacts) -> PublishResult:
         home=settings.home_dir,
     )
     with run.phases.phase("report"):
-        text = render_report(replace(facts, phases=run.phases.timings()))
+        report = render_report(replace(facts, phases=run.phases.timings()))
+        text = mask(report, configured_secrets(settings))
     with run.phases.phase("push") as span:
         result = publish_report(
             co.mirror,
             co.commit,
             job.report_path,
             text,
-            origin_url=co.origin_url,
+            origin=co.origin,
+            object_format=co.object_format,
             branch=job.branch,
             message=f"test: test gate {facts.verdict.result} for {job.work_item_id}",
             identity=identity,

@@ -3,10 +3,10 @@ pushed to the feature branch only (never main, never forced). Best-effort: never
 
 The job's worktree, its index and HEAD are never used: the suite may have changed any
 of them, committed untested code, or planted config, filters, hooks, attributes or an
-fsmonitor in every git dir it could write. The commit is written into an `IsolatedGit`
-that borrows only the mirror's objects, from the tested commit's trees (each checked to
-hash to its name), and its only parent is that commit: the branch never receives a
-commit the gate did not test. Whatever the branch ships at the report path (file,
+fsmonitor in every git dir it could write. git fast-import writes the commit into an
+`IsolatedGit` that borrows only the mirror's objects, on the tested commit's trees
+(each checked to hash to its name), and its only parent is that commit: the branch
+never receives a commit the gate did not test. Whatever the branch ships at the report path (file,
 symlink, submodule, directory, or a file or link in place of a parent directory) is
 replaced by the rendered text as a regular file.
 """
@@ -15,31 +15,20 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from worker.errors import GitError
+from worker.git.credentials import Origin
 from worker.git.isolated import IsolatedGit
-from worker.git.objects import (
-    FILE_MODE,
-    TREE_MODE,
-    TreeEntry,
-    commit_content,
-    identity_line,
-    parse_tree,
-    tree_content,
-)
 
 logger = logging.getLogger("testgate.publish")
 
 PROTECTED_BRANCHES = frozenset({"main", "master"})
-_SHA = re.compile(r"[0-9a-f]{40}")
+_HEX = re.compile(r"[0-9a-f]+")
 # The report path is ours (`docs/work-items/<id>/13-test-report.md`): plain names only,
 # so no pathspec magic, glob or `..` can widen what is looked up or removed.
 _PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
-_REGULAR_FILE = "100644"
 
 
 @dataclass(frozen=True)
@@ -63,34 +52,41 @@ def publish_report(
     rel_path: str,
     text: str,
     *,
-    origin_url: str,
+    origin: Origin,
+    object_format: str,
     branch: str,
     message: str,
     identity: GitIdentity,
     timeout_s: float = 120,
 ) -> PublishResult:
-    """Commit `text` at `rel_path` on top of `tested_commit` (objects from `mirror`)
-    and push it to `branch` on `origin_url`; `pushed` only if ls-remote then agrees."""
+    """Commit `text` at `rel_path` on top of `tested_commit` (objects from `mirror`,
+    hashed by `object_format`) and push it to `branch` of `origin`; `pushed` only if
+    ls-remote then agrees."""
     refusal = _refusal(tested_commit, rel_path, branch)
     if refusal:
         logger.error("report for %s not published: %s", branch, refusal)
         return PublishResult(False, False, None, f"refused: {refusal}")
+    env = {**_home_env(identity), **origin.env()}
     try:
-        with IsolatedGit(mirror, env=_home_env(identity), timeout_s=timeout_s) as git:
+        with IsolatedGit(mirror, object_format=object_format, env=env, timeout_s=timeout_s) as git:
+            if len(tested_commit) != git.name_length:
+                refusal = f"tested commit {tested_commit!r} is not a full {object_format} name"
+                logger.error("report for %s not published: %s", branch, refusal)
+                return PublishResult(False, False, None, f"refused: {refusal}")
             try:
                 commit = _report_commit(git, tested_commit, rel_path, text, message, identity)
             except GitError as exc:
                 logger.error("report commit on %s failed: %s", tested_commit, exc)
                 return PublishResult(False, False, None, f"report not committed: {exc}")
-            return _push(git, origin_url, branch, tested_commit, commit)
+            return _push(git, origin, branch, tested_commit, commit)
     except (GitError, OSError) as exc:
         logger.error("no private git dir for the report of %s: %s", tested_commit, exc)
         return PublishResult(False, False, None, f"report not committed: {exc}")
 
 
 def _refusal(tested_commit: str, rel_path: str, branch: str) -> str | None:
-    if not _SHA.fullmatch(tested_commit):
-        return f"tested commit {tested_commit!r} is not a full SHA"
+    if not _HEX.fullmatch(tested_commit):
+        return f"tested commit {tested_commit!r} is not an object name"
     parts = rel_path.split("/")
     if not all(_PATH_PART.fullmatch(p) and p.lower() != ".git" for p in parts):
         return f"report path {rel_path!r} is not a plain relative path"
@@ -104,95 +100,57 @@ def _refusal(tested_commit: str, rel_path: str, branch: str) -> str | None:
 def _report_commit(
     git: IsolatedGit, tested: str, rel_path: str, text: str, message: str, who: GitIdentity
 ) -> str:
-    """The report commit's SHA; the tested commit itself when its tree already holds
+    """The report commit's name; the tested commit itself when its tree already holds
     exactly this report (a redelivery of the same verdict makes no second commit).
 
-    The new objects are written here (worker/git/objects.py); git then reads the new
-    tree back, and it must hold exactly the report's blob at the report's path."""
-    parts = rel_path.split("/")
-    commit, trees = _read_the_way(git, tested, parts[:-1])
-    first_line = commit.split(b"\n", 1)[0].decode("ascii", "replace")
-    root = first_line.removeprefix("tree ")
-    if not first_line.startswith("tree ") or not _SHA.fullmatch(root):
-        raise GitError(f"{tested} is not a commit with a tree")
-    # Bytes as they are: no attribute, filter or eol conversion can apply.
-    blob = git.write_object("blob", text.encode("utf-8", "replace"))
-    tree = _with_file(git, root, parts, blob, trees)
-    found = _tree_entry(git, tree, rel_path)
-    if found != (_REGULAR_FILE, blob):
-        raise GitError(f"the new tree has {found} at {rel_path}, not the report")
-    if tree == root:
-        return tested
-    now = time.time()
-    signed = identity_line(who.name, who.email, int(now), _utc_offset_s(now))
-    return git.write_object("commit", commit_content(tree, tested, signed, signed, message))
-
-
-def _read_the_way(git: IsolatedGit, tested: str, dirs: list[str]) -> tuple[bytes, dict[str, bytes]]:
-    """The tested commit's content and, by name, the trees from its root down to the
-    report's directory as far as they exist: one `cat-file --batch` for all of them,
-    each object checked to hash to its name (which `_with_file` then follows)."""
+    git fast-import writes it; then every object it read on the way to the report
+    path (the tested commit, its trees from the root down) and the new tree's blob
+    are read back and checked to hash to their names: git reads the mirror's objects
+    without re-hashing them, so one rewritten there would otherwise be built upon."""
+    if any(c in f"{who.name}{who.email}" for c in "<>\n\0"):
+        raise GitError(f"an identity git would refuse: {who.name!r} <{who.email!r}>")
+    # Bytes as they are: no attribute, filter or eol conversion applies in fast-import.
+    data = text.encode("utf-8", "replace")
+    body = (message.rstrip("\n") + "\n").encode("utf-8", "surrogateescape")
+    stream = b"".join(
+        (
+            f"commit refs/heads/report\nmark :1\ncommitter {who.name} <{who.email}> now\n".encode(),
+            b"data %d\n%s" % (len(body), body),
+            f"from {tested}\nM 100644 inline {rel_path}\n".encode(),
+            b"data %d\n%s\n" % (len(data), data),
+            b"get-mark :1\ndone\n",
+        )
+    )
+    commit = git.run(["fast-import", "--quiet", "--done", "--date-format=now"], stdin=stream)
+    dirs = rel_path.split("/")[:-1]
     names = [tested, f"{tested}^{{tree}}"]
     names += [f"{tested}:{'/'.join(dirs[: i + 1])}" for i in range(len(dirs))]
+    names += [f"{commit}^{{tree}}", f"{commit}:{rel_path}"]
     found = git.verified_objects(names)
     if found[0] is None or found[0][:2] != (tested, "commit"):
         raise GitError(f"the mirror has no commit {tested}")
-    trees = {sha: content for sha, kind, content in filter(None, found[1:]) if kind == "tree"}
-    return found[0][2], trees
+    if found[1] is None:
+        # git resolves `^{tree}` only through an object that hashes to its name.
+        raise GitError(f"the tree of {tested} does not hash to its name: the mirror was altered")
+    report = found[-1]
+    if report is None or report[1:] != ("blob", data):
+        raise GitError(f"the new tree does not hold the report at {rel_path}")
+    new_tree = found[-2]
+    if new_tree is not None and new_tree[0] == found[1][0]:
+        return tested
+    return commit
 
 
-def _with_file(
-    git: IsolatedGit, tree: str | None, parts: list[str], blob: str, read: Mapping[str, bytes]
-) -> str:
-    """The name of `tree` (None: an empty one) with the regular file `blob` at the path
-    `parts`, written. Whatever stands there (file, symlink, submodule, directory) and
-    any parent that is not a directory give way.
-
-    Only the trees on the way to the report are read (from `read`, else from git),
-    each checked to hash to its name, and rebuilt; every other entry keeps its name,
-    and the origin already holds the real objects behind those names."""
-    entries: dict[bytes, TreeEntry] = {}
-    if tree is not None:
-        entries = parse_tree(read[tree] if tree in read else git.verified_object(tree, "tree"))
-    name = parts[0].encode()
-    if len(parts) == 1:
-        entries[name] = TreeEntry(FILE_MODE, name, blob)
-    else:
-        below = entries.get(name)
-        subtree = below.sha if below is not None and below.is_tree else None
-        rebuilt = _with_file(git, subtree, parts[1:], blob, read)
-        entries[name] = TreeEntry(TREE_MODE, name, rebuilt)
-    return git.write_object("tree", tree_content(entries.values()))
-
-
-def _utc_offset_s(when: float) -> int:
-    """The local zone's offset at `when`, as git puts it on a commit it makes."""
-    return time.localtime(when).tm_gmtoff
-
-
-def _tree_entry(git: IsolatedGit, treeish: str, path: str) -> tuple[str, str] | None:
-    """(mode, sha) of the entry named exactly `path` in `treeish`, or None."""
-    listed = git.run(["ls-tree", "-z", "--full-tree", treeish, "--", path], strip=False)
-    for record in listed.split("\0"):
-        meta, _, name = record.partition("\t")
-        if name == path:
-            mode, _, sha = meta.split(" ")
-            return mode, sha
-    return None
-
-
-def _push(
-    git: IsolatedGit, origin_url: str, branch: str, tested: str, commit: str
-) -> PublishResult:
+def _push(git: IsolatedGit, origin: Origin, branch: str, tested: str, commit: str) -> PublishResult:
     ref = f"refs/heads/{branch}"
     push_error: GitError | None = None
     try:
         # No --force and no '+': if the branch moved past the tested commit, git rejects.
-        git.run(["push", "--quiet", "--no-verify", origin_url, f"{commit}:{ref}"])
+        git.run([*origin.args(), "push", "--quiet", "--no-verify", origin.url, f"{commit}:{ref}"])
     except GitError as exc:
         push_error = exc
     try:
-        tip = _remote_tip(git, origin_url, ref)
+        tip = _remote_tip(git, origin, ref)
     except GitError as exc:
         logger.error("report commit %s: origin's %s unreadable: %s", commit, branch, exc)
         return PublishResult(True, False, commit, f"not pushed: cannot read {branch}: {exc}")
@@ -211,9 +169,9 @@ def _push(
     return PublishResult(True, False, commit, detail)
 
 
-def _remote_tip(git: IsolatedGit, origin_url: str, ref: str) -> str | None:
+def _remote_tip(git: IsolatedGit, origin: Origin, ref: str) -> str | None:
     # ls-remote matches patterns by their tail; only the exact ref name counts.
-    listed = git.run(["ls-remote", origin_url, ref])
+    listed = git.run([*origin.args(), "ls-remote", origin.url, ref])
     tips = [line.split("\t")[0] for line in listed.splitlines() if line.endswith(f"\t{ref}")]
     return tips[0] if len(tips) == 1 else None
 
