@@ -60,6 +60,10 @@ class TestContract:
     # Under containment, setup and suite reach the network (the host's, loopback and
     # its services included) only when the contract says so.
     network: bool = False
+    # The verdict's run takes its tests, conftests and pytest configuration from the
+    # merge base with this ref (SPEC §13); the branch's own run can only object.
+    trusted_tests: bool = False
+    trusted_ref: str = "main"
 
     @property
     def setup_budget_s(self) -> int:
@@ -70,7 +74,7 @@ class TestContract:
     def run_budget_s(self) -> int:
         """The longest a job's pytest runs may take: the suite's timeout, plus one more
         for the integrity guard's and the classification's runs (which share it)."""
-        return self.timeout_s * (2 if self.integrity or self.classify else 1)
+        return self.timeout_s * (1 + (self.integrity or self.classify) + self.trusted_tests)
 
 
 class _SmokeCheckEntry(BaseModel):
@@ -106,6 +110,8 @@ class _ContractEntry(BaseModel):
     shards: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["auto"] = 1
     stop_after_failures: StrictInt = Field(default=0, ge=0)
     network: bool = False
+    trusted_tests: bool = False
+    trusted_ref: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
     venv_key_files: list[str] = Field(
         default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
     )
@@ -136,6 +142,11 @@ class _ContractEntry(BaseModel):
             raise ValueError(
                 "integrity and classify judge the whole suite's run: "
                 "they cannot be combined with shards (set shards = 1)"
+            )
+        if self.trusted_tests and self.shards != 1:
+            raise ValueError(
+                "trusted_tests judges one whole run of the trusted tests: "
+                "it cannot be combined with shards (set shards = 1)"
             )
         return self
 
@@ -231,6 +242,8 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         shards=entry.shards,
         stop_after_failures=entry.stop_after_failures,
         network=entry.network,
+        trusted_tests=entry.trusted_tests,
+        trusted_ref=entry.trusted_ref,
     )
 
 

@@ -48,6 +48,7 @@ def run_embedded(
     smoke_url: str = "",
     workdir: Path | None = None,
     say: Callable[[str], None] = print,
+    required_tests: list[str] | None = None,
 ) -> EmbeddedRun:
     """Run one tester job against `repo_path` (a git repository, bare or not)."""
     repo_path = repo_path.resolve()
@@ -78,6 +79,8 @@ def run_embedded(
     }
     if commit:
         job["commit"] = commit
+    if required_tests is not None:
+        job["required_tests"] = required_tests
     say(f"job: {job}")
     say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
     try:

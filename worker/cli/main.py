@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workdir", type=Path, help="mirrors and worktrees (default ~/.cache/testgate)"
     )
+    run.add_argument(
+        "--required-test",
+        action="append",
+        dest="required_tests",
+        metavar="ID",
+        help="a pytest node id that must pass (repeatable)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=_cmd_run)
 
@@ -139,6 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         smoke_url=args.smoke_url,
         workdir=args.workdir,
+        required_tests=args.required_tests,
     )
     print(f"\noutcome: {run.summary.get('kind')} - {run.summary.get('detail')}")
     for name, kwargs in run.events:

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 
 from worker.errors import CheckoutError
+from worker.evidence import listed_failing_objection, required_objection
 from worker.git.checkout import Checkout
 from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
@@ -18,6 +19,7 @@ from worker.pipeline.job_run import JobRun
 from worker.pipeline.workspace import open_checkout
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
+from worker.review.trusted_files import framework_objection, untrusted_skips
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.suite.probe import Hang
 from worker.suite.run import SuiteRun
@@ -39,10 +41,13 @@ def code_outcome(
     """Level 1 of docs/contract.md §7: the suite ran, so its exit code decides (AND the smoke).
     `verdict` is the merged one of a sharded run, decided the same way."""
     contract, state = run.contract, run.ctx.state
+    deciding = run.trusted.deciding if run.trusted else suite
     suite_verdict = verdict or with_guard(
-        with_evidence(from_exit_code(suite.exit_code), suite.evidence_objection()),
+        with_evidence(from_exit_code(deciding.exit_code), deciding.evidence_objection()),
         run.audit.objection,
     )
+    for objection in deciding_objections(run, deciding, suite_verdict.result == "PASS"):
+        suite_verdict = with_guard(suite_verdict, objection)
     if suite_verdict.result == "FAIL":
         smoke = skipped("the suite did not pass")
     elif not contract.smoke_enabled:
@@ -58,9 +63,9 @@ def code_outcome(
     facts = replace(
         facts,
         duration_s=suite.duration_s,
-        tests_total=suite.tally.tests,
-        failing_tests=suite.tally.failing,
-        output_tail=suite.output_tail,
+        tests_total=deciding.tally.tests,
+        failing_tests=tuple(dict.fromkeys((*deciding.tally.failing, *suite.tally.failing))),
+        output_tail=deciding.output_tail,
         limit_notes=suite.limit_notes,
         ran_first=run.ran_first,
     )
@@ -69,6 +74,32 @@ def code_outcome(
     _log_verdict(run, verdict, suite.exit_code, smoke)
     with run.phases.phase("announce"):
         return announce_verdict(run.job, run.ctx, facts, published, run.answer)
+
+
+def deciding_objections(run: JobRun, deciding: SuiteRun, passed: bool) -> list[str]:
+    """What else a PASS needs of the run that decides: no failing test among its
+    outcome lines, the required tests passed and, under trusted tests, no skip from
+    outside the trusted files and a passing own run of the branch's."""
+    found = [listed_failing_objection(deciding.tally.failing) if passed else None]
+    if run.job.required_tests is not None:
+        seen = {o.test_id: o.outcome for o in deciding.outcomes}
+        found.append(required_objection(run.job.required_tests, seen))
+    trusted = run.trusted
+    if trusted is not None:
+        root, texts = str(trusted.root), trusted.base.texts
+        if len(deciding.session) == 1:
+            found.append(framework_objection(deciding.session[0].framework, root, texts))
+        skips = untrusted_skips(deciding.outcomes, root, texts)
+        if skips:
+            shown = "; ".join(skips[:10]) + (f"; and {len(skips) - 10} more" * (len(skips) > 10))
+            found.append(f"{len(skips)} trusted test(s) did not run to a pass: {shown}")
+        if trusted.own is not None:
+            own = with_evidence(
+                from_exit_code(trusted.own.exit_code), trusted.own.evidence_objection()
+            )
+            if own.result == "FAIL":
+                found.append(f"the branch's own tests did not pass: {own.reason}")
+    return [f for f in found if f is not None]
 
 
 def tool_error(

@@ -115,6 +115,10 @@ def _in_checkout(run: JobRun, body: Callable[[Checkout], GateResult] | None) -> 
                 split = suite
             elif not suite.ran:
                 return tool_error(run, why_not_run(run, suite), co, hang=suite.hang)
+            elif run.trusted is not None and not run.trusted.deciding.ran:
+                deciding = run.trusted.deciding
+                why = f"the trusted tests {why_not_run(run, deciding)}"
+                return tool_error(run, why, co, hang=deciding.hang)
             else:
                 _record_durations(run, suite)
                 _record_failing(run, suite)

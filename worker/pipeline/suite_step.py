@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
+from pathlib import Path
 
 from worker.containment.sandbox import Sandbox
+from worker.errors import CheckoutError
 from worker.git.checkout import Checkout
-from worker.pipeline.audit import AuditJob, audit_suite
+from worker.pipeline.audit import AuditJob, PytestEnv, audit_suite
 from worker.pipeline.job_run import JobRun
 from worker.pipeline.shard_deal import deal_batches
 from worker.pipeline.shard_plan import ShardPlan, plan_shards, shard_count
+from worker.pipeline.trusted import (
+    TrustedBase,
+    TrustedRun,
+    fresh_checkout,
+    no_autoload,
+    overlay,
+    read_trusted_base,
+)
 from worker.pipeline.workspace import prepared
+from worker.suite.prepare import prepare_suite
 from worker.suite.reruns import collect_ids
 from worker.suite.run import SuiteRun, run_suite
 from worker.suite.setup import SetupFailure
@@ -41,20 +53,18 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
         )
         if run.select is None:
             run.ran_first = tuple(run.ctx.state.failing_tests(run.job.repo, run.job.branch))
-        with run.phases.phase("suite") as span:
-            suite = run_suite(
-                co.path,
-                sandbox,
-                python=python,
-                target=run.contract.target,
-                timeout_s=run.contract.timeout_s,
-                tail_bytes=run.settings.output_tail_bytes,
-                progress=run.progress,
-                select=run.select,
-                first=run.ran_first,
-                maxfail=run.contract.stop_after_failures,
+        base = None
+        options: tuple[str, ...] = ()
+        if run.contract.trusted_tests:
+            base = read_trusted_base(
+                co, run.contract.target, run.contract.trusted_ref, run.settings
             )
-            span.set_attributes(suite_attributes(suite))
+            if not base.changed:  # one run serves both: the branch's is the trusted one
+                options = overlay(co.path, base, run.contract.target)
+                sandbox = no_autoload(sandbox)
+        suite = _suite(run, co.path, sandbox, python, options, first=run.ran_first)
+        if base is not None:
+            run.trusted = _trusted(run, co, raw, base, suite)
         if run.select is not None:
             return suite  # a shard: the guard and classification need the whole suite
         ran = {o.test_id for o in suite.outcomes}
@@ -65,6 +75,59 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
             raw=raw,
         )
         return suite
+
+
+def _suite(
+    run: JobRun,
+    worktree: Path,
+    sandbox: Sandbox,
+    python: str,
+    options: tuple[str, ...],
+    *,
+    first: tuple[str, ...] = (),
+) -> SuiteRun:
+    with run.phases.phase("suite") as span:
+        suite = run_suite(
+            worktree,
+            sandbox,
+            python=python,
+            target=run.contract.target,
+            timeout_s=run.contract.timeout_s,
+            tail_bytes=run.settings.output_tail_bytes,
+            progress=run.progress,
+            select=run.select,
+            first=first,
+            maxfail=run.contract.stop_after_failures,
+            options=options,
+        )
+        span.set_attributes(suite_attributes(suite))
+    return suite
+
+
+def _trusted(
+    run: JobRun, co: Checkout, raw: PytestEnv, base: TrustedBase, own: SuiteRun
+) -> TrustedRun:
+    """The run that decides: the branch's own, when it loaded only the trusted files;
+    otherwise the trusted files over a fresh checkout of the commit, set up again."""
+    if not base.changed:
+        return TrustedRun(base, own, None, co.path.resolve())
+    with fresh_checkout(co, run.settings) as fresh:
+        scratch = raw.sandbox.scratch_dir / "trusted"
+        scratch.mkdir(parents=True, exist_ok=True)
+        prepared = prepare_suite(
+            fresh.path,
+            replace(raw.sandbox, scratch_dir=scratch),
+            run.contract,
+            python=raw.python,
+            venvs_root=run.settings.workdir_path / "venvs",
+            tail_bytes=run.settings.output_tail_bytes,
+        )
+        if isinstance(prepared, SetupFailure):
+            raise CheckoutError(f"setting up the trusted run failed: {prepared.describe()}")
+        sandbox, python = prepared
+        options = overlay(fresh.path, base, run.contract.target)
+        deciding = _suite(run, fresh.path, no_autoload(sandbox), python, options)
+        return TrustedRun(base, deciding, own, fresh.path.resolve())
 
 
 def _plan_shards(run: JobRun, co: Checkout, sandbox: Sandbox, python: str) -> ShardPlan | None:

@@ -45,6 +45,7 @@ _NONCE_BYTES = 128
 _files: dict[str, IO[str]] = {}
 _phases: dict[str, tuple[str, str]] = {}
 _seconds: dict[str, float] = {}  # setup + call + teardown, per test
+_origins: dict[str, str] = {}  # where a test's skip or xfail was raised
 _counts: dict[str, int] = {}  # final outcome -> tests
 _collected: list[int | None] = [None]
 _current_fd = [-1]
@@ -248,6 +249,7 @@ def _write_session_record(session: pytest.Session) -> None:
         "exitstatus": int(session.exitstatus),
         "collected": _collected[0],
         "counts": dict(_counts),
+        "framework": _framework_changes(session.config),
     }
     try:
         with open(str(_SESSION), "a") as out:
@@ -260,6 +262,42 @@ def _message(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr or "")
     return text[:1000]
+
+
+def _skip_origin(call: pytest.CallInfo[None]) -> str:
+    """Where a skip or xfail came from: the innermost frame outside pytest, pluggy and
+    unittest of the exception that made it (a file), or "mark" when only the framework
+    raised it (a skip or xfail mark, evaluated by pytest)."""
+    excinfo = call.excinfo
+    if excinfo is None:
+        return "mark"
+    import unittest
+
+    import _pytest
+    import pluggy
+
+    framework = tuple(
+        os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pytest, pluggy, unittest)
+    )
+    for entry in reversed(excinfo.traceback):
+        path = str(entry.path)
+        if not path.startswith(framework):
+            return path
+    return "mark"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.outcome == "skipped":
+        xfail_mark = hasattr(report, "wasxfail") and not (
+            call.excinfo is not None
+            and call.excinfo.errisinstance((pytest.skip.Exception, pytest.xfail.Exception))
+        )
+        _origins.setdefault(item.nodeid, "mark" if xfail_mark else _skip_origin(call))
+    return report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -283,6 +321,9 @@ def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str])
     _counts[outcome] = _counts.get(outcome, 0) + 1
     seconds = round(_seconds.pop(nodeid, 0.0), 4)
     record = {"id": nodeid, "outcome": outcome, "message": message, "seconds": seconds}
+    origin = _origins.pop(nodeid, "")
+    if outcome in ("skipped", "xfailed") and origin:
+        record["origin"] = origin
     _pending.append(json.dumps(record))
     if time.monotonic() - _flushed[0] >= _FLUSH_EVERY_S:
         _flush_outcomes()
@@ -312,3 +353,77 @@ def _flush_outcomes() -> None:
     except (OSError, ValueError):
         pass  # informational: the counts are the evidence
     _pending.clear()
+
+
+# The framework check: pytest's reporting path as it was when this module was imported
+# (before any code of the suite ran), compared at the session's end.
+def _reporting_path() -> dict[str, object]:
+    from _pytest import reports, runner, skipping, terminal
+
+    report_cls = reports.TestReport
+    return {
+        "_pytest.runner.call_and_report": runner.call_and_report,
+        "_pytest.runner.runtestprotocol": runner.runtestprotocol,
+        "_pytest.runner.call_runtest_hook": getattr(runner, "call_runtest_hook", None),
+        "_pytest.runner.pytest_runtest_makereport": runner.pytest_runtest_makereport,
+        "_pytest.runner.CallInfo.from_call": runner.CallInfo.__dict__.get("from_call"),
+        "TestReport.from_item_and_call": report_cls.__dict__.get("from_item_and_call"),
+        "TestReport.__init__": report_cls.__dict__.get("__init__"),
+        "BaseReport.passed": reports.BaseReport.__dict__.get("passed"),
+        "BaseReport.failed": reports.BaseReport.__dict__.get("failed"),
+        "BaseReport.skipped": reports.BaseReport.__dict__.get("skipped"),
+        "_pytest.skipping.pytest_runtest_makereport": skipping.pytest_runtest_makereport,
+        "_pytest.skipping.evaluate_xfail_marks": skipping.evaluate_xfail_marks,
+        "TerminalReporter.pytest_runtest_logreport": (
+            terminal.TerminalReporter.pytest_runtest_logreport
+        ),
+        "TerminalReporter.build_summary_stats_line": getattr(
+            terminal.TerminalReporter, "build_summary_stats_line", None
+        ),
+        "pytest.TestReport": pytest.TestReport,
+    }
+
+
+_INSTALLED = _reporting_path()
+_REPORTING_HOOKS = (
+    "pytest_runtest_protocol",
+    "pytest_runtest_makereport",
+    "pytest_runtest_logreport",
+    "pytest_report_teststatus",
+    "pytest_runtestloop",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+    "pytest_collection_modifyitems",
+    "pytest_deselected",
+)
+_MAX_CHANGES = 50
+
+
+def _where(obj: object) -> str:
+    code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+    if code is not None:
+        return str(code.co_filename)
+    return str(getattr(obj, "__module__", None) or type(obj).__module__)
+
+
+def _framework_changes(config: pytest.Config) -> list[list[str]]:
+    """[what, where it comes from] for each replaced piece of the reporting path and
+    each reporting hook implemented outside pytest, pluggy and this module; the worker
+    decides which of those places the trusted setup installed."""
+    import _pytest
+    import pluggy
+
+    framework = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pytest, pluggy))
+    changes = [
+        [name, _where(now)]
+        for name, now in _reporting_path().items()
+        if now is not _INSTALLED.get(name)
+    ]
+    own = os.path.abspath(__file__)
+    for hook in _REPORTING_HOOKS:
+        caller = getattr(config.pluginmanager.hook, hook, None)
+        for impl in caller.get_hookimpls() if caller is not None else ():
+            where = _where(impl.function)
+            if not where.startswith(framework) and os.path.abspath(where) != own:
+                changes.append([hook, where])
+    return [list(c) for c in dict.fromkeys(tuple(c) for c in changes)][:_MAX_CHANGES]
