@@ -53,6 +53,8 @@ def test_a_contracts_file_adds_repos_with_their_own_target_timeout_and_smoke(
         ("repos = 3\n", "must be a table"),
         ("[repos.web]\nintegrity = true\nshards = 2\n", "cannot be combined with shards"),
         ('[repos.web]\nclassify = true\nshards = "auto"\n', "cannot be combined with shards"),
+        ("[repos.web]\ntrusted_tests = true\nshards = 2\n", "cannot be combined with shards"),
+        ('[repos.web]\ntrusted_ref = "--upload-pack=x"\n', "trusted_ref"),
     ],
 )
 def test_a_broken_contracts_file_is_refused_with_the_fault_named(
@@ -69,3 +71,18 @@ def test_a_broken_contracts_file_is_refused_with_the_fault_named(
 def test_a_missing_contracts_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ContractsFileError, match="cannot read"):
         load_contracts(Settings(contracts_file=str(tmp_path / "absent.toml")))
+
+
+def test_trusted_tests_default_off_and_read_with_their_ref_and_one_more_run_budget(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "contracts.toml"
+    path.write_text(
+        "[repos.web]\ntimeout_s = 100\n\n[repos.api]\ntrusted_tests = true\n"
+        'trusted_ref = "release/2"\ntimeout_s = 100\n'
+    )
+    contracts = load_contracts(Settings(contracts_file=str(path)))
+    web, api = contracts.for_repo("web"), contracts.for_repo("api")
+    assert web is not None and api is not None
+    assert (web.trusted_tests, web.trusted_ref, web.run_budget_s) == (False, "main", 100)
+    assert (api.trusted_tests, api.trusted_ref, api.run_budget_s) == (True, "release/2", 200)

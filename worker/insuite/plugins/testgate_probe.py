@@ -46,6 +46,7 @@ _files: dict[str, IO[str]] = {}
 _phases: dict[str, tuple[str, str]] = {}
 _seconds: dict[str, float] = {}  # setup + call + teardown, per test
 _origins: dict[str, str] = {}  # where a test's skip or xfail was raised
+_marked: set[str] = set()  # tests collected with a skip, skipif or xfail mark
 _counts: dict[str, int] = {}  # final outcome -> tests
 _collected: list[int | None] = [None]
 _current_fd = [-1]
@@ -221,6 +222,11 @@ def _select(config: pytest.Config, items: list[pytest.Item], path: str) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _collected[0] = len(session.items)
+    _marked.update(
+        item.nodeid
+        for item in session.items
+        if any(item.get_closest_marker(name) for name in ("skip", "skipif", "xfail"))
+    )
     if _COLLECTED:
         _replace(_COLLECTED, json.dumps([item.nodeid for item in session.items]))
     _write_progress()
@@ -264,39 +270,36 @@ def _message(report: pytest.TestReport) -> str:
     return text[:1000]
 
 
-def _skip_origin(call: pytest.CallInfo[None]) -> str:
+def _skip_origin(nodeid: str, excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
     """Where a skip or xfail came from: the innermost frame outside pytest, pluggy and
-    unittest of the exception that made it (a file), or "mark" when only the framework
-    raised it (a skip or xfail mark, evaluated by pytest)."""
-    excinfo = call.excinfo
-    if excinfo is None:
-        return "mark"
+    unittest of the skip or xfail exception (a file); "mark" when only the framework
+    raised it, or an xfail mark turned a failure into one, and the test had that mark
+    when collection ended; else "a mark added while it ran"."""
     import unittest
 
     import _pytest
     import pluggy
 
-    framework = tuple(
-        os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pytest, pluggy, unittest)
-    )
-    for entry in reversed(excinfo.traceback):
-        path = str(entry.path)
-        if not path.startswith(framework):
-            return path
-    return "mark"
+    raised = (pytest.skip.Exception, pytest.xfail.Exception, unittest.SkipTest)
+    if excinfo is not None and excinfo.errisinstance(raised):
+        framework = tuple(
+            os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pytest, pluggy, unittest)
+        )
+        for entry in reversed(excinfo.traceback):
+            path = str(entry.path)
+            if not path.startswith(framework):
+                return path
+    return "mark" if nodeid in _marked else "a mark added while it ran"
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    excinfo = call.excinfo  # as raised: pytest's unittest support replaces a SkipTest
     report = yield
     if report.outcome == "skipped":
-        xfail_mark = hasattr(report, "wasxfail") and not (
-            call.excinfo is not None
-            and call.excinfo.errisinstance((pytest.skip.Exception, pytest.xfail.Exception))
-        )
-        _origins.setdefault(item.nodeid, "mark" if xfail_mark else _skip_origin(call))
+        _origins.setdefault(item.nodeid, _skip_origin(item.nodeid, excinfo))
     return report
 
 
