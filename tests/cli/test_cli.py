@@ -106,3 +106,34 @@ def test_run_kills_what_the_suite_daemonised(tmp_path: Path) -> None:
     assert "verdict: PASS" in done.stdout
     assert not alive, "the daemonised leftover outlived `testgate run`"
     assert "killed 1 process(es) a job left behind (adopted)" in done.stderr
+
+
+def test_run_honours_required_tests_each_named_by_its_fate(sample: Path, tmp_path: Path) -> None:
+    passing = "tests/test_calc.py::test_add"
+    missing = "tests/test_calc.py::test_gone"
+
+    def run_requiring(*ids: str, work_item: str) -> subprocess.CompletedProcess[str]:
+        options = [arg for node in ids for arg in ("--required-test", node)]
+        return run_cli(
+            "run",
+            str(sample),
+            "--branch",
+            GREEN_BRANCH,
+            "--work-item",
+            work_item,
+            "--workdir",
+            str(tmp_path / "work"),
+            *options,
+            env=NO_REDIS,
+            cwd=tmp_path,
+        )
+
+    green = run_requiring(passing, work_item="WI-3")
+    assert green.returncode == 0, green.stdout + green.stderr
+    red = run_requiring(passing, missing, work_item="WI-4")
+    assert red.returncode == 1, red.stdout + red.stderr
+    report = git(sample, "show", f"{GREEN_BRANCH}:docs/work-items/WI-4/13-test-report.md")
+    assert f"1 required test(s) did not pass: {missing} was not run" in report
+    malformed = run_requiring(passing, passing, work_item="WI-5")
+    assert malformed.returncode == 2
+    assert "more than once" in malformed.stdout

@@ -59,7 +59,11 @@ def code_outcome(
     verdict = with_smoke(suite_verdict, smoke)
     observe_suite_duration(state, suite.duration_s)
     state.bump("pass" if verdict.result == "PASS" else "fail")
-    facts = _facts(run, verdict, co.commit, smoke, suite.exit_code)
+    facts = _facts(run, verdict, co.commit, smoke, deciding.exit_code)
+    if run.trusted is not None:
+        base = run.trusted.base
+        trusted = f"{facts.command}, with the tests of {contract.trusted_ref} at {base.sha[:12]}"
+        facts = replace(facts, command=trusted)
     facts = replace(
         facts,
         duration_s=suite.duration_s,

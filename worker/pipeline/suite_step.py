@@ -85,8 +85,9 @@ def _suite(
     options: tuple[str, ...],
     *,
     first: tuple[str, ...] = (),
+    phase: str = "suite",
 ) -> SuiteRun:
-    with run.phases.phase("suite") as span:
+    with run.phases.phase(phase) as span:
         suite = run_suite(
             worktree,
             sandbox,
@@ -126,7 +127,9 @@ def _trusted(
             raise CheckoutError(f"setting up the trusted run failed: {prepared.describe()}")
         sandbox, python = prepared
         options = overlay(fresh.path, base, run.contract.target)
-        deciding = _suite(run, fresh.path, no_autoload(sandbox), python, options)
+        deciding = _suite(
+            run, fresh.path, no_autoload(sandbox), python, options, phase="trusted suite"
+        )
         return TrustedRun(base, deciding, own, fresh.path.resolve())
 
 
