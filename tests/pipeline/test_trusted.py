@@ -57,7 +57,7 @@ def test_the_branchs_own_failing_test_fails_it_under_trusted_tests(world: WorldF
 def test_a_trusted_ref_other_than_main_is_compared_by_merge_base(world: WorldFactory) -> None:
     w = _world(world, "released", trusted_tests=True, trusted_ref="feature/x")
     # The branch itself as the trusted ref: its own tests are the trusted ones.
-    kwargs, report = _gate(w, "released", BROKEN)
+    kwargs, report = _gate(w, "released", dict(BROKEN))
     assert kwargs["result"] == "FAIL"
     assert "with the tests of feature/x at " in report
 
