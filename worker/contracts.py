@@ -35,6 +35,15 @@ DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (
 
 
 @dataclass(frozen=True)
+class HiddenTests:
+    """Tests from another repository, run against the branch's code (SPEC §13)."""
+
+    repo: str
+    path: str = "tests/"
+    ref: str = "main"
+
+
+@dataclass(frozen=True)
 class TestContract:
     """How one repo is tested."""
 
@@ -64,6 +73,8 @@ class TestContract:
     # merge base with this ref (SPEC §13); the branch's own run can only object.
     trusted_tests: bool = False
     trusted_ref: str = "main"
+    hidden_tests: HiddenTests | None = None
+    hidden_report: Literal["ids", "count"] = "ids"  # what a report says of a failing one
 
     @property
     def setup_budget_s(self) -> int:
@@ -74,7 +85,8 @@ class TestContract:
     def run_budget_s(self) -> int:
         """The longest a job's pytest runs may take: the suite's timeout, plus one more
         for the integrity guard's and the classification's runs (which share it)."""
-        return self.timeout_s * (1 + (self.integrity or self.classify) + self.trusted_tests)
+        second_looks = (self.integrity or self.classify) + self.trusted_tests
+        return self.timeout_s * (1 + second_looks + (self.hidden_tests is not None))
 
 
 class _SmokeCheckEntry(BaseModel):
@@ -89,6 +101,24 @@ class _SmokeCheckEntry(BaseModel):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
+        return value
+
+
+_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
+
+
+class _HiddenEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    path: str = "tests/"
+    ref: str = Field(default="main", pattern=_REF)
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if not value or value.startswith(("-", "/")) or ".." in value or "\0" in value:
+            raise ValueError("must be a relative path inside the hidden repo")
         return value
 
 
@@ -111,7 +141,9 @@ class _ContractEntry(BaseModel):
     stop_after_failures: StrictInt = Field(default=0, ge=0)
     network: bool = False
     trusted_tests: bool = False
-    trusted_ref: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+    trusted_ref: str = Field(default="main", pattern=_REF)
+    hidden_tests: _HiddenEntry | None = None
+    hidden_report: Literal["ids", "count"] = "ids"
     venv_key_files: list[str] = Field(
         default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
     )
@@ -143,10 +175,10 @@ class _ContractEntry(BaseModel):
                 "integrity and classify judge the whole suite's run: "
                 "they cannot be combined with shards (set shards = 1)"
             )
-        if self.trusted_tests and self.shards != 1:
+        if (self.trusted_tests or self.hidden_tests) and self.shards != 1:
             raise ValueError(
-                "trusted_tests judges one whole run of the trusted tests: "
-                "it cannot be combined with shards (set shards = 1)"
+                "trusted_tests and hidden_tests judge whole runs of the trusted tests: "
+                "they cannot be combined with shards (set shards = 1)"
             )
         return self
 
@@ -244,6 +276,8 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         network=entry.network,
         trusted_tests=entry.trusted_tests,
         trusted_ref=entry.trusted_ref,
+        hidden_tests=HiddenTests(**entry.hidden_tests.model_dump()) if entry.hidden_tests else None,
+        hidden_report=entry.hidden_report,
     )
 
 

@@ -20,6 +20,7 @@ from worker.observe.phases import JobPhases
 from worker.pipeline.announce import Answer
 from worker.pipeline.audit import NO_AUDIT, Audit
 from worker.pipeline.context import GateContext
+from worker.pipeline.hidden import HiddenRun
 from worker.pipeline.trusted import TrustedRun
 from worker.settings import Settings
 from worker.suite.progress import Progress
@@ -48,6 +49,7 @@ class JobRun:
     audit: Audit = field(init=False, default=NO_AUDIT)
     # Under trusted tests: the run that decides, and the branch's own.
     trusted: TrustedRun | None = field(init=False, default=None)
+    hidden: HiddenRun | None = field(init=False, default=None)  # the hidden tests' run
     # Tests that failed on the branch's last run, run first this time (in the report).
     ran_first: tuple[str, ...] = field(init=False, default=())
     # Until the delivery count says otherwise: sweep first.

@@ -15,11 +15,12 @@ from worker.metrics import observe_suite_duration
 from worker.notify.alerts import infra_exhausted_text
 from worker.pipeline.announce import announce_verdict
 from worker.pipeline.context import GateResult
+from worker.pipeline.hidden import HiddenRun
 from worker.pipeline.job_run import JobRun
 from worker.pipeline.workspace import open_checkout
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
-from worker.review.trusted_files import framework_objection, untrusted_skips
+from worker.review.trusted_files import framework_objection, hidden_objection, untrusted_skips
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.suite.probe import Hang
 from worker.suite.run import SuiteRun
@@ -103,7 +104,20 @@ def deciding_objections(run: JobRun, deciding: SuiteRun, passed: bool) -> list[s
             )
             if own.result == "FAIL":
                 found.append(f"the branch's own tests did not pass: {own.reason}")
+    if run.hidden is not None:
+        found.append(_hidden_objection(run.hidden, run.contract.hidden_report))
     return [f for f in found if f is not None]
+
+
+def _hidden_objection(hidden: HiddenRun, report: str) -> str | None:
+    suite = hidden.suite
+    verdict = with_evidence(from_exit_code(suite.exit_code), suite.evidence_objection())
+    problem = verdict.reason if verdict.result == "FAIL" else None
+    if problem is None and len(suite.session) == 1:
+        problem = framework_objection(suite.session[0].framework, str(hidden.root), hidden.texts)
+    return hidden_objection(
+        suite.outcomes, problem, str(hidden.root), hidden.texts, prefix=hidden.prefix, report=report
+    )
 
 
 def tool_error(

@@ -119,6 +119,9 @@ def _in_checkout(run: JobRun, body: Callable[[Checkout], GateResult] | None) -> 
                 deciding = run.trusted.deciding
                 why = f"the trusted tests {why_not_run(run, deciding)}"
                 return tool_error(run, why, co, hang=deciding.hang)
+            elif run.hidden is not None and not run.hidden.suite.ran:
+                # Not where it hung: that would show a hidden test's name and code.
+                return tool_error(run, f"the hidden tests {why_not_run(run, run.hidden.suite)}", co)
             else:
                 _record_durations(run, suite)
                 _record_failing(run, suite)

@@ -9,9 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from worker.containment.sandbox import Sandbox
+from worker.contracts import HiddenTests
 from worker.errors import CheckoutError
 from worker.git.checkout import Checkout
 from worker.pipeline.audit import AuditJob, PytestEnv, audit_suite
+from worker.pipeline.hidden import HIDDEN_DIR, HiddenRun, hidden_files, place_hidden
 from worker.pipeline.job_run import JobRun
 from worker.pipeline.shard_deal import deal_batches
 from worker.pipeline.shard_plan import ShardPlan, plan_shards, shard_count
@@ -53,18 +55,19 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
         )
         if run.select is None:
             run.ran_first = tuple(run.ctx.state.failing_tests(run.job.repo, run.job.branch))
-        base = None
+        contract, base = run.contract, None
         options: tuple[str, ...] = ()
-        if run.contract.trusted_tests:
-            base = read_trusted_base(
-                co, run.contract.target, run.contract.trusted_ref, run.settings
-            )
-            if not base.changed:  # one run serves both: the branch's is the trusted one
-                options = overlay(co.path, base, run.contract.target)
+        if contract.trusted_tests or contract.hidden_tests is not None:
+            base = read_trusted_base(co, contract.target, contract.trusted_ref, run.settings)
+            # One run serves both when the branch's own is the trusted one.
+            if contract.trusted_tests and not base.changed:
+                options = overlay(co.path, base, contract.target)
                 sandbox = no_autoload(sandbox)
         suite = _suite(run, co.path, sandbox, python, options, first=run.ran_first)
-        if base is not None:
+        if base is not None and contract.trusted_tests:
             run.trusted = _trusted(run, co, raw, base, suite)
+        if base is not None and contract.hidden_tests is not None:
+            run.hidden = _hidden(run, co, raw, base, contract.hidden_tests)
         if run.select is not None:
             return suite  # a shard: the guard and classification need the whole suite
         ran = {o.test_id for o in suite.outcomes}
@@ -86,16 +89,17 @@ def _suite(
     *,
     first: tuple[str, ...] = (),
     phase: str = "suite",
+    target: str | None = None,
 ) -> SuiteRun:
     with run.phases.phase(phase) as span:
         suite = run_suite(
             worktree,
             sandbox,
             python=python,
-            target=run.contract.target,
+            target=target or run.contract.target,
             timeout_s=run.contract.timeout_s,
             tail_bytes=run.settings.output_tail_bytes,
-            progress=run.progress,
+            progress=run.progress if target is None else None,
             select=run.select,
             first=first,
             maxfail=run.contract.stop_after_failures,
@@ -113,24 +117,52 @@ def _trusted(
     if not base.changed:
         return TrustedRun(base, own, None, co.path.resolve())
     with fresh_checkout(co, run.settings) as fresh:
-        scratch = raw.sandbox.scratch_dir / "trusted"
-        scratch.mkdir(parents=True, exist_ok=True)
-        prepared = prepare_suite(
-            fresh.path,
-            replace(raw.sandbox, scratch_dir=scratch),
-            run.contract,
-            python=raw.python,
-            venvs_root=run.settings.workdir_path / "venvs",
-            tail_bytes=run.settings.output_tail_bytes,
-        )
-        if isinstance(prepared, SetupFailure):
-            raise CheckoutError(f"setting up the trusted run failed: {prepared.describe()}")
-        sandbox, python = prepared
+        sandbox, python = _set_up(run, fresh.path, raw, "trusted")
         options = overlay(fresh.path, base, run.contract.target)
         deciding = _suite(
             run, fresh.path, no_autoload(sandbox), python, options, phase="trusted suite"
         )
         return TrustedRun(base, deciding, own, fresh.path.resolve())
+
+
+def _hidden(
+    run: JobRun, co: Checkout, raw: PytestEnv, base: TrustedBase, hidden: HiddenTests
+) -> HiddenRun:
+    """The hidden tests over a fresh checkout of the commit with the trusted files."""
+    files = hidden_files(hidden, run.settings)
+    with fresh_checkout(co, run.settings) as fresh:
+        sandbox, python = _set_up(run, fresh.path, raw, "hidden")
+        options = overlay(fresh.path, base, run.contract.target)
+        target = place_hidden(fresh.path, files, hidden)
+        suite = _suite(
+            run,
+            fresh.path,
+            no_autoload(sandbox),
+            python,
+            options,
+            phase="hidden suite",
+            target=target,
+        )
+        texts = {f"{HIDDEN_DIR}/{path}": content for path, (_, content) in files.items()}
+        return HiddenRun(suite, {**base.texts, **texts}, fresh.path.resolve())
+
+
+def _set_up(run: JobRun, worktree: Path, raw: PytestEnv, label: str) -> tuple[Sandbox, str]:
+    """A fresh checkout prepared as the contract says, in a scratch of its own; a
+    setup that fails there is the infrastructure's (it passed for the job's own run)."""
+    scratch = raw.sandbox.scratch_dir / label
+    scratch.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_suite(
+        worktree,
+        replace(raw.sandbox, scratch_dir=scratch),
+        run.contract,
+        python=raw.python,
+        venvs_root=run.settings.workdir_path / "venvs",
+        tail_bytes=run.settings.output_tail_bytes,
+    )
+    if isinstance(prepared, SetupFailure):
+        raise CheckoutError(f"setting up the {label} run failed: {prepared.describe()}")
+    return prepared
 
 
 def _plan_shards(run: JobRun, co: Checkout, sandbox: Sandbox, python: str) -> ShardPlan | None:

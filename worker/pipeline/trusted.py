@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +25,7 @@ from worker.errors import CheckoutError, GitError
 from worker.git.checkout import Checkout, checkout, merge_base
 from worker.git.isolated import IsolatedGit
 from worker.review.trusted_files import (
+    Entry,
     changes_infra,
     config_candidates,
     holds_pytest_config,
@@ -81,19 +82,10 @@ def read_trusted_base(co: Checkout, target: str, ref: str, settings: Settings) -
 
 def _read(co: Checkout, sha: str, target: str, settings: Settings) -> TrustedBase:
     with IsolatedGit(co.mirror, timeout_s=settings.git_timeout_s) as git:
-        listing = ["ls-tree", "-r", "-z", "--full-tree"]
-        base = parse_tree(git.run([*listing, f"{sha}^{{commit}}"], strip=False))
-        branch = parse_tree(git.run([*listing, f"{co.commit}^{{commit}}"], strip=False))
+        base, branch = tree_of(git, sha), tree_of(git, co.commit)
         candidates = config_candidates(target)
         wanted = {**infra_of(base, target), **{p: base[p] for p in candidates if p in base}}
-        regular = {p: e for p, e in wanted.items() if e.mode in ("100644", "100755")}
-        names = sorted({e.sha for e in regular.values()})
-        blobs: dict[str, bytes] = {}
-        for name, found in zip(names, git.verified_objects(names), strict=True):
-            if found is None or found[1] != "blob":
-                raise GitError(f"the mirror has no blob {name}")
-            blobs[name] = found[2]
-    files = {p: (e.mode, blobs[e.sha]) for p, e in regular.items()}
+        files = regular_files(git, wanted)
     config = next(
         (
             p
@@ -106,6 +98,25 @@ def _read(co: Checkout, sha: str, target: str, settings: Settings) -> TrustedBas
     return TrustedBase(sha, infra, config, changes_infra(base, branch, target, candidates))
 
 
+def tree_of(git: IsolatedGit, commit: str) -> dict[str, Entry]:
+    """Every blob of `commit`'s tree by path. GitError if git fails."""
+    listing = git.run(["ls-tree", "-r", "-z", "--full-tree", f"{commit}^{{commit}}"], strip=False)
+    return parse_tree(listing)
+
+
+def regular_files(git: IsolatedGit, entries: Mapping[str, Entry]) -> dict[str, tuple[str, bytes]]:
+    """path -> (mode, content) of the regular files among `entries` (links and
+    submodules left out), each blob checked to hash to its name. GitError if not."""
+    regular = {p: e for p, e in entries.items() if e.mode in ("100644", "100755")}
+    names = sorted({e.sha for e in regular.values()})
+    blobs: dict[str, bytes] = {}
+    for name, found in zip(names, git.verified_objects(names), strict=True):
+        if found is None or found[1] != "blob":
+            raise GitError(f"the mirror has no blob {name}")
+        blobs[name] = found[2]
+    return {p: (e.mode, blobs[e.sha]) for p, e in regular.items()}
+
+
 def overlay(worktree: Path, base: TrustedBase, target: str) -> tuple[str, ...]:
     """Put the trusted files over `worktree` (after its setup, before pytest) and return
     the options that make pytest read only the trusted configuration."""
@@ -114,14 +125,14 @@ def overlay(worktree: Path, base: TrustedBase, target: str) -> tuple[str, ...]:
     for path in _walk(root):
         rel = path.relative_to(root).as_posix()
         if is_test_infra(rel, target, tree_dirs | {target_dir(target)}):
-            _remove(path)
+            remove_entry(path)
     for rel, (mode, content) in sorted(base.files.items()):
         if base.config == rel:
             continue  # the configuration goes in under the gate's name, below
-        _write(root, rel, content, mode)
+        write_file(root, rel, content, mode)
     copy = trusted_config_path(base.config)
     text = base.files[base.config][1] if base.config else b"[pytest]\n"
-    _write(root, copy, text, "100644")
+    write_file(root, copy, text, "100644")
     return pytest_args(copy)
 
 
@@ -157,14 +168,14 @@ def _walk(root: Path) -> Iterator[Path]:
             yield here / name
 
 
-def _remove(path: Path) -> None:
+def remove_entry(path: Path) -> None:
     if path.is_symlink() or not path.is_dir():
         path.unlink(missing_ok=True)
     else:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _write(root: Path, rel: str, content: bytes, mode: str) -> None:
+def write_file(root: Path, rel: str, content: bytes, mode: str) -> None:
     """Write one trusted file, replacing whatever stands at its parents' paths that is
     not a real directory (a branch's link or file)."""
     parent = root
@@ -175,6 +186,6 @@ def _write(root: Path, rel: str, content: bytes, mode: str) -> None:
         parent.mkdir(exist_ok=True)
     path = root / rel
     if path.is_symlink() or path.is_dir():
-        _remove(path)
+        remove_entry(path)
     path.write_bytes(content)
     path.chmod(0o755 if mode == "100755" else 0o644)

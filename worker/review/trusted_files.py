@@ -13,7 +13,7 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -141,10 +141,16 @@ def untrusted_skips(
     outcomes: Iterable[TestOutcome], root: str, trusted: Mapping[str, bytes]
 ) -> list[str]:
     """The deciding run's skipped or xfailed tests whose skip did not come from the
-    trusted files, each as "<id> <what> (<where from>)". A skip raised in a trusted
-    file counts; a mark counts when the test's file or a conftest on its way names it
-    (code under test can add a mark to an item, but cannot make the trusted text
-    mention one)."""
+    trusted files, each as "<id> <what> by <where from>"."""
+    return [f"{o.test_id} {o.outcome} by {where}" for o, where in _skipped(outcomes, root, trusted)]
+
+
+def _skipped(
+    outcomes: Iterable[TestOutcome], root: str, trusted: Mapping[str, bytes]
+) -> list[tuple[TestOutcome, str]]:
+    """A skip raised in a trusted file counts; a mark counts when the test had it at
+    collection's end and its file or a conftest on its way names it (code under test
+    can add a mark to an item, but cannot make the trusted text mention one)."""
     found = []
     for outcome in outcomes:
         if outcome.outcome not in ("skipped", "xfailed"):
@@ -152,15 +158,39 @@ def untrusted_skips(
         where = outcome.origin
         if where == "mark":
             word = b"xfail" if outcome.outcome == "xfailed" else b"skip"
-            if _marked_in(outcome.test_id, word, trusted):
-                continue
-            found.append(f"{outcome.test_id} {outcome.outcome} by a mark no trusted file sets")
+            if not _marked_in(outcome.test_id, word, trusted):
+                found.append((outcome, "a mark no trusted file sets"))
             continue
         rel = _relative(where, root)
-        if rel is not None and rel in trusted:
-            continue
-        found.append(f"{outcome.test_id} {outcome.outcome} by {rel or where or 'unknown code'}")
+        if rel is None or rel not in trusted:
+            found.append((outcome, rel or where or "unknown code"))
     return found
+
+
+def hidden_objection(
+    outcomes: Sequence[TestOutcome],
+    problem: str | None,
+    root: str,
+    trusted: Mapping[str, bytes],
+    *,
+    prefix: str,
+    report: str,
+) -> str | None:
+    """Why the hidden tests do not allow a PASS, naming each that did not pass by id
+    and the first line of its message (`report` "ids") or only counting them
+    ("count"); never more of it. `problem` is the run's own (exit status, records)."""
+    bad = [(o, o.message) for o in outcomes if o.outcome == "failed"]
+    bad += [(o, f"{o.outcome} by {where}") for o, where in _skipped(outcomes, root, trusted)]
+    if not bad:
+        return None if problem is None else f"the hidden tests did not pass: {problem}"
+    if report == "count":
+        return f"{len(bad)} hidden test(s) did not pass"
+    shown = "; ".join(
+        f"{o.test_id.removeprefix(prefix)}: {(why.strip().splitlines() or [''])[0][:200]}"
+        for o, why in bad[:10]
+    )
+    more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return f"{len(bad)} hidden test(s) did not pass: {shown}{more}"
 
 
 def _relative(path: str, root: str) -> str | None:
