@@ -38,6 +38,7 @@ _COLLECTED: str | None = None
 _SELECT: str | None = None
 _FIRST: str | None = None
 _SESSION: str | None = None
+_OUTCOMES: str | None = None
 _PROGRESS: str | None = None
 _DUMP_AT = 0.0
 _NONCE = ""
@@ -81,11 +82,15 @@ def load_environment() -> None:
     fork once it has the job's environment: never after code of the suite ran, so no
     conftest can take the nonce first."""
     global _CURRENT, _COLLECTED, _SELECT, _FIRST, _SESSION, _PROGRESS, _DUMP_AT, _NONCE  # noqa: PLW0603
+    global _OUTCOMES  # noqa: PLW0603
     _CURRENT = _env("GATE_CURRENT_TEST_FILE")
     _COLLECTED = _env("GATE_COLLECTED_FILE")
     _SELECT = _env("GATE_SELECT_FILE")
     _FIRST = _env("GATE_FIRST_FILE")
-    _SESSION = _env("GATE_SESSION_FILE")
+    # The records the verdict reads: taken out of the environment, so no name in it
+    # points the suite at them (an xdist worker, which inherits it, writes neither).
+    _SESSION = os.environ.pop("GATE_SESSION_FILE", None) or _SESSION
+    _OUTCOMES = os.environ.pop("GATE_OUTCOMES_FILE", None) or _OUTCOMES
     _PROGRESS = _env("GATE_PROGRESS_FILE")
     _DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
     _NONCE = _take_nonce()
@@ -127,8 +132,8 @@ def register_with_the_next_pytest_run() -> None:
     setattr(pytest_config, name, first_run)
 
 
-def _open(name: str, var: str) -> None:
-    path = _env(var)
+def _open(name: str, var: str = "", path: str | None = None) -> None:
+    path = path or _env(var)
     if path and name not in _files:
         # Appending: with pytest-xdist several processes write the same file. A file
         # that cannot be opened is missing information, never a changed outcome.
@@ -172,7 +177,7 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     _open("stacks", "GATE_STACKS_FILE")
     if not _is_xdist_worker(config):  # a worker's reports reach the controller's hooks too
-        _open("outcomes", "GATE_OUTCOMES_FILE")
+        _open("outcomes", path=_OUTCOMES)
     else:
         _records[0] = False
     if _CURRENT and _current_fd[0] < 0:
