@@ -27,6 +27,12 @@ BROKEN: Files = {
     "tests/test_extra.py": "def test_extra():\n    assert True\n",
 }
 CORRECT = "def mul(a, b):\n    return a * b\n"
+# Tests of another repository the branch never sees (contract hidden_tests).
+HIDDEN: Files = {
+    "tests/test_hidden.py": (
+        "from calc import mul\n\n\ndef test_mul_hidden():\n    assert mul(3, 4) == 12\n"
+    ),
+}
 
 _FLIP_FAILED = (
     '    if report.failed:\n        report.outcome = "passed"\n        report.longrepr = None\n'

@@ -34,6 +34,8 @@ from worker.report.orchestrator_gate import parse_tests_verdict
 
 REPO = "hostile"
 SLOW_REPO = "hostile-slow"  # a short timeout, for attacks that need the run to time out
+TRUSTED_REPO = "hostile-trusted"  # trusted and hidden tests (tests/hostile/gaming.py's main)
+HIDDEN_REPO = "hostile-hidden"  # the hidden tests of TRUSTED_REPO
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
@@ -114,6 +116,7 @@ class Fleet:
     worker: WorkerProcess
     secrets: Secrets
     broker_password_in_url: bool
+    trusted_origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class Case:
     # Another (result, outcome) that is just as right for this case: the report and the
     # advance must then agree on it.
     or_else: tuple[str, str] | None = None
+    job: tuple[tuple[str, Any], ...] = ()  # more of the job's kwargs (required_tests)
 
 
 @dataclass
@@ -174,8 +178,15 @@ def contracts_toml() -> str:
     return (
         f'[repos.{REPO}]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\nsmoke_enabled = false\n\n'
         f'[repos."{SLOW_REPO}"]\ntarget = "tests/"\ntimeout_s = {SLOW_TIMEOUT_S}\n'
-        "smoke_enabled = false\n"
+        "smoke_enabled = false\n\n"
+        f'[repos."{TRUSTED_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
+        f'smoke_enabled = false\ntrusted_tests = true\nhidden_tests = {{repo = "{HIDDEN_REPO}"}}\n'
     )
+
+
+def origin_of(fleet: Fleet, case: Case) -> Origin:
+    found = {SLOW_REPO: fleet.slow_origin, TRUSTED_REPO: fleet.trusted_origin}.get(case.repo)
+    return found or fleet.origin
 
 
 def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
@@ -190,7 +201,7 @@ def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
             marks=fleet.marks / f"{case.name}-{task_id}",
             tag=f"{task_id}{secrets.randbelow(10**6):06d}",
         )
-        origin = fleet.slow_origin if case.repo == SLOW_REPO else fleet.origin
+        origin = origin_of(fleet, case)
         tip = origin.add_branch(ctx.branch, case.files(ctx))
         runs.append(Ran(case, ctx, tip, sent=None))
     orch = fleet.orchestrator
@@ -202,6 +213,7 @@ def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
             branch=run.ctx.branch,
             agent="tester",
             stage="testing",
+            **dict(run.case.job),
         )
     for run in runs:
         _wait_advance(fleet, run)
@@ -334,7 +346,7 @@ def _problems(fleet: Fleet, run: Ran) -> list[str]:
 
 def _branch_problems(fleet: Fleet, run: Ran) -> list[str]:
     """The origin branch: exactly one new commit, the report, on the tested commit."""
-    origin = fleet.slow_origin if run.case.repo == SLOW_REPO else fleet.origin
+    origin = origin_of(fleet, run.case)
     ctx = run.ctx
     tip = origin.tip(ctx.branch)
     if tip == run.tip:

@@ -1,5 +1,7 @@
 """Gaming the verdict: each trick of tests/hostile/gaming.py against the default, the
-integrity and the trusted contract, in-process with real git and real pytest runs.
+integrity and the trusted contract, in-process with real git and real pytest runs; then
+through the contained single-process worker (tests/hostile/conftest.py), with trusted
+and hidden tests and required tests.
 
 Under `trusted_tests` every trick must FAIL; every control gets its right verdict
 under every contract. What the default and the integrity contracts make of the tricks
@@ -12,7 +14,16 @@ from typing import Any
 import pytest
 
 from tests.gateworld import World, WorldFactory, job
-from tests.hostile.gaming import CONTROLS, MAIN, TRICKS, trick_files
+from tests.hostile.gaming import CONTROLS, MAIN, MUL, TRICKS, trick_files
+from tests.hostile.harness import (
+    TRUSTED_REPO,
+    Case,
+    Fleet,
+    honest_cases,
+    problems_of,
+    run_cases,
+    summary,
+)
 from tests.repofactory import make_origin, show_file
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict
@@ -71,3 +82,53 @@ def test_what_the_other_contracts_make_of_the_tricks(world: WorldFactory, contra
     passed = sorted(name for name, (result, _) in found.items() if result == "PASS")
     print(f"{contract}: {len(passed)} of {len(TRICKS)} tricks got PASS: {passed}")
     assert len(found) == len(TRICKS)
+
+
+# On RabbitMQ (what a suite can reach does not depend on the broker): one trick of each
+# kind, as in test_attacks.py.
+CORE_TRICKS = (
+    "conftest-adds-xfail",
+    "skiptest-from-code-under-test",
+    "code-under-test-patches-pytest-on-import",
+    "pytest-ini-addopts-p-branch-plugin",
+    "test-moved-with-its-own-function",
+)
+
+
+def _trick(name: str) -> Case:
+    return Case(name, lambda _: trick_files(name), "FAIL", "code-fail", repo=TRUSTED_REPO)
+
+
+def _control(name: str) -> Case:
+    files, expected = CONTROLS[name]
+    outcome = "code-pass" if expected == "PASS" else "code-fail"
+    return Case(name, lambda _: dict(files), expected, outcome, repo=TRUSTED_REPO)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_a_contained_worker_fails_every_trick_under_trusted_and_hidden_tests(
+    fleet: Fleet,
+) -> None:
+    tricks = sorted(TRICKS) if fleet.broker_name == "redis" else CORE_TRICKS
+    missing = Case(
+        "required-test-missing",
+        lambda _: dict(CONTROLS["honest-pass"][0]),
+        "FAIL",
+        "code-fail",
+        repo=TRUSTED_REPO,
+        job=(("required_tests", [MUL, "tests/test_calc.py::test_gone"]),),
+    )
+    required = Case(
+        "required-test-passes",
+        lambda _: dict(CONTROLS["honest-pass"][0]),
+        "PASS",
+        "code-pass",
+        repo=TRUSTED_REPO,
+        job=(("required_tests", [MUL]),),
+    )
+    cases = [*map(_trick, tricks), *map(_control, sorted(CONTROLS)), missing, required]
+    runs = run_cases(fleet, [*cases, *honest_cases()])
+    problems = problems_of(fleet, runs)
+    print(f"{fleet.broker_name}:\n{summary(runs)}")
+    assert not problems, "\n".join(problems) + "\nverdicts:\n" + summary(runs)
