@@ -58,16 +58,19 @@ def prepare_and_run(run: JobRun, co: Checkout) -> SuiteRun | SetupFailure | Shar
         contract, base = run.contract, None
         options: tuple[str, ...] = ()
         if contract.trusted_tests or contract.hidden_tests is not None:
-            base = read_trusted_base(co, contract.target, contract.trusted_ref, run.settings)
-            # One run serves both when the branch's own is the trusted one.
-            if contract.trusted_tests and not base.changed:
-                options = overlay(co.path, base, contract.target)
-                sandbox = no_autoload(sandbox)
+            with run.phases.phase("trusted files"):
+                base = read_trusted_base(co, contract.target, contract.trusted_ref, run.settings)
+                # One run serves both when the branch's own is the trusted one.
+                if contract.trusted_tests and not base.changed:
+                    options = overlay(co.path, base, contract.target)
+                    sandbox = no_autoload(sandbox)
         suite = _suite(run, co.path, sandbox, python, options, first=run.ran_first)
+        # An uncontained warm interpreter serves any worktree of the same interpreter.
+        again = _warm_as(raw, sandbox, python)
         if base is not None and contract.trusted_tests:
-            run.trusted = _trusted(run, co, raw, base, suite)
+            run.trusted = _trusted(run, co, again, base, suite)
         if base is not None and contract.hidden_tests is not None:
-            run.hidden = _hidden(run, co, raw, base, contract.hidden_tests)
+            run.hidden = _hidden(run, co, again, base, contract.hidden_tests)
         if run.select is not None:
             return suite  # a shard: the guard and classification need the whole suite
         ran = {o.test_id for o in suite.outcomes}
@@ -145,6 +148,12 @@ def _hidden(
         )
         texts = {f"{HIDDEN_DIR}/{path}": content for path, (_, content) in files.items()}
         return HiddenRun(suite, {**base.texts, **texts}, fresh.path.resolve())
+
+
+def _warm_as(raw: PytestEnv, sandbox: Sandbox, python: str) -> PytestEnv:
+    if sandbox.view is not None or sandbox.warm is None or raw.python != python:
+        return raw
+    return replace(raw, sandbox=replace(raw.sandbox, warm=sandbox.warm))
 
 
 def _set_up(run: JobRun, worktree: Path, raw: PytestEnv, label: str) -> tuple[Sandbox, str]:
