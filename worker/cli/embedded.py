@@ -49,10 +49,55 @@ def run_embedded(
     workdir: Path | None = None,
     say: Callable[[str], None] = print,
     required_tests: list[str] | None = None,
+    trusted_tests: bool = False,
+    hidden_tests: Path | None = None,
 ) -> EmbeddedRun:
-    """Run one tester job against `repo_path` (a git repository, bare or not)."""
+    """Run one tester job against `repo_path` (a git repository, bare or not); with
+    `trusted_tests`, judged by its main's tests; with `hidden_tests`, also by the tests
+    under `tests/` of that repository's main."""
     repo_path = repo_path.resolve()
     repo = _repo_name(repo_path)
+    contract: dict[str, Any] = {"trusted_tests": True} if trusted_tests else {}
+    links = {repo: repo_path}
+    if hidden_tests is not None:
+        links[f"{repo}-hidden"] = hidden_tests.resolve()
+        contract["hidden_tests"] = {"repo": f"{repo}-hidden"}
+    return _run_embedded(
+        repo_path,
+        repo,
+        links if contract else {},
+        contract,
+        _EmbeddedJob(branch, work_item_id, commit, task_id, required_tests),
+        target=target,
+        timeout_s=timeout_s,
+        smoke_url=smoke_url,
+        workdir=workdir,
+        say=say,
+    )
+
+
+@dataclass(frozen=True)
+class _EmbeddedJob:
+    branch: str
+    work_item_id: str
+    commit: str | None
+    task_id: int
+    required_tests: list[str] | None
+
+
+def _run_embedded(
+    repo_path: Path,
+    repo: str,
+    links: dict[str, Path],
+    contract: dict[str, Any],
+    asked: _EmbeddedJob,
+    *,
+    target: str,
+    timeout_s: int,
+    smoke_url: str,
+    workdir: Path | None,
+    say: Callable[[str], None],
+) -> EmbeddedRun:
     settings = load_settings(
         broker_url="memory://localhost/",
         result_backend="cache+memory://",
@@ -68,19 +113,22 @@ def run_embedded(
         infra_retry_delay_s=0,
         **({"workdir": str(workdir)} if workdir else {}),
     )
-    state = _install_in_process(settings, eager=True)
+    if links:
+        settings = settings.model_copy(update={"git_url_template": _by_name(settings, links)})
+    repos = {repo: {"target": target, "timeout_s": timeout_s, **contract}} if contract else {}
+    state = _install_in_process(settings, eager=True, repos=repos)
     job: dict[str, Any] = {
-        "task_id": task_id,
+        "task_id": asked.task_id,
         "repo": repo,
-        "work_item_id": work_item_id,
-        "branch": branch,
+        "work_item_id": asked.work_item_id,
+        "branch": asked.branch,
         "agent": "tester",
         "stage": "testing",
     }
-    if commit:
-        job["commit"] = commit
-    if required_tests is not None:
-        job["required_tests"] = required_tests
+    if asked.commit:
+        job["commit"] = asked.commit
+    if asked.required_tests is not None:
+        job["required_tests"] = asked.required_tests
     say(f"job: {job}")
     say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
     try:
@@ -111,7 +159,9 @@ def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryS
         configure(None)
 
 
-def _install_in_process(settings: Settings, *, eager: bool) -> MemoryState:
+def _install_in_process(
+    settings: Settings, *, eager: bool, repos: dict[str, Any] | None = None
+) -> MemoryState:
     """Point the worker app at the settings' broker and give its jobs an in-memory state."""
     app.conf.update(
         broker_url=settings.broker_url,
@@ -123,7 +173,7 @@ def _install_in_process(settings: Settings, *, eager: bool) -> MemoryState:
     configure(
         GateContext(
             settings=settings,
-            contracts=parse_contracts({}, settings),
+            contracts=parse_contracts({"repos": repos or {}}, settings),
             state=state,
             events=CelerySender(app, settings.orchestrator_queue),
             alert=lambda text: send_alert(settings, text),
@@ -149,6 +199,18 @@ def _drain(queue_name: str) -> list[tuple[str, dict[str, Any]]]:
             _args, kwargs, _embed = message.decode()
             events.append((str(message.headers.get("task")), dict(kwargs)))
             message.ack()
+
+
+def _by_name(settings: Settings, links: dict[str, Path]) -> str:
+    """A URL template for several local repositories: a directory of the workdir where
+    each is a link by its name (kept, as a mirror's origin is its first URL)."""
+    origins = settings.workdir_path / "embedded-origins"
+    origins.mkdir(parents=True, exist_ok=True)
+    for name, target in links.items():
+        link = origins / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    return f"{origins}/{{repo}}"
 
 
 def _repo_name(path: Path) -> str:

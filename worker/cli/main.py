@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="a pytest node id that must pass (repeatable)",
     )
+    run.add_argument(
+        "--trusted-tests",
+        action="store_true",
+        help="judge with main's tests, conftests and pytest configuration (by merge base)",
+    )
+    run.add_argument(
+        "--hidden-tests",
+        type=Path,
+        metavar="REPO",
+        help="also run the tests under tests/ of this git repository's main",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=_cmd_run)
 
@@ -147,6 +158,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         smoke_url=args.smoke_url,
         workdir=args.workdir,
         required_tests=args.required_tests,
+        trusted_tests=args.trusted_tests,
+        hidden_tests=args.hidden_tests,
     )
     print(f"\noutcome: {run.summary.get('kind')} - {run.summary.get('detail')}")
     for name, kwargs in run.events:
