@@ -134,7 +134,13 @@ def test_a_pass_never_lists_a_failing_test() -> None:
 
 
 def test_the_framework_changes_the_probe_found_are_read_from_its_record() -> None:
-    [record] = records(line(framework=[["pytest_runtest_makereport", "/w/calc.py"]]))
+    [record] = records(
+        line(
+            framework=[["pytest_runtest_makereport", "/w/calc.py"]],
+            collect_skips=[["tests/test_a.py", "/w/calc.py"], "junk"],
+        )
+    )
     assert record.framework == (("pytest_runtest_makereport", "/w/calc.py"),)
+    assert record.collect_skips == (("tests/test_a.py", "/w/calc.py"),)
     [plain] = records(line())
     assert plain.framework == ()

@@ -33,6 +33,7 @@ class SessionRecord:
     # (what, where from): pieces of pytest's reporting path replaced, and reporting
     # hooks implemented outside pytest, as the probe found them at the session's end.
     framework: tuple[tuple[str, str], ...] = ()
+    collect_skips: tuple[tuple[str, str], ...] = ()  # (collector, where its skip came from)
 
     @property
     def finished_tests(self) -> int:
@@ -62,9 +63,8 @@ def parse_session_records(text: str, nonce: str) -> tuple[SessionRecord, ...]:
                     exitstatus=_strict_int(data["exitstatus"]),
                     collected=None if collected is None else _strict_int(collected),
                     counts={str(k): _strict_int(v) for k, v in dict(counts).items()},
-                    framework=tuple(
-                        (str(what), str(where)) for what, where in data.get("framework") or ()
-                    ),
+                    framework=_pairs(data.get("framework")),
+                    collect_skips=_pairs(data.get("collect_skips")),
                 )
             )
         except (ValueError, KeyError, TypeError):
@@ -127,6 +127,13 @@ def summary_objection(output_tail: str) -> str | None:
         ]
         return f"pytest's own summary line reports {', '.join(bad)}" if bad else None
     return None
+
+
+def _pairs(value: object) -> tuple[tuple[str, str], ...]:
+    """A list of two-item lists, as strings; anything else is no entry."""
+    if not isinstance(value, list):
+        return ()
+    return tuple((str(p[0]), str(p[1])) for p in value if isinstance(p, list) and len(p) == 2)
 
 
 def _strict_int(value: object) -> int:

@@ -20,6 +20,7 @@ MAIN: Files = {
         '@pytest.mark.skip(reason="main skips this one itself")\n'
         "def test_later():\n    assert False\n"
     ),
+    "tests/test_other.py": "def test_other():\n    assert True\n",
 }
 MUL = "tests/test_calc.py::test_mul"
 BROKEN: Files = {
@@ -86,6 +87,12 @@ TRICKS: dict[str, Files] = {
             '        if isinstance(found, pytest.Function) and found.name == "test_mul":\n'
             '            found.add_marker(pytest.mark.xfail(reason="later"))\n'
             "    return a + b\n"
+        )
+    },
+    "test-module-skipped-whole-by-code-under-test": {
+        "calc.py": (
+            "import pytest\n\n"
+            'pytest.skip("not ready", allow_module_level=True)\n\n\n' + _CALC_PREFIX
         )
     },
     "skip-plus-outcome-line-appended-at-exit": {

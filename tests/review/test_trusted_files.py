@@ -8,6 +8,7 @@ import pytest
 from worker.review.trusted_files import (
     Entry,
     changes_infra,
+    collect_skip_objection,
     config_candidates,
     framework_objection,
     holds_pytest_config,
@@ -157,4 +158,15 @@ def test_the_framework_counts_as_modified_by_any_replacement_or_an_untrusted_hoo
     )
     assert framework_objection([("pytest_runtest_logreport", "<string>")], ROOT, trusted) == (
         "the test framework was modified by <string> (pytest_runtest_logreport)"
+    )
+
+
+def test_a_test_module_skipped_whole_counts_only_when_a_trusted_file_skipped_it() -> None:
+    trusted = {"tests/test_db.py": b"pytest.importorskip('psycopg')"}
+    fine = [("tests/test_db.py", f"{ROOT}/tests/test_db.py")]
+    assert collect_skip_objection(fine, ROOT, trusted) is None
+    gamed = [*fine, ("tests/test_calc.py", f"{ROOT}/calc.py"), ("tests/test_x.py", "")]
+    assert collect_skip_objection(gamed, ROOT, trusted) == (
+        "2 trusted test module(s) were skipped whole: tests/test_calc.py by calc.py; "
+        "tests/test_x.py by unknown code"
     )

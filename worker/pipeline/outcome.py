@@ -20,7 +20,12 @@ from worker.pipeline.job_run import JobRun
 from worker.pipeline.workspace import open_checkout
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
-from worker.review.trusted_files import framework_objection, hidden_objection, untrusted_skips
+from worker.review.trusted_files import (
+    collect_skip_objection,
+    framework_objection,
+    hidden_objection,
+    untrusted_skips,
+)
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.suite.probe import Hang
 from worker.suite.run import SuiteRun
@@ -93,7 +98,9 @@ def deciding_objections(run: JobRun, deciding: SuiteRun, passed: bool) -> list[s
     if trusted is not None:
         root, texts = str(trusted.root), trusted.base.texts
         if len(deciding.session) == 1:
-            found.append(framework_objection(deciding.session[0].framework, root, texts))
+            record = deciding.session[0]
+            found.append(framework_objection(record.framework, root, texts))
+            found.append(collect_skip_objection(record.collect_skips, root, texts))
         skips = untrusted_skips(deciding.outcomes, root, texts)
         if skips:
             shown = "; ".join(skips[:10]) + (f"; and {len(skips) - 10} more" * (len(skips) > 10))

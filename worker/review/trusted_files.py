@@ -219,3 +219,18 @@ def framework_objection(
             continue
         return f"the test framework was modified by {rel or where} ({what})"
     return None
+
+
+def collect_skip_objection(
+    skips: Iterable[tuple[str, str]], root: str, trusted: Mapping[str, bytes]
+) -> str | None:
+    """A collector (a test module) skipped as a whole by anything but a trusted file:
+    its tests were never collected, so they have not passed."""
+    bad = []
+    for collector, where in skips:
+        rel = _relative(where, root) if where.startswith("/") else where
+        if rel not in trusted:
+            bad.append(f"{collector} by {rel or 'unknown code'}")
+    if not bad:
+        return None
+    return f"{len(bad)} trusted test module(s) were skipped whole: {'; '.join(bad[:10])}"

@@ -48,6 +48,7 @@ _phases: dict[str, tuple[str, str]] = {}
 _seconds: dict[str, float] = {}  # setup + call + teardown, per test
 _origins: dict[str, str] = {}  # where a test's skip or xfail was raised
 _marked: set[str] = set()  # tests collected with a skip, skipif or xfail mark
+_collect_skips: list[list[str]] = []  # [collector, where its skip was raised]
 _counts: dict[str, int] = {}  # final outcome -> tests
 _collected: list[int | None] = [None]
 _current_fd = [-1]
@@ -261,6 +262,7 @@ def _write_session_record(session: pytest.Session) -> None:
         "collected": _collected[0],
         "counts": dict(_counts),
         "framework": _framework_changes(session.config),
+        "collect_skips": _collect_skips[:_MAX_CHANGES],
     }
     try:
         with open(str(_SESSION), "a") as out:
@@ -306,6 +308,13 @@ def pytest_runtest_makereport(
     if report.outcome == "skipped":
         _origins.setdefault(item.nodeid, _skip_origin(item.nodeid, excinfo))
     return report
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module skipped as a whole never has its tests collected: where from, too.
+    if report.skipped:
+        where = report.longrepr[0] if isinstance(report.longrepr, tuple) else ""
+        _collect_skips.append([report.nodeid, str(where)])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
