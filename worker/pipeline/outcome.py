@@ -20,12 +20,8 @@ from worker.pipeline.job_run import JobRun
 from worker.pipeline.workspace import open_checkout
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
-from worker.review.trusted_files import (
-    collect_skip_objection,
-    framework_objection,
-    hidden_objection,
-    untrusted_skips,
-)
+from worker.review.trusted_files import framework_objection, hidden_objection
+from worker.review.trusted_verdict import trusted_objections
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.suite.probe import Hang
 from worker.suite.run import SuiteRun
@@ -96,21 +92,7 @@ def deciding_objections(run: JobRun, deciding: SuiteRun, passed: bool) -> list[s
         found.append(required_objection(run.job.required_tests, seen))
     trusted = run.trusted
     if trusted is not None:
-        root, texts = str(trusted.root), trusted.base.texts
-        if len(deciding.session) == 1:
-            record = deciding.session[0]
-            found.append(framework_objection(record.framework, root, texts))
-            found.append(collect_skip_objection(record.collect_skips, root, texts))
-        skips = untrusted_skips(deciding.outcomes, root, texts)
-        if skips:
-            shown = "; ".join(skips[:10]) + (f"; and {len(skips) - 10} more" * (len(skips) > 10))
-            found.append(f"{len(skips)} trusted test(s) did not run to a pass: {shown}")
-        if trusted.own is not None:
-            own = with_evidence(
-                from_exit_code(trusted.own.exit_code), trusted.own.evidence_objection()
-            )
-            if own.result == "FAIL":
-                found.append(f"the branch's own tests did not pass: {own.reason}")
+        found += trusted_objections(deciding, trusted.own, str(trusted.root), trusted.base.texts)
     if run.hidden is not None:
         found.append(_hidden_objection(run.hidden, run.contract.hidden_report))
     return [f for f in found if f is not None]
