@@ -53,6 +53,13 @@ def test_a_contracts_file_adds_repos_with_their_own_target_timeout_and_smoke(
         ("repos = 3\n", "must be a table"),
         ("[repos.web]\nintegrity = true\nshards = 2\n", "cannot be combined with shards"),
         ('[repos.web]\nclassify = true\nshards = "auto"\n', "cannot be combined with shards"),
+        ("[repos.web]\ntrusted_tests = true\nshards = 2\n", "cannot be combined with shards"),
+        ('[repos.web]\ntrusted_ref = "--upload-pack=x"\n', "trusted_ref"),
+        ('[repos.web]\nhidden_tests = {repo = "h"}\nshards = 2\n', "cannot be combined"),
+        ('[repos.web]\nhidden_tests = {repo = "../h"}\n', "hidden_tests.repo"),
+        ('[repos.web]\nhidden_tests = {repo = "h", path = "/etc"}\n', "hidden_tests.path"),
+        ('[repos.web]\nhidden_tests = {repo = "h", branch = "x"}\n', "hidden_tests.branch"),
+        ('[repos.web]\nhidden_report = "source"\n', "hidden_report"),
     ],
 )
 def test_a_broken_contracts_file_is_refused_with_the_fault_named(
@@ -69,3 +76,31 @@ def test_a_broken_contracts_file_is_refused_with_the_fault_named(
 def test_a_missing_contracts_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ContractsFileError, match="cannot read"):
         load_contracts(Settings(contracts_file=str(tmp_path / "absent.toml")))
+
+
+def test_trusted_tests_default_off_and_read_with_their_ref_and_one_more_run_budget(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "contracts.toml"
+    path.write_text(
+        "[repos.web]\ntimeout_s = 100\n\n[repos.api]\ntrusted_tests = true\n"
+        'trusted_ref = "release/2"\ntimeout_s = 100\n'
+    )
+    contracts = load_contracts(Settings(contracts_file=str(path)))
+    web, api = contracts.for_repo("web"), contracts.for_repo("api")
+    assert web is not None and api is not None
+    assert (web.trusted_tests, web.trusted_ref, web.run_budget_s) == (False, "main", 100)
+    assert (api.trusted_tests, api.trusted_ref, api.run_budget_s) == (True, "release/2", 200)
+
+
+def test_hidden_tests_are_read_with_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "contracts.toml"
+    path.write_text('[repos.web]\nhidden_tests = {repo = "web-acceptance"}\ntimeout_s = 50\n')
+    web = load_contracts(Settings(contracts_file=str(path))).for_repo("web")
+    assert web is not None and web.hidden_tests is not None
+    assert (web.hidden_tests.repo, web.hidden_tests.path, web.hidden_tests.ref) == (
+        "web-acceptance",
+        "tests/",
+        "main",
+    )
+    assert (web.hidden_report, web.run_budget_s) == ("ids", 100)

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from worker.evidence import SessionRecord, objection, parse_session_records, summary_objection
+from worker.evidence import (
+    SessionRecord,
+    listed_failing_objection,
+    objection,
+    parse_session_records,
+    required_objection,
+    summary_objection,
+)
 from worker.verdict import from_exit_code, with_evidence
 
 NONCE = "a" * 32
@@ -108,3 +115,32 @@ def test_pytests_own_summary_line_is_a_second_witness(tail: str, says: str | Non
         assert why is None
     else:
         assert why is not None and why.endswith(f"reports {says}")
+
+
+def test_every_required_test_must_have_passed_and_each_miss_is_named() -> None:
+    seen = {"a": "passed", "b": "skipped", "c": "xfailed", "d": "failed"}
+    assert required_objection(["a"], seen) is None
+    found = required_objection(["a", "b", "c", "d", "e"], seen)
+    assert found == (
+        "4 required test(s) did not pass: b skipped; c xfailed; d failed; e was not run"
+    )
+
+
+def test_a_pass_never_lists_a_failing_test() -> None:
+    assert listed_failing_objection(()) is None
+    assert listed_failing_objection(("t.py::a", "t.py::b")) == (
+        "the gate's probe recorded 2 failing test(s), first t.py::a"
+    )
+
+
+def test_the_framework_changes_the_probe_found_are_read_from_its_record() -> None:
+    [record] = records(
+        line(
+            framework=[["pytest_runtest_makereport", "/w/calc.py"]],
+            collect_skips=[["tests/test_a.py", "/w/calc.py"], "junk"],
+        )
+    )
+    assert record.framework == (("pytest_runtest_makereport", "/w/calc.py"),)
+    assert record.collect_skips == (("tests/test_a.py", "/w/calc.py"),)
+    [plain] = records(line())
+    assert plain.framework == ()

@@ -143,3 +143,32 @@ def test_branch_validation_agrees_with_git_check_ref_format(name: str) -> None:
         == 0
     )
     assert (branch_name_problem(name) is None) == git_ok
+
+
+def test_required_tests_are_optional_and_kept_in_order() -> None:
+    plain = parse_job(VALID)
+    assert isinstance(plain, Job) and plain.required_tests is None
+    ids = ["tests/test_a.py::test_x", "tests/test_a.py::TestC::test_y[1-2]"]
+    job = parse_job(job_with(required_tests=ids))
+    assert isinstance(job, Job) and job.required_tests == tuple(ids)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("tests/test_a.py::test_x", "required_tests"),
+        ([], "1 to 1000"),
+        (["t.py::a"] * 2, "more than once"),
+        ([f"t.py::test_{i}" for i in range(1001)], "1 to 1000"),
+        (["t.py::a", 3], "required_tests.1"),
+        (["--co"], "not a pytest node id"),
+        (["t.py::a\nb"], "not a pytest node id"),
+        ([""], "not a pytest node id"),
+    ],
+)
+def test_a_malformed_required_tests_list_is_handed_back_with_its_reason(
+    value: object, words: str
+) -> None:
+    rejected = parse_job(job_with(required_tests=value))
+    assert isinstance(rejected, JobRejected)
+    assert words in rejected.reason and rejected.task_id == 7

@@ -35,6 +35,15 @@ DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (
 
 
 @dataclass(frozen=True)
+class HiddenTests:
+    """Tests from another repository, run against the branch's code (docs/contract.md §14)."""
+
+    repo: str
+    path: str = "tests/"
+    ref: str = "main"
+
+
+@dataclass(frozen=True)
 class TestContract:
     """How one repo is tested."""
 
@@ -60,6 +69,12 @@ class TestContract:
     # Under containment, setup and suite reach the network (the host's, loopback and
     # its services included) only when the contract says so.
     network: bool = False
+    # The verdict's run takes its tests, conftests and pytest configuration from the
+    # merge base with this ref (docs/contract.md §14); the branch's own run can only object.
+    trusted_tests: bool = False
+    trusted_ref: str = "main"
+    hidden_tests: HiddenTests | None = None
+    hidden_report: Literal["ids", "count"] = "ids"  # what a report says of a failing one
 
     @property
     def setup_budget_s(self) -> int:
@@ -70,7 +85,8 @@ class TestContract:
     def run_budget_s(self) -> int:
         """The longest a job's pytest runs may take: the suite's timeout, plus one more
         for the integrity guard's and the classification's runs (which share it)."""
-        return self.timeout_s * (2 if self.integrity or self.classify else 1)
+        second_looks = (self.integrity or self.classify) + self.trusted_tests
+        return self.timeout_s * (1 + second_looks + (self.hidden_tests is not None))
 
 
 class _SmokeCheckEntry(BaseModel):
@@ -85,6 +101,24 @@ class _SmokeCheckEntry(BaseModel):
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
+        return value
+
+
+_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
+
+
+class _HiddenEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    path: str = "tests/"
+    ref: str = Field(default="main", pattern=_REF)
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if not value or value.startswith(("-", "/")) or ".." in value or "\0" in value:
+            raise ValueError("must be a relative path inside the hidden repo")
         return value
 
 
@@ -106,6 +140,10 @@ class _ContractEntry(BaseModel):
     shards: Annotated[StrictInt, Field(ge=1, le=64)] | Literal["auto"] = 1
     stop_after_failures: StrictInt = Field(default=0, ge=0)
     network: bool = False
+    trusted_tests: bool = False
+    trusted_ref: str = Field(default="main", pattern=_REF)
+    hidden_tests: _HiddenEntry | None = None
+    hidden_report: Literal["ids", "count"] = "ids"
     venv_key_files: list[str] = Field(
         default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
     )
@@ -135,6 +173,11 @@ class _ContractEntry(BaseModel):
         if (self.integrity or self.classify) and self.shards != 1:
             raise ValueError(
                 "integrity and classify judge the whole suite's run: "
+                "they cannot be combined with shards (set shards = 1)"
+            )
+        if (self.trusted_tests or self.hidden_tests) and self.shards != 1:
+            raise ValueError(
+                "trusted_tests and hidden_tests judge whole runs of the trusted tests: "
                 "they cannot be combined with shards (set shards = 1)"
             )
         return self
@@ -231,6 +274,10 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         shards=entry.shards,
         stop_after_failures=entry.stop_after_failures,
         network=entry.network,
+        trusted_tests=entry.trusted_tests,
+        trusted_ref=entry.trusted_ref,
+        hidden_tests=HiddenTests(**entry.hidden_tests.model_dump()) if entry.hidden_tests else None,
+        hidden_report=entry.hidden_report,
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 OUTCOMES = frozenset({"passed", "failed", "skipped", "xfailed"})
@@ -30,6 +30,10 @@ class SessionRecord:
     exitstatus: int
     collected: int | None  # None when collection happened elsewhere (pytest-xdist)
     counts: Mapping[str, int] = field(default_factory=dict)  # final outcome -> tests
+    # (what, where from): pieces of pytest's reporting path replaced, and reporting
+    # hooks implemented outside pytest, as the probe found them at the session's end.
+    framework: tuple[tuple[str, str], ...] = ()
+    collect_skips: tuple[tuple[str, str], ...] = ()  # (collector, where its skip came from)
 
     @property
     def finished_tests(self) -> int:
@@ -59,6 +63,8 @@ def parse_session_records(text: str, nonce: str) -> tuple[SessionRecord, ...]:
                     exitstatus=_strict_int(data["exitstatus"]),
                     collected=None if collected is None else _strict_int(collected),
                     counts={str(k): _strict_int(v) for k, v in dict(counts).items()},
+                    framework=_pairs(data.get("framework")),
+                    collect_skips=_pairs(data.get("collect_skips")),
                 )
             )
         except (ValueError, KeyError, TypeError):
@@ -123,7 +129,32 @@ def summary_objection(output_tail: str) -> str | None:
     return None
 
 
+def _pairs(value: object) -> tuple[tuple[str, str], ...]:
+    """A list of two-item lists, as strings; anything else is no entry."""
+    if not isinstance(value, list):
+        return ()
+    return tuple((str(p[0]), str(p[1])) for p in value if isinstance(p, list) and len(p) == 2)
+
+
 def _strict_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"not an int: {value!r}")
     return value
+
+
+def required_objection(required: Sequence[str], seen: Mapping[str, str]) -> str | None:
+    """Why the required tests did not all pass in the deciding run (`seen`: test id ->
+    outcome): each must have been collected and passed (not skipped, xfailed, failed or
+    missing)."""
+    missed = [f"{t} {seen.get(t, 'was not run')}" for t in required if seen.get(t) != "passed"]
+    if not missed:
+        return None
+    shown = "; ".join(missed[:10]) + (f"; and {len(missed) - 10} more" if len(missed) > 10 else "")
+    return f"{len(missed)} required test(s) did not pass: {shown}"
+
+
+def listed_failing_objection(failing: Sequence[str]) -> str | None:
+    """A PASS never lists a failing test: the probe's outcome lines must agree too."""
+    if not failing:
+        return None
+    return f"the gate's probe recorded {len(failing)} failing test(s), first {failing[0]}"

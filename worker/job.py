@@ -20,6 +20,8 @@ _SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 # Characters git forbids anywhere in a ref name (git-check-ref-format(1), rules 4-5, 9).
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _MAX_BRANCH_LEN = 255
+MAX_REQUIRED_TESTS = 1000
+_MAX_NODE_ID = 1000
 
 
 def is_valid_name(value: str) -> bool:
@@ -69,6 +71,8 @@ class Job(BaseModel):
     commit: StrictStr | None = None
     agent: StrictStr
     stage: StrictStr
+    # pytest node ids that must pass in the run that decides (None: judged as before).
+    required_tests: tuple[StrictStr, ...] | None = None
 
     @field_validator("task_id")
     @classmethod
@@ -115,6 +119,22 @@ class Job(BaseModel):
     def _testing(cls, value: str) -> str:
         if value != "testing":
             raise ValueError("must be 'testing'")
+        return value
+
+    @field_validator("required_tests")
+    @classmethod
+    def _node_ids(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value or len(value) > MAX_REQUIRED_TESTS:
+            raise ValueError(f"must list 1 to {MAX_REQUIRED_TESTS} pytest node ids")
+        for node_id in value:
+            if not (0 < len(node_id) <= _MAX_NODE_ID) or not node_id.isprintable():
+                raise ValueError(f"{node_id[:80]!r} is not a pytest node id")
+            if node_id.startswith(("-", "/")) or node_id != node_id.strip():
+                raise ValueError(f"{node_id[:80]!r} is not a pytest node id")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a node id more than once")
         return value
 
     @property

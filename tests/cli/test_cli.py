@@ -246,3 +246,71 @@ def test_a_configured_secret_the_suite_prints_is_masked_in_the_report_and_the_ev
     assert token not in report and hook not in report
     event = done.stdout.split("orchestrator.advance_stage(", 1)[1].split("\n", 1)[0]
     assert token not in event and hook not in event
+
+
+def test_run_honours_required_tests_each_named_by_its_fate(sample: Path, tmp_path: Path) -> None:
+    passing = "tests/test_calc.py::test_add"
+    missing = "tests/test_calc.py::test_gone"
+
+    def run_requiring(*ids: str, work_item: str) -> subprocess.CompletedProcess[str]:
+        options = [arg for node in ids for arg in ("--required-test", node)]
+        return run_cli(
+            "run",
+            str(sample),
+            "--branch",
+            GREEN_BRANCH,
+            "--work-item",
+            work_item,
+            "--workdir",
+            str(tmp_path / "work"),
+            *options,
+            env=NO_REDIS,
+            cwd=tmp_path,
+        )
+
+    green = run_requiring(passing, work_item="WI-3")
+    assert green.returncode == 0, green.stdout + green.stderr
+    red = run_requiring(passing, missing, work_item="WI-4")
+    assert red.returncode == 1, red.stdout + red.stderr
+    report = git(sample, "show", f"{GREEN_BRANCH}:docs/work-items/WI-4/13-test-report.md")
+    assert f"1 required test(s) did not pass: {missing} was not run" in report
+    malformed = run_requiring(passing, passing, work_item="WI-5")
+    assert malformed.returncode == 2
+    assert "more than once" in malformed.stdout
+
+
+def test_run_with_trusted_and_hidden_tests(sample: Path, tmp_path: Path) -> None:
+    hidden = make_origin(
+        tmp_path / "hidden",
+        "acceptance",
+        {"README.md": "# acceptance\n"},
+        main_files={
+            "tests/test_accept.py": (
+                "from calc import multiply\n\n\n"
+                "def test_square():\n    assert multiply(3, 3) == 9\n\n\n"
+                "def test_wrong():\n    assert multiply(2, 2) == 5  # SOURCE-OF-HIDDEN\n"
+            )
+        },
+    )
+    done = run_cli(
+        "run",
+        str(sample),
+        "--branch",
+        GREEN_BRANCH,
+        "--work-item",
+        "WI-6",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--trusted-tests",
+        "--hidden-tests",
+        str(hidden),
+        env=NO_REDIS,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = git(sample, "show", f"{GREEN_BRANCH}:docs/work-items/WI-6/13-test-report.md")
+    assert "1 hidden test(s) did not pass: tests/test_accept.py::test_wrong: assert 4 == 5" in (
+        report
+    )
+    assert "with the tests of main at " in report
+    assert "SOURCE-OF-HIDDEN" not in report and "test_square" not in report

@@ -16,10 +16,13 @@ import pytest
 import redis
 
 from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues, worker_command
+from tests.hostile import gaming
 from tests.hostile.harness import (
+    HIDDEN_REPO,
     OTHER_REPO,
     REPO,
     SLOW_REPO,
+    TRUSTED_REPO,
     VENV_REPO,
     Fleet,
     Origin,
@@ -31,7 +34,9 @@ from tests.repofactory import git, make_origin
 
 REDIS = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
 RABBITMQ = os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
-BROKER_DB, STATE_DB = 8, 9
+# Overridable so that two checkouts' hostile sessions on one Redis do not share a queue.
+BROKER_DB = int(os.environ.get("TESTGATE_TEST_HOSTILE_BROKER_DB", "8"))
+STATE_DB = int(os.environ.get("TESTGATE_TEST_HOSTILE_STATE_DB", "9"))
 BROKERS = {"redis": f"{REDIS}/{BROKER_DB}", "rabbitmq": RABBITMQ}
 # The worker's address space: a worker that reads a suite's /dev/zero or huge file
 # without a bound dies of MemoryError here instead of eating the shared machine.
@@ -131,6 +136,9 @@ def fleet(
     bare = make_origin(origins, REPO, {"seed.txt": "seed\n"}, branch="seed")
     for name in (SLOW_REPO, OTHER_REPO, VENV_REPO):
         make_origin(origins, name, {"seed.txt": "seed\n"}, branch="seed")
+    seed = {"seed.txt": "seed\n"}
+    trusted = make_origin(origins, TRUSTED_REPO, seed, branch="seed", main_files=gaming.MAIN)
+    make_origin(origins, HIDDEN_REPO, seed, branch="seed", main_files=gaming.HIDDEN)
     contracts = tmp / "contracts.toml"
     contracts.write_text(contracts_toml())
     home, workdir = tmp / "worker-home", tmp / "workdir"
@@ -150,7 +158,7 @@ def fleet(
                 workdir=workdir,
                 origins=origins,
                 contracts=contracts,
-                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO],
+                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO, TRUSTED_REPO],
                 alert_url=f"{alert_base}/alert",
             ),
             "TESTGATE_GIT_URL_TEMPLATE": (
@@ -186,6 +194,7 @@ def fleet(
                 worker=worker,
                 secrets=found,
                 broker_password_in_url=acl,
+                trusted_origin=Origin(trusted, git(trusted, "rev-parse", "refs/heads/main")),
             )
         finally:
             worker.stop()

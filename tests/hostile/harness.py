@@ -38,6 +38,8 @@ SLOW_REPO = "hostile-slow"  # a short timeout, for attacks that need the run to 
 OTHER_REPO = "hostile-other"  # another repository on the same worker: no pytest config
 VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
 VENV_SETUP = (outer_site_step(), "python -m pip --version")
+TRUSTED_REPO = "hostile-trusted"  # trusted and hidden tests (tests/hostile/gaming.py's main)
+HIDDEN_REPO = "hostile-hidden"  # the hidden tests of TRUSTED_REPO
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
@@ -119,6 +121,7 @@ class Fleet:
     worker: WorkerProcess
     secrets: Secrets
     broker_password_in_url: bool
+    trusted_origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ class Case:
     # Another (result, outcome) that is just as right for this case: the report and the
     # advance must then agree on it.
     or_else: tuple[str, str] | None = None
+    job: tuple[tuple[str, Any], ...] = ()  # more of the job's kwargs (required_tests)
 
 
 @dataclass
@@ -184,13 +188,17 @@ def contracts_toml() -> str:
         "smoke_enabled = false\n\n"
         f'[repos."{VENV_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
         "smoke_enabled = false\n"
-        f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n"
+        f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n\n"
+        f'[repos."{TRUSTED_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
+        f'smoke_enabled = false\ntrusted_tests = true\nhidden_tests = {{repo = "{HIDDEN_REPO}"}}\n'
     )
 
 
 def origin_of(fleet: Fleet, repo: str) -> Origin:
     if repo == REPO:
         return fleet.origin
+    if repo == TRUSTED_REPO and fleet.trusted_origin is not None:
+        return fleet.trusted_origin
     return fleet.slow_origin if repo == SLOW_REPO else fleet.others[repo]
 
 
@@ -217,6 +225,7 @@ def run_cases(fleet: Fleet, cases: Sequence[Case]) -> list[Ran]:
             branch=run.ctx.branch,
             agent="tester",
             stage="testing",
+            **dict(run.case.job),
         )
     for run in runs:
         _wait_advance(fleet, run)

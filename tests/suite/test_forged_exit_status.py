@@ -136,7 +136,8 @@ ATTACKS: dict[str, dict[str, str]] = {
         "conftest.py": (
             "import json, os\n\n\n"
             "def pytest_sessionfinish(session, exitstatus):\n"
-            "    path = os.environ.get('GATE_SESSION_FILE')\n"
+            "    here = os.path.dirname(os.environ['GATE_PROGRESS_FILE'])\n"
+            "    path = os.path.join(here, 'session.jsonl')\n"
             "    record = {'nonce': os.environ.get('GATE_NONCE', 'guess'), 'finished': True,\n"
             "              'exitstatus': 0, 'collected': 1, 'counts': {'passed': 1}}\n"
             "    if path:\n"

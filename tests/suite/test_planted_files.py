@@ -24,7 +24,10 @@ from worker.verdict import from_exit_code, with_evidence
 PLANT = (
     "import os\n\n\n"
     "def plant(var, how):\n"
-    "    path = os.environ[var]\n"
+    "    # The records' names are not in the environment; their directory is.\n"
+    "    names = {'GATE_SESSION_FILE': 'session.jsonl', 'GATE_OUTCOMES_FILE': 'outcomes.jsonl'}\n"
+    "    here = os.path.dirname(os.environ['GATE_PROGRESS_FILE'])\n"
+    "    path = os.environ.get(var) or os.path.join(here, names[var])\n"
     "    if os.path.lexists(path):\n"
     "        os.unlink(path)\n"
     "    if how == 'fifo':\n"

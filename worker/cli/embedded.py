@@ -7,7 +7,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from worker import names
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure
 from worker.celery_adapter.tasks import run_test_gate
-from worker.contracts import Contracts, load_contracts
+from worker.contracts import Contracts, HiddenTests, load_contracts
 from worker.git.command import read_at_ref
 from worker.notify.alerts import send_alert
 from worker.notify.events import CelerySender
@@ -50,15 +50,63 @@ def run_embedded(
     contracts_file: Path | None = None,
     repo: str | None = None,
     say: Callable[[str], None] = print,
+    required_tests: list[str] | None = None,
+    trusted_tests: bool = False,
+    hidden_tests: Path | None = None,
 ) -> EmbeddedRun:
     """Run one tester job against `repo_path` (a git repository, bare or not).
 
     The repository is named `repo` (default: from its path); a contracts file (the
     argument, else TESTGATE_CONTRACTS_FILE) gives it a contract as it would a worker's.
+    `trusted_tests` judges it by its main's tests; `hidden_tests` also by the tests
+    under `tests/` of that repository's main (both on top of the file's contract).
     Raises ContractsFileError for a file that a worker would refuse to start with.
     """
     repo_path = repo_path.resolve()
     repo = repo or _repo_name(repo_path)
+    flags: dict[str, Any] = {"trusted_tests": True} if trusted_tests else {}
+    links = {repo: repo_path}
+    if hidden_tests is not None:
+        links[f"{repo}-hidden"] = hidden_tests.resolve()
+        flags["hidden_tests"] = HiddenTests(repo=f"{repo}-hidden")
+    return _run_embedded(
+        repo_path,
+        repo,
+        links if flags else {},
+        flags,
+        _EmbeddedJob(branch, work_item_id, commit, task_id, required_tests),
+        target=target,
+        timeout_s=timeout_s,
+        smoke_url=smoke_url,
+        workdir=workdir,
+        contracts_file=contracts_file,
+        say=say,
+    )
+
+
+@dataclass(frozen=True)
+class _EmbeddedJob:
+    branch: str
+    work_item_id: str
+    commit: str | None
+    task_id: int
+    required_tests: list[str] | None
+
+
+def _run_embedded(
+    repo_path: Path,
+    repo: str,
+    links: dict[str, Path],
+    flags: dict[str, Any],
+    asked: _EmbeddedJob,
+    *,
+    target: str,
+    timeout_s: int,
+    smoke_url: str,
+    workdir: Path | None,
+    contracts_file: Path | None,
+    say: Callable[[str], None],
+) -> EmbeddedRun:
     file_overrides = {"contracts_file": str(contracts_file)} if contracts_file else {}
     settings = load_settings(
         broker_url="memory://localhost/",
@@ -75,17 +123,23 @@ def run_embedded(
         **({"workdir": str(workdir)} if workdir else {}),
         **file_overrides,
     )
-    state = _install_in_process(settings, load_contracts(settings), eager=True)
+    if links:
+        settings = settings.model_copy(update={"git_url_template": _by_name(settings, links)})
+    state = _install_in_process(
+        settings, _with_flags(load_contracts(settings), repo, flags), eager=True
+    )
     job: dict[str, Any] = {
-        "task_id": task_id,
+        "task_id": asked.task_id,
         "repo": repo,
-        "work_item_id": work_item_id,
-        "branch": branch,
+        "work_item_id": asked.work_item_id,
+        "branch": asked.branch,
         "agent": "tester",
         "stage": "testing",
     }
-    if commit:
-        job["commit"] = commit
+    if asked.commit:
+        job["commit"] = asked.commit
+    if asked.required_tests is not None:
+        job["required_tests"] = asked.required_tests
     say(f"job: {job}")
     say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
     if settings.contracts_file:
@@ -116,6 +170,15 @@ def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryS
             yield state
     finally:
         configure(None)
+
+
+def _with_flags(contracts: Contracts, repo: str, flags: dict[str, Any]) -> Contracts:
+    """The repo's contract (the file's, else the built-in one) with the command line's
+    trusted and hidden tests on top."""
+    found = contracts.for_repo(repo)
+    if not flags or found is None:
+        return contracts
+    return Contracts(by_repo={**contracts.by_repo, repo.lower(): replace(found, **flags)})
 
 
 def _install_in_process(settings: Settings, contracts: Contracts, *, eager: bool) -> MemoryState:
@@ -156,6 +219,18 @@ def _drain(queue_name: str) -> list[tuple[str, dict[str, Any]]]:
             _args, kwargs, _embed = message.decode()
             events.append((str(message.headers.get("task")), dict(kwargs)))
             message.ack()
+
+
+def _by_name(settings: Settings, links: dict[str, Path]) -> str:
+    """A URL template for several local repositories: a directory of the workdir where
+    each is a link by its name (kept, as a mirror's origin is its first URL)."""
+    origins = settings.workdir_path / "embedded-origins"
+    origins.mkdir(parents=True, exist_ok=True)
+    for name, target in links.items():
+        link = origins / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    return f"{origins}/{{repo}}"
 
 
 def _repo_name(path: Path) -> str:

@@ -52,6 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--repo", help="the repo's name in the contracts file (default: the path's name)"
     )
+    run.add_argument(
+        "--required-test",
+        action="append",
+        dest="required_tests",
+        metavar="ID",
+        help="a pytest node id that must pass (repeatable)",
+    )
+    run.add_argument(
+        "--trusted-tests",
+        action="store_true",
+        help="judge with main's tests, conftests and pytest configuration (by merge base)",
+    )
+    run.add_argument(
+        "--hidden-tests",
+        type=Path,
+        metavar="REPO",
+        help="also run the tests under tests/ of this git repository's main",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=_cmd_run)
 
@@ -154,6 +172,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             workdir=args.workdir,
             contracts_file=args.contracts,
             repo=args.repo,
+            required_tests=args.required_tests,
+            trusted_tests=args.trusted_tests,
+            hidden_tests=args.hidden_tests,
         )
     except ContractsFileError as exc:
         print(f"testgate: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 
 from worker.errors import CheckoutError
+from worker.evidence import listed_failing_objection, required_objection
 from worker.git.checkout import Checkout
 from worker.masking import configured_secrets, mask
 from worker.metrics import observe_suite_duration
@@ -16,10 +17,14 @@ from worker.notify.alerts import infra_exhausted_text
 from worker.pipeline.announce import announce_verdict
 from worker.pipeline.audit import NO_AUDIT, Audit
 from worker.pipeline.context import GateResult
+from worker.pipeline.hidden import HiddenRun
 from worker.pipeline.job_run import JobRun
+from worker.pipeline.trusted import TrustedRun
 from worker.pipeline.workspace import open_checkout
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
+from worker.review.trusted_files import framework_objection, hidden_objection
+from worker.review.trusted_verdict import trusted_objections
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.suite.probe import Hang
 from worker.suite.run import SuiteRun
@@ -43,16 +48,23 @@ def code_outcome(
     ran_first: tuple[str, ...] = (),
     audit: Audit = NO_AUDIT,
     shards_objection: str | None = None,
+    trusted: TrustedRun | None = None,
+    hidden: HiddenRun | None = None,
 ) -> GateResult:
     """Level 1 of docs/contract.md §7: the suite ran, so its exit code decides (AND the smoke).
-    `suite` may be the merge of a sharded run, whose batches' records may object too."""
+    `suite` may be the merge of a sharded run, whose batches' records may object too.
+    Under trusted tests the trusted run decides, and the branch's own can only object."""
     contract, state = run.contract, run.ctx.state
+    deciding = trusted.deciding if trusted else suite
     suite_verdict = with_guard(
         with_evidence(
-            from_exit_code(suite.exit_code), shards_objection or suite.evidence_objection()
+            from_exit_code(deciding.exit_code), shards_objection or deciding.evidence_objection()
         ),
         audit.objection,
     )
+    passed = suite_verdict.result == "PASS"
+    for objection in deciding_objections(run, deciding, passed, trusted, hidden):
+        suite_verdict = with_guard(suite_verdict, objection)
     if suite_verdict.result == "FAIL":
         smoke = skipped("the suite did not pass")
     elif not contract.smoke_enabled:
@@ -64,13 +76,17 @@ def code_outcome(
     verdict = with_smoke(suite_verdict, smoke)
     observe_suite_duration(state, suite.duration_s)
     state.bump("pass" if verdict.result == "PASS" else "fail")
-    facts = _facts(run, verdict, co.commit, smoke, suite.exit_code)
+    facts = _facts(run, verdict, co.commit, smoke, deciding.exit_code)
+    if trusted is not None:
+        base = trusted.base
+        command = f"{facts.command}, with the tests of {contract.trusted_ref} at {base.sha[:12]}"
+        facts = replace(facts, command=command)
     facts = replace(
         facts,
         duration_s=suite.duration_s,
-        tests_total=suite.tally.tests,
-        failing_tests=suite.tally.failing,
-        output_tail=suite.output_tail,
+        tests_total=deciding.tally.tests,
+        failing_tests=tuple(dict.fromkeys((*deciding.tally.failing, *suite.tally.failing))),
+        output_tail=deciding.output_tail,
         limit_notes=suite.limit_notes,
         ran_first=ran_first,
     )
@@ -79,6 +95,38 @@ def code_outcome(
     _log_verdict(run, verdict, suite.exit_code, smoke)
     with run.phases.phase("announce"):
         return announce_verdict(run.job, run.ctx, facts, published, run.answer)
+
+
+def deciding_objections(
+    run: JobRun,
+    deciding: SuiteRun,
+    passed: bool,
+    trusted: TrustedRun | None,
+    hidden: HiddenRun | None,
+) -> list[str]:
+    """What else a PASS needs of the run that decides: no failing test among its
+    outcome lines, the required tests passed and, under trusted tests, no skip from
+    outside the trusted files and a passing own run of the branch's."""
+    found = [listed_failing_objection(deciding.tally.failing) if passed else None]
+    if run.job.required_tests is not None:
+        seen = {o.test_id: o.outcome for o in deciding.outcomes}
+        found.append(required_objection(run.job.required_tests, seen))
+    if trusted is not None:
+        found += trusted_objections(deciding, trusted.own, str(trusted.root), trusted.base.texts)
+    if hidden is not None:
+        found.append(_hidden_objection(hidden, run.contract.hidden_report))
+    return [f for f in found if f is not None]
+
+
+def _hidden_objection(hidden: HiddenRun, report: str) -> str | None:
+    suite = hidden.suite
+    verdict = with_evidence(from_exit_code(suite.exit_code), suite.evidence_objection())
+    problem = verdict.reason if verdict.result == "FAIL" else None
+    if problem is None and len(suite.session) == 1:
+        problem = framework_objection(suite.session[0].framework, str(hidden.root), hidden.texts)
+    return hidden_objection(
+        suite.outcomes, problem, str(hidden.root), hidden.texts, prefix=hidden.prefix, report=report
+    )
 
 
 def tool_error(

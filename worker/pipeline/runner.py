@@ -115,10 +115,25 @@ def _in_checkout(run: JobRun, body: Callable[[Checkout], GateResult] | None) -> 
                 deal = ran
             elif not ran.suite.ran:
                 return tool_error(run, why_not_run(run, ran.suite), co, hang=ran.suite.hang)
+            elif ran.trusted is not None and not ran.trusted.deciding.ran:
+                deciding = ran.trusted.deciding
+                why = f"the trusted tests {why_not_run(run, deciding)}"
+                return tool_error(run, why, co, hang=deciding.hang)
+            elif ran.hidden is not None and not ran.hidden.suite.ran:
+                # Not where it hung: that would show a hidden test's name and code.
+                return tool_error(run, f"the hidden tests {why_not_run(run, ran.hidden.suite)}", co)
             else:
                 _record_durations(run, ran)
                 _record_failing(run, ran.suite)
-                return code_outcome(run, co, ran.suite, ran_first=ran.ran_first, audit=ran.audit)
+                return code_outcome(
+                    run,
+                    co,
+                    ran.suite,
+                    ran_first=ran.ran_first,
+                    audit=ran.audit,
+                    trusted=ran.trusted,
+                    hidden=ran.hidden,
+                )
     except CheckoutError as exc:
         logger.error(
             "checkout failed for task %s (%s@%s): %s", job.task_id, job.repo, job.branch, exc

@@ -54,6 +54,7 @@ class TestOutcome:
     outcome: str
     message: str = ""  # the first failure's message (assertion or exception line)
     seconds: float = 0.0  # setup + call + teardown
+    origin: str = ""  # a skip's or xfail's: the file that raised it, or "mark"
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ def read_outcomes(files: ProbeFiles) -> tuple[TestOutcome, ...]:
                     str(data["outcome"]),
                     str(data["message"]),
                     float(data.get("seconds", 0.0)),
+                    str(data.get("origin", "")),
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError):

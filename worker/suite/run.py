@@ -73,7 +73,9 @@ class SuiteRun:
         return self.session[0].count("passed") if len(self.session) == 1 else 0
 
 
-def suite_command(python: str, targets: Sequence[str], maxfail: int = 0) -> tuple[str, ...]:
+def suite_command(
+    python: str, targets: Sequence[str], maxfail: int = 0, options: Sequence[str] = ()
+) -> tuple[str, ...]:
     """The suite's argv: pytest with the gate's probe and nothing else of the gate's.
     The probe arms the hang watchdog itself, once, a few seconds before the hard kill
     (pytest's own faulthandler_timeout re-arms it around every test, a cost on suites
@@ -91,6 +93,7 @@ def suite_command(python: str, targets: Sequence[str], maxfail: int = 0) -> tupl
         "-p",
         PROBE_MODULE,
         *stop,
+        *options,
     )
 
 
@@ -106,10 +109,12 @@ def run_suite(
     select: Collection[str] | None = None,
     first: Sequence[str] = (),
     maxfail: int = 0,
+    options: Sequence[str] = (),
 ) -> SuiteRun:
     """Run the suite in `worktree` inside `sandbox`; never raises. With `select`, only
     those test ids of `target` run (a shard); `first` run before the others;
-    `maxfail` > 0 stops the run after that many failing tests."""
+    `maxfail` > 0 stops the run after that many failing tests; `options` are more of
+    pytest's (the trusted configuration's)."""
     with ProbeFiles(sandbox.out_dir, "run") as probe:
         return _run_probed(
             worktree,
@@ -121,7 +126,7 @@ def run_suite(
             tail_bytes,
             progress,
             select,
-            _Order(tuple(first), maxfail),
+            _Order(tuple(first), maxfail, tuple(options)),
         )
 
 
@@ -129,6 +134,7 @@ def run_suite(
 class _Order:
     first: tuple[str, ...] = ()
     maxfail: int = 0
+    options: tuple[str, ...] = ()
 
 
 def _run_probed(
@@ -154,7 +160,7 @@ def _run_probed(
             lambda: probe.reader.read_text(PROGRESS, MAX_PROGRESS_BYTES), progress
         )
     witness = StartWitness()
-    command = suite_command(python, [target], order.maxfail)
+    command = suite_command(python, [target], order.maxfail, order.options)
     dump_at = time.time() + timeout_s - hang_dump_margin_s(timeout_s)
     progressing = replace(
         sandbox, extra_env={**sandbox.extra_env, PROGRESS_FILE_VAR: str(probe.path(PROGRESS))}

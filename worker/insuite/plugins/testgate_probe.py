@@ -39,6 +39,7 @@ _COLLECTED: str | None = None
 _SELECT: str | None = None
 _FIRST: str | None = None
 _SESSION: str | None = None
+_OUTCOMES: str | None = None
 _PROGRESS: str | None = None
 _DUMP_AT = 0.0
 _NONCE = ""
@@ -46,6 +47,9 @@ _NONCE_BYTES = 128
 _files: dict[str, IO[str]] = {}
 _phases: dict[str, tuple[str, str]] = {}
 _seconds: dict[str, float] = {}  # setup + call + teardown, per test
+_origins: dict[str, str] = {}  # where a test's skip or xfail was raised
+_marked: set[str] = set()  # tests collected with a skip, skipif or xfail mark
+_collect_skips: list[list[str]] = []  # [collector, where its skip was raised]
 _counts: dict[str, int] = {}  # final outcome -> tests
 _collected: list[int | None] = [None]
 _current_fd = [-1]
@@ -83,11 +87,15 @@ def load_environment() -> None:
     fork once it has the job's environment: never after code of the suite ran, so no
     conftest can take the nonce first."""
     global _CURRENT, _COLLECTED, _SELECT, _FIRST, _SESSION, _PROGRESS, _DUMP_AT, _NONCE  # noqa: PLW0603
+    global _OUTCOMES  # noqa: PLW0603
     _CURRENT = _env("GATE_CURRENT_TEST_FILE")
     _COLLECTED = _env("GATE_COLLECTED_FILE")
     _SELECT = _env("GATE_SELECT_FILE")
     _FIRST = _env("GATE_FIRST_FILE")
-    _SESSION = _env("GATE_SESSION_FILE")
+    # The records the verdict reads: taken out of the environment, so no name in it
+    # points the suite at them (an xdist worker, which inherits it, writes neither).
+    _SESSION = os.environ.pop("GATE_SESSION_FILE", None) or _SESSION
+    _OUTCOMES = os.environ.pop("GATE_OUTCOMES_FILE", None) or _OUTCOMES
     _PROGRESS = _env("GATE_PROGRESS_FILE")
     _DUMP_AT = float(_env("GATE_DUMP_AT") or 0)
     _NONCE = _take_nonce()
@@ -96,8 +104,8 @@ def load_environment() -> None:
 load_environment()
 
 
-def _open(name: str, var: str) -> None:
-    path = _env(var)
+def _open(name: str, var: str = "", path: str | None = None) -> None:
+    path = path or _env(var)
     if path and name not in _files:
         # Appending: with pytest-xdist several processes write the same file. A file
         # that cannot be opened is missing information, never a changed outcome.
@@ -141,7 +149,7 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     _open("stacks", "GATE_STACKS_FILE")
     if not _is_xdist_worker(config):  # a worker's reports reach the controller's hooks too
-        _open("outcomes", "GATE_OUTCOMES_FILE")
+        _open("outcomes", path=_OUTCOMES)
     else:
         _records[0] = False
     if _CURRENT and _current_fd[0] < 0:
@@ -221,6 +229,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _collected[0] = len(session.items)
+    _marked.update(
+        item.nodeid
+        for item in session.items
+        if any(item.get_closest_marker(name) for name in ("skip", "skipif", "xfail"))
+    )
     if _COLLECTED:
         _replace(_COLLECTED, json.dumps([item.nodeid for item in session.items]))
     _write_progress()
@@ -249,6 +262,8 @@ def _write_session_record(session: pytest.Session) -> None:
         "exitstatus": int(session.exitstatus),
         "collected": _collected[0],
         "counts": dict(_counts),
+        "framework": _framework_changes(session.config),
+        "collect_skips": _collect_skips[:_MAX_CHANGES],
     }
     try:
         with open(str(_SESSION), "a") as out:
@@ -261,6 +276,46 @@ def _message(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr or "")
     return text[:1000]
+
+
+def _skip_origin(nodeid: str, excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
+    """Where a skip or xfail came from: the innermost frame outside pytest, pluggy and
+    unittest of the skip or xfail exception (a file); "mark" when only the framework
+    raised it, or an xfail mark turned a failure into one, and the test had that mark
+    when collection ended; else "a mark added while it ran"."""
+    import unittest
+
+    import _pytest
+    import pluggy
+
+    raised = (pytest.skip.Exception, pytest.xfail.Exception, unittest.SkipTest)
+    if excinfo is not None and excinfo.errisinstance(raised):
+        framework = tuple(
+            os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pytest, pluggy, unittest)
+        )
+        for entry in reversed(excinfo.traceback):
+            path = str(entry.path)
+            if not path.startswith(framework):
+                return path
+    return "mark" if nodeid in _marked else "a mark added while it ran"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    excinfo = call.excinfo  # as raised: pytest's unittest support replaces a SkipTest
+    report = yield
+    if report.outcome == "skipped":
+        _origins.setdefault(item.nodeid, _skip_origin(item.nodeid, excinfo))
+    return report
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module skipped as a whole never has its tests collected: where from, too.
+    if report.skipped:
+        where = report.longrepr[0] if isinstance(report.longrepr, tuple) else ""
+        _collect_skips.append([report.nodeid, str(where)])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -284,6 +339,9 @@ def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str])
     _counts[outcome] = _counts.get(outcome, 0) + 1
     seconds = round(_seconds.pop(nodeid, 0.0), 4)
     record = {"id": nodeid, "outcome": outcome, "message": message, "seconds": seconds}
+    origin = _origins.pop(nodeid, "")
+    if outcome in ("skipped", "xfailed") and origin:
+        record["origin"] = origin
     _pending.append(json.dumps(record))
     if time.monotonic() - _flushed[0] >= _FLUSH_EVERY_S:
         _flush_outcomes()
@@ -313,3 +371,77 @@ def _flush_outcomes() -> None:
     except (OSError, ValueError):
         pass  # informational: the counts are the evidence
     _pending.clear()
+
+
+# The framework check: pytest's reporting path as it was when this module was imported
+# (before any code of the suite ran), compared at the session's end.
+def _reporting_path() -> dict[str, object]:
+    from _pytest import reports, runner, skipping, terminal
+
+    report_cls = reports.TestReport
+    return {
+        "_pytest.runner.call_and_report": runner.call_and_report,
+        "_pytest.runner.runtestprotocol": runner.runtestprotocol,
+        "_pytest.runner.call_runtest_hook": getattr(runner, "call_runtest_hook", None),
+        "_pytest.runner.pytest_runtest_makereport": runner.pytest_runtest_makereport,
+        "_pytest.runner.CallInfo.from_call": runner.CallInfo.__dict__.get("from_call"),
+        "TestReport.from_item_and_call": report_cls.__dict__.get("from_item_and_call"),
+        "TestReport.__init__": report_cls.__dict__.get("__init__"),
+        "BaseReport.passed": reports.BaseReport.__dict__.get("passed"),
+        "BaseReport.failed": reports.BaseReport.__dict__.get("failed"),
+        "BaseReport.skipped": reports.BaseReport.__dict__.get("skipped"),
+        "_pytest.skipping.pytest_runtest_makereport": skipping.pytest_runtest_makereport,
+        "_pytest.skipping.evaluate_xfail_marks": skipping.evaluate_xfail_marks,
+        "TerminalReporter.pytest_runtest_logreport": (
+            terminal.TerminalReporter.pytest_runtest_logreport
+        ),
+        "TerminalReporter.build_summary_stats_line": getattr(
+            terminal.TerminalReporter, "build_summary_stats_line", None
+        ),
+        "pytest.TestReport": pytest.TestReport,
+    }
+
+
+_INSTALLED = _reporting_path()
+_REPORTING_HOOKS = (
+    "pytest_runtest_protocol",
+    "pytest_runtest_makereport",
+    "pytest_runtest_logreport",
+    "pytest_report_teststatus",
+    "pytest_runtestloop",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+    "pytest_collection_modifyitems",
+    "pytest_deselected",
+)
+_MAX_CHANGES = 50
+
+
+def _where(obj: object) -> str:
+    code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+    if code is not None:
+        return str(code.co_filename)
+    return str(getattr(obj, "__module__", None) or type(obj).__module__)
+
+
+def _framework_changes(config: pytest.Config) -> list[list[str]]:
+    """[what, where it comes from] for each replaced piece of the reporting path and
+    each reporting hook implemented outside pytest, pluggy and this module; the worker
+    decides which of those places the trusted setup installed."""
+    import _pytest
+    import pluggy
+
+    framework = tuple(os.path.dirname(m.__file__ or "") + os.sep for m in (_pytest, pytest, pluggy))
+    changes = [
+        [name, _where(now)]
+        for name, now in _reporting_path().items()
+        if now is not _INSTALLED.get(name)
+    ]
+    own = os.path.abspath(__file__)
+    for hook in _REPORTING_HOOKS:
+        caller = getattr(config.pluginmanager.hook, hook, None)
+        for impl in caller.get_hookimpls() if caller is not None else ():
+            where = _where(impl.function)
+            if not where.startswith(framework) and os.path.abspath(where) != own:
+                changes.append([hook, where])
+    return [list(c) for c in dict.fromkeys(tuple(c) for c in changes)][:_MAX_CHANGES]
