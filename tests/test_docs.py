@@ -35,7 +35,9 @@ def _missing(files: list[Path], pattern: re.Pattern[str]) -> list[str]:
 
 
 def test_every_path_the_docs_name_exists() -> None:
-    assert _missing(_tracked(".md"), PROSE_PATH) == []
+    # The archive is a dated record: it names what stood then.
+    current = [f for f in _tracked(".md") if f.name != "benchmarks-archive.md"]
+    assert _missing(current, PROSE_PATH) == []
 
 
 def test_every_worker_path_a_source_file_names_exists() -> None:
