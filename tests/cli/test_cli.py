@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -28,19 +29,25 @@ NO_REDIS = {
 
 
 def run_gate(
-    sample: Path, branch: str, work_item: str, tmp_path: Path
+    origin: Path,
+    branch: str,
+    work_item: str,
+    tmp_path: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`testgate run` on the sample repo, with no Redis reachable."""
+    """`testgate run` on `origin` with `extra` options, with no Redis reachable."""
     return run_cli(
         "run",
-        str(sample),
+        str(origin),
         "--branch",
         branch,
         "--work-item",
         work_item,
         "--workdir",
         str(tmp_path / "work"),
-        env=NO_REDIS,
+        *extra,
+        env={**NO_REDIS, **(env or {})},
         cwd=tmp_path,
     )
 
@@ -85,21 +92,11 @@ def test_run_kills_what_the_suite_daemonised(tmp_path: Path) -> None:
     project, pid_file = escaping_daemon_project(tmp_path)
     files = {str(p.relative_to(project)): p.read_text() for p in project.rglob("*.py")}
     origin = make_origin(tmp_path / "origins", "escape", files)
-    done = run_cli(
-        "run",
-        str(origin),
-        "--branch",
-        "feature/x",
-        "--work-item",
-        "WI-9",
-        "--workdir",
-        str(tmp_path / "work"),
-        # No pids cgroup (as for a non-root user): only the subreaper can catch it. And no
-        # containment: under bubblewrap the daemon dies with the suite's PID namespace,
-        # and could not tell its pid to the test.
-        env={**NO_REDIS, "TESTGATE_SUITE_MAX_PIDS": "0", "TESTGATE_CONTAINMENT": "off"},
-        cwd=tmp_path,
-    )
+    # No pids cgroup (as for a non-root user): only the subreaper can catch it. And no
+    # containment: under bubblewrap the daemon dies with the suite's PID namespace, and
+    # could not tell its pid to the test.
+    uncaught = {"TESTGATE_SUITE_MAX_PIDS": "0", "TESTGATE_CONTAINMENT": "off"}
+    done = run_gate(origin, "feature/x", "WI-9", tmp_path, env=uncaught)
     daemon = int(pid_file.read_text())
     alive = pid_alive(daemon)
     if alive:
@@ -121,19 +118,7 @@ FLAVOUR_CONTRACT = '[repos.calc]\ntarget = "tests/"\nenv = {FLAVOUR = "contracte
 
 
 def run_flavoured(origin: Path, tmp_path: Path, *extra: str, env: dict[str, str]) -> str:
-    done = run_cli(
-        "run",
-        str(origin),
-        "--branch",
-        "feature/x",
-        "--work-item",
-        "WI-3",
-        "--workdir",
-        str(tmp_path / "work"),
-        *extra,
-        env={**NO_REDIS, **env},
-        cwd=tmp_path,
-    )
+    done = run_gate(origin, "feature/x", "WI-3", tmp_path, *extra, env=env)
     return f"rc={done.returncode}\n{done.stdout}\n{done.stderr}"
 
 
@@ -176,18 +161,7 @@ def test_run_refuses_a_broken_contracts_file_with_its_fault(tmp_path: Path) -> N
 
 
 def test_run_is_traced_by_the_otel_variables(sample: Path, tmp_path: Path) -> None:
-    done = run_cli(
-        "run",
-        str(sample),
-        "--branch",
-        GREEN_BRANCH,
-        "--work-item",
-        "WI-4",
-        "--workdir",
-        str(tmp_path / "work"),
-        env={**NO_REDIS, "OTEL_TRACES_EXPORTER": "console"},
-        cwd=tmp_path,
-    )
+    done = run_gate(sample, GREEN_BRANCH, "WI-4", tmp_path, env={"OTEL_TRACES_EXPORTER": "console"})
     assert done.returncode == 0, done.stdout + done.stderr
     for span in ("testgate.job", "testgate.checkout", "testgate.suite", "testgate.push"):
         assert f'"name": "{span}"' in done.stdout, span
@@ -199,20 +173,7 @@ def test_run_on_a_sha256_repository_tests_its_64_hex_commit_and_pushes_the_repor
     files = {"calc.py": "def add(a, b):\n    return a + b\n", "tests/test_add.py": PASSING}
     origin = make_origin(tmp_path / "origins", "calc256", files, object_format="sha256")
     tested = git(origin, "rev-parse", "feature/x")
-    done = run_cli(
-        "run",
-        str(origin),
-        "--branch",
-        "feature/x",
-        "--work-item",
-        "WI-256",
-        "--commit",
-        tested,
-        "--workdir",
-        str(tmp_path / "work"),
-        env=NO_REDIS,
-        cwd=tmp_path,
-    )
+    done = run_gate(origin, "feature/x", "WI-256", tmp_path, "--commit", tested)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verdict: PASS" in done.stdout
     assert f'"commit": "{tested}"' in done.stdout
@@ -228,18 +189,8 @@ def test_a_configured_secret_the_suite_prints_is_masked_in_the_report_and_the_ev
     token, hook = "tg-token-5d1e8b7c", "hook-secret-0a9f"
     leak = f"def test_leak():\n    print('found {token} and {hook}')\n    assert '{hook}' == 'no'\n"
     origin = make_origin(tmp_path / "origins", "leaky", {"tests/test_leak.py": leak})
-    done = run_cli(
-        "run",
-        str(origin),
-        "--branch",
-        "feature/x",
-        "--work-item",
-        "WI-7",
-        "--workdir",
-        str(tmp_path / "work"),
-        env={**NO_REDIS, "TESTGATE_TELEGRAM_BOT_TOKEN": token, "TESTGATE_WEBHOOK_SECRET": hook},
-        cwd=tmp_path,
-    )
+    secrets = {"TESTGATE_TELEGRAM_BOT_TOKEN": token, "TESTGATE_WEBHOOK_SECRET": hook}
+    done = run_gate(origin, "feature/x", "WI-7", tmp_path, env=secrets)
     assert done.returncode == 1, done.stdout + done.stderr
     report = git(origin, "show", "feature/x:docs/work-items/WI-7/13-test-report.md")
     assert "found *** and ***" in report
@@ -254,19 +205,7 @@ def test_run_honours_required_tests_each_named_by_its_fate(sample: Path, tmp_pat
 
     def run_requiring(*ids: str, work_item: str) -> subprocess.CompletedProcess[str]:
         options = [arg for node in ids for arg in ("--required-test", node)]
-        return run_cli(
-            "run",
-            str(sample),
-            "--branch",
-            GREEN_BRANCH,
-            "--work-item",
-            work_item,
-            "--workdir",
-            str(tmp_path / "work"),
-            *options,
-            env=NO_REDIS,
-            cwd=tmp_path,
-        )
+        return run_gate(sample, GREEN_BRANCH, work_item, tmp_path, *options)
 
     green = run_requiring(passing, work_item="WI-3")
     assert green.returncode == 0, green.stdout + green.stderr
@@ -292,20 +231,8 @@ def test_run_with_trusted_and_hidden_tests(sample: Path, tmp_path: Path) -> None
             )
         },
     )
-    done = run_cli(
-        "run",
-        str(sample),
-        "--branch",
-        GREEN_BRANCH,
-        "--work-item",
-        "WI-6",
-        "--workdir",
-        str(tmp_path / "work"),
-        "--trusted-tests",
-        "--hidden-tests",
-        str(hidden),
-        env=NO_REDIS,
-        cwd=tmp_path,
+    done = run_gate(
+        sample, GREEN_BRANCH, "WI-6", tmp_path, "--trusted-tests", "--hidden-tests", str(hidden)
     )
     assert done.returncode == 1, done.stdout + done.stderr
     report = git(sample, "show", f"{GREEN_BRANCH}:docs/work-items/WI-6/13-test-report.md")
