@@ -25,7 +25,6 @@ from bench.procstat import (
     read_proc_cpu,
     read_worker_cpu,
 )
-from bench.rounds import TASK_SPAN, per_job_ms, phase_rows, slot_time_outside_tasks_s
 from bench.scaling import (
     BareParallel,
     ScalingResult,
@@ -37,7 +36,6 @@ from bench.scaling import (
 )
 from bench.summary import BEGIN, END, Machine, Results, SuiteVariant, render, replace_block
 from bench.xdist import XdistResult
-from tests.otlp import ReceivedSpan
 from worker.contracts import load_contracts
 from worker.settings import Settings
 
@@ -87,43 +85,6 @@ def test_io_bound_suite_has_one_sleeping_test_per_file() -> None:
     assert sorted(suite) == [f"tests/test_wait_{i}.py" for i in range(3)]
     compile(suite["tests/test_wait_1.py"], "test_wait_1.py", "exec")
     assert "def test_waits_1():\n    time.sleep(0.25)" in suite["tests/test_wait_1.py"]
-
-
-def _span(name: str, trace: str, start_ms: int, end_ms: int) -> ReceivedSpan:
-    ms = 1_000_000
-    return ReceivedSpan(trace, "s", "", name, "w", {}, start_ms * ms, end_ms * ms)
-
-
-def test_span_time_is_summed_within_a_job_and_listed_per_job() -> None:
-    spans = [
-        _span("testgate.announce", "t1", 0, 2),
-        _span("testgate.announce", "t1", 10, 13),  # a second announce of the same job
-        _span("testgate.announce", "t2", 0, 4),
-        _span("testgate.push", "t2", 5, 30),
-    ]
-    found = per_job_ms(spans)
-    assert sorted(found["testgate.announce"]) == pytest.approx([4.0, 5.0])
-    assert found["testgate.push"] == pytest.approx([25.0])
-
-
-def test_phase_rows_compare_medians_of_spans_seen_in_both_longest_first() -> None:
-    alone = [_span("testgate.push", f"a{i}", 0, ms) for i, ms in enumerate((30, 32, 90))]
-    alone += [_span("testgate.checkout", "a0", 0, 20), _span("testgate.only_alone", "a0", 0, 5)]
-    at_once = [_span("testgate.push", f"b{i}", 0, ms) for i, ms in enumerate((50, 56, 60))]
-    at_once.append(_span("testgate.checkout", "b0", 0, 100))
-    rows = phase_rows(alone, at_once)
-    assert [row.name for row in rows] == ["testgate.checkout", "testgate.push"]
-    push = rows[1]
-    assert (push.alone_ms, push.at_once_ms) == pytest.approx((32.0, 56.0))
-    assert push.added_ms == pytest.approx(24.0)
-
-
-def test_slot_time_outside_tasks_is_the_pool_window_no_task_covered() -> None:
-    # Two slots over 0-1000 ms; the tasks cover 900 + 800 ms of the 2000.
-    tasks = [_span(TASK_SPAN, "t1", 0, 900), _span(TASK_SPAN, "t2", 200, 1000)]
-    phases = [_span("testgate.job", "t1", 0, 900)]  # not a task span: not counted
-    assert slot_time_outside_tasks_s(tasks + phases, 2) == pytest.approx(0.3)
-    assert slot_time_outside_tasks_s(phases, 2) == 0.0
 
 
 def test_parse_stat_reads_this_process() -> None:
