@@ -3,6 +3,7 @@ worktree, or a cached venv built by them; then the job's own steps (`job_setup`)
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def prepare_suite(
             return venv
         # The venv's build ran `setup`; what is left is the job's own.
         sandbox, python, steps = (
-            with_job_layer(in_venv(sandbox, venv)),
+            with_job_layer(in_venv(sandbox, venv), worktree),
             str(venv / "bin/python"),
             (),
         )
@@ -54,10 +55,12 @@ def prepare_suite(
     return failure if failure is not None else (sandbox, python)
 
 
-def with_job_layer(sandbox: Sandbox) -> Sandbox:
+def with_job_layer(sandbox: Sandbox, worktree: Path) -> Sandbox:
     """The sandbox with pip installing into a prefix in the job's HOME (the cached venv
     is read-only to every job, and HOME goes with the job), which the gate's start-up
     of the suite adds as a site dir (worker/insuite/boot.py, zygote.py): an editable
-    install's `.pth` works there, as it would in the venv."""
-    layer = str(sandbox.home_dir / ".job-layer")
+    install's `.pth` works there, as it would in the venv. One per worktree: the
+    integrity guard's and classification's checkouts of a job install their own."""
+    name = hashlib.sha256(str(worktree).encode()).hexdigest()[:16]
+    layer = str(sandbox.home_dir / ".job-layers" / name)
     return replace(sandbox, extra_env={**sandbox.extra_env, "PIP_PREFIX": layer, LAYER_VAR: layer})
