@@ -17,6 +17,7 @@ import redis
 
 from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues, worker_command
 from tests.hostile.harness import (
+    LAYER_REPO,
     OTHER_REPO,
     REPO,
     SLOW_REPO,
@@ -128,7 +129,7 @@ def fleet(
     marks = tmp / "marks"  # where a filter or hook that ran outside the sandbox writes
     marks.mkdir()
     bare = make_origin(origins, REPO, {"seed.txt": "seed\n"}, branch="seed")
-    for name in (SLOW_REPO, OTHER_REPO, VENV_REPO):
+    for name in (SLOW_REPO, OTHER_REPO, VENV_REPO, LAYER_REPO):
         make_origin(origins, name, {"seed.txt": "seed\n"}, branch="seed")
     contracts = tmp / "contracts.toml"
     contracts.write_text(contracts_toml())
@@ -144,7 +145,7 @@ def fleet(
                 workdir=workdir,
                 origins=origins,
                 contracts=contracts,
-                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO],
+                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO, LAYER_REPO],
                 alert_url=f"{alert_base}/alert",
             ),
             "HOME": str(home),
@@ -169,7 +170,8 @@ def fleet(
                 origin=Origin(bare, git(bare, "rev-parse", "refs/heads/main")),
                 slow_origin=Origin(origins / f"{SLOW_REPO}.git", ""),
                 others={
-                    name: Origin(origins / f"{name}.git", "") for name in (OTHER_REPO, VENV_REPO)
+                    name: Origin(origins / f"{name}.git", "")
+                    for name in (OTHER_REPO, VENV_REPO, LAYER_REPO)
                 },
                 workdir=workdir,
                 marks=marks,

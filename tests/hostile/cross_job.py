@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from tests.hostile.harness import Ctx, Files
 from tests.hostile.suites import failing, passing
+from tests.projects import installable
 
 MARKER = "gate-marker-"
 
@@ -278,3 +279,13 @@ def finds_no_marker(_: Ctx) -> Files:
 
 def honest_failing(_: Ctx) -> Files:
     return failing()
+
+
+def installs_a_flip(_: Ctx) -> Files:
+    """Its own package, installed by `job_setup`, registers the flip as a pytest11
+    plugin: its failing suite PASSes, which is its own business."""
+    return {**installable("flip", pytest_plugin=FLIP), **failing()}
+
+
+def installs_itself_honestly(_: Ctx) -> Files:
+    return {**installable("honest"), **failing()}

@@ -38,6 +38,9 @@ SLOW_REPO = "hostile-slow"  # a short timeout, for attacks that need the run to 
 OTHER_REPO = "hostile-other"  # another repository on the same worker: no pytest config
 VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
 VENV_SETUP = (outer_site_step(), "python -m pip --version")
+# A cached venv too, and each job installs its own branch into a layer of its own.
+LAYER_REPO = "hostile-layer"
+LAYER_JOB_SETUP = ("python -m pip install -q --no-index -e .",)
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
@@ -112,7 +115,7 @@ class Fleet:
     orchestrator: Orchestrator
     origin: Origin
     slow_origin: Origin
-    others: Mapping[str, Origin]  # OTHER_REPO's and VENV_REPO's
+    others: Mapping[str, Origin]  # OTHER_REPO's, VENV_REPO's and LAYER_REPO's
     workdir: Path
     marks: Path
     alerts: Recorder
@@ -184,7 +187,11 @@ def contracts_toml() -> str:
         "smoke_enabled = false\n\n"
         f'[repos."{VENV_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
         "smoke_enabled = false\n"
+        f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n\n"
+        f'[repos."{LAYER_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
+        "smoke_enabled = false\n"
         f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n"
+        f"job_setup = {json.dumps(LAYER_JOB_SETUP)}\n"
     )
 
 
