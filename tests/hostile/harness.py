@@ -40,7 +40,7 @@ VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
 VENV_SETUP = (outer_site_step(), "python -m pip --version")
 # A cached venv too, and each job installs its own branch into a layer of its own.
 LAYER_REPO = "hostile-layer"
-LAYER_JOB_SETUP = ("python -m pip install -q --no-index -e .",)
+LAYER_JOB_SETUP = ("python -m pip install -q --no-index .",)  # the plugin in the layer
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
