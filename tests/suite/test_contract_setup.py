@@ -8,6 +8,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.gateworld import WorldFactory, job
 from tests.projects import installable, outer_site_step
 from tests.repofactory import make_origin, push_change, push_commit, show_file, write_files
@@ -133,8 +135,9 @@ FLIP = (
 USES_IT = "import {0}\n\n\ndef test_it():\n    assert {0}.ANSWER == 41\n"
 
 
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
 def test_what_a_job_installs_of_its_own_lives_and_dies_with_it(
-    tmp_path: Path, world: WorldFactory
+    tmp_path: Path, world: WorldFactory, warm: bool
 ) -> None:
     """`job_setup`'s editable install reaches the suite, never the cached venv: the next
     job of the same key gets its honest FAIL and the venv is built once."""
@@ -144,7 +147,7 @@ def test_what_a_job_installs_of_its_own_lives_and_dies_with_it(
         "setup": [outer_site_step()],
         "job_setup": ["python -m pip install -q --no-index -e ."],
     }
-    w = world({"layered": contract})
+    w = world({"layered": contract}, warm_pytest=warm)
     flip = {**installable("flip", pytest_plugin=FLIP), "tests/test_it.py": USES_IT.format("flip")}
     origin = make_origin(w.origins, "layered", flip)
     first = run_gate(job("layered", task_id=1), w.ctx, attempt=0, delivery_id="d1")
