@@ -52,7 +52,9 @@ def settings(**kw: Any) -> Settings:
 
 
 def warm_for(view: SuiteView, python: str, slot: Slot, **kw: Any) -> WarmPytest:
-    return contained_warm(settings(**kw), view, python, slot)
+    warm = contained_warm(settings(**kw), view, python, slot)
+    assert warm is not None
+    return warm
 
 
 def run_contained(

@@ -58,3 +58,53 @@ def outer_site_step() -> str:
         "os.makedirs(s + '/outer-0.dist-info', exist_ok=True); "
         f"open(s + '/outer-0.dist-info/RECORD', 'w').write('{record}')\""
     )
+
+
+# A PEP 517 backend of the project's own (no network, no setuptools' `wheel`): a wheel of
+# `src/<NAME>/`, or for `pip install -e .` one whose `.pth` names `src/`. The project's
+# `entry_points.txt`, if it has one, goes into the wheel's metadata.
+_BACKEND = """import os, zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAME = "NAME_"
+
+
+def _wheel(directory, files):
+    info = NAME + "-0.dist-info/"
+    files[info + "METADATA"] = "Metadata-Version: 2.1\\nName: " + NAME + "\\nVersion: 0\\n"
+    files[info + "WHEEL"] = "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    if os.path.exists(os.path.join(HERE, "entry_points.txt")):
+        files[info + "entry_points.txt"] = open(os.path.join(HERE, "entry_points.txt")).read()
+    files[info + "RECORD"] = "".join(p + ",,\\n" for p in [*files, info + "RECORD"])
+    name = NAME + "-0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(directory, name), "w") as whl:
+        for path, text in files.items():
+            whl.writestr(path, text)
+    return name
+
+
+def build_wheel(directory, config_settings=None, metadata_directory=None):
+    src = os.path.join(HERE, "src", NAME)
+    files = {NAME + "/" + n: open(os.path.join(src, n)).read() for n in os.listdir(src)}
+    return _wheel(directory, files)
+
+
+def build_editable(directory, config_settings=None, metadata_directory=None):
+    return _wheel(directory, {NAME + ".pth": os.path.join(HERE, "src") + "\\n"})
+"""
+
+
+def installable(name: str, *, pytest_plugin: str = "") -> dict[str, str]:
+    """The files of a package `name` that `pip install [-e] .` installs offline; with a
+    `pytest_plugin`, its module `name.plug` is that source and a pytest11 entry point."""
+    files = {
+        "pyproject.toml": (
+            '[build-system]\nrequires = []\nbuild-backend = "gate_backend"\nbackend-path = ["."]\n'
+        ),
+        "gate_backend.py": _BACKEND.replace("NAME_", name),
+        f"src/{name}/__init__.py": "ANSWER = 42\n",
+    }
+    if pytest_plugin:
+        files[f"src/{name}/plug.py"] = pytest_plugin
+        files["entry_points.txt"] = f"[pytest11]\n{name} = {name}.plug\n"
+    return files

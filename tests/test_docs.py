@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from pathlib import Path
+
+from worker.contracts import parse_contracts
+from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,3 +55,20 @@ def test_nothing_cites_the_spec_instead_of_the_contract() -> None:
         if "SPEC §" in file.read_text(encoding="utf-8") and file.name != "test_docs.py"
     ]
     assert citing == []
+
+
+def test_every_contracts_example_in_the_docs_is_one_a_worker_accepts() -> None:
+    """A reader copies these: each ```toml block with a [repos.*] table parses as a
+    contracts file does (worker.contracts), whatever keys it shows."""
+    examples = []
+    for file in _tracked(".md"):
+        text = file.read_text(encoding="utf-8")
+        for block in re.findall(r"```toml\n(.*?)```", text, re.S):
+            if "[repos." in block:
+                examples.append((file.relative_to(ROOT), block))
+    assert examples, "no contract example found"
+    settings = Settings(contracts_file="")
+    for where, block in examples:
+        data = tomllib.loads(block)
+        contracts = parse_contracts(data, settings)  # raises with the table and field at fault
+        assert all(contracts.for_repo(name) for name in data["repos"]), where

@@ -57,6 +57,9 @@ class TestContract:
     smoke_checks: tuple[SmokeCheck, ...]
     env: tuple[tuple[str, str], ...] = ()
     setup: tuple[str, ...] = ()  # commands run in the worktree before the suite
+    # Run after `setup`, in the worktree; with a venv, what they install goes to a layer
+    # of this job's own (worker/suite/prepare.py), never into the cached venv.
+    job_setup: tuple[str, ...] = ()
     setup_timeout_s: int = 600
     python: str = ""  # interpreter of the suite and of `python` in setup; "" = the worker's
     venv: bool = False  # run in a cached venv built by `setup`, keyed by venv_key_files
@@ -79,7 +82,7 @@ class TestContract:
     @property
     def setup_budget_s(self) -> int:
         """The longest the setup steps may take: each up to its timeout."""
-        return len(self.setup) * self.setup_timeout_s
+        return (len(self.setup) + len(self.job_setup)) * self.setup_timeout_s
 
     @property
     def run_budget_s(self) -> int:
@@ -132,6 +135,7 @@ class _ContractEntry(BaseModel):
     smoke: list[_SmokeCheckEntry] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     setup: list[str] = Field(default_factory=list)
+    job_setup: list[str] = Field(default_factory=list)
     setup_timeout_s: int = Field(default=600, gt=0)
     python: str = ""
     venv: bool = False
@@ -265,6 +269,7 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         smoke_checks=_bounded(checks, settings),
         env=tuple(sorted(entry.env.items())),
         setup=tuple(entry.setup),
+        job_setup=tuple(entry.job_setup),
         setup_timeout_s=entry.setup_timeout_s,
         python=entry.python,
         venv=entry.venv,

@@ -20,13 +20,14 @@ from tests.contained import run_contained, settings, workdir
 from tests.containment.warmdump import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
 from tests.fleet import pid_alive, processes_running
 from tests.projects import project
+from worker.containment import warm as warm_module
 from worker.containment.bwrap import SuiteView, interpreter_paths
 from worker.containment.cgroup import open_job_cgroup, remove_stale_cgroups
 from worker.containment.limits import Limits
 from worker.containment.sandbox import Sandbox
 from worker.containment.slot import process_slot, slot_path
 from worker.containment.view import contained_warm
-from worker.containment.warm import stop_warm_pytest
+from worker.containment.warm import may_start, stop_warm_pytest
 from worker.insuite import HERE as INSUITE_DIR
 from worker.suite.reruns import collect_ids, rerun_ids
 from worker.suite.run import SuiteRun, run_suite
@@ -259,6 +260,39 @@ def test_a_fork_bomb_in_a_contained_warm_run_fails_and_the_next_job_passes(
         stop_warm_pytest()
 
 
+def test_a_full_pool_runs_a_new_view_cold_until_its_least_used_one_idles() -> None:
+    assert may_start([], 0, 4, 8)
+    assert may_start([1, 2, 3], 4, 4, 8)
+    # Five repositories in turn: the fifth runs cold, none of the four is restarted.
+    assert not may_start([1, 2, 3, 4], 5, 4, 8)
+    assert not may_start([1, 2, 3, 4], 9, 4, 8)
+    assert may_start([1, 2, 3, 4], 10, 4, 8)  # the first idled for more than 8 requests
+
+
+def test_more_views_than_kept_take_turns_without_restarting_one_per_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(warm_module, "MAX_CONTAINED", 1)
+    monkeypatch.setattr(warm_module, "CONTAINED_IDLE_USES", 2)
+    slot = process_slot(workdir())
+    assert slot is not None
+    first, second = SuiteView(writable=()), SuiteView(writable=(), network=True)
+    try:
+        kept = contained_warm(settings(), first, sys.executable, slot)
+        assert kept is not None
+        for _ in range(2):
+            assert contained_warm(settings(), second, sys.executable, slot) is None
+            assert contained_warm(settings(), first, sys.executable, slot) is kept
+        for _ in range(2):  # `first` idle for up to CONTAINED_IDLE_USES requests: kept
+            assert contained_warm(settings(), second, sys.executable, slot) is None
+        assert kept.alive()
+        # Idle for more: it makes way.
+        other = contained_warm(settings(), second, sys.executable, slot)
+        assert other is not None and other.alive() and not kept.alive()
+    finally:
+        stop_warm_pytest()
+
+
 def test_a_networked_contract_gets_a_warm_interpreter_of_its_own(tmp_path: Path) -> None:
     slot = process_slot(workdir())
     assert slot is not None
@@ -266,6 +300,7 @@ def test_a_networked_contract_gets_a_warm_interpreter_of_its_own(tmp_path: Path)
     networked = contained_warm(
         settings(), SuiteView(writable=(), network=True), sys.executable, slot
     )
+    assert isolated is not None and networked is not None
     assert isolated is not networked and isolated.jail and networked.jail
     assert (isolated.jail.network, networked.jail.network) == (False, True)
     assert pid_alive(isolated.process_pid) and pid_alive(networked.process_pid)
@@ -339,6 +374,7 @@ def test_collections_and_re_runs_of_a_contained_job_fork_warm_too(tmp_path: Path
     def collect_and_rerun(slot: Any) -> None:
         view = SuiteView(writable=(), readable=(INSUITE_DIR, *interpreter_paths(sys.executable)))
         warm = contained_warm(settings(), view, sys.executable, slot)
+        assert warm is not None
         sandbox = Sandbox(
             scratch_dir=tmp_path / "scratch",
             cookie=uuid.uuid4().hex,

@@ -89,6 +89,7 @@ def test_contained_warm_up_starts_one_per_network_and_repository_and_the_jobs_ge
     online = SuiteView(writable=(), readable=(mirror_of("online"),), network=True)
     isolated = contained_warm(settings, quiet, sys.executable, slot)
     networked = contained_warm(settings, online, sys.executable, slot)
+    assert isolated is not None and networked is not None
     assert {isolated.process_pid, networked.process_pid} == started
     assert isolated.jail and networked.jail
     assert (isolated.jail.network, networked.jail.network) == (False, True)

@@ -19,6 +19,7 @@ from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues, wo
 from tests.hostile import gaming
 from tests.hostile.harness import (
     HIDDEN_REPO,
+    LAYER_REPO,
     OTHER_REPO,
     REPO,
     SLOW_REPO,
@@ -134,7 +135,7 @@ def fleet(
     marks = tmp / "marks"  # where a filter or hook that ran outside the sandbox writes
     marks.mkdir()
     bare = make_origin(origins, REPO, {"seed.txt": "seed\n"}, branch="seed")
-    for name in (SLOW_REPO, OTHER_REPO, VENV_REPO):
+    for name in (SLOW_REPO, OTHER_REPO, VENV_REPO, LAYER_REPO):
         make_origin(origins, name, {"seed.txt": "seed\n"}, branch="seed")
     seed = {"seed.txt": "seed\n"}
     trusted = make_origin(origins, TRUSTED_REPO, seed, branch="seed", main_files=gaming.MAIN)
@@ -158,7 +159,7 @@ def fleet(
                 workdir=workdir,
                 origins=origins,
                 contracts=contracts,
-                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO, TRUSTED_REPO],
+                repos=[REPO, SLOW_REPO, OTHER_REPO, VENV_REPO, TRUSTED_REPO, LAYER_REPO],
                 alert_url=f"{alert_base}/alert",
             ),
             "TESTGATE_GIT_URL_TEMPLATE": (
@@ -186,7 +187,8 @@ def fleet(
                 origin=Origin(bare, git(bare, "rev-parse", "refs/heads/main")),
                 slow_origin=Origin(origins / f"{SLOW_REPO}.git", ""),
                 others={
-                    name: Origin(origins / f"{name}.git", "") for name in (OTHER_REPO, VENV_REPO)
+                    name: Origin(origins / f"{name}.git", "")
+                    for name in (OTHER_REPO, VENV_REPO, LAYER_REPO)
                 },
                 workdir=workdir,
                 marks=marks,

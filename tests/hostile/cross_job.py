@@ -5,8 +5,9 @@ others that run after it on the same pool process.
 The poison is a pytest plugin that turns every failed report into a passed one: found
 by pytest's upward search for a configuration (`pytest.ini` + `conftest.py` in every
 directory above the worktree, `/` included), by Python's start-up (`sitecustomize`,
-`usercustomize`, `.pth` files in HOME's user site and the interpreter's site dirs), or
-by entry points in the cached venv (`pytest11`). An honest failing victim that PASSes
+`usercustomize`, `.pth` files in HOME's user site and the interpreter's site dirs), by
+a cached `.pyc` of pytest's own runner beside its source, or by entry points in the
+cached venv (`pytest11`). An honest failing victim that PASSes
 ran it.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from tests.hostile.harness import Ctx, Files
 from tests.hostile.suites import failing, passing
+from tests.projects import installable
 
 MARKER = "gate-marker-"
 
@@ -69,7 +71,40 @@ def plant_python(directory):
     put(Path(directory, DIST), "entry_points.txt", "[pytest11]\nhostile_flip = hostile_flip\n")
 
 
+def plant_bytecode():
+    # A cached `_pytest/runner` whose header matches its source (so a cold start would
+    # load it) and whose code also turns failed reports into passed ones.
+    import _pytest.runner as runner
+    import importlib.util
+    import marshal
+
+    source = Path(runner.__file__)
+    flip = (
+        "\n_gate_made = pytest_runtest_makereport\n"
+        "def pytest_runtest_makereport(item, call):\n"
+        "    report = _gate_made(item, call)\n"
+        "    if report.failed:\n"
+        "        report.outcome = 'passed'\n"
+        "    return report\n"
+    )
+    code = compile(source.read_text() + flip, str(source), "exec")
+    stat = source.stat()
+    header = importlib.util.MAGIC_NUMBER + (0).to_bytes(4, "little")
+    header += (int(stat.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+    header += (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    try:
+        cached.parent.mkdir(exist_ok=True)
+    except OSError:
+        pass
+    try:
+        cached.write_bytes(header + marshal.dumps(code))
+    except OSError:
+        pass
+
+
 def plant_everywhere():
+    plant_bytecode()
     for directory in (*Path.cwd().parents, Path("/dev"), Path("/var"), Path("/run"),
                       Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")):
         try:
@@ -244,3 +279,13 @@ def finds_no_marker(_: Ctx) -> Files:
 
 def honest_failing(_: Ctx) -> Files:
     return failing()
+
+
+def installs_a_flip(_: Ctx) -> Files:
+    """Its own package, installed by `job_setup`, registers the flip as a pytest11
+    plugin: its failing suite PASSes, which is its own business."""
+    return {**installable("flip", pytest_plugin=FLIP), **failing()}
+
+
+def installs_itself_honestly(_: Ctx) -> Files:
+    return {**installable("honest"), **failing()}

@@ -40,6 +40,9 @@ VENV_REPO = "hostile-venv"  # its suites run in a cached venv its setup builds
 VENV_SETUP = (outer_site_step(), "python -m pip --version")
 TRUSTED_REPO = "hostile-trusted"  # trusted and hidden tests (tests/hostile/gaming.py's main)
 HIDDEN_REPO = "hostile-hidden"  # the hidden tests of TRUSTED_REPO
+# A cached venv too, and each job installs its own branch into a layer of its own.
+LAYER_REPO = "hostile-layer"
+LAYER_JOB_SETUP = ("python -m pip install -q --no-index .",)  # the plugin in the layer
 BRANCH = "feature/x"  # unused by the attacks (each has its own branch); for symmetry
 TIMEOUT_S = 20
 SLOW_TIMEOUT_S = 4
@@ -114,7 +117,7 @@ class Fleet:
     orchestrator: Orchestrator
     origin: Origin
     slow_origin: Origin
-    others: Mapping[str, Origin]  # OTHER_REPO's and VENV_REPO's
+    others: Mapping[str, Origin]  # OTHER_REPO's, VENV_REPO's and LAYER_REPO's
     workdir: Path
     marks: Path
     alerts: Recorder
@@ -190,7 +193,12 @@ def contracts_toml() -> str:
         "smoke_enabled = false\n"
         f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n\n"
         f'[repos."{TRUSTED_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
-        f'smoke_enabled = false\ntrusted_tests = true\nhidden_tests = {{repo = "{HIDDEN_REPO}"}}\n'
+        "smoke_enabled = false\ntrusted_tests = true\n"
+        f'hidden_tests = {{repo = "{HIDDEN_REPO}"}}\n\n'
+        f'[repos."{LAYER_REPO}"]\ntarget = "tests/"\ntimeout_s = {TIMEOUT_S}\n'
+        "smoke_enabled = false\n"
+        f"venv = true\nsetup = {json.dumps(VENV_SETUP)}\n"
+        f"job_setup = {json.dumps(LAYER_JOB_SETUP)}\n"
     )
 
 

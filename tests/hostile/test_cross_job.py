@@ -12,6 +12,7 @@ import pytest
 
 from tests.hostile import cross_job as x
 from tests.hostile.harness import (
+    LAYER_REPO,
     OTHER_REPO,
     REPO,
     VENV_REPO,
@@ -52,6 +53,14 @@ def test_x_a_cached_venv_runs_nothing_of_the_branch(fleet: Fleet) -> None:
     # module: the venv of these dependency files is not built yet.
     hijack = Case("x-pip-hijack", x.hijacks_pip_in_setup, "PASS", "code-pass", repo=VENV_REPO)
     judge(fleet, [hijack, *victims(VENV_REPO, OTHER_REPO)])
+
+
+def test_x_what_a_job_installs_of_its_own_dies_with_it(fleet: Fleet) -> None:
+    # Both branches' dependency files are the same: one cached venv, read-only to the
+    # job's `pip install -e .`, which goes to a layer in the job's HOME.
+    flip = Case("x-layer-flip", x.installs_a_flip, "PASS", "code-pass", repo=LAYER_REPO)
+    honest = Case("victim-layer", x.installs_itself_honestly, "FAIL", "code-fail", repo=LAYER_REPO)
+    judge(fleet, [flip, honest, *victims(OTHER_REPO)])
 
 
 def test_x_nothing_a_suite_plants_reaches_a_later_job(fleet: Fleet) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.gateworld import WorldFactory, job
-from tests.projects import outer_site_step
-from tests.repofactory import make_origin, push_commit, show_file
+from tests.projects import installable, outer_site_step
+from tests.repofactory import make_origin, push_change, push_commit, show_file, write_files
 from worker.containment.sandbox import Sandbox
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict
@@ -120,6 +123,48 @@ def test_a_cached_venv_is_built_once_per_set_of_dependency_files(
     built = builds(venvs_root)
     assert list(built.values()) == [["built"], ["built"]]
     assert all(name.startswith("cached-") for name in built)
+
+
+FLIP = (
+    "import pytest\n\n\n@pytest.hookimpl(hookwrapper=True)\n"
+    "def pytest_runtest_makereport(item, call):\n"
+    "    report = (yield).get_result()\n"
+    "    if report.failed:\n"
+    "        report.outcome = 'passed'\n"
+)
+USES_IT = "import {0}\n\n\ndef test_it():\n    assert {0}.ANSWER == 41\n"
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_what_a_job_installs_of_its_own_lives_and_dies_with_it(
+    tmp_path: Path, world: WorldFactory, warm: bool
+) -> None:
+    """`job_setup`'s editable install reaches the suite, never the cached venv: the next
+    job of the same key gets its honest FAIL and the venv is built once."""
+    contract = {
+        "smoke_enabled": False,
+        "venv": True,
+        "setup": [outer_site_step()],
+        "job_setup": ["python -m pip install -q --no-index -e ."],
+    }
+    w = world({"layered": contract}, warm_pytest=warm)
+    flip = {**installable("flip", pytest_plugin=FLIP), "tests/test_it.py": USES_IT.format("flip")}
+    origin = make_origin(w.origins, "layered", flip)
+    first = run_gate(job("layered", task_id=1), w.ctx, attempt=0, delivery_id="d1")
+    # Its own plugin and package, from its layer: its own failing test turns green.
+    assert first.advance is not None and first.advance.result == "PASS", first
+    honest = {**installable("honest"), "tests/test_it.py": USES_IT.format("honest")}
+
+    def honest_branch(work: Path) -> None:
+        shutil.rmtree(work / "src" / "flip")
+        (work / "entry_points.txt").unlink()
+        write_files(work, honest)
+
+    push_change(origin, "feature/x", honest_branch, "honest")
+    second = run_gate(job("layered", task_id=2), w.ctx, attempt=0, delivery_id="d2")
+    assert second.advance is not None, second
+    assert (second.advance.result, second.advance.exit_code) == ("FAIL", 1), second
+    assert list(builds(tmp_path / "work" / "venvs").values()) == [["built"]]
 
 
 def test_a_venv_whose_setup_fails_is_not_kept(tmp_path: Path, world: WorldFactory) -> None:

@@ -75,11 +75,13 @@ def contained(settings: Settings) -> bool:
     return settings.containment != "off" and bwrap_missing() is None
 
 
-def contained_warm(settings: Settings, view: SuiteView, python: str, slot: Slot) -> WarmPytest:
+def contained_warm(
+    settings: Settings, view: SuiteView, python: str, slot: Slot
+) -> WarmPytest | None:
     """The warm interpreter for `python` inside a sandbox that reads what `view` reads
     (the job's own mirror, a venv) and writes only the pool process's `slot`: one per
-    such view, so a suite never sees another repository. Its own pids cgroup, where
-    there can be one, holds it and its suites."""
+    such view, so a suite never sees another repository (None: this suite runs cold,
+    warm.may_start). Its own pids cgroup, where there can be one, holds it and its suites."""
     readable = tuple(dict.fromkeys((*view.readable, INSUITE_DIR, *interpreter_paths(python))))
 
     def make_jail() -> WarmJail:

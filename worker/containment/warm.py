@@ -14,6 +14,7 @@ contained warm interpreter lives, in worker/containment/warm_jail.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -331,11 +332,23 @@ def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
 # interpreter, contained ones by (interpreter, network, slot, what their sandbox reads).
 _uncontained: OrderedDict[str, WarmPytest] = OrderedDict()
 _contained: OrderedDict[tuple[str, bool, str, tuple[str, ...]], WarmPytest] = OrderedDict()
+_last_use: dict[Any, int] = {}  # a contained one's key: the request that last used it
+_requests = itertools.count()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
-# One per repository (a sandbox reads its own repository's mirror only): a pool process
-# serving more repositories than this restarts one per job (~3 s on 2 loaded cores).
+# One per repository (a sandbox reads its own repository's mirror only). A pool process
+# serving more repositories runs the others cold rather than restarting one per job
+# (~3 s on 2 loaded cores, worse than a cold start); one that no request used for
+# CONTAINED_IDLE_USES requests makes way.
 MAX_CONTAINED = 4
+CONTAINED_IDLE_USES = 2 * MAX_CONTAINED
 _Key = TypeVar("_Key")
+
+
+def may_start(last_uses: Sequence[int], now: int, limit: int, idle_uses: int) -> bool:
+    """Whether another warm interpreter may start, given the request numbers at which
+    the live ones were last used: when fewer than `limit` live, or when the least
+    recently used one was idle for more than `idle_uses` requests (it is then stopped)."""
+    return len(last_uses) < limit or now - min(last_uses) > idle_uses
 
 
 def _kept(
@@ -376,18 +389,29 @@ def contained_warm_pytest(
     max_pids: int = 0,
     *,
     sees: tuple[str, ...] = (),
-) -> WarmPytest:
+) -> WarmPytest | None:
     """This process's contained warm interpreter for `python` with or without the
     network, writing `slot` and reading `sees`, started in the sandbox `make_jail` gives
-    when there is none alive. At most MAX_CONTAINED are kept; starting another stops
-    the least recently used."""
-    env = warm_environment(suite_env)
-    return _kept(
-        _contained,
-        (python, network, str(slot), sees),
-        MAX_CONTAINED,
-        lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
-    )
+    when there is none alive and may_start allows; None: run this suite cold."""
+    key = (python, network, str(slot), sees)
+    now = next(_requests)
+    for name, warm in list(_contained.items()):
+        if not warm.alive():
+            del _contained[name], _last_use[name]
+            warm.close()  # a no-op for the copy a fork inherited
+    if key not in _contained:
+        uses = [_last_use.get(name, now) for name in _contained]
+        if not may_start(uses, now, MAX_CONTAINED, CONTAINED_IDLE_USES):
+            return None
+        if len(_contained) >= MAX_CONTAINED:
+            idle, warm = _contained.popitem(last=False)
+            del _last_use[idle]
+            warm.close()
+        env = warm_environment(suite_env)
+        _contained[key] = WarmPytest(python, env, jail=make_jail(), max_pids=max_pids)
+    _contained.move_to_end(key)
+    _last_use[key] = now
+    return _contained[key]
 
 
 def warm_process_pids() -> set[int]:
@@ -401,3 +425,4 @@ def stop_warm_pytest() -> None:
     for table in (_uncontained, _contained):
         while table:
             table.popitem(last=False)[1].close()
+    _last_use.clear()

@@ -35,8 +35,10 @@ import os
 import resource
 import runpy
 import shutil
+import site
 import stat
 import sys
+import sysconfig
 import tempfile
 from typing import Any
 
@@ -315,6 +317,15 @@ def _become(request: dict[str, Any]) -> None:
     # One write, under PIPE_BUF: it cannot interleave with the warm interpreter's.
     os.write(channel, json.dumps({"started": os.getpid()}).encode() + b"\n")
     os.close(channel)  # the suite keeps no end of the warm interpreter's channels
+    add_job_layer()
+
+
+def add_job_layer() -> None:
+    """As boot.py does, once the suite's code may run."""
+    if prefix := os.environ.pop("GATE_JOB_LAYER", ""):
+        paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})
+        for path in dict.fromkeys((paths["purelib"], paths["platlib"])):
+            site.addsitedir(path)
 
 
 def _report_setup_failure(exc: OSError) -> None:
