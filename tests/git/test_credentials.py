@@ -70,7 +70,7 @@ def test_fetch_and_push_authenticate_and_no_file_holds_the_token(
     identity = GitIdentity("test-runner", "test-runner@gate.example", home)
     for work_item in ("WI-1", "WI-2"):  # a clone, then a fetch into the mirror
         with checkout("app", "feature/x", None, workdir=workdir, url_template=template) as co:
-            assert co.origin_url == f"{base}/app.git"
+            assert co.origin.url == f"{base}/app.git"
             left_in_reach = files_holding(workdir, (TOKEN, ENCODED_TOKEN))
             result = publish_report(
                 co.mirror,

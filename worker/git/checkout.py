@@ -53,10 +53,6 @@ class Checkout:
     origin: Origin  # where the mirror fetches from and reports are pushed to
     object_format: str  # the mirror's hash: "sha1" or "sha256", as git names it
 
-    @property
-    def origin_url(self) -> str:
-        return self.origin.url
-
 
 def mirror_path(workdir: Path, repo: str) -> Path:
     """The bare mirror of `repo` under `workdir`: every worktree's git directory."""

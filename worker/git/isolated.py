@@ -95,16 +95,6 @@ class IsolatedGit:
         text = self._run([*_SAFE_CONFIG, *args], stdin=stdin).decode("utf-8", "surrogateescape")
         return text.strip() if strip else text
 
-    def verified_object(self, sha: str, kind: str) -> bytes:
-        """The raw content of object `sha` of type `kind`, checked to hash to `sha`.
-
-        git reads objects by name without re-hashing them, so a loose object rewritten
-        in the mirror would otherwise be taken for the real one. GitError if not."""
-        [found] = self.verified_objects([sha])
-        if found is None or found[:2] != (sha, kind):
-            raise GitError(f"the mirror has no {kind} {sha}")
-        return found[2]
-
     def verified_objects(self, names: list[str]) -> list[tuple[str, str, bytes] | None]:
         """(sha, type, content) of each object `names` name (a SHA, `<rev>^{tree}`,
         `<rev>:<path>`: one line of `git cat-file --batch` each, so never a newline),

@@ -12,7 +12,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PLUGINS_DIR = HERE / "plugins"  # put on the suite's PYTHONPATH, loaded with `-p`
 BOOT_SCRIPT = HERE / "boot.py"
-ZYGOTE_SCRIPT = HERE / "zygote.py"
 # Names the prefix a job's own steps installed into (worker/suite/prepare.py); boot.py
 # and zygote.py add its site dir once the suite's own code may run.
 LAYER_VAR = "GATE_JOB_LAYER"

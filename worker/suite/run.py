@@ -67,11 +67,6 @@ class SuiteRun:
         """Why the gate's own records do not support a PASS; None when they do."""
         return objection(self.session, self.output_tail, require_a_pass=require_a_pass)
 
-    @property
-    def passed_tests(self) -> int:
-        """Tests the gate's probe saw pass (0 without exactly one session record)."""
-        return self.session[0].count("passed") if len(self.session) == 1 else 0
-
 
 def suite_command(
     python: str, targets: Sequence[str], maxfail: int = 0, options: Sequence[str] = ()
