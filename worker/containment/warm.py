@@ -332,7 +332,7 @@ def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
 # interpreter, contained ones by (interpreter, network, slot, what their sandbox reads).
 _uncontained: OrderedDict[str, WarmPytest] = OrderedDict()
 _contained: OrderedDict[tuple[str, bool, str, tuple[str, ...]], WarmPytest] = OrderedDict()
-_last_use: dict[Any, int] = {}  # a contained one's key: the request that last used it
+_last_use: dict[Any, int] = {}  # a key of either table: the request that last used it
 _requests = itertools.count()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
 # One per repository (a sandbox reads its own repository's mirror only). A pool process
@@ -352,19 +352,31 @@ def may_start(last_uses: Sequence[int], now: int, limit: int, idle_uses: int) ->
 
 
 def _kept(
-    table: OrderedDict[_Key, WarmPytest], key: _Key, limit: int, start: Callable[[], WarmPytest]
-) -> WarmPytest:
-    """The live warm interpreter under `key`, or a new one from `start`; the least
-    recently used ones are stopped to keep at most `limit`."""
-    current = table.pop(key, None)
-    if current is None or not current.alive():
-        if current is not None:
-            current.close()  # a no-op for the copy a fork inherited
-        while len(table) >= limit:
-            table.popitem(last=False)[1].close()
-        current = start()
-    table[key] = current
-    return current
+    table: OrderedDict[_Key, WarmPytest],
+    key: _Key,
+    limit: int,
+    idle_uses: int,
+    start: Callable[[], WarmPytest],
+) -> WarmPytest | None:
+    """The live warm interpreter under `key`, or a new one from `start` when may_start
+    allows (the least recently used one is then stopped if `limit` are live); None: run
+    this suite cold."""
+    now = next(_requests)
+    for name, warm in list(table.items()):
+        if not warm.alive():
+            del table[name], _last_use[name]
+            warm.close()  # a no-op for the copy a fork inherited
+    if key not in table:
+        if not may_start([_last_use[name] for name in table], now, limit, idle_uses):
+            return None
+        if len(table) >= limit:
+            idle, warm = table.popitem(last=False)
+            del _last_use[idle]
+            warm.close()
+        table[key] = start()
+    table.move_to_end(key)
+    _last_use[key] = now
+    return table[key]
 
 
 def warm_pytest(suite_env: Mapping[str, str], python: str = sys.executable) -> WarmPytest:
@@ -376,8 +388,11 @@ def warm_pytest(suite_env: Mapping[str, str], python: str = sys.executable) -> W
     Start it before a job snapshots its children, or leave it out of what the job
     left behind (warm_process_pids): it is not the job's."""
     env = warm_environment(suite_env)
-    start = lambda: WarmPytest(python, env)  # noqa: E731
-    return _kept(_uncontained, python, MAX_UNCONTAINED, start)
+    # idle_uses -1: the least recently used one always makes way.
+    warm = _kept(_uncontained, python, MAX_UNCONTAINED, -1, lambda: WarmPytest(python, env))
+    if warm is None:
+        raise AssertionError("may_start refused with idle_uses -1")
+    return warm
 
 
 def contained_warm_pytest(
@@ -393,25 +408,14 @@ def contained_warm_pytest(
     """This process's contained warm interpreter for `python` with or without the
     network, writing `slot` and reading `sees`, started in the sandbox `make_jail` gives
     when there is none alive and may_start allows; None: run this suite cold."""
-    key = (python, network, str(slot), sees)
-    now = next(_requests)
-    for name, warm in list(_contained.items()):
-        if not warm.alive():
-            del _contained[name], _last_use[name]
-            warm.close()  # a no-op for the copy a fork inherited
-    if key not in _contained:
-        uses = [_last_use.get(name, now) for name in _contained]
-        if not may_start(uses, now, MAX_CONTAINED, CONTAINED_IDLE_USES):
-            return None
-        if len(_contained) >= MAX_CONTAINED:
-            idle, warm = _contained.popitem(last=False)
-            del _last_use[idle]
-            warm.close()
-        env = warm_environment(suite_env)
-        _contained[key] = WarmPytest(python, env, jail=make_jail(), max_pids=max_pids)
-    _contained.move_to_end(key)
-    _last_use[key] = now
-    return _contained[key]
+    env = warm_environment(suite_env)
+    return _kept(
+        _contained,
+        (python, network, str(slot), sees),
+        MAX_CONTAINED,
+        CONTAINED_IDLE_USES,
+        lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
+    )
 
 
 def warm_process_pids() -> set[int]:
