@@ -71,11 +71,12 @@ def test_without_the_subreaper_the_same_daemon_outlives_the_job(tmp_path: Path) 
 
 
 def test_children_are_read_from_the_kernel_as_a_proc_scan_sees_them() -> None:
-    from worker.containment.subreaper import _children_by_scan, children
+    from worker.containment.proctree import children_of
+    from worker.containment.subreaper import children
 
     child = subprocess.Popen(["sleep", "30"])
     try:
-        assert child.pid in children() and child.pid in _children_by_scan()
+        assert child.pid in children() and child.pid in children_of(os.getpid())
     finally:
         child.kill()
         child.wait()

@@ -20,6 +20,8 @@ import os
 import signal
 from pathlib import Path
 
+from worker.containment.proctree import children_of
+
 logger = logging.getLogger("testgate.subreaper")
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -58,22 +60,7 @@ def children() -> set[int]:
         for task in (_PROC / "self" / "task").iterdir():
             found.update(int(pid) for pid in (task / "children").read_text().split())
     except (OSError, ValueError):
-        return _children_by_scan()
-    return found
-
-
-def _children_by_scan() -> set[int]:
-    me = os.getpid()
-    found = set()
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-            found.add(int(entry.name))
+        return children_of(os.getpid())
     return found
 
 
