@@ -42,7 +42,7 @@ def _load_the_gates_modules() -> None:
     importlib.import_module("testgate_probe")
 
 
-def _add_job_layer() -> None:
+def add_job_layer() -> None:
     """The site dirs of what the job's own setup steps installed, processed as the
     venv's own are (an editable install's `.pth` works), after the gate's modules."""
     if prefix := os.environ.pop("GATE_JOB_LAYER", ""):
@@ -57,7 +57,7 @@ def main() -> None:
     _announce_start()
     _load_the_gates_modules()
     sys.path[0] = os.getcwd()  # `python -m` puts the working directory first, not ours
-    _add_job_layer()
+    add_job_layer()
     sys.argv = ["-m", *sys.argv[1:]]
     runpy.run_module("pytest", run_name="__main__", alter_sys=True)
 

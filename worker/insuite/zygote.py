@@ -35,10 +35,8 @@ import os
 import resource
 import runpy
 import shutil
-import site
 import stat
 import sys
-import sysconfig
 import tempfile
 from typing import Any
 
@@ -62,10 +60,13 @@ def main() -> None:
         _set_dumpable(False)
         os.chdir("/")  # not the slot, which the suites write
     _preload_pytest()
+    # Run from its file, as privates.py is: no suite finds it in sys.modules.
+    boot = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot.py"))
     request = _serve(contained)  # returns only in a forked child
     if contained:
         _set_dumpable(True)  # the suite's process, like a cold one, is an ordinary one
     _become(request)
+    boot["add_job_layer"]()  # as a cold start does, once the suite's code may run
     # What `python -m pytest` does: pytest's __main__ run as __main__, argv[0] its file.
     runpy.run_module("pytest", run_name="__main__", alter_sys=True)
 
@@ -317,15 +318,6 @@ def _become(request: dict[str, Any]) -> None:
     # One write, under PIPE_BUF: it cannot interleave with the warm interpreter's.
     os.write(channel, json.dumps({"started": os.getpid()}).encode() + b"\n")
     os.close(channel)  # the suite keeps no end of the warm interpreter's channels
-    add_job_layer()
-
-
-def add_job_layer() -> None:
-    """As boot.py does, once the suite's code may run."""
-    if prefix := os.environ.pop("GATE_JOB_LAYER", ""):
-        paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})
-        for path in dict.fromkeys((paths["purelib"], paths["platlib"])):
-            site.addsitedir(path)
 
 
 def _report_setup_failure(exc: OSError) -> None:
