@@ -83,17 +83,8 @@ def announce_verdict(
         outcome=verdict.outcome,
         failure_packet=facts.failure_packet,
     )
-    try:
-        sent = send_once(
-            ctx,
-            answer,
-            f"advance for task {job.task_id}",
-            lambda: _send(ctx, ctx.settings.advance_task, advance.kwargs()),
-        )
-    except EventDeliveryError as exc:
-        logger.error("advance for task %s not delivered: %s", job.task_id, exc)
-        raise
-    if not sent:
+    what = f"advance for task {job.task_id}"
+    if not _send(ctx, answer, what, ctx.settings.advance_task, advance.kwargs()):
         return already_done(job, ctx, answer.message_id)
     return GateResult("advanced", f"{verdict.result}: {verdict.reason}", advance)
 
@@ -107,23 +98,22 @@ def hand_back(rejection: JobRejected, ctx: GateContext, answer: Answer) -> GateR
         rejection.reason,
     )
     handback = HandBack(task_id=rejection.task_id, repo=rejection.repo, reason=rejection.reason)
-    try:
-        send_once(
-            ctx,
-            answer,
-            f"hand-back for task {rejection.task_id}",
-            lambda: _send(ctx, ctx.settings.handback_task, handback.kwargs()),
-        )
-    except EventDeliveryError as exc:
-        logger.error("hand-back for task %s not delivered: %s", rejection.task_id, exc)
-        raise
+    what = f"hand-back for task {rejection.task_id}"
+    _send(ctx, answer, what, ctx.settings.handback_task, handback.kwargs())
     return GateResult("handed-back", rejection.reason)
 
 
-def _send(ctx: GateContext, task_name: str, kwargs: dict[str, Any]) -> None:
-    """Every event leaves through here: its texts masked (a reason or failure packet
-    may quote what a suite printed)."""
-    ctx.events.send(task_name, mask_payload(kwargs, configured_secrets(ctx.settings)))
+def _send(
+    ctx: GateContext, answer: Answer, what: str, task_name: str, kwargs: dict[str, Any]
+) -> bool:
+    """Every event leaves through here, once per message (send_once): its texts masked
+    (a reason or failure packet may quote what a suite printed)."""
+    masked = mask_payload(kwargs, configured_secrets(ctx.settings))
+    try:
+        return send_once(ctx, answer, what, lambda: ctx.events.send(task_name, masked))
+    except EventDeliveryError as exc:
+        logger.error("%s not delivered: %s", what, exc)
+        raise
 
 
 def already_done(job: Job, ctx: GateContext, message_id: str) -> GateResult:
