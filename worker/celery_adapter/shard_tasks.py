@@ -25,7 +25,7 @@ from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import current_context, retry_or_requeue, retry_undelivered
 from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError, StateUnavailable
-from worker.job import JobRejected, parse_job
+from worker.job import Job, JobRejected, parse_job
 from worker.notify.events import publish_retry_policy
 from worker.pipeline.sharded import finish_sharded, run_shard
 from worker.settings import load_settings
@@ -85,32 +85,48 @@ def merge_test_shards(
     self: Task, results: list[str], raw_job: dict[str, Any], deal: str
 ) -> dict[str, Any]:
     """The chord's callback: every shard's result, and the deal they pulled from."""
-    ctx = current_context()
     job = parse_job(raw_job)
     if isinstance(job, JobRejected):
         return {"kind": "handed-back", "detail": job.reason, "advance": None}
     # A result that does not validate is as good as none: its shard did not report.
     shards = [r for r in map(_shard_result, results) if r is not None]
+    delivery_id = str(self.request.id or uuid.uuid4())
+    return _finish(
+        self, job, deal, shards, delivery_id=delivery_id, queued_s=queued_seconds(self.request)
+    )
+
+
+def _finish(
+    task: Task,
+    job: Job,
+    deal: str,
+    shards: list[ShardResult],
+    *,
+    delivery_id: str,
+    failure: str = "",
+    queued_s: float | None = None,
+) -> dict[str, Any]:
+    """finish_sharded; a verdict not delivered is retried. Without the lease and the
+    answer guard the merge could announce twice: with the shared state unavailable the
+    message is kept (retried, or requeued) until it is back, never acked."""
+    ctx = current_context()
     try:
         outcome = finish_sharded(
             job,
             Deal.model_validate_json(deal),
             shards,
             ctx,
-            delivery_id=str(self.request.id or uuid.uuid4()),
-            queued_s=queued_seconds(self.request),
+            delivery_id=delivery_id,
+            failure=failure,
+            queued_s=queued_s,
         )
     except EventDeliveryError as exc:
-        logger.error("task %s: merged verdict not delivered, retried: %s", job.task_id, exc)
-        raise retry_undelivered(self, ctx, exc) from exc
+        logger.error("task %s: sharded verdict not delivered, retried: %s", job.task_id, exc)
+        raise retry_undelivered(task, ctx, exc) from exc
     except StateUnavailable as exc:
-        # Without the lease and the answer guard the merge could announce twice: keep
-        # the message (retried, or requeued) until the state is back, never ack it.
-        logger.error(
-            "task %s: shared state unavailable for the merge, retried: %s", job.task_id, exc
-        )
+        logger.error("task %s: shared state unavailable, retried: %s", job.task_id, exc)
         raise retry_or_requeue(
-            self, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
+            task, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
         ) from exc
     return outcome.as_dict()
 
@@ -157,20 +173,7 @@ def fail_sharded_job(
 ) -> dict[str, Any]:
     """One FAIL advance for a sharded job whose chord failed, answered as the merge (its
     id), so a merge that did announce and this path never both do."""
-    ctx = current_context()
     job = parse_job(raw_job)
     if isinstance(job, JobRejected):  # we built it ourselves: cannot happen, never raise
         return {"kind": "handed-back", "detail": job.reason, "advance": None}
-    try:
-        outcome = finish_sharded(
-            job, Deal.model_validate_json(deal), [], ctx, delivery_id=merge_id, failure=why
-        )
-    except EventDeliveryError as exc:
-        logger.error("task %s: fail-closed verdict not delivered, retried: %s", job.task_id, exc)
-        raise retry_undelivered(self, ctx, exc) from exc
-    except StateUnavailable as exc:
-        logger.error("task %s: shared state unavailable, retried: %s", job.task_id, exc)
-        raise retry_or_requeue(
-            self, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
-        ) from exc
-    return outcome.as_dict()
+    return _finish(self, job, deal, [], delivery_id=merge_id, failure=why)
