@@ -36,10 +36,8 @@ GIT_NETWORK_STEPS = 4
 LOCKED_SECTIONS_PER_JOB = 2
 NETWORK_STEPS_PER_LOCKED_SECTION = 2
 
-# Where the field default is not the safe answer to a garbled value: an operator who
-# typed something unreadable into the kill-switch most likely meant "off", and "off"
-# only hands the job back to the orchestrator's old path.
-# An invalid value of a safety switch falls back to its safe side, not its default.
+# An invalid value of a safety switch falls back to its safe side, not its default: a
+# garbled kill-switch most likely meant "off", which only hands jobs back.
 _FAIL_SAFE_FALLBACKS: dict[str, Any] = {"enabled": False, "containment": "required"}
 
 

@@ -6,11 +6,6 @@ would be in the job's worktree (its own session, cgroup, limits, output, directo
 environment, sys.path, argv and `__main__`), minus the interpreter start-up and the
 imports of pytest's core (~130 ms of CPU on the machine the benchmarks describe).
 
-The plugins that installed packages register for pytest are not imported here: each
-run imports them, with its own environment, working directory, argv and clock, as a
-cold start does (no rule tells, for every version of every plugin, that an import made
-earlier holds what the run's would).
-
 Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...]}
 once; then for each request it reads it writes {"pid": n} (or {"error": ...}) and,
 when that child has ended, {"exit": code} (negative: killed by that signal). It exits
