@@ -17,7 +17,7 @@ from kombu.exceptions import OperationalError
 from worker import names
 from worker.celery_adapter.app import app
 from worker.contracts import load_contracts
-from worker.errors import ContractsFileError, EventDeliveryError
+from worker.errors import ContractsFileError, EventDeliveryError, StateUnavailable
 from worker.job import Job
 from worker.notify.alerts import send_alert
 from worker.notify.events import make_sender
@@ -112,10 +112,20 @@ def retry_or_requeue(task: Task, **retry_options: Any) -> BaseException:
     return retry
 
 
-def retry_undelivered(task: Task, ctx: GateContext, exc: EventDeliveryError) -> BaseException:
-    """What to raise when a verdict exists but the orchestrator has not heard it: the
-    job must be delivered again rather than acked and lost (no budget: it is not the
-    job's fault)."""
+def retry_budgeted(task: Task, ctx: GateContext, exc: Exception | None = None) -> BaseException:
+    """What to raise to try the job again later, within TESTGATE_INFRA_MAX_RETRIES."""
+    max_retries = ctx.settings.infra_max_retries
+    return retry_or_requeue(
+        task, countdown=ctx.settings.infra_retry_delay_s, max_retries=max_retries, exc=exc
+    )
+
+
+def retry_undelivered(
+    task: Task, ctx: GateContext, exc: EventDeliveryError | StateUnavailable
+) -> BaseException:
+    """What to raise when a verdict exists but the orchestrator has not heard it, or the
+    answer guard it needs is unavailable: the job must be delivered again rather than
+    acked and lost (no budget: it is not the job's fault)."""
     return retry_or_requeue(
         task, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
     )

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from worker import names
 from worker.celery_adapter.app import app
-from worker.celery_adapter.runtime import current_context, retry_or_requeue, retry_undelivered
+from worker.celery_adapter.runtime import current_context, retry_budgeted, retry_undelivered
 from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError, StateUnavailable
 from worker.job import Job, JobRejected, parse_job
@@ -72,11 +72,7 @@ def run_test_shard(
             result.problem,
             ctx.settings.infra_retry_delay_s,
         )
-        raise retry_or_requeue(
-            self,
-            countdown=ctx.settings.infra_retry_delay_s,
-            max_retries=ctx.settings.infra_max_retries,
-        )
+        raise retry_budgeted(self, ctx)
     return result.model_dump_json()
 
 
@@ -120,14 +116,9 @@ def _finish(
             failure=failure,
             queued_s=queued_s,
         )
-    except EventDeliveryError as exc:
+    except (EventDeliveryError, StateUnavailable) as exc:
         logger.error("task %s: sharded verdict not delivered, retried: %s", job.task_id, exc)
         raise retry_undelivered(task, ctx, exc) from exc
-    except StateUnavailable as exc:
-        logger.error("task %s: shared state unavailable, retried: %s", job.task_id, exc)
-        raise retry_or_requeue(
-            task, countdown=ctx.settings.infra_retry_delay_s, max_retries=None, exc=exc
-        ) from exc
     return outcome.as_dict()
 
 

@@ -11,7 +11,7 @@ from celery import Task
 
 from worker import names
 from worker.celery_adapter.app import app
-from worker.celery_adapter.runtime import current_context, retry_or_requeue, retry_undelivered
+from worker.celery_adapter.runtime import current_context, retry_budgeted, retry_undelivered
 from worker.celery_adapter.telemetry import queued_seconds
 from worker.errors import EventDeliveryError
 from worker.pipeline.announce import Answer, fail_closed_after_crash
@@ -46,19 +46,10 @@ def run_test_gate(self: Task, *args: Any, **job: Any) -> dict[str, Any]:
     except Exception as exc:
         logger.exception("task %s: unexpected error in the gate", delivery_id)
         if attempt < ctx.settings.infra_max_retries:
-            raise retry_or_requeue(
-                self,
-                countdown=ctx.settings.infra_retry_delay_s,
-                max_retries=ctx.settings.infra_max_retries,
-                exc=exc,
-            ) from exc
+            raise retry_budgeted(self, ctx, exc) from exc
         return _fail_closed(self, ctx, raw, exc, attempt, delivery_id)
     if result.kind == "deferred":
-        raise retry_or_requeue(
-            self,
-            countdown=ctx.settings.infra_retry_delay_s,
-            max_retries=ctx.settings.infra_max_retries,
-        )
+        raise retry_budgeted(self, ctx)
     return result.as_dict()
 
 
