@@ -125,13 +125,17 @@ def _body(facts: ReportFacts) -> list[str]:
             "The runner failed closed so that no untested branch advances.\n"
         )
     if facts.ran_first:
-        sections.append(_ran_first_section(facts.ran_first))
+        order = (
+            f"{len(facts.ran_first)} test(s) that failed on this branch's last run ran first, "
+            "in this order; the others followed in collection order.\n"
+        )
+        sections.append(_id_list(["## Order\n", order], facts.ran_first))
     if facts.limit_notes:
         shown = facts.limit_notes[:MAX_NOTES_LISTED]
         notes = "\n".join(f"- {clip(note, MAX_TEXT_CHARS)}" for note in shown)
         sections.append(f"## Resource limits reached\n\n{notes}\n")
     if facts.failing_tests:
-        sections.append(_failing_section(facts.failing_tests))
+        sections.append(_id_list(["## Failing tests\n"], facts.failing_tests))
     if facts.hang is not None:
         sections.append(hang_section(facts.hang))
     if facts.integrity is not None:
@@ -147,24 +151,11 @@ def _body(facts: ReportFacts) -> list[str]:
     return sections
 
 
-def _failing_section(failing: tuple[str, ...]) -> str:
-    shown = failing[:MAX_FAILING_LISTED]
-    lines = ["## Failing tests\n", *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown)]
-    if len(failing) > len(shown):
-        lines.append(f"- ... and {len(failing) - len(shown)} more")
-    return "\n".join(lines) + "\n"
-
-
-def _ran_first_section(first: tuple[str, ...]) -> str:
-    shown = first[:MAX_FAILING_LISTED]
-    lines = [
-        "## Order\n",
-        f"{len(first)} test(s) that failed on this branch's last run ran first, in this "
-        "order; the others followed in collection order.\n",
-        *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown),
-    ]
-    if len(first) > len(shown):
-        lines.append(f"- ... and {len(first) - len(shown)} more")
+def _id_list(heading: list[str], ids: tuple[str, ...]) -> str:
+    shown = ids[:MAX_FAILING_LISTED]
+    lines = [*heading, *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown)]
+    if len(ids) > len(shown):
+        lines.append(f"- ... and {len(ids) - len(shown)} more")
     return "\n".join(lines) + "\n"
 
 
