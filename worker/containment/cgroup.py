@@ -100,12 +100,7 @@ def pids_limit_note(max_pids: int) -> str:
 
 def remove_stale_cgroups(prefix: str, stale: Callable[[str], bool]) -> None:
     """Remove the empty job cgroups named `prefix...` that `stale` says nobody owns."""
-    try:
-        hierarchy = find_pids_hierarchy(
-            Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text()
-        )
-    except OSError:
-        return
+    hierarchy = _own_pids_hierarchy()
     if hierarchy is None:
         return
     try:
@@ -118,6 +113,14 @@ def remove_stale_cgroups(prefix: str, stale: Callable[[str], bool]) -> None:
                 path.rmdir()  # fails, and is left, while it has members
             except OSError as exc:
                 logger.debug("stale cgroup %s kept: %s", path, exc)
+
+
+def _own_pids_hierarchy() -> PidsHierarchy | None:
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+        return find_pids_hierarchy(mountinfo, Path("/proc/self/cgroup").read_text())
+    except OSError:
+        return None
 
 
 def find_pids_hierarchy(
@@ -154,12 +157,7 @@ def open_job_cgroup(name: str, max_pids: int) -> JobCgroup | None:
     are killed first). None when no writable pids cgroup exists here."""
     if max_pids <= 0:
         return None
-    try:
-        hierarchy = find_pids_hierarchy(
-            Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text()
-        )
-    except OSError:
-        return None
+    hierarchy = _own_pids_hierarchy()
     if hierarchy is None:
         return None
     parent = hierarchy.own_cgroup / _PARENT_NAME
