@@ -52,15 +52,7 @@ def kill_job(cookie: str, root_pid: int | None, *, grace_s: float, tree: bool) -
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and targets():
         time.sleep(0.05)
-    for _ in range(_KILL_ROUNDS):
-        survivors = targets()
-        if not survivors:
-            break
-        signalled |= _signal_all(survivors, signal.SIGKILL)
-        time.sleep(0.02)  # let the kernel deliver before the next scan
-    else:
-        logger.error("job %s: processes still alive after %d kill rounds", cookie, _KILL_ROUNDS)
-    return len(signalled)
+    return len(signalled | kill_until_gone(targets))
 
 
 def sweep(cookie: str) -> int:
@@ -75,12 +67,15 @@ def kill_until_gone(find: Callable[[], set[int]], rounds: int = _KILL_ROUNDS) ->
     """SIGKILL what `find` returns, again and again until it returns nothing (what was
     killed may have forked meanwhile), at most `rounds` times. Returns every pid killed."""
     killed: set[int] = set()
+    left: set[int] = set()
     for _ in range(rounds):
         left = find()
         if not left:
             break
         killed |= _signal_all(left, signal.SIGKILL)
         time.sleep(0.02)  # let the kernel deliver before the next look
+    else:
+        logger.error("processes still alive after %d kill rounds: %s", rounds, sorted(left))
     return killed
 
 
