@@ -22,7 +22,6 @@ import logging
 import os
 import stat
 from pathlib import Path
-from types import TracebackType
 
 logger = logging.getLogger("testgate.untrusted_files")
 
@@ -82,12 +81,7 @@ class UntrustedDir:
     def __enter__(self) -> UntrustedDir:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     def _read(self, name: str, limit: int, *, from_end: bool) -> bytes | None:

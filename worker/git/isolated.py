@@ -17,7 +17,6 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from worker.errors import GitError
 from worker.git.command import git_process
@@ -139,12 +138,7 @@ class IsolatedGit:
     def __enter__(self) -> IsolatedGit:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     def _run(self, args: list[str], *, stdin: bytes | None) -> bytes:
