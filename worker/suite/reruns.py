@@ -10,13 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.containment.sandbox import Bounded, Sandbox, run_bounded
-from worker.suite.probe import (
-    PROBE_MODULE,
-    ProbeFiles,
-    read_collected,
-    read_outcomes,
-    with_probe,
-)
+from worker.suite.probe import ProbeFiles, read_collected, read_outcomes, with_probe
+from worker.suite.run import suite_command
 
 logger = logging.getLogger("testgate.reruns")
 
@@ -39,7 +34,7 @@ def collect_ids(
         return Collection(frozenset(), False, "no time left in the job's budget")
     # No assertion rewriting: nothing runs, and rewriting every test module (no .pyc
     # can be kept) is a fifth of a collection's time.
-    command = (python, "-m", "pytest", target, "--collect-only", "-q", "--assert=plain", *_OPTIONS)
+    command = suite_command(python, [target], options=("--collect-only", "--assert=plain"))
     with ProbeFiles(sandbox.out_dir, f"collect-{label}") as files:
         ended = _run(command, worktree, with_probe(sandbox, files, collect=True), files, timeout_s)
         ids = read_collected(files)
@@ -64,7 +59,7 @@ def rerun_ids(
     without it. None when nothing could be run."""
     if timeout_s <= 0 or not ids:
         return None
-    command = (python, "-m", "pytest", target, "-q", *_OPTIONS)
+    command = suite_command(python, [target])
     with ProbeFiles(sandbox.out_dir, f"rerun-{label}") as files:
         ended = _run(command, worktree, with_probe(sandbox, files, select=ids), files, timeout_s)
         outcomes = {o.test_id: o.outcome for o in read_outcomes(files) if o.test_id in ids}
@@ -72,9 +67,6 @@ def rerun_ids(
         logger.warning("re-run on %s %s", label, _ended(ended, timeout_s))
         return outcomes or None
     return {test_id: outcomes.get(test_id, "missing") for test_id in ids}
-
-
-_OPTIONS = ("-p", "no:cacheprovider", "-p", PROBE_MODULE)
 
 
 def _run(
