@@ -88,13 +88,10 @@ class JobPhases:
             finally:
                 self._add(name, time.perf_counter() - started)
 
-    def entered(self, name: str, manager: AbstractContextManager[T]) -> AbstractContextManager[T]:
+    @contextmanager
+    def entered(self, name: str, manager: AbstractContextManager[T]) -> Iterator[T]:
         """`manager`, with the time of entering it timed as phase `name` (a checkout:
         making it is the phase, removing it at the end is not)."""
-        return self._entered(name, manager)
-
-    @contextmanager
-    def _entered(self, name: str, manager: AbstractContextManager[T]) -> Iterator[T]:
         with ExitStack() as stack:
             with self.phase(name):
                 value = stack.enter_context(manager)
