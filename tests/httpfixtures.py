@@ -60,19 +60,26 @@ def _handler(routes: Routes, rec: Recorder) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 from a thread; yield the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def http_server(
     routes: Routes | None = None, rec: Recorder | None = None, port: int = 0
 ) -> Iterator[tuple[str, Recorder]]:
     """Serve `routes` on 127.0.0.1; yield (base URL, recorder)."""
     rec = rec or Recorder()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(routes or {}, rec))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", rec
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_handler(routes or {}, rec), port) as base:
+        yield base, rec
 
 
 @contextmanager
@@ -97,15 +104,11 @@ def trickling_server(head: bytes, pause_s: float) -> Iterator[str]:
             except (BrokenPipeError, ConnectionResetError):
                 return  # the client gave up, as it should
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as base:
+        try:
+            yield base
+        finally:
+            stop.set()
 
 
 def healthy_routes(prefix: str = "") -> Routes:
@@ -195,11 +198,5 @@ def git_http_server(root: Path, user: str, password: str) -> Iterator[tuple[str,
             self.end_headers()
             self.wfile.write(payload)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", log
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as base:
+        yield base, log
