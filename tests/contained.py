@@ -52,7 +52,13 @@ def settings(**kw: Any) -> Settings:
 
 
 def warm_for(view: SuiteView, python: str, slot: Slot, **kw: Any) -> WarmPytest:
+    """The contained warm interpreter of `view`. The pool may be full of other tests'
+    views, each used lately, and a pool process then runs the job cold (that policy has
+    tests of its own): a test that asks for a warm run stops them and gets one."""
     warm = contained_warm(settings(**kw), view, python, slot)
+    if warm is None:
+        stop_warm_pytest()
+        warm = contained_warm(settings(**kw), view, python, slot)
     assert warm is not None
     return warm
 

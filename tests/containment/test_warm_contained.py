@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.contained import run_contained, settings, workdir
+from tests.contained import run_contained, settings, warm_for, workdir
 from tests.containment.warmdump import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
 from tests.fleet import pid_alive, processes_running
 from tests.projects import project
@@ -296,11 +296,9 @@ def test_more_views_than_kept_take_turns_without_restarting_one_per_job(
 def test_a_networked_contract_gets_a_warm_interpreter_of_its_own(tmp_path: Path) -> None:
     slot = process_slot(workdir())
     assert slot is not None
-    isolated = contained_warm(settings(), SuiteView(writable=()), sys.executable, slot)
-    networked = contained_warm(
-        settings(), SuiteView(writable=(), network=True), sys.executable, slot
-    )
-    assert isolated is not None and networked is not None
+    stop_warm_pytest()  # both kinds alive at once: room for two in the pool
+    isolated = warm_for(SuiteView(writable=()), sys.executable, slot)
+    networked = warm_for(SuiteView(writable=(), network=True), sys.executable, slot)
     assert isolated is not networked and isolated.jail and networked.jail
     assert (isolated.jail.network, networked.jail.network) == (False, True)
     assert pid_alive(isolated.process_pid) and pid_alive(networked.process_pid)
@@ -373,8 +371,7 @@ def test_collections_and_re_runs_of_a_contained_job_fork_warm_too(tmp_path: Path
 
     def collect_and_rerun(slot: Any) -> None:
         view = SuiteView(writable=(), readable=(INSUITE_DIR, *interpreter_paths(sys.executable)))
-        warm = contained_warm(settings(), view, sys.executable, slot)
-        assert warm is not None
+        warm = warm_for(view, sys.executable, slot)
         sandbox = Sandbox(
             scratch_dir=tmp_path / "scratch",
             cookie=uuid.uuid4().hex,
