@@ -61,24 +61,10 @@ class SuiteView:
 def bwrap_prefix(view: SuiteView, cwd: Path) -> list[str]:
     """The `bwrap ... --` argv that runs a command in `view`, in `cwd` (which is made
     writable: it is the worktree). bwrap execs the command in the sandbox."""
-    argv = [
-        "bwrap",
-        "--unshare-user",
-        "--uid",
-        str(SUITE_UID),
-        "--gid",
-        str(SUITE_UID),
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        "--unshare-cgroup-try",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--hostname",
-        "testgate-suite",
-    ]
+    argv = ["bwrap", "--unshare-user", "--uid", str(SUITE_UID), "--gid", str(SUITE_UID)]
+    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    argv += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    argv += ["--hostname", "testgate-suite"]
     if not view.network:
         argv.append("--unshare-net")
     argv += _system_binds()
@@ -109,14 +95,10 @@ def interpreter_paths(python: str) -> tuple[Path, ...]:
     return tuple(dict.fromkeys(p.resolve() for p in prefixes if p != Path("/")))
 
 
+@functools.cache
 def bwrap_missing() -> str | None:
     """Why bwrap cannot contain a suite on this host, or None when it can (tried once
     per process: a real sandbox with the namespaces every suite gets)."""
-    return _probe_bwrap()
-
-
-@functools.cache
-def _probe_bwrap() -> str | None:
     if shutil.which("bwrap") is None:
         return "bwrap (bubblewrap) is not installed"
     try:
@@ -175,5 +157,4 @@ def owner_only_entries(root: Path, limit: int = _ETC_SCAN_LIMIT) -> list[Path]:
 
 def _parents_first(paths: Sequence[Path]) -> list[Path]:
     """Each path once, parents before children: a later bind inside an earlier one stays."""
-    unique = sorted({Path(os.path.abspath(p)) for p in paths}, key=lambda p: len(p.parts))
-    return unique
+    return sorted({Path(os.path.abspath(p)) for p in paths}, key=lambda p: len(p.parts))
