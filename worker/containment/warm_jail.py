@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.containment import pidns, proctree
+from worker.containment import proctree
 from worker.containment.bwrap import SuiteView, bwrap_prefix
 from worker.containment.cgroup import JobCgroup
 
@@ -72,15 +72,17 @@ class JailedProcesses:
         self.zygote: int | None = None
 
     def locate(self) -> bool:
-        self.init = pidns.descendant_by_inner_pid(self.bwrap_pid, _INIT_PID)
-        self.zygote = pidns.descendant_by_inner_pid(self.bwrap_pid, _ZYGOTE_PID)
+        below = proctree.live_descendants(self.bwrap_pid)
+        self.init = _by_inner_pid(below, _INIT_PID)
+        self.zygote = _by_inner_pid(below, _ZYGOTE_PID)
         return self.init is not None and self.zygote is not None
 
     def outer_pid(self, inner: int) -> int | None:
-        """The outer pid of the zygote's child `inner` (not reaped until we say so)."""
+        """The outer pid of the zygote's child `inner` (not reaped until we say so: a
+        zombie counts)."""
         if self.zygote is None:
             return None
-        return pidns.child_by_inner_pid(self.zygote, inner)
+        return _by_inner_pid(proctree.children_of(self.zygote), inner)
 
     def strays(self) -> set[int]:
         """Every live process of the sandbox but its init and the zygote."""
@@ -103,3 +105,20 @@ class JailedProcesses:
 def _under(path: Path, roots: Iterable[Path]) -> bool:
     absolute = Path(os.path.abspath(path))
     return any(absolute.is_relative_to(os.path.abspath(root)) for root in roots)
+
+
+def _by_inner_pid(pids: Iterable[int], inner: int) -> int | None:
+    """The one of `pids` (outer pids, the only ones the worker waits for and kills) that
+    is `inner` in the innermost of at least two PID namespaces: the `NSpid` line of its
+    /proc status, outermost first."""
+    for pid in sorted(pids):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue  # gone
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                chain = line.split()[1:]
+                if len(chain) > 1 and int(chain[-1]) == inner:
+                    return pid
+    return None
