@@ -55,10 +55,6 @@ class JobCgroup:
         except (OSError, ValueError):
             return set()
 
-    def limit_reached(self) -> bool:
-        """True once a fork in the job failed because of `pids.max`."""
-        return self.limit_hits() > 0
-
     def limit_hits(self) -> int:
         """How many forks in the group failed because of `pids.max` so far."""
         try:

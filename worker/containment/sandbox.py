@@ -106,7 +106,7 @@ class Sandbox:
 
     def limit_notes(self) -> tuple[str, ...]:
         """Limits the job ran into, for the report."""
-        if self.cgroup is not None and self.cgroup.limit_reached():
+        if self.cgroup is not None and self.cgroup.limit_hits() > 0:
             return (pids_limit_note(self.cgroup.max_pids),)
         return ()
 
@@ -216,7 +216,6 @@ def run_bounded(
         running.pid,
         timeout_s,
     )
-    killed = 0
     try:
         exit_code, timed_out = _wait(running, sandbox, timeout_s, on_tick)
         never_ran = running.never_ran(exit_code)
