@@ -58,10 +58,6 @@ ALLOWED: dict[tuple[str, str], str] = {
         "`celery -A worker` looks for `worker.app`; the package loads it lazily, on first "
         "access, so that importing any other module of the package does not"
     ),
-    ("worker.containment.launch", "worker.insuite.zygote"): (
-        "a warm start reads the zygote's exit code for 'could not become the suite'; the "
-        "zygote itself imports nothing of the worker"
-    ),
     ("worker.containment.launch", "worker.insuite"): (
         "a cold start runs the boot script's file; insuite's facade only names its files"
     ),
@@ -72,7 +68,8 @@ ALLOWED: dict[tuple[str, str], str] = {
         "the warm interpreter's shadowing check skips the plugins' own directory"
     ),
     ("worker.containment.warm", "worker.insuite.zygote"): (
-        "the warm interpreter starts the zygote's file as a script and speaks its protocol"
+        "the warm interpreter starts the zygote's file as a script, speaks its protocol and "
+        "reads its exit code for 'could not become the suite'"
     ),
 }
 

@@ -17,10 +17,10 @@ from typing import Protocol
 from worker.containment.bwrap import SuiteView
 from worker.containment.cgroup import JobCgroup
 from worker.containment.limits import Limits
-from worker.containment.warm import SuiteLaunch, WarmPytest, WarmRun
+from worker.containment.warm import SuiteLaunch, WarmPytest
 from worker.containment.witness import StartWitness
 from worker.errors import StartFailed
-from worker.insuite import BOOT_SCRIPT, zygote
+from worker.insuite import BOOT_SCRIPT
 
 logger = logging.getLogger("testgate.launch")
 
@@ -44,9 +44,8 @@ class Running(Protocol):
 
     def limit_notes(self) -> tuple[str, ...]: ...
 
-    def close(self) -> int:
-        """Release what the start holds; returns how many leftover processes it killed."""
-        ...
+    # Releases what the start holds; returns how many leftover processes it killed.
+    def close(self) -> int: ...
 
 
 class Wrapping(Protocol):
@@ -103,12 +102,13 @@ def start_warm(
         # cgroup holds it), and sees what a cold start's view would show it.
         cgroup_procs=sandbox.cgroup.procs_file if sandbox.cgroup and view is None else None,
         view=view.with_paths(writable=sandbox.own_dirs) if view is not None else None,
+        witness=witness,
     )
     started = sandbox.warm.start(command, launch)
     if isinstance(started, str):
         logger.info("pytest in %s starts cold: %s", cwd, started)
         return None
-    return _WarmStarted(started, witness)
+    return started
 
 
 def start_cold(
@@ -176,10 +176,9 @@ class _ColdStarted:
         self._wrapper = wrapper
         self._witness = witness
         self._signals_as_exit = signals_as_exit
-        self._pidfd: int | None = None
         self._poller = select.poll()
         try:
-            self._pidfd = os.pidfd_open(process.pid)
+            self._pidfd: int | None = os.pidfd_open(process.pid)
             self._poller.register(self._pidfd, select.POLLIN)
         except OSError:  # no pidfd on this kernel: Popen's polling
             self._pidfd = None
@@ -214,40 +213,6 @@ class _ColdStarted:
             os.close(self._pidfd)
             self._pidfd = None
         return 0
-
-
-class _WarmStarted:
-    """A suite forked from the warm interpreter (worker/containment/warm.py)."""
-
-    how = "warm"
-
-    def __init__(self, run: WarmRun, witness: StartWitness | None) -> None:
-        self.pid = run.pid
-        self._run = run
-        self._witness = witness
-
-    def exited(self, timeout: float) -> bool:
-        return self._run.exited(timeout)
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return self._run.wait(timeout)
-
-    def never_ran(self, exit_code: int | None) -> str | None:
-        if self._run.started:
-            if self._witness is not None:
-                self._witness.mark_started()
-            return None  # whatever happened next, including its warm parent dying
-        if self._run.lost:
-            return "the warm interpreter died before the suite started"
-        if exit_code == zygote.SETUP_FAILED_EXIT:
-            return "the warm interpreter could not start the suite (see its output)"
-        return f"the warm interpreter never started the suite (exit {exit_code})"
-
-    def limit_notes(self) -> tuple[str, ...]:
-        return self._run.limit_notes()
-
-    def close(self) -> int:
-        return self._run.close()
 
 
 def _signal_from_exit(code: int) -> int:

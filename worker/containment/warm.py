@@ -33,6 +33,7 @@ from worker.containment.bwrap import SuiteView
 from worker.containment.cgroup import pids_limit_note
 from worker.containment.warm_jail import JailedProcesses, WarmJail
 from worker.containment.warm_rules import shadowing_module, startup_environment, suite_path_prefix
+from worker.containment.witness import StartWitness
 from worker.insuite import PLUGINS_DIR, zygote
 
 logger = logging.getLogger("testgate.warm")
@@ -52,21 +53,38 @@ class SuiteLaunch:
     cgroup_procs: Path | None = None
     # The whole view a cold start would give it (its own dirs included); None: uncontained.
     view: SuiteView | None = None
+    witness: StartWitness | None = None
 
 
 class WarmRun:
-    """A suite running in a fork of the warm interpreter; not a child of this process,
-    so its end and exit code arrive from the warm interpreter."""
+    """A suite running in a fork of the warm interpreter (a launch.Running); not a child
+    of this process, so its end and exit code arrive from the warm interpreter."""
 
-    def __init__(self, server: WarmPytest, pid: int, *, started: bool = False) -> None:
+    how = "warm"
+
+    def __init__(
+        self, server: WarmPytest, pid: int, witness: StartWitness | None, *, started: bool
+    ) -> None:
         self.pid = pid
         self._server = server
+        self._witness = witness
         self._exit: int | None = None
         self.lost = False  # the warm interpreter died before telling the exit code
         # The fork said it is about to run the suite's code: from then on, however it
         # ends (its warm parent killed included), the suite ran.
         self.started = started
         self._limit_hits = server.limit_hits()
+
+    def never_ran(self, exit_code: int | None) -> str | None:
+        if self.started:
+            if self._witness is not None:
+                self._witness.mark_started()
+            return None  # whatever happened next, including its warm parent dying
+        if self.lost:
+            return "the warm interpreter died before the suite started"
+        if exit_code == zygote.SETUP_FAILED_EXIT:
+            return "the warm interpreter could not start the suite (see its output)"
+        return f"the warm interpreter never started the suite (exit {exit_code})"
 
     def limit_notes(self) -> tuple[str, ...]:
         """The pids limit of a contained warm interpreter's cgroup, if this run hit it."""
@@ -259,7 +277,7 @@ class WarmPytest:
                 self.close()
                 return None
             pid = outer
-        return WarmRun(self, pid, started=started)
+        return WarmRun(self, pid, launch.witness, started=started)
 
     def finished(self) -> None:
         """The suite it forked last has ended and its exit code was read."""
