@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.containment.bwrap import SuiteView, bwrap_missing, interpreter_paths
-from worker.containment.cgroup import open_job_cgroup, remove_stale_cgroups
+from worker.containment.cgroup import JobCgroup, open_job_cgroup, remove_stale_cgroups
 from worker.containment.sandbox import warm_interpreter, warm_start_environment
 from worker.containment.slot import Slot, process_slot
 from worker.containment.warm import (
@@ -84,23 +84,16 @@ def contained_warm(
     warm.may_start). Its own pids cgroup, where there can be one, holds it and its suites."""
     readable = tuple(dict.fromkeys((*view.readable, INSUITE_DIR, *interpreter_paths(python))))
 
-    def make_jail() -> WarmJail:
-        cgroup = None
-        if settings.suite_max_pids > 0:
-            remove_stale_cgroups(_JAIL_CGROUP, _owner_gone)
-            name = f"{_JAIL_CGROUP}{os.getpid()}-{secrets.token_hex(4)}"
-            cgroup = open_job_cgroup(name, settings.suite_max_pids + _JAIL_OWN_PIDS)
-        return WarmJail(slot.path, readable, view.network, cgroup)
+    def open_cgroup() -> JobCgroup | None:
+        if settings.suite_max_pids <= 0:
+            return None
+        remove_stale_cgroups(_JAIL_CGROUP, _owner_gone)
+        name = f"{_JAIL_CGROUP}{os.getpid()}-{secrets.token_hex(4)}"
+        return open_job_cgroup(name, settings.suite_max_pids + _JAIL_OWN_PIDS)
 
-    return contained_warm_pytest(
-        warm_start_environment(),
-        python,
-        view.network,
-        slot.path,
-        make_jail,
-        max_pids=settings.suite_max_pids,
-        sees=tuple(str(path) for path in readable),
-    )
+    jail = WarmJail(slot.path, readable, view.network)
+    env = warm_start_environment()
+    return contained_warm_pytest(env, python, jail, open_cgroup, settings.suite_max_pids)
 
 
 @dataclass(frozen=True)

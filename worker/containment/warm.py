@@ -6,10 +6,8 @@ run a suite), so runs cannot leak into each other. A run goes to the warm interp
 only when the result cannot differ from a cold `python -m pytest`: the worker's own
 interpreter, the same start-up environment (every PYTHON* variable but PYTHONPATH, and
 the locale), no network namespace, and no module on the suite's sys.path with the name
-of one the warm interpreter already imported. Anything else runs cold, as before.
-
-What decides whether a run may go warm is in worker/containment/warm_rules.py; where a
-contained warm interpreter lives, in worker/containment/warm_jail.py.
+of one the warm interpreter already imported (warm_rules.py). Anything else runs cold.
+A contained warm interpreter lives in a sandbox of its own (warm_jail.py).
 """
 
 from __future__ import annotations
@@ -25,12 +23,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from worker.containment.bwrap import SuiteView
-from worker.containment.cgroup import pids_limit_note
+from worker.containment.cgroup import JobCgroup, pids_limit_note
 from worker.containment.warm_jail import JailedProcesses, WarmJail
 from worker.containment.warm_rules import shadowing_module, startup_environment, suite_path_prefix
 from worker.containment.witness import StartWitness
@@ -88,7 +86,9 @@ class WarmRun:
 
     def limit_notes(self) -> tuple[str, ...]:
         """The pids limit of a contained warm interpreter's cgroup, if this run hit it."""
-        return self._server.limit_notes(self._limit_hits)
+        if self._server.limit_hits() > self._limit_hits:
+            return (pids_limit_note(self._server.max_pids),)
+        return ()
 
     def close(self) -> int:
         """After the run: a contained warm interpreter's sandbox is emptied of everything
@@ -187,11 +187,6 @@ class WarmPytest:
     def limit_hits(self) -> int:
         cgroup = self.jail.cgroup if self.jail else None
         return cgroup.limit_hits() if cgroup else 0
-
-    def limit_notes(self, hits_before: int) -> tuple[str, ...]:
-        if self.limit_hits() > hits_before:
-            return (pids_limit_note(self.max_pids),)
-        return ()
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self._process.poll() is None
@@ -347,9 +342,9 @@ def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
 
 
 # This process's warm interpreters, least recently used first: uncontained ones by
-# interpreter, contained ones by (interpreter, network, slot, what their sandbox reads).
+# interpreter, contained ones by interpreter and sandbox (without its cgroup).
 _uncontained: OrderedDict[str, WarmPytest] = OrderedDict()
-_contained: OrderedDict[tuple[str, bool, str, tuple[str, ...]], WarmPytest] = OrderedDict()
+_contained: OrderedDict[tuple[str, WarmJail], WarmPytest] = OrderedDict()
 _last_use: dict[Any, int] = {}  # a key of either table: the request that last used it
 _requests = itertools.count()
 MAX_UNCONTAINED = 2  # per pool process: each holds an interpreter with pytest imported
@@ -416,24 +411,19 @@ def warm_pytest(suite_env: Mapping[str, str], python: str = sys.executable) -> W
 def contained_warm_pytest(
     suite_env: Mapping[str, str],
     python: str,
-    network: bool,
-    slot: Path,
-    make_jail: Callable[[], WarmJail],
-    max_pids: int = 0,
-    *,
-    sees: tuple[str, ...] = (),
+    jail: WarmJail,
+    open_cgroup: Callable[[], JobCgroup | None],
+    max_pids: int,
 ) -> WarmPytest | None:
-    """This process's contained warm interpreter for `python` with or without the
-    network, writing `slot` and reading `sees`, started in the sandbox `make_jail` gives
-    when there is none alive and may_start allows; None: run this suite cold."""
+    """This process's warm interpreter for `python` in the sandbox `jail`, in a pids
+    cgroup of its own from `open_cgroup`, started when there is none alive and may_start
+    allows; None: run this suite cold."""
     env = warm_environment(suite_env)
-    return _kept(
-        _contained,
-        (python, network, str(slot), sees),
-        MAX_CONTAINED,
-        CONTAINED_IDLE_USES,
-        lambda: WarmPytest(python, env, jail=make_jail(), max_pids=max_pids),
-    )
+
+    def start() -> WarmPytest:
+        return WarmPytest(python, env, jail=replace(jail, cgroup=open_cgroup()), max_pids=max_pids)
+
+    return _kept(_contained, (python, jail), MAX_CONTAINED, CONTAINED_IDLE_USES, start)
 
 
 def warm_process_pids() -> set[int]:
