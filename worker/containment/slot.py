@@ -1,15 +1,11 @@
-"""A pool process's slot: the fixed paths where its jobs' suite-visible files live.
+"""A pool process's slot, `workdir/slots/p<pid>/`: the one directory its contained warm
+interpreter (warm_jail.py) may write, so the same for every job: the worktree is made at
+`src/`, the suite's HOME, TMPDIR and output directory under `suite/`; what the worker
+keeps of a job (logs, scratch files) stays outside.
 
-A contained warm interpreter (worker/containment/warm_jail.py) is started once, in a
-sandbox that can write one directory only; so each pool process keeps one, always
-the same, `workdir/slots/p<pid>/`: the job's worktree is made at `src/`, its HOME,
-TMPDIR and output directory under `suite/`. Whatever the worker itself keeps of a job
-(its logs, its scratch files) stays outside.
-
-The slot is made fresh at its first use in the process, checked empty before each job
-and emptied after it (never following a link), once every process of the job is dead.
-One job at a time: a second thread of the same process gets no slot (and its suite the
-ordinary per-job directories, started cold).
+Made fresh at its first use in the process, checked empty before each job and emptied
+after it (never following a link), once every process of the job is dead. One job at a
+time: a second thread of the process gets no slot (its suite runs cold, elsewhere).
 """
 
 from __future__ import annotations
@@ -91,22 +87,16 @@ def pool_slot(workdir: Path) -> Iterator[Slot | None]:
         _in_use.add(path)
     slot = Slot(path)
     try:
-        ready = _prepare(slot)
+        ready = _make_fresh(slot)
+        if ready and any(slot.path.iterdir()):
+            logger.warning("slot %s was not empty before a job: emptied", slot.path)
+            ready = slot.empty()
         yield slot if ready else None
     finally:
         if path.is_dir():
             slot.empty()
         with _lock:
             _in_use.discard(path)
-
-
-def _prepare(slot: Slot) -> bool:
-    if not _make_fresh(slot):
-        return False
-    if any(slot.path.iterdir()):
-        logger.warning("slot %s was not empty before a job: emptied", slot.path)
-        return slot.empty()
-    return True
 
 
 def _make_fresh(slot: Slot) -> bool:

@@ -2,13 +2,10 @@
 per-job cgroup can be made (a non-root container).
 
 A process that daemonises (fork, setsid, fork, parent exits) is re-parented to the
-nearest subreaper instead of to PID 1. With the pool process as subreaper, whatever a
-job left behind ends up as the pool process's own child, found by its parent pid even
-if it cleared its environment (and with it the job's cookie). After each job those
-adopted children are killed and reaped.
-
+nearest subreaper, not PID 1: to the pool process, found by its parent pid even if it
+cleared its environment (and the job's cookie with it), killed and reaped after the job.
 Only pids that were not children before the job are touched, and only once the job's
-own subprocesses have been waited for, so no `Popen` of ours loses its exit status.
+own subprocesses were waited for, so no `Popen` of ours loses its exit status.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
-"""Where a contained warm interpreter lives: inside a bubblewrap sandbox of its own,
-which every suite it forks shares (worker/insuite/zygote.py --contained).
+"""Where a contained warm interpreter lives: a bubblewrap sandbox of its own, shared
+by every suite it forks (worker/insuite/zygote.py --contained). It writes only the pool
+process's slot (slot.py) and reads what the job's view reads (its repository's mirror,
+its venv): one sandbox per such view, so no suite sees another repository, and a run
+goes to it only when the job's own view asks for nothing more.
 
-The sandbox sees what a job's suite on this pool process may see: writable, the pool
-process's slot (worker/containment/slot.py: the job's worktree, HOME, TMPDIR and
-output directory are made there); read-only, the system directories, the interpreter,
-the in-suite code and what the job's view reads (its repository's mirror, its venv):
-one sandbox per such view, so no suite sees another repository. A run goes to it only
-when the job's own view asks for nothing more.
-
-After each run every process of the sandbox but its init and the zygote is killed
-(found as descendants of the sandbox's init: whatever a suite starts, also a daemon
-that cleared its environment and double-forked, stays below the init of its PID
-namespace), and the zygote empties the shared temp dirs before its next fork.
+After each run every process of the sandbox but its init and the zygote is killed:
+whatever a suite starts, also a daemon that cleared its environment and double-forked,
+stays below the init of its PID namespace. The zygote empties the temp dirs itself.
 """
 
 from __future__ import annotations
