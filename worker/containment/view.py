@@ -63,11 +63,8 @@ def suite_view(
             _warned.add(missing)
             logger.warning("suites run UNCONTAINED: %s", missing)
         return None
-    return SuiteView(
-        writable=(),
-        readable=(mirror, INSUITE_DIR, *interpreter_paths(python)),
-        network=contract.network,
-    )
+    readable = (mirror, INSUITE_DIR, *interpreter_paths(python))
+    return SuiteView(writable=(), readable=readable, network=contract.network)
 
 
 def contained(settings: Settings) -> bool:
@@ -78,10 +75,9 @@ def contained(settings: Settings) -> bool:
 def contained_warm(
     settings: Settings, view: SuiteView, python: str, slot: Slot
 ) -> WarmPytest | None:
-    """The warm interpreter for `python` inside a sandbox that reads what `view` reads
-    (the job's own mirror, a venv) and writes only the pool process's `slot`: one per
-    such view, so a suite never sees another repository (None: this suite runs cold,
-    warm.may_start). Its own pids cgroup, where there can be one, holds it and its suites."""
+    """The warm interpreter for `python` in a sandbox that reads what `view` reads and
+    writes only the pool process's `slot` (None: this suite runs cold, warm.may_start),
+    held with its suites by a pids cgroup of its own where there can be one."""
     readable = tuple(dict.fromkeys((*view.readable, INSUITE_DIR, *interpreter_paths(python))))
 
     def open_cgroup() -> JobCgroup | None:
@@ -114,11 +110,10 @@ def suite_python(settings: Settings, contract: TestContract) -> str:
 def warm_kinds(
     settings: Settings, contracts: Sequence[TestContract], *, contained: bool, limit: int
 ) -> list[WarmKind]:
-    """The warm interpreters worth starting before the first job: one per kind the
-    contracts' suites fork from, in the contracts' order (the first `limit`: starting
-    more would stop the first ones). A contract whose suite runs in a venv its setup
-    builds has no interpreter to warm yet; uncontained, the network and the repository
-    are no part of it."""
+    """The warm interpreters worth starting before the first job, one per kind the
+    contracts' suites fork from, the first `limit` (more would stop the first ones). A
+    suite in a venv its setup builds has nothing to warm yet; uncontained, network and
+    repository are no part of a kind."""
     kinds: list[WarmKind] = []
     for contract in contracts:
         if contract.venv:
@@ -136,11 +131,10 @@ def warm_kinds(
 def warm_up(
     settings: Settings, contracts: Sequence[TestContract], mirror_of: Callable[[str], Path]
 ) -> None:
-    """Start this pool process's warm interpreters while it waits for its first job,
-    one per kind `contracts` use (contained when suites are: for a repository whose
-    mirror `mirror_of` gives exists already), so that even a first suite skips
-    pytest's start-up. One that cannot start is logged; its first job starts it
-    again, or runs cold."""
+    """Start this pool process's warm interpreters while it waits for its first job, so
+    that even a first suite skips pytest's start-up (contained: only for a repository
+    whose mirror exists already). One that cannot start is logged; its first job starts
+    it again, or runs cold."""
     if not settings.warm_pytest:
         return
     inside = contained(settings)
