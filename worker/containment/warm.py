@@ -394,12 +394,9 @@ def _kept(
 
 def warm_pytest(suite_env: Mapping[str, str], python: str = sys.executable) -> WarmPytest:
     """This process's warm interpreter for `python`, started (again) when there is none
-    alive, with the start-up part of `suite_env` (what every suite gets). Its HOME must
-    hold no user site-packages, as each suite's fresh HOME holds none. At most
-    MAX_UNCONTAINED are kept (one per contract interpreter or venv in use).
-
-    Start it before a job snapshots its children, or leave it out of what the job
-    left behind (warm_process_pids): it is not the job's."""
+    alive, with the start-up part of `suite_env` (what every suite gets). Start it before
+    a job snapshots its children, or leave it out of what the job left behind
+    (warm_process_pids): it is not the job's."""
     env = warm_environment(suite_env)
     # idle_uses -1: the least recently used one always makes way.
     warm = _kept(_uncontained, python, MAX_UNCONTAINED, -1, lambda: WarmPytest(python, env))

@@ -9,24 +9,20 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-_LOCALE_VARS = ("LANG", "LC_ALL", "LC_CTYPE")
-# The C library's time zone, which the warm interpreter set once (its `time` is imported
-# before any job): a run in another zone would get the warm one's.
-_ZONE_VARS = ("TZ",)
+# Read by CPython's start-up besides PYTHON*: the locale, and the C library's time zone,
+# which the warm interpreter set once (its `time` is imported before any job).
+_STARTUP_VARS = frozenset({"LANG", "LC_ALL", "LC_CTYPE", "TZ"})
 # Imported by the interpreter's start-up from sys.path when present; the warm one has
 # started already, so a suite that ships one must run cold.
 _STARTUP_MODULES = frozenset({"sitecustomize", "usercustomize"})
 
 
-def read_at_startup(name: str) -> bool:
-    """Whether CPython's start-up reads this variable (so a warm child cannot honour it)."""
-    return name.startswith("PYTHON") or name in _LOCALE_VARS or name in _ZONE_VARS
-
-
 def startup_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """The part of `env` that shapes an interpreter as it starts. PYTHONPATH is left out:
-    a warm child puts those entries on sys.path itself."""
-    return {k: v for k, v in env.items() if read_at_startup(k) and k != "PYTHONPATH"}
+    """The part of `env` that shapes an interpreter as it starts (a warm child cannot
+    honour it). PYTHONPATH is left out: a warm child puts its entries on sys.path itself."""
+    startup = {k: v for k, v in env.items() if k.startswith("PYTHON") or k in _STARTUP_VARS}
+    startup.pop("PYTHONPATH", None)
+    return startup
 
 
 def suite_path_prefix(cwd: Path, env: Mapping[str, str]) -> list[str]:
