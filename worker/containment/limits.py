@@ -17,11 +17,9 @@ class Limits:
     max_processes: int = 0
 
     def prefix(self) -> list[str]:
-        """`prlimit` with these limits, to put before the command ([] when unlimited).
-
-        A wrapper that execs the command rather than a pre-exec hook: with a hook Python
-        must fork the whole worker instead of using vfork, ~60 ms more per job.
-        """
+        """`prlimit` with these limits, to put before the command ([] when unlimited):
+        a wrapper that execs the command, since with a pre-exec hook Python must fork
+        the whole worker instead of using vfork, ~60 ms more per job."""
         options = [f"--{option}={value}" for option, _, value in self._set()]
         return ["prlimit", *options, "--"] if options else []
 

@@ -51,11 +51,9 @@ class Sandbox:
     isolate_network: bool = False  # a network namespace of its own: no network at all
     cgroup: JobCgroup | None = None  # the job's pids cgroup, where there can be one
     warm: WarmPytest | None = None  # runs `python -m pytest` without a cold start-up
-    # Under containment, what the job's commands may see (worker/containment/bwrap.py);
-    # None: they run with the worker's own view and user.
-    view: SuiteView | None = None
-    # Where the suite's own HOME, TMPDIR and output directory are made (a pool
-    # process's slot, worker/containment/slot.py); None: in `scratch_dir`.
+    view: SuiteView | None = None  # contained, what its commands see; None: the worker's
+    # Where the suite's HOME, TMPDIR and output directory are made (a pool process's
+    # slot); None: in `scratch_dir`.
     suite_dir: Path | None = None
 
     @property

@@ -32,10 +32,8 @@ _CHUNK = 1 << 16
 
 class UntrustedDir:
     """A directory in the suite's reach, pinned by an fd; use as a context manager.
-
-    Open it before the suite runs. The constructor raises OSError if `path` is not a
-    directory (or is a symlink); after that, nothing raises.
-    """
+    Open it before the suite runs: the constructor raises OSError if `path` is not a
+    directory (or is a symlink), nothing else does."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
