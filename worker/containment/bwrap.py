@@ -29,7 +29,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 logger = logging.getLogger("testgate.bwrap")
@@ -51,10 +51,8 @@ class SuiteView:
     def with_paths(
         self, *, writable: Iterable[Path] = (), readable: Iterable[Path] = ()
     ) -> SuiteView:
-        return SuiteView(
-            writable=(*self.writable, *writable),
-            readable=(*self.readable, *readable),
-            network=self.network,
+        return replace(
+            self, writable=(*self.writable, *writable), readable=(*self.readable, *readable)
         )
 
 

@@ -108,15 +108,6 @@ class Sandbox:
             return (pids_limit_note(self.cgroup.max_pids),)
         return ()
 
-    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
-        return sandbox_environment(
-            base,
-            home=self.home_dir,
-            tmpdir=self.tmp_dir,
-            cookie=self.cookie,
-            extra=self.extra_env,
-        )
-
 
 @dataclass(frozen=True)
 class Bounded:
@@ -197,7 +188,13 @@ def run_bounded(
         why = f"{cwd} is no longer a directory of its own (a link or gone)"
         logger.error("%s not started: %s", command[0], why)
         return Bounded(None, False, why, 0.0, started=False if witness else None)
-    env = sandbox.environment(os.environ)
+    env = sandbox_environment(
+        os.environ,
+        home=sandbox.home_dir,
+        tmpdir=sandbox.tmp_dir,
+        cookie=sandbox.cookie,
+        extra=sandbox.extra_env,
+    )
     started = time.monotonic()
     try:
         running = start_warm(command, cwd, sandbox, env, log_path, witness) or start_cold(

@@ -94,12 +94,13 @@ class WarmRun:
         """After the run: a contained warm interpreter's sandbox is emptied of everything
         but the interpreter (or, when the run did not end cleanly, stopped whole, to be
         started again). Returns how many processes were killed."""
-        if self._server.jail is None:
+        jailed = self._server.jailed
+        if jailed is None:
             return 0
         if self._exit is None:
             self._server.close()
             return 0
-        killed = self._server.kill_strays()
+        killed = jailed.kill_strays()
         self._server.finished()
         return killed
 
@@ -165,14 +166,14 @@ class WarmPytest:
         if self._process.stdin is None or self._process.stdout is None:
             raise OSError("the warm interpreter's pipes were not created")
         self._requests, self._replies = self._process.stdin, self._process.stdout
-        self._jailed = JailedProcesses(self._process.pid) if jail else None
+        self.jailed = JailedProcesses(self._process.pid) if jail else None
         logger.debug("warm interpreter started: pid %d", self._process.pid)
 
     @property
     def pid(self) -> int:
         """The zygote's pid (contained: outside the sandbox's namespace, once it is up)."""
-        if self._jailed is not None and self._jailed.zygote is not None:
-            return self._jailed.zygote
+        if self.jailed is not None and self.jailed.zygote is not None:
+            return self.jailed.zygote
         return self._process.pid
 
     @property
@@ -180,9 +181,6 @@ class WarmPytest:
         """The pid of the child this process started (contained: bwrap, or the cgroup
         shell that execs it)."""
         return self._process.pid
-
-    def kill_strays(self) -> int:
-        return self._jailed.kill_strays() if self._jailed is not None else 0
 
     def limit_hits(self) -> int:
         cgroup = self.jail.cgroup if self.jail else None
@@ -213,7 +211,8 @@ class WarmPytest:
         if list(command[:3]) != [self.python, "-m", "pytest"]:
             return "not the warm interpreter's own `python -m pytest`"
         if self.jail is not None:
-            touched = (launch.cwd, launch.log_path, *_dirs_named(launch.env))
+            dirs = [Path(launch.env[key]) for key in ("HOME", "TMPDIR") if launch.env.get(key)]
+            touched = (launch.cwd, launch.log_path, *dirs)
             if refused := self.jail.refusal(launch.view, touched):
                 return refused
         elif launch.view is not None:
@@ -258,10 +257,10 @@ class WarmPytest:
             self.close()
             return None
         pid = int(reply["pid"])
-        if self._jailed is not None:
+        if self.jailed is not None:
             # Its pid inside the sandbox means nothing here: find it outside, while the
             # zygote keeps it unreaped, then let the zygote wait for it.
-            outer = self._jailed.outer_pid(pid)
+            outer = self.jailed.outer_pid(pid)
             try:
                 self._requests.write(b"\n")
                 self._requests.flush()
@@ -302,7 +301,7 @@ class WarmPytest:
             logger.warning("warm interpreter not ready (%s): suites run cold", message)
             self.close()
             return False
-        if self._jailed is not None and not self._jailed.locate():
+        if self.jailed is not None and not self.jailed.locate():
             logger.warning("contained warm interpreter not found in its sandbox: suites run cold")
             self.close()
             return False
@@ -324,11 +323,6 @@ class WarmPytest:
             self._process.wait()
         if self.jail is not None and self.jail.cgroup is not None:
             self.jail.cgroup.remove()  # what of its sandbox may still run, then the group
-
-
-def _dirs_named(env: Mapping[str, str]) -> list[Path]:
-    """The directories a run's environment points the suite at (its HOME and TMPDIR)."""
-    return [Path(env[key]) for key in ("HOME", "TMPDIR") if env.get(key)]
 
 
 def warm_environment(suite_env: Mapping[str, str]) -> dict[str, str]:
