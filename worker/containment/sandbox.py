@@ -228,10 +228,7 @@ def run_bounded(
 
 
 def _wait(
-    running: Running,
-    sandbox: Sandbox,
-    timeout_s: float,
-    on_tick: Callable[[], None] | None,
+    running: Running, sandbox: Sandbox, timeout_s: float, on_tick: Callable[[], None] | None
 ) -> tuple[int | None, bool]:
     deadline = time.monotonic() + timeout_s
     while (remaining := deadline - time.monotonic()) > 0:
