@@ -20,21 +20,6 @@ back; an invalid job is refused before it is sent. None of them is a verdict.
 
 from __future__ import annotations
 
-__all__ = [
-    "CheckoutError",
-    "ConfigurationError",
-    "ContractsFileError",
-    "EventDeliveryError",
-    "GitError",
-    "InfrastructureError",
-    "InvalidJob",
-    "StartFailed",
-    "StateUnavailable",
-    "TestgateError",
-    "UnsafeConfiguration",
-    "WebhookError",
-]
-
 
 class TestgateError(Exception):
     """Raised for nothing itself: the root, so that callers can catch all of testgate."""
