@@ -129,9 +129,8 @@ class Job(BaseModel):
         if not value or len(value) > MAX_REQUIRED_TESTS:
             raise ValueError(f"must list 1 to {MAX_REQUIRED_TESTS} pytest node ids")
         for node_id in value:
-            if not (0 < len(node_id) <= _MAX_NODE_ID) or not node_id.isprintable():
-                raise ValueError(f"{node_id[:80]!r} is not a pytest node id")
-            if node_id.startswith(("-", "/")) or node_id != node_id.strip():
+            printable = 0 < len(node_id) <= _MAX_NODE_ID and node_id.isprintable()
+            if not printable or node_id.startswith(("-", "/")) or node_id != node_id.strip():
                 raise ValueError(f"{node_id[:80]!r} is not a pytest node id")
         if len(set(value)) != len(value):
             raise ValueError("lists a node id more than once")
