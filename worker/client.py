@@ -82,16 +82,9 @@ def snapshot(settings: Settings | None = None) -> dict[str, Any]:
     """Settings and fleet-wide counters for the orchestrator's GET /queue. Never raises."""
     try:
         settings = settings or load_settings()
-        base: dict[str, Any] = {
-            "enabled": settings.enabled,
-            "repos": settings.repos,
-            "self_repo": settings.self_repo,
-            "target": settings.target,
-            "timeout_s": settings.timeout_s,
-            "smoke_enabled": settings.smoke_enabled,
-            "infra_max_retries": settings.infra_max_retries,
-            "infra_retry_delay_s": settings.infra_retry_delay_s,
-        }
+        gate = ("enabled", "repos", "self_repo", "target", "timeout_s", "smoke_enabled")
+        retries = ("infra_max_retries", "infra_retry_delay_s")
+        base = settings.model_dump(include={*gate, *retries})  # in the settings' own order
         try:
             counters = RedisState.from_url(settings.state_redis_url, settings.key_prefix).counters()
         except StateUnavailable as exc:
