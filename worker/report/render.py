@@ -20,6 +20,7 @@ from worker.report.sections import (
     classification_section,
     hang_section,
     integrity_section,
+    listed,
     packet_section,
     phases_section,
 )
@@ -29,7 +30,6 @@ from worker.suite.probe import Hang
 from worker.verdict import Verdict
 
 MAX_REPORT_BYTES = 64 * 1024
-MAX_FAILING_LISTED = 50
 MAX_TAIL_CHARS = 4096
 MAX_NOTES_LISTED = 20
 # Frontmatter values come from validated input (ids of at most 100 characters, SHAs);
@@ -129,13 +129,13 @@ def _body(facts: ReportFacts) -> list[str]:
             f"{len(facts.ran_first)} test(s) that failed on this branch's last run ran first, "
             "in this order; the others followed in collection order.\n"
         )
-        sections.append(_id_list(["## Order\n", order], facts.ran_first))
+        sections.append(f"## Order\n\n{order}\n{_id_list(facts.ran_first)}")
     if facts.limit_notes:
         shown = facts.limit_notes[:MAX_NOTES_LISTED]
         notes = "\n".join(f"- {clip(note, MAX_TEXT_CHARS)}" for note in shown)
         sections.append(f"## Resource limits reached\n\n{notes}\n")
     if facts.failing_tests:
-        sections.append(_id_list(["## Failing tests\n"], facts.failing_tests))
+        sections.append(f"## Failing tests\n\n{_id_list(facts.failing_tests)}")
     if facts.hang is not None:
         sections.append(hang_section(facts.hang))
     if facts.integrity is not None:
@@ -151,12 +151,8 @@ def _body(facts: ReportFacts) -> list[str]:
     return sections
 
 
-def _id_list(heading: list[str], ids: tuple[str, ...]) -> str:
-    shown = ids[:MAX_FAILING_LISTED]
-    lines = [*heading, *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown)]
-    if len(ids) > len(shown):
-        lines.append(f"- ... and {len(ids) - len(shown)} more")
-    return "\n".join(lines) + "\n"
+def _id_list(ids: tuple[str, ...]) -> str:
+    return listed(f"`{clip(node, MAX_ID_CHARS)}`" for node in ids)
 
 
 def _tail_section(tail: str) -> str:
