@@ -66,7 +66,9 @@ def publish_report(
     if refusal:
         logger.error("report for %s not published: %s", branch, refusal)
         return PublishResult(False, False, None, f"refused: {refusal}")
-    env = {**_home_env(identity), **origin.env()}
+    # The push's HOME (the commit's identity is written into it, not read by git).
+    identity.home.mkdir(parents=True, exist_ok=True)
+    env = {"HOME": str(identity.home), **origin.env()}
     try:
         with IsolatedGit(mirror, object_format=object_format, env=env, timeout_s=timeout_s) as git:
             if len(tested_commit) != git.name_length:
@@ -174,9 +176,3 @@ def _remote_tip(git: IsolatedGit, origin: Origin, ref: str) -> str | None:
     listed = git.run([*origin.args(), "ls-remote", origin.url, ref])
     tips = [line.split("\t")[0] for line in listed.splitlines() if line.endswith(f"\t{ref}")]
     return tips[0] if len(tips) == 1 else None
-
-
-def _home_env(identity: GitIdentity) -> dict[str, str]:
-    """The push's HOME (the commit's identity is written into it, not read by git)."""
-    identity.home.mkdir(parents=True, exist_ok=True)
-    return {"HOME": str(identity.home)}
