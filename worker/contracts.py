@@ -34,13 +34,24 @@ DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class HiddenTests:
+_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
+
+
+class HiddenTests(BaseModel):
     """Tests from another repository, run against the branch's code (docs/contract.md §14)."""
 
-    repo: str
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     path: str = "tests/"
-    ref: str = "main"
+    ref: str = Field(default="main", pattern=_REF)
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if not value or value.startswith(("-", "/")) or ".." in value or "\0" in value:
+            raise ValueError("must be a relative path inside the hidden repo")
+        return value
 
 
 @dataclass(frozen=True)
@@ -107,24 +118,6 @@ class _SmokeCheckEntry(BaseModel):
         return value
 
 
-_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
-
-
-class _HiddenEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    path: str = "tests/"
-    ref: str = Field(default="main", pattern=_REF)
-
-    @field_validator("path")
-    @classmethod
-    def _inside(cls, value: str) -> str:
-        if not value or value.startswith(("-", "/")) or ".." in value or "\0" in value:
-            raise ValueError("must be a relative path inside the hidden repo")
-        return value
-
-
 class _ContractEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -146,7 +139,7 @@ class _ContractEntry(BaseModel):
     network: bool = False
     trusted_tests: bool = False
     trusted_ref: str = Field(default="main", pattern=_REF)
-    hidden_tests: _HiddenEntry | None = None
+    hidden_tests: HiddenTests | None = None
     hidden_report: Literal["ids", "count"] = "ids"
     venv_key_files: tuple[str, ...] = (
         "pyproject.toml",
@@ -259,7 +252,7 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
         builtin_contract(settings),
         repo=name,
         env=tuple(sorted(entry.env.items())),
-        hidden_tests=HiddenTests(**entry.hidden_tests.model_dump()) if entry.hidden_tests else None,
+        hidden_tests=entry.hidden_tests,
         **{field: value for field, value in given.items() if value not in (None, "")},
     )
     if entry.smoke is None:
