@@ -18,7 +18,7 @@ from worker import names
 from worker.contracts import Contracts, load_contracts
 from worker.errors import ContractsFileError, InvalidJob, StateUnavailable
 from worker.job import JobRejected, parse_job
-from worker.scope import applies as _applies
+from worker.scope import scope_rejection
 from worker.settings import Settings, load_settings
 from worker.state import COUNTERS, RedisState
 
@@ -38,8 +38,10 @@ def _contracts(settings: Settings) -> Contracts | None:
 def applies(repo: Any, settings: Settings | None = None) -> bool:
     """docs/contract.md §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
     try:
+        if not isinstance(repo, str):
+            return False
         settings = settings or load_settings()
-        return _applies(repo, settings, _contracts(settings))
+        return scope_rejection(repo, settings, _contracts(settings)) is None
     except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("applies(%r) failed: %s", repo, exc)
         return False
