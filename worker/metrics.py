@@ -71,18 +71,14 @@ def render_metrics(
     containment: Mapping[str, int] | None = None,
 ) -> str:
     """The Prometheus text exposition of the gate's metrics (pure)."""
-    lines = [
-        "# HELP testgate_jobs_total Tester jobs by outcome, fleet-wide.",
-        "# TYPE testgate_jobs_total counter",
-    ]
+    lines = _header("testgate_jobs_total", "counter", "Tester jobs by outcome, fleet-wide.")
     # The verdicts are counted as `outcome_<outcome>`, the other two under their own names.
     keys = {o: f"outcome_{o}" for o in ("code-pass", "code-fail", "tool-error")}
     for outcome, key in (keys | {"deferred": "deferred", "handed-back": "handed_back"}).items():
         lines.append(f'testgate_jobs_total{{outcome="{outcome}"}} {counters.get(key, 0)}')
-    lines += [
-        "# HELP testgate_suite_duration_seconds Wall time of suites that ran.",
-        "# TYPE testgate_suite_duration_seconds histogram",
-    ]
+    lines += _header(
+        "testgate_suite_duration_seconds", "histogram", "Wall time of suites that ran."
+    )
     for bound in DURATION_BUCKETS:
         count = counters.get(f"duration_le_{bound}", 0)
         lines.append(f'testgate_suite_duration_seconds_bucket{{le="{bound}"}} {count}')
@@ -95,13 +91,11 @@ def render_metrics(
         ("testgate_queue_depth", queue_depth, "Jobs waiting on the tests queue."),
         ("testgate_workers_online", workers_online, "Workers answering a ping."),
     ):
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+        lines += _header(name, "gauge", text)
         if value is not None:
             lines.append(f"{name} {value}")
-    lines += [
-        "# HELP testgate_workers_containment Workers online by how their suites run.",
-        "# TYPE testgate_workers_containment gauge",
-    ]
+    text = "Workers online by how their suites run."
+    lines += _header("testgate_workers_containment", "gauge", text)
     if containment is not None:
         for mode in CONTAINMENT_MODES:
             count = containment.get(mode, 0)
@@ -111,19 +105,18 @@ def render_metrics(
 
 def _phase_histograms(counters: Mapping[str, int]) -> list[str]:
     name = "testgate_phase_duration_seconds"
-    lines = [
-        f"# HELP {name} Time of each phase of a job delivery.",
-        f"# TYPE {name} histogram",
-    ]
+    lines = _header(name, "histogram", "Time of each phase of a job delivery.")
     for phase in PHASES:
         lines += _histogram_lines(name, f'phase="{phase}"', f"phase_{phase}", counters)
     name = "testgate_verdict_latency_seconds"
-    lines += [
-        f"# HELP {name} From a job's enqueue (or its merge's, when sharded) to its verdict.",
-        f"# TYPE {name} histogram",
-        *_histogram_lines(name, "", "verdict_latency", counters),
-    ]
+    text = "From a job's enqueue (or its merge's, when sharded) to its verdict."
+    lines += _header(name, "histogram", text)
+    lines += _histogram_lines(name, "", "verdict_latency", counters)
     return lines
+
+
+def _header(name: str, kind: str, text: str) -> list[str]:
+    return [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
 
 
 def _histogram_lines(name: str, labels: str, key: str, counters: Mapping[str, int]) -> list[str]:
