@@ -56,13 +56,12 @@ def parse_session_records(text: str, nonce: str) -> tuple[SessionRecord, ...]:
                 continue
             if data.get("finished") is not True:
                 continue
-            counts = data["counts"]
             collected = data["collected"]
             records.append(
                 SessionRecord(
                     exitstatus=_strict_int(data["exitstatus"]),
                     collected=None if collected is None else _strict_int(collected),
-                    counts={str(k): _strict_int(v) for k, v in dict(counts).items()},
+                    counts={str(k): _strict_int(v) for k, v in dict(data["counts"]).items()},
                     framework=_pairs(data.get("framework")),
                     collect_skips=_pairs(data.get("collect_skips")),
                 )

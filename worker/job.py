@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic_core.core_schema import ValidationInfo
 
 # fullmatch is used everywhere: `$` would also match before a trailing newline.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -107,18 +108,12 @@ class Job(BaseModel):
             raise ValueError("must be a full commit name (40 or 64 hex digits)")
         return value.lower()
 
-    @field_validator("agent")
+    @field_validator("agent", "stage")
     @classmethod
-    def _tester(cls, value: str) -> str:
-        if value != "tester":
-            raise ValueError("must be 'tester'")
-        return value
-
-    @field_validator("stage")
-    @classmethod
-    def _testing(cls, value: str) -> str:
-        if value != "testing":
-            raise ValueError("must be 'testing'")
+    def _tester_testing(cls, value: str, info: ValidationInfo) -> str:
+        expected = "tester" if info.field_name == "agent" else "testing"
+        if value != expected:
+            raise ValueError(f"must be {expected!r}")
         return value
 
     @field_validator("required_tests")

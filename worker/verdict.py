@@ -62,9 +62,8 @@ def from_exit_code(exit_code: object) -> Verdict:
 
 def with_smoke(suite: Verdict, smoke: SmokeResult) -> Verdict:
     """A green suite stays green only if the smoke did not fail."""
-    if suite.result == "PASS" and smoke.state == "failed":
-        return Verdict("FAIL", "code-fail", f"{suite.reason}, but the smoke failed: {smoke.detail}")
-    return suite
+    failed = smoke.state == "failed"
+    return with_evidence(suite, f"the smoke failed: {smoke.detail}" if failed else None)
 
 
 def with_evidence(suite: Verdict, objection: str | None) -> Verdict:
