@@ -4,11 +4,10 @@ Only GETs. A refused connection or a timeout is transient and retried (3 attempt
 1 s apart) so one blip does not roll back a healthy branch; a reachable service that
 answers wrongly fails at once.
 
-A check's `contains` is looked for in the body as it streams in, up to the check's
-`max_body_bytes` (TESTGATE_SMOKE_MAX_BODY_BYTES): a large healthy answer is not failed
-for where its marker happens to be, and a huge one is not read whole. Each GET is
-bounded as a whole (connect, headers, body, redirects) by one deadline, so a service
-that trickles its answer byte by byte cannot hold the job either.
+A check's `contains` is sought in the body as it streams in, up to `max_body_bytes`
+(TESTGATE_SMOKE_MAX_BODY_BYTES), and each GET has one deadline for all of it: a large
+healthy answer is not failed for where its marker is, and a huge or trickling one
+cannot hold the job.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ BACKOFF_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
-# urllib, which this replaced, followed redirects; a service that moved a path keeps
-# passing. Bounded, so a redirect loop is a wrong answer rather than a hang.
+# Redirects are followed, so a service that moved a path keeps passing; a bounded
+# number, so a redirect loop is a wrong answer rather than a hang.
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 

@@ -105,10 +105,9 @@ def _report_commit(
     """The report commit's name; the tested commit itself when its tree already holds
     exactly this report (a redelivery of the same verdict makes no second commit).
 
-    git fast-import writes it; then every object it read on the way to the report
-    path (the tested commit, its trees from the root down) and the new tree's blob
-    are read back and checked to hash to their names: git reads the mirror's objects
-    without re-hashing them, so one rewritten there would otherwise be built upon."""
+    Every object read on the way to the report path, and the new blob, are checked to
+    hash to their names: git reads the mirror's objects without re-hashing them, so one
+    rewritten there would otherwise be built upon."""
     if any(c in f"{who.name}{who.email}" for c in "<>\n\0"):
         raise GitError(f"an identity git would refuse: {who.name!r} <{who.email!r}>")
     # Bytes as they are: no attribute, filter or eol conversion applies in fast-import.

@@ -2,9 +2,8 @@
 
 The frontmatter is machine-read by the orchestrator's gate, so its keys, their order
 and their values are fixed; extra keys follow `smoke:` and never use a field name the
-gate reads. The body is for humans and is bounded whatever the suite printed: every
-quoted piece is clipped, and the whole report never exceeds MAX_REPORT_BYTES (the body
-is cut, with a visible note; the frontmatter never is).
+gate reads. The body is for humans, and bounded whatever the suite printed
+(worker/report/budget.py).
 """
 
 from __future__ import annotations
