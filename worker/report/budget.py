@@ -28,11 +28,6 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
-def clip_tail(text: str, limit: int) -> str:
-    """The last `limit` characters of `text` (for output, whose end matters most)."""
-    return text if len(text) <= limit else text[-limit:]
-
-
 def fenced(text: str, info: str = "") -> str:
     """A code block that `text` cannot close early, whatever backticks it holds."""
     text = _LONG_BACKTICK_RUN.sub("`" * MAX_BACKTICK_RUN, text)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from worker.report.budget import clip, clip_tail, fenced, fit_sections, utf8_len
+from worker.report.budget import clip, fenced, fit_sections, utf8_len
 from worker.report.sections import (
     MAX_ID_CHARS,
     MAX_TEXT_CHARS,
@@ -155,5 +155,5 @@ def _id_list(ids: tuple[str, ...]) -> str:
 
 
 def _tail_section(tail: str) -> str:
-    text = clip_tail(tail, MAX_TAIL_CHARS).strip("\n")
+    text = tail[-MAX_TAIL_CHARS:].strip("\n")  # the output's end matters most
     return f"## Output (last {len(text)} characters)\n\n" + fenced(text)
