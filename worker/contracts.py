@@ -35,6 +35,7 @@ DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (
 
 
 _REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
+VENV_KEY_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt")
 
 
 class HiddenTests(BaseModel):
@@ -141,12 +142,7 @@ class _ContractEntry(BaseModel):
     trusted_ref: str = Field(default="main", pattern=_REF)
     hidden_tests: HiddenTests | None = None
     hidden_report: Literal["ids", "count"] = "ids"
-    venv_key_files: tuple[str, ...] = (
-        "pyproject.toml",
-        "setup.cfg",
-        "setup.py",
-        "requirements*.txt",
-    )
+    venv_key_files: tuple[str, ...] = VENV_KEY_FILES
 
     @field_validator("setup")
     @classmethod
