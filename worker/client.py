@@ -52,9 +52,7 @@ def should_intercept(job: Any, settings: Settings | None = None) -> bool:
     try:
         if not isinstance(job, dict) or job.get("agent") != "tester":
             return False
-        if not applies(job.get("repo"), settings):
-            return False
-        return bool(job.get("stage") == "testing")
+        return job.get("stage") == "testing" and applies(job.get("repo"), settings)
     except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("should_intercept failed: %s", exc)
         return False

@@ -258,10 +258,8 @@ def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -
 
 
 def load_contracts(settings: Settings) -> Contracts:
-    """The built-in contract plus the contracts file, if one is configured.
-
-    Raises ContractsFileError with the file name and the fault.
-    """
+    """The built-in contract plus the contracts file, if one is configured; raises
+    ContractsFileError with the file name and the fault."""
     if not settings.contracts_file:
         return parse_contracts({}, settings)
     path = Path(settings.contracts_file).expanduser()
