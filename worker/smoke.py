@@ -63,9 +63,6 @@ class HttpAnswer:
     error: str = ""
 
 
-Fetch = Callable[[str, SmokeCheck], HttpAnswer]
-
-
 def http_get(url: str, check: SmokeCheck, timeout_s: float = REQUEST_TIMEOUT_S) -> HttpAnswer:
     """One GET for `check`, redirects followed, all within `timeout_s`; never raises.
 
@@ -149,18 +146,12 @@ def skipped(reason: str) -> SmokeResult:
 
 
 def run_smoke(
-    base_url: str,
-    checks: Sequence[SmokeCheck],
-    *,
-    fetch: Fetch = http_get,
-    sleep: Callable[[float], None] = time.sleep,
-    attempts: int = ATTEMPTS,
-    backoff_s: float = BACKOFF_S,
+    base_url: str, checks: Sequence[SmokeCheck], *, sleep: Callable[[float], None] = time.sleep
 ) -> SmokeResult:
     """Run every check in order; the first failing one decides. Never raises."""
     base = base_url.rstrip("/")
     for check in checks:
-        problem = _run_check(base + check.path, check, fetch, sleep, attempts, backoff_s)
+        problem = _run_check(base + check.path, check, sleep)
         if problem:
             logger.warning("smoke %s failed: %s", base + check.path, problem)
             return SmokeResult(state="failed", detail=f"GET {check.path}: {problem}")
@@ -168,26 +159,19 @@ def run_smoke(
     return SmokeResult(state="ok", detail=f"all checks passed ({paths})")
 
 
-def _run_check(
-    url: str,
-    check: SmokeCheck,
-    fetch: Fetch,
-    sleep: Callable[[float], None],
-    attempts: int,
-    backoff_s: float,
-) -> str | None:
+def _run_check(url: str, check: SmokeCheck, sleep: Callable[[float], None]) -> str | None:
     """None when the check passes, else what was wrong."""
     answer = HttpAnswer(status=None)
-    for attempt in range(1, attempts + 1):
-        answer = fetch(url, check)
+    for attempt in range(1, ATTEMPTS + 1):
+        answer = http_get(url, check)
         if answer.status is not None:
             return _judge(answer, check)
         logger.info(
-            "smoke %s unreachable (attempt %d/%d): %s", url, attempt, attempts, answer.error
+            "smoke %s unreachable (attempt %d/%d): %s", url, attempt, ATTEMPTS, answer.error
         )
-        if attempt < attempts:
-            sleep(backoff_s)
-    return f"unreachable after {attempts} attempts ({answer.error})"
+        if attempt < ATTEMPTS:
+            sleep(BACKOFF_S)
+    return f"unreachable after {ATTEMPTS} attempts ({answer.error})"
 
 
 def _judge(answer: HttpAnswer, check: SmokeCheck) -> str | None:
