@@ -25,11 +25,6 @@ MAX_REQUIRED_TESTS = 1000
 _MAX_NODE_ID = 1000
 
 
-def is_valid_name(value: str) -> bool:
-    """A repo or work-item name: the contract's pattern, and never `..` anywhere."""
-    return bool(_NAME.fullmatch(value)) and ".." not in value
-
-
 def branch_name_problem(name: str) -> str | None:
     """Why `name` is not what `git check-ref-format --branch` accepts, or None.
 
@@ -85,7 +80,7 @@ class Job(BaseModel):
     @field_validator("repo", "work_item_id")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not is_valid_name(value):
+        if not _NAME.fullmatch(value) or ".." in value:
             raise ValueError(
                 "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ and must not contain '..'"
             )

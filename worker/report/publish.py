@@ -89,8 +89,7 @@ def publish_report(
 def _refusal(tested_commit: str, rel_path: str, branch: str) -> str | None:
     if not _HEX.fullmatch(tested_commit):
         return f"tested commit {tested_commit!r} is not an object name"
-    parts = rel_path.split("/")
-    if not all(_PATH_PART.fullmatch(p) and p.lower() != ".git" for p in parts):
+    if not all(_PATH_PART.fullmatch(p) and p.lower() != ".git" for p in rel_path.split("/")):
         return f"report path {rel_path!r} is not a plain relative path"
     if branch in PROTECTED_BRANCHES:
         return f"never push to {branch}"
