@@ -98,8 +98,8 @@ class TestContract:
 
     @property
     def run_budget_s(self) -> int:
-        """The longest a job's pytest runs may take: the suite's timeout, plus one more
-        for the integrity guard's and the classification's runs (which share it)."""
+        """The longest a job's pytest runs may take: the suite's timeout for its own run
+        and for each second look (the integrity guard and the classification share one)."""
         second_looks = (self.integrity or self.classify) + self.trusted_tests
         return self.timeout_s * (1 + second_looks + (self.hidden_tests is not None))
 

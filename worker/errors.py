@@ -45,8 +45,7 @@ class StateUnavailable(InfrastructureError):
 
 
 class EventDeliveryError(InfrastructureError):
-    """Raised when an event (advance, hand-back, shard chord) cannot be handed to the
-    broker or the webhook."""
+    """Raised when an event (advance, hand-back, shard chord) cannot reach broker or webhook."""
 
 
 class WebhookError(InfrastructureError):
@@ -70,5 +69,4 @@ class InvalidJob(TestgateError, ValueError):
 
 
 class StartFailed(InfrastructureError):
-    """Raised when a job's command could not be started at all (not found, not
-    executable, the exec failed): the suite never ran."""
+    """Raised when a job's command could not be started at all: the suite never ran."""

@@ -53,9 +53,8 @@ class SmokeResult:
 @dataclass(frozen=True)
 class HttpAnswer:
     """A response, or `status=None` when the service could not be reached in time.
-
-    `found` says whether the check's `contains` was in the first `scanned` bytes of
-    the body; None when the check asks for nothing (the body is then not read)."""
+    `found`: whether the check's `contains` was in the first `scanned` bytes of the
+    body; None when the check asks for nothing (the body is then not read)."""
 
     status: int | None
     found: bool | None = None

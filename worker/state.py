@@ -120,8 +120,7 @@ class RedisState:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = names.KEY_PREFIX) -> RedisState:
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client, prefix)
+        return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5), prefix)
 
     def bump(self, counter: str, amount: int = 1) -> None:
         self.bump_many({counter: amount})

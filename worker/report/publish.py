@@ -1,14 +1,13 @@
-"""The report commit (docs/contract.md §5, §11): made after the suite, outside anything it touched,
-pushed to the feature branch only (never main, never forced). Best-effort: never raises.
+"""The report commit (docs/contract.md §5, §11): made after the suite, outside anything
+it touched, pushed to the feature branch only (never main, never forced). Never raises.
 
 The job's worktree, its index and HEAD are never used: the suite may have changed any
 of them, committed untested code, or planted config, filters, hooks, attributes or an
 fsmonitor in every git dir it could write. git fast-import writes the commit into an
-`IsolatedGit` that borrows only the mirror's objects, on the tested commit's trees
-(each checked to hash to its name), and its only parent is that commit: the branch
-never receives a commit the gate did not test. Whatever the branch ships at the report path (file,
-symlink, submodule, directory, or a file or link in place of a parent directory) is
-replaced by the rendered text as a regular file.
+`IsolatedGit` that borrows only the mirror's objects, and its only parent is the tested
+commit: the branch never receives a commit the gate did not test. Whatever the branch
+ships at the report path (file, symlink, submodule, directory, or a file or link in
+place of a parent directory) is replaced by the rendered text as a regular file.
 """
 
 from __future__ import annotations

@@ -91,8 +91,7 @@ def _frontmatter(facts: ReportFacts) -> str:
     if facts.duration_s is not None:
         lines.append(f"duration_s: {facts.duration_s:.1f}")
     if facts.tests_total is not None:
-        lines.append(f"tests_total: {facts.tests_total}")
-        lines.append(f"tests_failing: {len(facts.failing_tests)}")
+        lines += [f"tests_total: {facts.tests_total}", f"tests_failing: {len(facts.failing_tests)}"]
     lines.append("---")
     return "\n".join(lines) + "\n"
 

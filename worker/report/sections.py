@@ -23,11 +23,7 @@ MAX_PHASES = 20  # rows of the timing table (a job has about ten phases)
 
 
 def hang_section(hang: Hang) -> str:
-    where = (
-        f"`{clip(hang.test, MAX_ID_CHARS)}`"
-        if hang.test
-        else "outside any test (collection or teardown)"
-    )
+    where = f"`{_id(hang.test)}`" if hang.test else "outside any test (collection or teardown)"
     parts = [
         "## Where it hung\n",
         f"The suite was killed at its hard timeout while running {where}.\n",
