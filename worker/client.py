@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery
 
 from worker import names
-from worker.contracts import Contracts, load_contracts
+from worker.contracts import load_contracts
 from worker.errors import ContractsFileError, InvalidJob, StateUnavailable
 from worker.job import JobRejected, parse_job
 from worker.scope import scope_rejection
@@ -27,21 +27,18 @@ __all__ = ["InvalidJob", "applies", "enqueue", "should_intercept", "snapshot"]
 logger = logging.getLogger("testgate.client")
 
 
-def _contracts(settings: Settings) -> Contracts | None:
-    try:
-        return load_contracts(settings)
-    except ContractsFileError as exc:
-        logger.warning("contracts unavailable, nothing is intercepted: %s", exc)
-        return None
-
-
 def applies(repo: Any, settings: Settings | None = None) -> bool:
     """docs/contract.md §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
     try:
         if not isinstance(repo, str):
             return False
         settings = settings or load_settings()
-        return scope_rejection(repo, settings, _contracts(settings)) is None
+        try:
+            contracts = load_contracts(settings)
+        except ContractsFileError as exc:
+            logger.warning("contracts unavailable, nothing is intercepted: %s", exc)
+            return False
+        return scope_rejection(repo, settings, contracts) is None
     except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("applies(%r) failed: %s", repo, exc)
         return False
