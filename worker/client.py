@@ -15,10 +15,10 @@ from typing import Any
 from celery import Celery
 
 from worker import names
-from worker.contracts import Contracts, load_contracts
+from worker.contracts import load_contracts
 from worker.errors import ContractsFileError, InvalidJob, StateUnavailable
 from worker.job import JobRejected, parse_job
-from worker.scope import applies as _applies
+from worker.scope import scope_rejection
 from worker.settings import Settings, load_settings
 from worker.state import COUNTERS, RedisState
 
@@ -27,19 +27,18 @@ __all__ = ["InvalidJob", "applies", "enqueue", "should_intercept", "snapshot"]
 logger = logging.getLogger("testgate.client")
 
 
-def _contracts(settings: Settings) -> Contracts | None:
-    try:
-        return load_contracts(settings)
-    except ContractsFileError as exc:
-        logger.warning("contracts unavailable, nothing is intercepted: %s", exc)
-        return None
-
-
 def applies(repo: Any, settings: Settings | None = None) -> bool:
     """docs/contract.md §2: kill-switch, CSV scope, and a resolvable contract. Never raises."""
     try:
+        if not isinstance(repo, str):
+            return False
         settings = settings or load_settings()
-        return _applies(repo, settings, _contracts(settings))
+        try:
+            contracts = load_contracts(settings)
+        except ContractsFileError as exc:
+            logger.warning("contracts unavailable, nothing is intercepted: %s", exc)
+            return False
+        return scope_rejection(repo, settings, contracts) is None
     except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("applies(%r) failed: %s", repo, exc)
         return False
@@ -50,9 +49,7 @@ def should_intercept(job: Any, settings: Settings | None = None) -> bool:
     try:
         if not isinstance(job, dict) or job.get("agent") != "tester":
             return False
-        if not applies(job.get("repo"), settings):
-            return False
-        return bool(job.get("stage") == "testing")
+        return job.get("stage") == "testing" and applies(job.get("repo"), settings)
     except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: never raises, errors -> False
         logger.warning("should_intercept failed: %s", exc)
         return False
@@ -82,16 +79,9 @@ def snapshot(settings: Settings | None = None) -> dict[str, Any]:
     """Settings and fleet-wide counters for the orchestrator's GET /queue. Never raises."""
     try:
         settings = settings or load_settings()
-        base: dict[str, Any] = {
-            "enabled": settings.enabled,
-            "repos": settings.repos,
-            "self_repo": settings.self_repo,
-            "target": settings.target,
-            "timeout_s": settings.timeout_s,
-            "smoke_enabled": settings.smoke_enabled,
-            "infra_max_retries": settings.infra_max_retries,
-            "infra_retry_delay_s": settings.infra_retry_delay_s,
-        }
+        gate = ("enabled", "repos", "self_repo", "target", "timeout_s", "smoke_enabled")
+        retries = ("infra_max_retries", "infra_retry_delay_s")
+        base = settings.model_dump(include={*gate, *retries})  # in the settings' own order
         try:
             counters = RedisState.from_url(settings.state_redis_url, settings.key_prefix).counters()
         except StateUnavailable as exc:

@@ -34,13 +34,25 @@ DEFAULT_SMOKE_CHECKS: tuple[SmokeCheck, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class HiddenTests:
+_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
+VENV_KEY_FILES = ("pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt")
+
+
+class HiddenTests(BaseModel):
     """Tests from another repository, run against the branch's code (docs/contract.md §14)."""
 
-    repo: str
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
     path: str = "tests/"
-    ref: str = "main"
+    ref: str = Field(default="main", pattern=_REF)
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if not value or value.startswith(("-", "/")) or ".." in value or "\0" in value:
+            raise ValueError("must be a relative path inside the hidden repo")
+        return value
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,8 @@ class TestContract:
 
     @property
     def run_budget_s(self) -> int:
-        """The longest a job's pytest runs may take: the suite's timeout, plus one more
-        for the integrity guard's and the classification's runs (which share it)."""
+        """The longest a job's pytest runs may take: the suite's timeout for its own run
+        and for each second look (the integrity guard and the classification share one)."""
         second_looks = (self.integrity or self.classify) + self.trusted_tests
         return self.timeout_s * (1 + second_looks + (self.hidden_tests is not None))
 
@@ -107,24 +119,6 @@ class _SmokeCheckEntry(BaseModel):
         return value
 
 
-_REF = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$"
-
-
-class _HiddenEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-    path: str = "tests/"
-    ref: str = Field(default="main", pattern=_REF)
-
-    @field_validator("path")
-    @classmethod
-    def _inside(cls, value: str) -> str:
-        if not value or value.startswith(("-", "/")) or ".." in value or "\0" in value:
-            raise ValueError("must be a relative path inside the hidden repo")
-        return value
-
-
 class _ContractEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -134,8 +128,8 @@ class _ContractEntry(BaseModel):
     smoke_base_url: str | None = None
     smoke: list[_SmokeCheckEntry] | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    setup: list[str] = Field(default_factory=list)
-    job_setup: list[str] = Field(default_factory=list)
+    setup: tuple[str, ...] = ()
+    job_setup: tuple[str, ...] = ()
     setup_timeout_s: int = Field(default=600, gt=0)
     python: str = ""
     venv: bool = False
@@ -146,15 +140,13 @@ class _ContractEntry(BaseModel):
     network: bool = False
     trusted_tests: bool = False
     trusted_ref: str = Field(default="main", pattern=_REF)
-    hidden_tests: _HiddenEntry | None = None
+    hidden_tests: HiddenTests | None = None
     hidden_report: Literal["ids", "count"] = "ids"
-    venv_key_files: list[str] = Field(
-        default_factory=lambda: ["pyproject.toml", "setup.cfg", "setup.py", "requirements*.txt"]
-    )
+    venv_key_files: tuple[str, ...] = VENV_KEY_FILES
 
     @field_validator("setup")
     @classmethod
-    def _splittable(cls, value: list[str]) -> list[str]:
+    def _splittable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for command in value:
             try:
                 if not shlex.split(command):
@@ -172,16 +164,13 @@ class _ContractEntry(BaseModel):
 
     @model_validator(mode="after")
     def _whole_suite_for_a_second_look(self) -> _ContractEntry:
-        # The guard and the classification compare the whole suite's run with main;
-        # a sharded job has no such run, and would silently pass unguarded.
-        if (self.integrity or self.classify) and self.shards != 1:
+        # Each of these judges a whole run of the suite (against main, or of the trusted
+        # tests); a sharded job has no such run, and would silently pass unguarded.
+        judges = ("integrity", "classify", "trusted_tests", "hidden_tests")
+        if self.shards != 1 and any(getattr(self, name) for name in judges):
+            chosen = " and ".join(name for name in judges if getattr(self, name))
             raise ValueError(
-                "integrity and classify judge the whole suite's run: "
-                "they cannot be combined with shards (set shards = 1)"
-            )
-        if (self.trusted_tests or self.hidden_tests) and self.shards != 1:
-            raise ValueError(
-                "trusted_tests and hidden_tests judge whole runs of the trusted tests: "
+                f"{chosen}: judged on whole runs of the suite, "
                 "they cannot be combined with shards (set shards = 1)"
             )
         return self
@@ -253,44 +242,24 @@ def parse_contracts(data: dict[str, Any], settings: Settings) -> Contracts:
 
 
 def _contract_from_entry(name: str, entry: _ContractEntry, settings: Settings) -> TestContract:
-    checks = DEFAULT_SMOKE_CHECKS
-    if entry.smoke is not None:
-        checks = tuple(
-            SmokeCheck(path=c.path, status=c.status, contains=c.contains) for c in entry.smoke
-        )
-    return TestContract(
+    """The entry over the built-in contract: what it leaves unset or empty is the worker's."""
+    given = entry.model_dump(exclude={"smoke", "env", "hidden_tests"})
+    contract = replace(
+        builtin_contract(settings),
         repo=name,
-        target=entry.target or settings.target,
-        timeout_s=entry.timeout_s or settings.timeout_s,
-        smoke_enabled=(
-            entry.smoke_enabled if entry.smoke_enabled is not None else settings.smoke_enabled
-        ),
-        smoke_base_url=entry.smoke_base_url or settings.smoke_base_url,
-        smoke_checks=_bounded(checks, settings),
         env=tuple(sorted(entry.env.items())),
-        setup=tuple(entry.setup),
-        job_setup=tuple(entry.job_setup),
-        setup_timeout_s=entry.setup_timeout_s,
-        python=entry.python,
-        venv=entry.venv,
-        venv_key_files=tuple(entry.venv_key_files),
-        integrity=entry.integrity,
-        classify=entry.classify,
-        shards=entry.shards,
-        stop_after_failures=entry.stop_after_failures,
-        network=entry.network,
-        trusted_tests=entry.trusted_tests,
-        trusted_ref=entry.trusted_ref,
-        hidden_tests=HiddenTests(**entry.hidden_tests.model_dump()) if entry.hidden_tests else None,
-        hidden_report=entry.hidden_report,
+        hidden_tests=entry.hidden_tests,
+        **{field: value for field, value in given.items() if value not in (None, "")},
     )
+    if entry.smoke is None:
+        return contract
+    checks = tuple(SmokeCheck(**check.model_dump()) for check in entry.smoke)
+    return replace(contract, smoke_checks=_bounded(checks, settings))
 
 
 def load_contracts(settings: Settings) -> Contracts:
-    """The built-in contract plus the contracts file, if one is configured.
-
-    Raises ContractsFileError with the file name and the fault.
-    """
+    """The built-in contract plus the contracts file, if one is configured; raises
+    ContractsFileError with the file name and the fault."""
     if not settings.contracts_file:
         return parse_contracts({}, settings)
     path = Path(settings.contracts_file).expanduser()

@@ -20,21 +20,6 @@ back; an invalid job is refused before it is sent. None of them is a verdict.
 
 from __future__ import annotations
 
-__all__ = [
-    "CheckoutError",
-    "ConfigurationError",
-    "ContractsFileError",
-    "EventDeliveryError",
-    "GitError",
-    "InfrastructureError",
-    "InvalidJob",
-    "StartFailed",
-    "StateUnavailable",
-    "TestgateError",
-    "UnsafeConfiguration",
-    "WebhookError",
-]
-
 
 class TestgateError(Exception):
     """Raised for nothing itself: the root, so that callers can catch all of testgate."""
@@ -60,8 +45,7 @@ class StateUnavailable(InfrastructureError):
 
 
 class EventDeliveryError(InfrastructureError):
-    """Raised when an event (advance, hand-back, shard chord) cannot be handed to the
-    broker or the webhook."""
+    """Raised when an event (advance, hand-back, shard chord) cannot reach broker or webhook."""
 
 
 class WebhookError(InfrastructureError):
@@ -85,5 +69,4 @@ class InvalidJob(TestgateError, ValueError):
 
 
 class StartFailed(InfrastructureError):
-    """Raised when a job's command could not be started at all (not found, not
-    executable, the exec failed): the suite never ran."""
+    """Raised when a job's command could not be started at all: the suite never ran."""

@@ -4,12 +4,9 @@ A suite controls its own exit status (`os._exit(0)`, a hook that sets
 `session.exitstatus = 0`, `pytest.exit(returncode=0)`, a config that only collects or
 prints help). So a PASS also needs the gate's own record of the session, written by the
 in-suite probe (worker/insuite/plugins/testgate_probe.py) and tagged with the run's
-nonce: the session finished, at least one test passed, none failed or errored, and
-every collected test reached an outcome. pytest's own summary line, which its terminal
-reporter prints whatever the probe saw, must not report a failure or an error either:
-a second witness that costs nothing (the output is read anyway), and that can only
-turn a PASS into a FAIL. Anything missing or disagreeing is a FAIL of the code, and
-the report says which record disagreed.
+nonce, to agree; and pytest's own summary line, a second witness that costs nothing
+(the output is read anyway), must not report a failure or an error. Anything missing
+or disagreeing is a FAIL of the code, and the report says which record disagreed.
 """
 
 from __future__ import annotations
@@ -56,13 +53,12 @@ def parse_session_records(text: str, nonce: str) -> tuple[SessionRecord, ...]:
                 continue
             if data.get("finished") is not True:
                 continue
-            counts = data["counts"]
             collected = data["collected"]
             records.append(
                 SessionRecord(
                     exitstatus=_strict_int(data["exitstatus"]),
                     collected=None if collected is None else _strict_int(collected),
-                    counts={str(k): _strict_int(v) for k, v in dict(counts).items()},
+                    counts={str(k): _strict_int(v) for k, v in dict(data["counts"]).items()},
                     framework=_pairs(data.get("framework")),
                     collect_skips=_pairs(data.get("collect_skips")),
                 )

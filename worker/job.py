@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic_core.core_schema import ValidationInfo
 
 # fullmatch is used everywhere: `$` would also match before a trailing newline.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -22,11 +23,6 @@ _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _MAX_BRANCH_LEN = 255
 MAX_REQUIRED_TESTS = 1000
 _MAX_NODE_ID = 1000
-
-
-def is_valid_name(value: str) -> bool:
-    """A repo or work-item name: the contract's pattern, and never `..` anywhere."""
-    return bool(_NAME.fullmatch(value)) and ".." not in value
 
 
 def branch_name_problem(name: str) -> str | None:
@@ -84,7 +80,7 @@ class Job(BaseModel):
     @field_validator("repo", "work_item_id")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not is_valid_name(value):
+        if not _NAME.fullmatch(value) or ".." in value:
             raise ValueError(
                 "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ and must not contain '..'"
             )
@@ -107,18 +103,12 @@ class Job(BaseModel):
             raise ValueError("must be a full commit name (40 or 64 hex digits)")
         return value.lower()
 
-    @field_validator("agent")
+    @field_validator("agent", "stage")
     @classmethod
-    def _tester(cls, value: str) -> str:
-        if value != "tester":
-            raise ValueError("must be 'tester'")
-        return value
-
-    @field_validator("stage")
-    @classmethod
-    def _testing(cls, value: str) -> str:
-        if value != "testing":
-            raise ValueError("must be 'testing'")
+    def _tester_testing(cls, value: str, info: ValidationInfo) -> str:
+        expected = "tester" if info.field_name == "agent" else "testing"
+        if value != expected:
+            raise ValueError(f"must be {expected!r}")
         return value
 
     @field_validator("required_tests")
@@ -129,9 +119,8 @@ class Job(BaseModel):
         if not value or len(value) > MAX_REQUIRED_TESTS:
             raise ValueError(f"must list 1 to {MAX_REQUIRED_TESTS} pytest node ids")
         for node_id in value:
-            if not (0 < len(node_id) <= _MAX_NODE_ID) or not node_id.isprintable():
-                raise ValueError(f"{node_id[:80]!r} is not a pytest node id")
-            if node_id.startswith(("-", "/")) or node_id != node_id.strip():
+            printable = 0 < len(node_id) <= _MAX_NODE_ID and node_id.isprintable()
+            if not printable or node_id.startswith(("-", "/")) or node_id != node_id.strip():
                 raise ValueError(f"{node_id[:80]!r} is not a pytest node id")
         if len(set(value)) != len(value):
             raise ValueError("lists a node id more than once")

@@ -30,9 +30,8 @@ def url_secrets(url: str) -> tuple[str, ...]:
 
 
 def configured_secrets(settings: Settings) -> tuple[str, ...]:
-    """Every secret of `settings`: the broker's, result backend's and state store's
-    passwords, the webhook secret, the Telegram bot token and the git URL's
-    credentials."""
+    """Every secret of `settings` (passwords in its URLs, the webhook secret, the bot
+    token), longest first."""
     urls = (settings.broker_url, settings.result_backend, settings.state_url)
     found = [s for url in urls for s in url_secrets(url)]
     found += url_secrets(settings.git_url_template.replace("{repo}", "repo"))

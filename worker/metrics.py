@@ -18,7 +18,6 @@ logger = logging.getLogger("testgate.metrics")
 
 # Seconds; the last finite bucket is the default suite timeout.
 DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 900)
-OUTCOMES = ("code-pass", "code-fail", "tool-error", "deferred", "handed-back")
 # The phases of a job, in the order they happen (worker.observe.phases times them).
 PHASES = (
     "queue_wait",
@@ -40,30 +39,21 @@ CONTAINMENT_MODES = ("contained", "uncontained", "off", "unknown")
 
 def observe_suite_duration(state: GateState, seconds: float) -> None:
     """Record one suite's wall time in the fleet-wide histogram (cumulative buckets)."""
-    for bound in DURATION_BUCKETS:
-        if seconds <= bound:
-            state.bump(f"duration_le_{bound}")
-    state.bump("duration_count")
-    state.bump("duration_sum_ms", round(seconds * 1000))
-
-
-def phase_counter_amounts(timings: Mapping[str, float]) -> dict[str, int]:
-    """The counter increments that record one delivery's phase times (pure). Each time
-    is counted in its own bucket only; rendering makes the buckets cumulative, so one
-    delivery costs one round trip of a few counters, not one per bucket."""
-    amounts: dict[str, int] = {}
-    for phase, seconds in timings.items():
-        if phase in PHASES:
-            amounts |= _histogram_amounts(f"phase_{phase}", seconds)
-    return amounts
+    amounts = {f"duration_le_{bound}": 1 for bound in DURATION_BUCKETS if seconds <= bound}
+    state.bump_many(amounts | {"duration_count": 1, "duration_sum_ms": round(seconds * 1000)})
 
 
 def observe_phase_durations(
     state: GateState, timings: Mapping[str, float], verdict_latency_s: float | None = None
 ) -> None:
     """Record one delivery's phase times (and, for a delivery that reached a verdict,
-    the time from its enqueue to that verdict) in the fleet-wide histograms."""
-    amounts = phase_counter_amounts(timings)
+    the time from its enqueue to that verdict) in the fleet-wide histograms. Each time
+    is counted in its own bucket only; rendering makes the buckets cumulative, so one
+    delivery costs one round trip of a few counters, not one per bucket."""
+    amounts: dict[str, int] = {}
+    for phase, seconds in timings.items():
+        if phase in PHASES:
+            amounts |= _histogram_amounts(f"phase_{phase}", seconds)
     if verdict_latency_s is not None:
         amounts |= _histogram_amounts("verdict_latency", verdict_latency_s)
     state.bump_many(amounts)
@@ -74,16 +64,6 @@ def _histogram_amounts(key: str, seconds: float) -> dict[str, int]:
     return {f"{key}_in_{bucket}": 1, f"{key}_sum_ms": round(seconds * 1000)}
 
 
-def outcome_counts(counters: Mapping[str, int]) -> dict[str, int]:
-    verdicts = {
-        o: counters.get(f"outcome_{o}", 0) for o in ("code-pass", "code-fail", "tool-error")
-    }
-    return verdicts | {
-        "deferred": counters.get("deferred", 0),
-        "handed-back": counters.get("handed_back", 0),
-    }
-
-
 def render_metrics(
     counters: Mapping[str, int],
     queue_depth: int | None,
@@ -91,16 +71,14 @@ def render_metrics(
     containment: Mapping[str, int] | None = None,
 ) -> str:
     """The Prometheus text exposition of the gate's metrics (pure)."""
-    lines = [
-        "# HELP testgate_jobs_total Tester jobs by outcome, fleet-wide.",
-        "# TYPE testgate_jobs_total counter",
-    ]
-    for outcome, count in outcome_counts(counters).items():
-        lines.append(f'testgate_jobs_total{{outcome="{outcome}"}} {count}')
-    lines += [
-        "# HELP testgate_suite_duration_seconds Wall time of suites that ran.",
-        "# TYPE testgate_suite_duration_seconds histogram",
-    ]
+    lines = _header("testgate_jobs_total", "counter", "Tester jobs by outcome, fleet-wide.")
+    # The verdicts are counted as `outcome_<outcome>`, the other two under their own names.
+    keys = {o: f"outcome_{o}" for o in ("code-pass", "code-fail", "tool-error")}
+    for outcome, key in (keys | {"deferred": "deferred", "handed-back": "handed_back"}).items():
+        lines.append(f'testgate_jobs_total{{outcome="{outcome}"}} {counters.get(key, 0)}')
+    lines += _header(
+        "testgate_suite_duration_seconds", "histogram", "Wall time of suites that ran."
+    )
     for bound in DURATION_BUCKETS:
         count = counters.get(f"duration_le_{bound}", 0)
         lines.append(f'testgate_suite_duration_seconds_bucket{{le="{bound}"}} {count}')
@@ -113,13 +91,11 @@ def render_metrics(
         ("testgate_queue_depth", queue_depth, "Jobs waiting on the tests queue."),
         ("testgate_workers_online", workers_online, "Workers answering a ping."),
     ):
-        lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+        lines += _header(name, "gauge", text)
         if value is not None:
             lines.append(f"{name} {value}")
-    lines += [
-        "# HELP testgate_workers_containment Workers online by how their suites run.",
-        "# TYPE testgate_workers_containment gauge",
-    ]
+    text = "Workers online by how their suites run."
+    lines += _header("testgate_workers_containment", "gauge", text)
     if containment is not None:
         for mode in CONTAINMENT_MODES:
             count = containment.get(mode, 0)
@@ -129,19 +105,18 @@ def render_metrics(
 
 def _phase_histograms(counters: Mapping[str, int]) -> list[str]:
     name = "testgate_phase_duration_seconds"
-    lines = [
-        f"# HELP {name} Time of each phase of a job delivery.",
-        f"# TYPE {name} histogram",
-    ]
+    lines = _header(name, "histogram", "Time of each phase of a job delivery.")
     for phase in PHASES:
         lines += _histogram_lines(name, f'phase="{phase}"', f"phase_{phase}", counters)
     name = "testgate_verdict_latency_seconds"
-    lines += [
-        f"# HELP {name} From a job's enqueue (or its merge's, when sharded) to its verdict.",
-        f"# TYPE {name} histogram",
-        *_histogram_lines(name, "", "verdict_latency", counters),
-    ]
+    text = "From a job's enqueue (or its merge's, when sharded) to its verdict."
+    lines += _header(name, "histogram", text)
+    lines += _histogram_lines(name, "", "verdict_latency", counters)
     return lines
+
+
+def _header(name: str, kind: str, text: str) -> list[str]:
+    return [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
 
 
 def _histogram_lines(name: str, labels: str, key: str, counters: Mapping[str, int]) -> list[str]:

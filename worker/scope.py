@@ -1,14 +1,12 @@
-"""Is a repo in testgate's scope? (docs/contract.md §2 `applies`). Pure, never raises."""
+"""Is a repo in testgate's scope? (docs/contract.md §2 `applies`). Pure."""
 
 from __future__ import annotations
 
-import logging
+from dataclasses import replace
 
 from worker.contracts import Contracts
 from worker.job import Job, JobRejected
 from worker.settings import Settings
-
-logger = logging.getLogger("testgate.scope")
 
 
 def scope_rejection(
@@ -28,17 +26,6 @@ def scope_rejection(
     return None
 
 
-def applies(repo: object, settings: Settings, contracts: Contracts | None) -> bool:
-    """True iff testgate runs tester jobs for `repo`. Errors -> False, never raises."""
-    try:
-        return isinstance(repo, str) and scope_rejection(repo, settings, contracts) is None
-    except Exception as exc:  # noqa: BLE001 - docs/contract.md §2: applies() never raises
-        logger.warning("applies(%r) failed, answering False: %s", repo, exc)
-        return False
-
-
 def job_rejection(job: Job, settings: Settings, contracts: Contracts | None) -> JobRejected | None:
     rejection = scope_rejection(job.repo, settings, contracts)
-    if rejection is None:
-        return None
-    return JobRejected(rejection.reason, job.task_id, job.repo, rejection.kind)
+    return None if rejection is None else replace(rejection, task_id=job.task_id)

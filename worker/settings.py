@@ -20,10 +20,6 @@ from worker import names
 logger = logging.getLogger("testgate.settings")
 
 DEFAULT_TIMEOUT_S = 900
-# A delivery is held for the whole suite plus checkout, smoke and push; this is the
-# slack on top of timeout + kill grace that the broker must allow before it may
-# hand the same message to another worker.
-DELIVERY_OVERHEAD_S = 600
 
 # Besides suite and setup, a delivery's worst case counts each network git step at
 # git_timeout_s (mirror clone or fetch, the job's fetch, the report push, the integrity
@@ -32,9 +28,8 @@ GIT_NETWORK_STEPS = 4
 # A mirror's locks (its branch's for a fetch, the repo's for a clone or housekeeping,
 # worker/git/checkout.py) are taken around network steps twice per job (checkout,
 # integrity base), each time possibly behind every other job of the host, each
-# holding them for up to two network steps.
-LOCKED_SECTIONS_PER_JOB = 2
-NETWORK_STEPS_PER_LOCKED_SECTION = 2
+# holding them for up to two network steps: 2 x 2 network steps per other job.
+LOCK_WAIT_STEPS_PER_OTHER_JOB = 2 * 2
 
 # An invalid value of a safety switch falls back to its safe side, not its default: a
 # garbled kill-switch most likely meant "off", which only hands jobs back.
@@ -65,7 +60,10 @@ class Settings(BaseSettings):
     # Retries of an advance's publish while the broker is away (kombu's own, with
     # backoff: 8 is about 27 s); after them the job's message is given back unacked.
     event_publish_retries: int = Field(default=8, ge=0)
-    delivery_overhead_s: int = Field(default=DELIVERY_OVERHEAD_S, ge=0)
+    # A delivery is held for the whole suite plus checkout, smoke and push; this is the
+    # slack on top of those that the broker must allow before it may hand the same
+    # message to another worker.
+    delivery_overhead_s: int = Field(default=600, ge=0)
     # The run lease (worker/pipeline/lease.py): renewed every third of it while a delivery runs,
     # so a dead delivery's job can be taken over after at most this long.
     lease_s: float = Field(default=30.0, gt=0)
@@ -183,12 +181,7 @@ class Settings(BaseSettings):
         which share (and may wait for) a mirror's locks."""
         suite = max(self.timeout_s, longest_timeout_s) + self.kill_grace_s
         git = GIT_NETWORK_STEPS * self.git_timeout_s
-        lock_waits = (
-            LOCKED_SECTIONS_PER_JOB
-            * max(concurrency - 1, 0)
-            * NETWORK_STEPS_PER_LOCKED_SECTION
-            * self.git_timeout_s
-        )
+        lock_waits = LOCK_WAIT_STEPS_PER_OTHER_JOB * max(concurrency - 1, 0) * self.git_timeout_s
         # A deferred job's retry is delivered, and held unacked, before its countdown.
         held_countdown = self.infra_retry_delay_s
         return int(

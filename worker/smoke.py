@@ -4,11 +4,10 @@ Only GETs. A refused connection or a timeout is transient and retried (3 attempt
 1 s apart) so one blip does not roll back a healthy branch; a reachable service that
 answers wrongly fails at once.
 
-A check's `contains` is looked for in the body as it streams in, up to the check's
-`max_body_bytes` (TESTGATE_SMOKE_MAX_BODY_BYTES): a large healthy answer is not failed
-for where its marker happens to be, and a huge one is not read whole. Each GET is
-bounded as a whole (connect, headers, body, redirects) by one deadline, so a service
-that trickles its answer byte by byte cannot hold the job either.
+A check's `contains` is sought in the body as it streams in, up to `max_body_bytes`
+(TESTGATE_SMOKE_MAX_BODY_BYTES), and each GET has one deadline for all of it: a large
+healthy answer is not failed for where its marker is, and a huge or trickling one
+cannot hold the job.
 """
 
 from __future__ import annotations
@@ -31,8 +30,8 @@ BACKOFF_S = 1.0
 REQUEST_TIMEOUT_S = 5.0
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
-# urllib, which this replaced, followed redirects; a service that moved a path keeps
-# passing. Bounded, so a redirect loop is a wrong answer rather than a hang.
+# Redirects are followed, so a service that moved a path keeps passing; a bounded
+# number, so a redirect loop is a wrong answer rather than a hang.
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -54,17 +53,13 @@ class SmokeResult:
 @dataclass(frozen=True)
 class HttpAnswer:
     """A response, or `status=None` when the service could not be reached in time.
-
-    `found` says whether the check's `contains` was in the first `scanned` bytes of
-    the body; None when the check asks for nothing (the body is then not read)."""
+    `found`: whether the check's `contains` was in the first `scanned` bytes of the
+    body; None when the check asks for nothing (the body is then not read)."""
 
     status: int | None
     found: bool | None = None
     scanned: int = 0
     error: str = ""
-
-
-Fetch = Callable[[str, SmokeCheck], HttpAnswer]
 
 
 def http_get(url: str, check: SmokeCheck, timeout_s: float = REQUEST_TIMEOUT_S) -> HttpAnswer:
@@ -150,18 +145,12 @@ def skipped(reason: str) -> SmokeResult:
 
 
 def run_smoke(
-    base_url: str,
-    checks: Sequence[SmokeCheck],
-    *,
-    fetch: Fetch = http_get,
-    sleep: Callable[[float], None] = time.sleep,
-    attempts: int = ATTEMPTS,
-    backoff_s: float = BACKOFF_S,
+    base_url: str, checks: Sequence[SmokeCheck], *, sleep: Callable[[float], None] = time.sleep
 ) -> SmokeResult:
     """Run every check in order; the first failing one decides. Never raises."""
     base = base_url.rstrip("/")
     for check in checks:
-        problem = _run_check(base + check.path, check, fetch, sleep, attempts, backoff_s)
+        problem = _run_check(base + check.path, check, sleep)
         if problem:
             logger.warning("smoke %s failed: %s", base + check.path, problem)
             return SmokeResult(state="failed", detail=f"GET {check.path}: {problem}")
@@ -169,26 +158,19 @@ def run_smoke(
     return SmokeResult(state="ok", detail=f"all checks passed ({paths})")
 
 
-def _run_check(
-    url: str,
-    check: SmokeCheck,
-    fetch: Fetch,
-    sleep: Callable[[float], None],
-    attempts: int,
-    backoff_s: float,
-) -> str | None:
+def _run_check(url: str, check: SmokeCheck, sleep: Callable[[float], None]) -> str | None:
     """None when the check passes, else what was wrong."""
     answer = HttpAnswer(status=None)
-    for attempt in range(1, attempts + 1):
-        answer = fetch(url, check)
+    for attempt in range(1, ATTEMPTS + 1):
+        answer = http_get(url, check)
         if answer.status is not None:
             return _judge(answer, check)
         logger.info(
-            "smoke %s unreachable (attempt %d/%d): %s", url, attempt, attempts, answer.error
+            "smoke %s unreachable (attempt %d/%d): %s", url, attempt, ATTEMPTS, answer.error
         )
-        if attempt < attempts:
-            sleep(backoff_s)
-    return f"unreachable after {attempts} attempts ({answer.error})"
+        if attempt < ATTEMPTS:
+            sleep(BACKOFF_S)
+    return f"unreachable after {ATTEMPTS} attempts ({answer.error})"
 
 
 def _judge(answer: HttpAnswer, check: SmokeCheck) -> str | None:

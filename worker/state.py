@@ -28,8 +28,8 @@ logger = logging.getLogger("testgate.state")
 COUNTERS = ("runs", "pass", "fail", "tool_error", "deferred", "handed_back", "redelivered")
 DONE_TTL_S = 30 * 24 * 3600
 
-# Delete the lock only if we still own it: a lease that expired and was taken by
-# another delivery must not be released by the one that lost it.
+# Delete the key only if we still own it: a lease that expired and was taken by
+# another delivery must not be released by the one that lost it (nor another's answer claim).
 _RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -66,11 +66,6 @@ end
 return 0
 """
 
-_RELEASE_ANSWER = """
-if redis.call('get', KEYS[1]) == 'pending:' .. ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
 Claim = Literal["claimed", "answered", "pending"]
 
 
@@ -78,50 +73,40 @@ class GateState(Protocol):
     def bump(self, counter: str, amount: int = 1) -> None: ...
     def bump_many(self, amounts: Mapping[str, int]) -> None:
         """Several counters in one round trip (a job's phase histograms)."""
-        ...
 
     def counters(self) -> dict[str, int]: ...
     def acquire_run(self, key: str, owner: str, ttl_s: float) -> str | None:
         """Take the run lease for `key`; None if we took it, else the current holder.
         Never re-entrant: each delivery has an owner of its own."""
-        ...
 
     def renew_run(self, key: str, owner: str, ttl_s: float) -> bool:
         """Extend our lease; False if it is no longer ours (it lapsed and was taken)."""
-        ...
 
     def release_run(self, key: str, owner: str) -> None: ...
     def claim_answer(self, message_id: str, owner: str, pending_s: int) -> Claim:
         """Claim the right to answer `message_id` (atomic). "claimed": send now;
         "answered": it was answered already; "pending": another delivery is sending."""
-        ...
 
     def confirm_answer(self, message_id: str, owner: str) -> None:
         """The claimed answer was sent: remember it (never raises)."""
-        ...
 
     def release_answer(self, message_id: str, owner: str) -> None:
         """The claimed answer could not be sent: let a later delivery send it."""
-        ...
 
     def answered(self, message_id: str) -> bool: ...
     def count_delivery(self, key: str) -> int:
         """Count one more start of `key`; return how many starts there have been."""
-        ...
 
     def test_durations(self, repo: str) -> dict[str, float]:
         """Seconds per test id recorded on earlier runs of `repo` (for dealing shards)."""
-        ...
 
     def record_durations(self, repo: str, durations: dict[str, float]) -> None: ...
 
     def failing_tests(self, repo: str, branch: str) -> list[str]:
         """Test ids that failed on the last run of `branch` of `repo` (run first next time)."""
-        ...
 
     def record_failing(self, repo: str, branch: str, test_ids: Iterable[str]) -> None:
         """Replace that list (empty: the branch's last run had no failing test)."""
-        ...
 
 
 class RedisState:
@@ -132,21 +117,16 @@ class RedisState:
         self._renew = client.register_script(_RENEW_IF_OWNER)
         self._claim = client.register_script(_CLAIM_ANSWER)
         self._confirm = client.register_script(_CONFIRM_ANSWER)
-        self._unclaim = client.register_script(_RELEASE_ANSWER)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = names.KEY_PREFIX) -> RedisState:
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client, prefix)
+        return cls(redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5), prefix)
 
     def bump(self, counter: str, amount: int = 1) -> None:
-        """Observability must never break a decision: errors are logged, not raised."""
-        try:
-            self._redis.hincrby(self._key(names.COUNTERS_KEY), counter, amount)
-        except redis.RedisError as exc:
-            logger.warning("counter %s not incremented: %s", counter, exc)
+        self.bump_many({counter: amount})
 
     def bump_many(self, amounts: Mapping[str, int]) -> None:
+        """Observability must never break a decision: errors are logged, not raised."""
         if not amounts:
             return
         try:
@@ -155,7 +135,7 @@ class RedisState:
                 pipe.hincrby(self._key(names.COUNTERS_KEY), counter, amount)
             pipe.execute()
         except redis.RedisError as exc:
-            logger.warning("%d counters not incremented: %s", len(amounts), exc)
+            logger.warning("counters %s not incremented: %s", ", ".join(amounts), exc)
 
     def counters(self) -> dict[str, int]:
         raw: dict[Any, Any] = self._call(self._redis.hgetall, self._key(names.COUNTERS_KEY))
@@ -174,7 +154,8 @@ class RedisState:
 
     def renew_run(self, key: str, owner: str, ttl_s: float) -> bool:
         ttl_ms = max(1, int(ttl_s * 1000))
-        return bool(self._call(self._renew, keys=[self._key(f"run:{key}")], args=[owner, ttl_ms]))
+        lock = self._key(f"{names.RUN_LOCK_KEY}{key}")
+        return bool(self._call(self._renew, keys=[lock], args=[owner, ttl_ms]))
 
     def release_run(self, key: str, owner: str) -> None:
         try:
@@ -201,7 +182,8 @@ class RedisState:
 
     def release_answer(self, message_id: str, owner: str) -> None:
         try:
-            self._unclaim(keys=[self._key(f"{names.ANSWER_KEY}{message_id}")], args=[owner])
+            key = self._key(f"{names.ANSWER_KEY}{message_id}")
+            self._release(keys=[key], args=[f"pending:{owner}"])
         except redis.RedisError as exc:
             # The pending claim expires on its own; the next delivery waits for that.
             logger.warning(
@@ -307,8 +289,7 @@ class MemoryState:
             return self._deliveries[key]
 
     def bump(self, counter: str, amount: int = 1) -> None:
-        with self._lock:
-            self._counters[counter] = self._counters.get(counter, 0) + amount
+        self.bump_many({counter: amount})
 
     def bump_many(self, amounts: Mapping[str, int]) -> None:
         with self._lock:

@@ -54,17 +54,15 @@ def describe_exit_code(exit_code: object) -> str:
 
 def from_exit_code(exit_code: object) -> Verdict:
     """Level 1 before the smoke: only the integer 0 is a pass."""
-    passed = isinstance(exit_code, int) and not isinstance(exit_code, bool) and exit_code == 0
-    if passed:
+    if isinstance(exit_code, int) and not isinstance(exit_code, bool) and exit_code == 0:
         return Verdict("PASS", "code-pass", describe_exit_code(exit_code))
     return Verdict("FAIL", "code-fail", describe_exit_code(exit_code))
 
 
 def with_smoke(suite: Verdict, smoke: SmokeResult) -> Verdict:
     """A green suite stays green only if the smoke did not fail."""
-    if suite.result == "PASS" and smoke.state == "failed":
-        return Verdict("FAIL", "code-fail", f"{suite.reason}, but the smoke failed: {smoke.detail}")
-    return suite
+    failed = smoke.state == "failed"
+    return with_evidence(suite, f"the smoke failed: {smoke.detail}" if failed else None)
 
 
 def with_evidence(suite: Verdict, objection: str | None) -> Verdict:
@@ -78,10 +76,8 @@ def with_evidence(suite: Verdict, objection: str | None) -> Verdict:
 def with_guard(suite: Verdict, objection: str | None) -> Verdict:
     """A guard (the test-integrity check) can only object: an objection turns any
     verdict into a code FAIL, and no objection leaves the verdict exactly as it was."""
-    if objection is None:
-        return suite
-    if suite.result == "PASS":
-        return Verdict("FAIL", "code-fail", f"{suite.reason}, but {objection}")
+    if objection is None or suite.result == "PASS":
+        return with_evidence(suite, objection)
     return Verdict("FAIL", suite.outcome, f"{suite.reason}; and {objection}")
 
 

@@ -1,5 +1,4 @@
-"""Keeping the report's markdown bounded (pure): clip one piece of text, fence a block
-that nothing inside can close, and fit the body's sections into a byte budget.
+"""Keeping the report's markdown bounded (pure).
 
 The suite controls much of what the report quotes (test ids, messages, output), so
 every piece is clipped where it is rendered, and the body as a whole is cut to fit
@@ -26,11 +25,6 @@ def clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text) - limit} more characters)"
-
-
-def clip_tail(text: str, limit: int) -> str:
-    """The last `limit` characters of `text` (for output, whose end matters most)."""
-    return text if len(text) <= limit else text[-limit:]
 
 
 def fenced(text: str, info: str = "") -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 NEGATIVE_TOKENS = frozenset({"FAIL", "FAILED", "FAILURE", "ERROR", "BLOCKED", "REJECTED"})
 POSITIVE_TOKENS = frozenset({"PASS", "PASSED", "APPROVED", "LGTM", "OK"})
-VERDICT_FIELDS = ("verdict", "status", "result")
 
 _FIELD_LINE = re.compile(r"^\s*(verdict|status|result)\s*:\s*(.*?)\s*$", re.IGNORECASE)
 _TOKEN = re.compile(r"[A-Za-z]+")

@@ -1,14 +1,13 @@
-"""The report commit (docs/contract.md §5, §11): made after the suite, outside anything it touched,
-pushed to the feature branch only (never main, never forced). Best-effort: never raises.
+"""The report commit (docs/contract.md §5, §11): made after the suite, outside anything
+it touched, pushed to the feature branch only (never main, never forced). Never raises.
 
 The job's worktree, its index and HEAD are never used: the suite may have changed any
 of them, committed untested code, or planted config, filters, hooks, attributes or an
 fsmonitor in every git dir it could write. git fast-import writes the commit into an
-`IsolatedGit` that borrows only the mirror's objects, on the tested commit's trees
-(each checked to hash to its name), and its only parent is that commit: the branch
-never receives a commit the gate did not test. Whatever the branch ships at the report path (file,
-symlink, submodule, directory, or a file or link in place of a parent directory) is
-replaced by the rendered text as a regular file.
+`IsolatedGit` that borrows only the mirror's objects, and its only parent is the tested
+commit: the branch never receives a commit the gate did not test. Whatever the branch
+ships at the report path (file, symlink, submodule, directory, or a file or link in
+place of a parent directory) is replaced by the rendered text as a regular file.
 """
 
 from __future__ import annotations
@@ -66,7 +65,9 @@ def publish_report(
     if refusal:
         logger.error("report for %s not published: %s", branch, refusal)
         return PublishResult(False, False, None, f"refused: {refusal}")
-    env = {**_home_env(identity), **origin.env()}
+    # The push's HOME (the commit's identity is written into it, not read by git).
+    identity.home.mkdir(parents=True, exist_ok=True)
+    env = {"HOME": str(identity.home), **origin.env()}
     try:
         with IsolatedGit(mirror, object_format=object_format, env=env, timeout_s=timeout_s) as git:
             if len(tested_commit) != git.name_length:
@@ -87,8 +88,7 @@ def publish_report(
 def _refusal(tested_commit: str, rel_path: str, branch: str) -> str | None:
     if not _HEX.fullmatch(tested_commit):
         return f"tested commit {tested_commit!r} is not an object name"
-    parts = rel_path.split("/")
-    if not all(_PATH_PART.fullmatch(p) and p.lower() != ".git" for p in parts):
+    if not all(_PATH_PART.fullmatch(p) and p.lower() != ".git" for p in rel_path.split("/")):
         return f"report path {rel_path!r} is not a plain relative path"
     if branch in PROTECTED_BRANCHES:
         return f"never push to {branch}"
@@ -103,10 +103,9 @@ def _report_commit(
     """The report commit's name; the tested commit itself when its tree already holds
     exactly this report (a redelivery of the same verdict makes no second commit).
 
-    git fast-import writes it; then every object it read on the way to the report
-    path (the tested commit, its trees from the root down) and the new tree's blob
-    are read back and checked to hash to their names: git reads the mirror's objects
-    without re-hashing them, so one rewritten there would otherwise be built upon."""
+    Every object read on the way to the report path, and the new blob, are checked to
+    hash to their names: git reads the mirror's objects without re-hashing them, so one
+    rewritten there would otherwise be built upon."""
     if any(c in f"{who.name}{who.email}" for c in "<>\n\0"):
         raise GitError(f"an identity git would refuse: {who.name!r} <{who.email!r}>")
     # Bytes as they are: no attribute, filter or eol conversion applies in fast-import.
@@ -174,9 +173,3 @@ def _remote_tip(git: IsolatedGit, origin: Origin, ref: str) -> str | None:
     listed = git.run([*origin.args(), "ls-remote", origin.url, ref])
     tips = [line.split("\t")[0] for line in listed.splitlines() if line.endswith(f"\t{ref}")]
     return tips[0] if len(tips) == 1 else None
-
-
-def _home_env(identity: GitIdentity) -> dict[str, str]:
-    """The push's HOME (the commit's identity is written into it, not read by git)."""
-    identity.home.mkdir(parents=True, exist_ok=True)
-    return {"HOME": str(identity.home)}

@@ -2,9 +2,8 @@
 
 The frontmatter is machine-read by the orchestrator's gate, so its keys, their order
 and their values are fixed; extra keys follow `smoke:` and never use a field name the
-gate reads. The body is for humans and is bounded whatever the suite printed: every
-quoted piece is clipped, and the whole report never exceeds MAX_REPORT_BYTES (the body
-is cut, with a visible note; the frontmatter never is).
+gate reads. The body is for humans, and bounded whatever the suite printed
+(worker/report/budget.py).
 """
 
 from __future__ import annotations
@@ -13,13 +12,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from worker.report.budget import clip, clip_tail, fenced, fit_sections, utf8_len
+from worker.report.budget import clip, fenced, fit_sections, utf8_len
 from worker.report.sections import (
     MAX_ID_CHARS,
     MAX_TEXT_CHARS,
     classification_section,
     hang_section,
     integrity_section,
+    listed,
     packet_section,
     phases_section,
 )
@@ -29,7 +29,6 @@ from worker.suite.probe import Hang
 from worker.verdict import Verdict
 
 MAX_REPORT_BYTES = 64 * 1024
-MAX_FAILING_LISTED = 50
 MAX_TAIL_CHARS = 4096
 MAX_NOTES_LISTED = 20
 # Frontmatter values come from validated input (ids of at most 100 characters, SHAs);
@@ -92,8 +91,7 @@ def _frontmatter(facts: ReportFacts) -> str:
     if facts.duration_s is not None:
         lines.append(f"duration_s: {facts.duration_s:.1f}")
     if facts.tests_total is not None:
-        lines.append(f"tests_total: {facts.tests_total}")
-        lines.append(f"tests_failing: {len(facts.failing_tests)}")
+        lines += [f"tests_total: {facts.tests_total}", f"tests_failing: {len(facts.failing_tests)}"]
     lines.append("---")
     return "\n".join(lines) + "\n"
 
@@ -129,13 +127,13 @@ def _body(facts: ReportFacts) -> list[str]:
             f"{len(facts.ran_first)} test(s) that failed on this branch's last run ran first, "
             "in this order; the others followed in collection order.\n"
         )
-        sections.append(_id_list(["## Order\n", order], facts.ran_first))
+        sections.append(f"## Order\n\n{order}\n{_id_list(facts.ran_first)}")
     if facts.limit_notes:
         shown = facts.limit_notes[:MAX_NOTES_LISTED]
         notes = "\n".join(f"- {clip(note, MAX_TEXT_CHARS)}" for note in shown)
         sections.append(f"## Resource limits reached\n\n{notes}\n")
     if facts.failing_tests:
-        sections.append(_id_list(["## Failing tests\n"], facts.failing_tests))
+        sections.append(f"## Failing tests\n\n{_id_list(facts.failing_tests)}")
     if facts.hang is not None:
         sections.append(hang_section(facts.hang))
     if facts.integrity is not None:
@@ -151,14 +149,10 @@ def _body(facts: ReportFacts) -> list[str]:
     return sections
 
 
-def _id_list(heading: list[str], ids: tuple[str, ...]) -> str:
-    shown = ids[:MAX_FAILING_LISTED]
-    lines = [*heading, *(f"- `{clip(node, MAX_ID_CHARS)}`" for node in shown)]
-    if len(ids) > len(shown):
-        lines.append(f"- ... and {len(ids) - len(shown)} more")
-    return "\n".join(lines) + "\n"
+def _id_list(ids: tuple[str, ...]) -> str:
+    return listed(f"`{clip(node, MAX_ID_CHARS)}`" for node in ids)
 
 
 def _tail_section(tail: str) -> str:
-    text = clip_tail(tail, MAX_TAIL_CHARS).strip("\n")
+    text = tail[-MAX_TAIL_CHARS:].strip("\n")  # the output's end matters most
     return f"## Output (last {len(text)} characters)\n\n" + fenced(text)

@@ -23,11 +23,7 @@ MAX_PHASES = 20  # rows of the timing table (a job has about ten phases)
 
 
 def hang_section(hang: Hang) -> str:
-    where = (
-        f"`{clip(hang.test, MAX_ID_CHARS)}`"
-        if hang.test
-        else "outside any test (collection or teardown)"
-    )
+    where = f"`{_id(hang.test)}`" if hang.test else "outside any test (collection or teardown)"
     parts = [
         "## Where it hung\n",
         f"The suite was killed at its hard timeout while running {where}.\n",
@@ -65,11 +61,11 @@ def integrity_section(found: Integrity) -> str:
     if found.moved:
         parts.append("### Moved or renamed (not flagged)\n")
         parts.append(
-            _listed(f"`{_id(m.old_id)}` -> `{_id(m.new_id)}` ({_text(m.how)})" for m in found.moved)
+            listed(f"`{_id(m.old_id)}` -> `{_id(m.new_id)}` ({_text(m.how)})" for m in found.moved)
         )
     if found.excused:
         parts.append("### Removed with the code they tested (not flagged)\n")
-        parts.append(_listed(f"`{_id(e.test_id)}`: {_text(e.why)}" for e in found.excused))
+        parts.append(listed(f"`{_id(e.test_id)}`: {_text(e.why)}" for e in found.excused))
     if found.config:
         parts.append("### pytest configuration changed\n")
         parts.append(fenced(_diff(found.config)))
@@ -82,7 +78,7 @@ def integrity_section(found: Integrity) -> str:
 
 def classification_section(classified: Sequence[Classified]) -> str:
     lines = [f"- `{_id(c.test_id)}`: **{c.failure_class}** ({_text(c.detail)})" for c in classified]
-    return "## Failure classification\n\n" + _listed(lines)
+    return "## Failure classification\n\n" + listed(lines)
 
 
 def packet_section(packet: dict[str, Any]) -> str:
@@ -116,7 +112,8 @@ def _findings(title: str, findings: Sequence[Finding]) -> list[str]:
     return parts
 
 
-def _listed(lines: Iterable[str]) -> str:
+def listed(lines: Iterable[str]) -> str:
+    """The lines as a markdown list of at most MAX_LISTED items, then how many more."""
     items = list(lines)
     shown = [line if line.startswith("- ") else f"- {line}" for line in items[:MAX_LISTED]]
     if len(items) > MAX_LISTED:
