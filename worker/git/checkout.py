@@ -80,7 +80,6 @@ def checkout(
     """
     mirror = mirror_path(workdir, repo)
     jobs = workdir / "jobs"
-    mirror.parent.mkdir(parents=True, exist_ok=True)
     jobs.mkdir(parents=True, exist_ok=True)
     origin = split_origin(url_template.format(repo=repo))
     if job_dir is None:
@@ -91,9 +90,10 @@ def checkout(
     worktree = job_dir / "src"
     added = False
     try:
-        _ensure_mirror(mirror, origin, git_timeout_s)
-        known = _resolved(mirror, f"{commit}^{{commit}}", git_timeout_s) if commit else None
-        object_format, sha = known or _fetched(mirror, branch, commit, origin, git_timeout_s)
+        fetched = fetch(
+            repo, branch, commit, workdir=workdir, origin=origin, git_timeout_s=git_timeout_s
+        )
+        sha = fetched.commit
         _add_worktree(mirror, worktree, sha, git_timeout_s)
         added = True
         reset = [*_NO_HOOKS, "reset", "--hard", "--quiet"]
@@ -103,9 +103,35 @@ def checkout(
         raise
     logger.info("checked out %s@%s (%s) in %s", repo, branch, sha, worktree)
     try:
-        yield Checkout(repo, branch, sha, worktree, mirror, origin, object_format)
+        yield Checkout(repo, branch, sha, worktree, mirror, origin, fetched.object_format)
     finally:
         _remove(mirror, worktree, removed_dir, git_timeout_s)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    mirror: Path  # the repo's bare mirror, holding the commit
+    commit: str  # its full object name
+    object_format: str  # "sha1" or "sha256", as git names it
+
+
+def fetch(
+    repo: str,
+    branch: str,
+    commit: str | None,
+    *,
+    workdir: Path,
+    origin: Origin,
+    git_timeout_s: float = 300,
+) -> Fetched:
+    """Make sure the mirror of `repo` holds `commit` (fetched with `branch` only when it
+    does not), or the tip of `branch`; no worktree. Raises CheckoutError."""
+    mirror = mirror_path(workdir, repo)
+    mirror.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_mirror(mirror, origin, git_timeout_s)
+    known = _resolved(mirror, f"{commit}^{{commit}}", git_timeout_s) if commit else None
+    object_format, sha = known or _fetched(mirror, branch, commit, origin, git_timeout_s)
+    return Fetched(mirror, sha, object_format)
 
 
 def merge_base(

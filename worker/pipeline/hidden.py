@@ -15,7 +15,8 @@ from pathlib import Path
 
 from worker.contracts import HiddenTests
 from worker.errors import CheckoutError, GitError
-from worker.git.checkout import checkout
+from worker.git.checkout import fetch
+from worker.git.credentials import split_origin
 from worker.git.isolated import IsolatedGit
 from worker.pipeline.trusted import regular_files, remove_entry, tree_of, write_file
 from worker.settings import Settings
@@ -39,23 +40,25 @@ def hidden_files(hidden: HiddenTests, settings: Settings) -> dict[str, tuple[str
     """The hidden repository's files under its path at the tip of its ref: path ->
     (mode, content). Raises CheckoutError (a fetch failed, objects unreadable, none)."""
     prefix = hidden.path.strip("/")
-    with checkout(
+    origin = split_origin(settings.git_url_template.format(repo=hidden.repo))
+    timeout_s = settings.git_timeout_s
+    fetched = fetch(
         hidden.repo,
         hidden.ref,
         None,
         workdir=settings.workdir_path,
-        url_template=settings.git_url_template,
-        git_timeout_s=settings.git_timeout_s,
-    ) as co:
-        try:
-            with IsolatedGit(
-                co.mirror, timeout_s=settings.git_timeout_s, object_format=co.object_format
-            ) as git:
-                tree = tree_of(git, co.commit)
-                under = {p: e for p, e in tree.items() if p == prefix or p.startswith(prefix + "/")}
-                files = regular_files(git, under)
-        except GitError as exc:
-            raise CheckoutError(f"reading the hidden tests of {hidden.repo}: {exc}") from exc
+        origin=origin,
+        git_timeout_s=timeout_s,
+    )
+    try:
+        with IsolatedGit(
+            fetched.mirror, timeout_s=timeout_s, object_format=fetched.object_format
+        ) as git:
+            tree = tree_of(git, fetched.commit)
+            under = {p: e for p, e in tree.items() if p == prefix or p.startswith(prefix + "/")}
+            files = regular_files(git, under)
+    except GitError as exc:
+        raise CheckoutError(f"reading the hidden tests of {hidden.repo}: {exc}") from exc
     if not files:
         raise CheckoutError(f"the hidden repo {hidden.repo} has no files under {hidden.path}")
     return files
