@@ -18,8 +18,8 @@ from worker import names
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure
 from worker.celery_adapter.tasks import run_test_gate
+from worker.cli import tester_job
 from worker.contracts import Contracts, HiddenTests, load_contracts
-from worker.git.command import read_at_ref
 from worker.notify.alerts import send_alert
 from worker.notify.events import CelerySender
 from worker.pipeline.runner import GateContext
@@ -64,50 +64,6 @@ def run_embedded(
     """
     repo_path = repo_path.resolve()
     repo = repo or _repo_name(repo_path)
-    flags: dict[str, Any] = {"trusted_tests": True} if trusted_tests else {}
-    links = {repo: repo_path}
-    if hidden_tests is not None:
-        links[f"{repo}-hidden"] = hidden_tests.resolve()
-        flags["hidden_tests"] = HiddenTests(repo=f"{repo}-hidden")
-    return _run_embedded(
-        repo_path,
-        repo,
-        links if flags else {},
-        flags,
-        _EmbeddedJob(branch, work_item_id, commit, task_id, required_tests),
-        target=target,
-        timeout_s=timeout_s,
-        smoke_url=smoke_url,
-        workdir=workdir,
-        contracts_file=contracts_file,
-        say=say,
-    )
-
-
-@dataclass(frozen=True)
-class _EmbeddedJob:
-    branch: str
-    work_item_id: str
-    commit: str | None
-    task_id: int
-    required_tests: list[str] | None
-
-
-def _run_embedded(
-    repo_path: Path,
-    repo: str,
-    links: dict[str, Path],
-    flags: dict[str, Any],
-    asked: _EmbeddedJob,
-    *,
-    target: str,
-    timeout_s: int,
-    smoke_url: str,
-    workdir: Path | None,
-    contracts_file: Path | None,
-    say: Callable[[str], None],
-) -> EmbeddedRun:
-    file_overrides = {"contracts_file": str(contracts_file)} if contracts_file else {}
     settings = load_settings(
         broker_url="memory://localhost/",
         result_backend="cache+memory://",
@@ -121,32 +77,27 @@ def _run_embedded(
         webhook_url="",
         infra_retry_delay_s=0,
         **({"workdir": str(workdir)} if workdir else {}),
-        **file_overrides,
+        **({"contracts_file": str(contracts_file)} if contracts_file else {}),
     )
-    if links:
+    flags: dict[str, Any] = {"trusted_tests": True} if trusted_tests else {}
+    links = {repo: repo_path}
+    if hidden_tests is not None:
+        links[f"{repo}-hidden"] = hidden_tests.resolve()
+        flags["hidden_tests"] = HiddenTests(repo=f"{repo}-hidden")
+    if flags:
         settings = settings.model_copy(update={"git_url_template": _by_name(settings, links)})
     state = _install_in_process(
         settings, _with_flags(load_contracts(settings), repo, flags), eager=True
     )
-    job: dict[str, Any] = {
-        "task_id": asked.task_id,
-        "repo": repo,
-        "work_item_id": asked.work_item_id,
-        "branch": asked.branch,
-        "agent": "tester",
-        "stage": "testing",
-    }
-    if asked.commit:
-        job["commit"] = asked.commit
-    if asked.required_tests is not None:
-        job["required_tests"] = asked.required_tests
+    job = tester_job(task_id, repo, work_item_id, branch, commit)
+    if required_tests is not None:
+        job["required_tests"] = required_tests
     say(f"job: {job}")
     say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
     if settings.contracts_file:
         say(f"contracts: {settings.contracts_file}")
     try:
-        outcome = run_test_gate.apply(kwargs=job)
-        summary = outcome.get(propagate=False)
+        summary = run_test_gate.apply(kwargs=job).get(propagate=False)
     finally:
         configure(None)
     events = _drain(settings.orchestrator_queue)
@@ -200,11 +151,6 @@ def _install_in_process(settings: Settings, contracts: Contracts, *, eager: bool
         )
     )
     return state
-
-
-def read_report(repo_path: Path, branch: str, report_path: str) -> str | None:
-    """The report as it now stands on the branch in `repo_path`, if it is there."""
-    return read_at_ref(repo_path, f"refs/heads/{branch}", report_path)
 
 
 def _drain(queue_name: str) -> list[tuple[str, dict[str, Any]]]:
