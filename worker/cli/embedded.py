@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,7 +49,6 @@ def run_embedded(
     workdir: Path | None = None,
     contracts_file: Path | None = None,
     repo: str | None = None,
-    say: Callable[[str], None] = print,
     required_tests: list[str] | None = None,
     trusted_tests: bool = False,
     hidden_tests: Path | None = None,
@@ -92,10 +91,10 @@ def run_embedded(
     job = tester_job(task_id, repo, work_item_id, branch, commit)
     if required_tests is not None:
         job["required_tests"] = required_tests
-    say(f"job: {job}")
-    say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
+    print(f"job: {job}")
+    print(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
     if settings.contracts_file:
-        say(f"contracts: {settings.contracts_file}")
+        print(f"contracts: {settings.contracts_file}")
     try:
         summary = run_test_gate.apply(kwargs=job).get(propagate=False)
     finally:

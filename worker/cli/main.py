@@ -212,9 +212,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     extra = [a for a in args.celery_args if a != "--"]
-    celery = [sys.executable, "-m", "celery", "-A", "worker", "worker"]
-    argv = [*celery, "-Q", names.TESTS_QUEUE, *extra]
-    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
+    argv = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", names.TESTS_QUEUE]
+    os.execv(sys.executable, [*argv, *extra])  # noqa: S606 - replaces this process with the worker
     return 0  # pragma: no cover
 
 
