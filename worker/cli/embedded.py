@@ -85,9 +85,11 @@ def run_embedded(
         flags["hidden_tests"] = HiddenTests(repo=f"{repo}-hidden")
     if flags:
         settings = settings.model_copy(update={"git_url_template": _by_name(settings, links)})
-    state = _install_in_process(
-        settings, _with_flags(load_contracts(settings), repo, flags), eager=True
-    )
+    contracts = load_contracts(settings)
+    if flags and (found := contracts.for_repo(repo)) is not None:
+        # The repo's contract (the file's, else the built-in one), the flags on top.
+        contracts = Contracts(by_repo={**contracts.by_repo, repo.lower(): replace(found, **flags)})
+    state = _install_in_process(settings, contracts, eager=True)
     job = tester_job(task_id, repo, work_item_id, branch, commit)
     if required_tests is not None:
         job["required_tests"] = required_tests
@@ -120,15 +122,6 @@ def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryS
             yield state
     finally:
         configure(None)
-
-
-def _with_flags(contracts: Contracts, repo: str, flags: dict[str, Any]) -> Contracts:
-    """The repo's contract (the file's, else the built-in one) with the command line's
-    trusted and hidden tests on top."""
-    found = contracts.for_repo(repo)
-    if not flags or found is None:
-        return contracts
-    return Contracts(by_repo={**contracts.by_repo, repo.lower(): replace(found, **flags)})
 
 
 def _install_in_process(settings: Settings, contracts: Contracts, *, eager: bool) -> MemoryState:

@@ -147,14 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from worker.git.command import read_at_ref
     from worker.observe import configure_tracing, shutdown_tracing
 
-    # Keep our lines in order with the log lines on stderr, also when piped.
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="  %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _log_in_order(logging.DEBUG if args.verbose else logging.INFO)
     quiet_celery_logs()
     # As a worker's pool process is (worker.celery_adapter.app): what the suite daemonises is
     # re-parented to this process instead of PID 1, and killed when the suite ends.
@@ -265,11 +258,16 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from worker.cli.demo import FINAL_STAGES, run_demo
 
-    logging.basicConfig(level=logging.WARNING, format="  %(name)s: %(message)s")
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
+    _log_in_order(logging.WARNING)
     rows = run_demo(broker=args.broker, workdir=args.workdir)
     return 0 if all(row.stage in FINAL_STAGES for row in rows) else 1
+
+
+def _log_in_order(level: int) -> None:
+    """Log to stderr, and keep our lines in order with the log lines, also when piped."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    logging.basicConfig(level=level, format="  %(name)s: %(message)s", stream=sys.stderr)
 
 
 if __name__ == "__main__":
