@@ -98,18 +98,18 @@ def retry_or_requeue(task: Task, **retry_options: Any) -> BaseException:
     try:
         retry: BaseException = task.retry(throw=False, **retry_options)
     except Reject as exc:
-        reason = exc.reason
-    except (OperationalError, OSError) as exc:
-        reason = str(exc)
-    else:
-        return retry
-    logger.error(
-        "task %s: retry not published (%s); message given back to the broker",
-        task.request.id,
-        reason,
-    )
-    requeued: BaseException = Reject(reason, requeue=True)
-    return requeued
+        logger.error(
+            "task %s: retry not published (%s); message given back to the broker",
+            task.request.id,
+            exc.reason,
+        )
+        requeued: BaseException = Reject(exc.reason, requeue=True)
+        return requeued
+    except (OperationalError, OSError) as publish_error:
+        logger.error("task %s: retry not published (%s); requeued", task.request.id, publish_error)
+        given_back: BaseException = Reject(str(publish_error), requeue=True)
+        return given_back
+    return retry
 
 
 def retry_budgeted(task: Task, ctx: GateContext, exc: Exception | None = None) -> BaseException:
