@@ -39,10 +39,9 @@ logger = logging.getLogger("testgate.app")
 
 app = Celery("testgate")
 app.config_from_object("celeryconfig")
-app.autodiscover_tasks(["worker.celery_adapter"], related_name="tasks", force=True)
-app.autodiscover_tasks(["worker.celery_adapter"], related_name="shard_tasks", force=True)
-# Traces, queue-wait stamps and the containment inspect command (signal handlers).
-app.autodiscover_tasks(["worker.celery_adapter"], related_name="telemetry", force=True)
+# The tasks; telemetry holds signal handlers (traces, queue-wait stamps) and an inspect command.
+for _module in ("tasks", "shard_tasks", "telemetry"):
+    app.autodiscover_tasks(["worker.celery_adapter"], related_name=_module, force=True)
 
 
 def check_configuration(conf: Any, concurrency: int = 1) -> None:

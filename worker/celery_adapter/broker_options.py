@@ -71,16 +71,12 @@ def tests_queue(broker_url: str, budget_s: int) -> Queue:
 
 
 def tests_queue_arguments(broker_url: str, budget_s: int) -> dict[str, Any] | None:
+    """The consumer timeout is rounded up to whole hours, so that a small change of
+    settings does not change the queue's argument (which would make its redeclaration fail)."""
     if not is_amqp(broker_url):
         return None  # Redis has no queue arguments
-    return {"x-consumer-timeout": consumer_timeout_ms(budget_s)}
-
-
-def consumer_timeout_ms(budget_s: int) -> int:
-    """Rounded up to whole hours, so that a small change of settings does not change
-    the queue's argument (which would make its redeclaration fail)."""
     hours = -(-(budget_s + 1) // 3600)
-    return int(hours * 3600 * 1000)
+    return {"x-consumer-timeout": hours * 3600 * 1000}
 
 
 def eta_task_limit(concurrency: int, prefetch_multiplier: int) -> int:

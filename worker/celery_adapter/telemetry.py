@@ -7,6 +7,7 @@ are contained.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -28,7 +29,6 @@ logger = logging.getLogger("testgate.telemetry")
 # an orchestrator that sends by name may set it too, or the queue wait goes unmeasured.
 SENT_AT_HEADER = "testgate_sent_at"
 _OWN_TASKS = frozenset({names.RUN_TEST_GATE, names.RUN_TEST_SHARD, names.MERGE_TEST_SHARDS})
-_containment: str | None = None
 
 
 @worker_process_init.connect
@@ -63,16 +63,13 @@ def queued_seconds(request: Any) -> float | None:
     return max(0.0, time.time() - ready)
 
 
+@functools.cache  # the answer cannot change while the worker runs
 def containment_mode() -> str:
-    """contained, uncontained or off: how this worker runs suites (decided once)."""
-    global _containment  # noqa: PLW0603 - the answer cannot change while the worker runs
-    if _containment is None:
-        settings = load_settings()
-        if settings.containment == "off":
-            _containment = "off"
-        else:
-            _containment = "uncontained" if containment_missing(settings) else "contained"
-    return _containment
+    """contained, uncontained or off: how this worker runs suites."""
+    settings = load_settings()
+    if settings.containment == "off":
+        return "off"
+    return "uncontained" if containment_missing(settings) else "contained"
 
 
 @inspect_command()

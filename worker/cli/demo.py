@@ -24,7 +24,8 @@ from celery import Celery, Task
 from celery.contrib.testing.worker import start_worker
 
 from worker import client, names
-from worker.cli.sample import GREEN_BRANCH, RED_BRANCH, create_sample_repo
+from worker.cli import tester_job
+from worker.cli.sample import GREEN_BRANCH, RED_BRANCH, create_sample_repo, git_identity
 from worker.git.command import read_at_ref, run_git
 from worker.report.orchestrator_gate import parse_tests_verdict
 from worker.settings import Settings
@@ -143,14 +144,7 @@ def launch_testing(engine: StageEngine, task_id: int, app: Celery, settings: Set
     """What the orchestrator's launch_job does on `testing`: intercept or fall back."""
     task = engine.row(task_id)
     engine.move(task_id, "testing")
-    job = {
-        "task_id": task.id,
-        "repo": task.repo,
-        "work_item_id": task.work_item_id,
-        "branch": task.branch,
-        "agent": "tester",
-        "stage": "testing",
-    }
+    job = tester_job(task.id, task.repo, task.work_item_id, task.branch)
     if client.should_intercept(job, settings):
         client.enqueue(job, app=app, settings=settings)
     else:
@@ -159,12 +153,7 @@ def launch_testing(engine: StageEngine, task_id: int, app: Celery, settings: Set
 
 def developer_fixes(repo: Path, branch: str, files: dict[str, str], say: Say) -> None:
     """Play the developer agent: commit a fix on `branch` of the sample repo."""
-    identity = {
-        "GIT_AUTHOR_NAME": "dev-agent",
-        "GIT_AUTHOR_EMAIL": "dev@example.invalid",
-        "GIT_COMMITTER_NAME": "dev-agent",
-        "GIT_COMMITTER_EMAIL": "dev@example.invalid",
-    }
+    identity = git_identity("dev-agent", "dev@example.invalid")
     with tempfile.TemporaryDirectory(prefix="dev-") as tmp:
         tree = Path(tmp) / "tree"
         run_git(["worktree", "add", "-q", str(tree), branch], repo)
@@ -242,14 +231,7 @@ def run_demo(
         orchestrator.send_task(
             names.RUN_TEST_GATE,
             queue=names.TESTS_QUEUE,
-            kwargs={
-                "task_id": stale,
-                "repo": "docs-site",
-                "work_item_id": "WI-3",
-                "branch": GREEN_BRANCH,
-                "agent": "tester",
-                "stage": "testing",
-            },
+            kwargs=tester_job(stale, "docs-site", "WI-3", GREEN_BRANCH),
         )
         _drive(engine, sample, red, orchestrator, settings, timeout_s, say)
         rows = engine.rows()

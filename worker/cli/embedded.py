@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,8 +18,8 @@ from worker import names
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure
 from worker.celery_adapter.tasks import run_test_gate
+from worker.cli import tester_job
 from worker.contracts import Contracts, HiddenTests, load_contracts
-from worker.git.command import read_at_ref
 from worker.notify.alerts import send_alert
 from worker.notify.events import CelerySender
 from worker.pipeline.runner import GateContext
@@ -49,7 +49,6 @@ def run_embedded(
     workdir: Path | None = None,
     contracts_file: Path | None = None,
     repo: str | None = None,
-    say: Callable[[str], None] = print,
     required_tests: list[str] | None = None,
     trusted_tests: bool = False,
     hidden_tests: Path | None = None,
@@ -64,50 +63,6 @@ def run_embedded(
     """
     repo_path = repo_path.resolve()
     repo = repo or _repo_name(repo_path)
-    flags: dict[str, Any] = {"trusted_tests": True} if trusted_tests else {}
-    links = {repo: repo_path}
-    if hidden_tests is not None:
-        links[f"{repo}-hidden"] = hidden_tests.resolve()
-        flags["hidden_tests"] = HiddenTests(repo=f"{repo}-hidden")
-    return _run_embedded(
-        repo_path,
-        repo,
-        links if flags else {},
-        flags,
-        _EmbeddedJob(branch, work_item_id, commit, task_id, required_tests),
-        target=target,
-        timeout_s=timeout_s,
-        smoke_url=smoke_url,
-        workdir=workdir,
-        contracts_file=contracts_file,
-        say=say,
-    )
-
-
-@dataclass(frozen=True)
-class _EmbeddedJob:
-    branch: str
-    work_item_id: str
-    commit: str | None
-    task_id: int
-    required_tests: list[str] | None
-
-
-def _run_embedded(
-    repo_path: Path,
-    repo: str,
-    links: dict[str, Path],
-    flags: dict[str, Any],
-    asked: _EmbeddedJob,
-    *,
-    target: str,
-    timeout_s: int,
-    smoke_url: str,
-    workdir: Path | None,
-    contracts_file: Path | None,
-    say: Callable[[str], None],
-) -> EmbeddedRun:
-    file_overrides = {"contracts_file": str(contracts_file)} if contracts_file else {}
     settings = load_settings(
         broker_url="memory://localhost/",
         result_backend="cache+memory://",
@@ -121,32 +76,29 @@ def _run_embedded(
         webhook_url="",
         infra_retry_delay_s=0,
         **({"workdir": str(workdir)} if workdir else {}),
-        **file_overrides,
+        **({"contracts_file": str(contracts_file)} if contracts_file else {}),
     )
-    if links:
+    flags: dict[str, Any] = {"trusted_tests": True} if trusted_tests else {}
+    links = {repo: repo_path}
+    if hidden_tests is not None:
+        links[f"{repo}-hidden"] = hidden_tests.resolve()
+        flags["hidden_tests"] = HiddenTests(repo=f"{repo}-hidden")
+    if flags:
         settings = settings.model_copy(update={"git_url_template": _by_name(settings, links)})
-    state = _install_in_process(
-        settings, _with_flags(load_contracts(settings), repo, flags), eager=True
-    )
-    job: dict[str, Any] = {
-        "task_id": asked.task_id,
-        "repo": repo,
-        "work_item_id": asked.work_item_id,
-        "branch": asked.branch,
-        "agent": "tester",
-        "stage": "testing",
-    }
-    if asked.commit:
-        job["commit"] = asked.commit
-    if asked.required_tests is not None:
-        job["required_tests"] = asked.required_tests
-    say(f"job: {job}")
-    say(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
+    contracts = load_contracts(settings)
+    if flags and (found := contracts.for_repo(repo)) is not None:
+        # The repo's contract (the file's, else the built-in one), the flags on top.
+        contracts = Contracts(by_repo={**contracts.by_repo, repo.lower(): replace(found, **flags)})
+    state = _install_in_process(settings, contracts, eager=True)
+    job = tester_job(task_id, repo, work_item_id, branch, commit)
+    if required_tests is not None:
+        job["required_tests"] = required_tests
+    print(f"job: {job}")
+    print(f"origin: {repo_path} (smoke: {smoke_url or 'skipped, no --smoke-url'})")
     if settings.contracts_file:
-        say(f"contracts: {settings.contracts_file}")
+        print(f"contracts: {settings.contracts_file}")
     try:
-        outcome = run_test_gate.apply(kwargs=job)
-        summary = outcome.get(propagate=False)
+        summary = run_test_gate.apply(kwargs=job).get(propagate=False)
     finally:
         configure(None)
     events = _drain(settings.orchestrator_queue)
@@ -172,15 +124,6 @@ def embedded_fleet(settings: Settings, concurrency: int = 2) -> Iterator[MemoryS
         configure(None)
 
 
-def _with_flags(contracts: Contracts, repo: str, flags: dict[str, Any]) -> Contracts:
-    """The repo's contract (the file's, else the built-in one) with the command line's
-    trusted and hidden tests on top."""
-    found = contracts.for_repo(repo)
-    if not flags or found is None:
-        return contracts
-    return Contracts(by_repo={**contracts.by_repo, repo.lower(): replace(found, **flags)})
-
-
 def _install_in_process(settings: Settings, contracts: Contracts, *, eager: bool) -> MemoryState:
     """Point the worker app at the settings' broker and give its jobs an in-memory state."""
     app.conf.update(
@@ -200,11 +143,6 @@ def _install_in_process(settings: Settings, contracts: Contracts, *, eager: bool
         )
     )
     return state
-
-
-def read_report(repo_path: Path, branch: str, report_path: str) -> str | None:
-    """The report as it now stands on the branch in `repo_path`, if it is there."""
-    return read_at_ref(repo_path, f"refs/heads/{branch}", report_path)
 
 
 def _drain(queue_name: str) -> list[tuple[str, dict[str, Any]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from worker import names
+from worker.cli import tester_job
 from worker.cli.sample import GREEN_BRANCH, RED_BRANCH, create_sample_repo
 
 
@@ -21,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    code: int = handler(args)
-    return code
+    return int(handler(args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -140,19 +141,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from worker.cli.embedded import quiet_celery_logs, read_report, run_embedded
+    from worker.cli.embedded import quiet_celery_logs, run_embedded
     from worker.containment.subreaper import become_subreaper
     from worker.errors import ContractsFileError
+    from worker.git.command import read_at_ref
     from worker.observe import configure_tracing, shutdown_tracing
 
-    # Keep our lines in order with the log lines on stderr, also when piped.
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="  %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _log_in_order(logging.DEBUG if args.verbose else logging.INFO)
     quiet_celery_logs()
     # As a worker's pool process is (worker.celery_adapter.app): what the suite daemonises is
     # re-parented to this process instead of PID 1, and killed when the suite ends.
@@ -188,7 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if advance:
         where = "pushed to" if advance.get("report_pushed") else "NOT pushed to"
         print(f"report: {advance['report_path']} {where} branch {args.branch} of {args.path}")
-        report = read_report(args.path, args.branch, advance["report_path"])
+        report = read_at_ref(args.path, f"refs/heads/{args.branch}", advance["report_path"])
         if report:
             # The whole report but pytest's output, which the log above already showed.
             print("\n" + report.split("\n## Output")[0].rstrip())
@@ -210,9 +205,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     extra = [a for a in args.celery_args if a != "--"]
-    celery = [sys.executable, "-m", "celery", "-A", "worker", "worker"]
-    argv = [*celery, "-Q", names.TESTS_QUEUE, *extra]
-    os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the worker
+    argv = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-Q", names.TESTS_QUEUE]
+    os.execv(sys.executable, [*argv, *extra])  # noqa: S606 - replaces this process with the worker
     return 0  # pragma: no cover
 
 
@@ -233,16 +227,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     from worker.client import enqueue
     from worker.errors import InvalidJob
 
-    job = {
-        "task_id": args.task_id,
-        "repo": args.repo,
-        "work_item_id": args.work_item,
-        "branch": args.branch,
-        "agent": "tester",
-        "stage": "testing",
-    }
-    if args.commit:
-        job["commit"] = args.commit
+    job = tester_job(args.task_id, args.repo, args.work_item, args.branch, args.commit)
     try:
         print(enqueue(job))
     except InvalidJob as exc:
@@ -257,12 +242,8 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
     server = serve_metrics(args.port, metrics_text, host=args.host)
     print(f"serving http://{args.host}:{server.server_address[1]}/metrics", flush=True)
-    try:
+    with server, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
         server.serve_forever()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        server.server_close()
     return 0
 
 
@@ -275,13 +256,18 @@ def _cmd_watch(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from worker.cli.demo import run_demo
+    from worker.cli.demo import FINAL_STAGES, run_demo
 
-    logging.basicConfig(level=logging.WARNING, format="  %(name)s: %(message)s")
+    _log_in_order(logging.WARNING)
+    rows = run_demo(broker=args.broker, workdir=args.workdir)
+    return 0 if all(row.stage in FINAL_STAGES for row in rows) else 1
+
+
+def _log_in_order(level: int) -> None:
+    """Log to stderr, and keep our lines in order with the log lines, also when piped."""
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
-    rows = run_demo(broker=args.broker, workdir=args.workdir)
-    return 0 if all(row.stage in ("deploy-staging", "handed-back") for row in rows) else 1
+    logging.basicConfig(level=level, format="  %(name)s: %(message)s", stream=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -39,18 +39,15 @@ def create_sample_repo(path: Path) -> Path:
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} exists and is not empty")
     path.mkdir(parents=True, exist_ok=True)
-    _commit_on(path, None, _MAIN_FILES, "sample project", init=True)
+    _git(path, "init", "-q", "-b", "main")
+    _commit_on(path, None, _MAIN_FILES, "sample project")
     _commit_on(path, GREEN_BRANCH, _GREEN, "add multiply")
     _commit_on(path, RED_BRANCH, _RED, "add subtract")
     _git(path, "checkout", "-q", "main")
     return path
 
 
-def _commit_on(
-    repo: Path, branch: str | None, files: dict[str, str], message: str, init: bool = False
-) -> None:
-    if init:
-        _git(repo, "init", "-q", "-b", "main")
+def _commit_on(repo: Path, branch: str | None, files: dict[str, str], message: str) -> None:
     if branch:
         _git(repo, "checkout", "-q", "-b", branch, "main")
     for rel, text in files.items():
@@ -62,10 +59,15 @@ def _commit_on(
 
 
 def _git(repo: Path, *args: str) -> None:
-    identity = {
-        "GIT_AUTHOR_NAME": "sample",
-        "GIT_AUTHOR_EMAIL": "sample@example.invalid",
-        "GIT_COMMITTER_NAME": "sample",
-        "GIT_COMMITTER_EMAIL": "sample@example.invalid",
+    run_git(list(args), repo, env=git_identity("sample", "sample@example.invalid"), timeout_s=60)
+
+
+def git_identity(name: str, email: str) -> dict[str, str]:
+    """The environment that makes `name` a commit's author and committer, so that
+    committing needs no git configuration."""
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
     }
-    run_git(list(args), repo, env=identity, timeout_s=60)

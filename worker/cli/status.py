@@ -34,14 +34,6 @@ def queue_depth() -> int | None:
         return 0
 
 
-def workers_online(timeout_s: float = 1.0) -> int | None:
-    try:
-        return len(app.control.ping(timeout=timeout_s) or [])
-    except (OperationalError, OSError) as exc:
-        logger.warning("workers unavailable: %s", exc)
-        return None
-
-
 def workers_by_containment(timeout_s: float = 1.0) -> dict[str, int] | None:
     """Workers online, counted by how their suites run (each answers the inspect
     command of worker.celery_adapter.telemetry; one that cannot is `unknown`)."""
@@ -62,9 +54,9 @@ def workers_by_containment(timeout_s: float = 1.0) -> dict[str, int] | None:
 def fleet_status(timeout_s: float = 1.0) -> dict[str, Any]:
     """Never raises: what cannot be read is reported as unavailable."""
     status = snapshot()
-    depth, online = queue_depth(), workers_online(timeout_s)
+    depth, containment = queue_depth(), workers_by_containment(timeout_s)
     status["queue_depth"] = "unavailable" if depth is None else depth
-    status["workers_online"] = "unavailable" if online is None else online
+    status["workers_online"] = "unavailable" if containment is None else sum(containment.values())
     return status
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from celery import Celery
 from celery.result import AsyncResult
 
 BAR_WIDTH = 30
+POLL_S = 0.5
 
 
 def render_bar(meta: dict[str, Any]) -> str:
@@ -21,21 +21,13 @@ def render_bar(meta: dict[str, Any]) -> str:
     return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} tests, {failed} failed"
 
 
-def watch(
-    task_id: str,
-    app: Celery,
-    out: TextIO,
-    *,
-    poll_s: float = 0.5,
-    timeout_s: float = 3600,
-    clock: Callable[[], float] = time.monotonic,
-) -> str:
+def watch(task_id: str, app: Celery, out: TextIO, *, timeout_s: float = 3600) -> str:
     """Print the job's progress until it ends; return its final state."""
     result = AsyncResult(task_id, app=app)
-    deadline = clock() + timeout_s
+    deadline = time.monotonic() + timeout_s
     shown = ""
     interactive = out.isatty()
-    while clock() < deadline:
+    while time.monotonic() < deadline:
         state = result.state
         if state == "PROGRESS" and isinstance(result.info, dict):
             line = render_bar(result.info)
@@ -50,6 +42,6 @@ def watch(
                 + f"{state}: {summary.get('kind', '')} {summary.get('detail', '')}\n"
             )
             return str(state)
-        time.sleep(poll_s)
+        time.sleep(POLL_S)
     out.write(f"\nstill running after {timeout_s:.0f}s\n")
     return "TIMEOUT"

@@ -6,6 +6,7 @@ an operator could not find, and it never raises into the gate.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -18,13 +19,10 @@ from worker.settings import Settings
 logger = logging.getLogger("testgate.alerts")
 
 Poster = Callable[[str, dict[str, Any]], object]
+_post_retried = functools.partial(post_json, attempts=3)
 
 
-def _post_once_retried(url: str, payload: dict[str, Any]) -> object:
-    return post_json(url, payload, attempts=3)
-
-
-def send_alert(settings: Settings, text: str, post: Poster = _post_once_retried) -> list[str]:
+def send_alert(settings: Settings, text: str, post: Poster = _post_retried) -> list[str]:
     """Send `text` everywhere configured, its secrets masked; return where it was
     delivered."""
     text = mask(text, configured_secrets(settings))

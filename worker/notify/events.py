@@ -23,12 +23,7 @@ logger = logging.getLogger("testgate.events")
 def publish_retry_policy(max_retries: int) -> dict[str, float]:
     """kombu retries the publish itself while the broker is briefly away: waits of
     0.5, 1.5, 2.5 ... s, at most 5 s each (8 retries: about 27 s in all)."""
-    return {
-        "max_retries": max_retries,
-        "interval_start": 0.5,
-        "interval_step": 1.0,
-        "interval_max": 5.0,
-    }
+    return dict(max_retries=max_retries, interval_start=0.5, interval_step=1.0, interval_max=5.0)
 
 
 @dataclass(frozen=True)

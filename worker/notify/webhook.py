@@ -21,11 +21,6 @@ SIGNATURE_HEADER = "X-Testgate-Signature"
 REQUEST_TIMEOUT_S = 10.0
 
 
-def sign(body: bytes, secret: str) -> str:
-    """`sha256=<hex>` HMAC of the exact body, as GitHub-style receivers expect."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def post_json(
     url: str,
     payload: dict[str, Any],
@@ -42,8 +37,9 @@ def post_json(
     """
     body = json.dumps(payload, sort_keys=True).encode()
     headers = {"Content-Type": "application/json"}
-    if secret:
-        headers[SIGNATURE_HEADER] = sign(body, secret)
+    if secret:  # `sha256=<hex>` HMAC of the exact body, as GitHub-style receivers expect
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers[SIGNATURE_HEADER] = f"sha256={digest}"
     problem = ""
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
