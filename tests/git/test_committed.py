@@ -11,7 +11,7 @@ import pytest
 
 from tests.repofactory import git
 from worker.errors import GitError
-from worker.git.committed import committed_diff, committed_texts
+from worker.git.committed import committed_diff, committed_files, committed_texts, committed_tree
 from worker.git.isolated import IsolatedGit
 
 ODD_NAMES = ("*.py", "[ab].py", "dir with space/ünï.py", ":(glob)x.py")
@@ -66,6 +66,21 @@ def test_only_regular_files_within_the_bound_are_read_as_committed(
         "exec.py": "print()\n",
     }
     assert old == {"a.py": "def a():\n    return 1\n"}
+
+
+def test_a_whole_tree_is_listed_as_its_blobs_and_read_as_its_regular_files(
+    mirror: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    bare, _, second = mirror
+    with isolated(bare, tmp_path) as g:
+        tree = committed_tree(g, second)
+        files = committed_files(g, tree)
+    # Every blob, in subdirectories too; a submodule is no blob; a link is one.
+    assert set(tree) == {"a.py", *ODD_NAMES, "big.py", "latin1.py", "exec.py", "link.py"}
+    assert tree["exec.py"].mode == "100755" and tree["link.py"].mode == "120000"
+    assert tree["big.py"].size == 6000
+    assert set(files) == set(tree) - {"link.py"}
+    assert files["exec.py"] == ("100755", b"print()\n")
 
 
 def test_the_diff_is_between_the_two_commits_and_nothing_else(

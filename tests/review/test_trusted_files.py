@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from worker.git.committed import Entry
 from worker.review.trusted_files import (
-    Entry,
     changes_infra,
     collect_skip_objection,
     config_candidates,
     framework_objection,
     holds_pytest_config,
     infra_of,
-    parse_tree,
     pytest_args,
     trusted_config_path,
     untrusted_skips,
@@ -24,15 +23,7 @@ ROOT = "/work/job/tree"
 
 
 def tree(*paths: str, sha: str = "1") -> dict[str, Entry]:
-    return {p: Entry("100644", sha) for p in paths}
-
-
-def test_a_tree_listing_is_read_as_its_blobs() -> None:
-    listing = "100644 blob aa\tcalc.py\x00040000 tree bb\tsub\x00100755 blob cc\ta b.py\x00"
-    assert parse_tree(listing) == {
-        "calc.py": Entry("100644", "aa"),
-        "a b.py": Entry("100755", "cc"),
-    }
+    return {p: Entry("100644", sha, 1) for p in paths}
 
 
 def test_the_infrastructure_is_the_target_every_conftest_and_what_shadows_pytest() -> None:
@@ -111,10 +102,10 @@ def test_the_trusted_copy_sits_next_to_the_original_and_is_read_as_its_kind() ->
 def test_a_branch_changes_the_infrastructure_by_any_test_conftest_or_config_it_differs_in() -> None:
     base = tree("calc.py", "tests/test_a.py", "pyproject.toml")
     configs = config_candidates("tests/")
-    assert not changes_infra(base, {**base, "calc.py": Entry("100644", "2")}, "tests/", configs)
+    assert not changes_infra(base, {**base, "calc.py": Entry("100644", "2", 1)}, "tests/", configs)
     for extra in ("src/conftest.py", "tests/test_new.py", "pytest.ini"):
         assert changes_infra(base, {**base, **tree(extra)}, "tests/", configs), extra
-    edited = {**base, "pyproject.toml": Entry("100644", "2")}
+    edited = {**base, "pyproject.toml": Entry("100644", "2", 1)}
     assert changes_infra(base, edited, "tests/", configs)
 
 

@@ -9,12 +9,22 @@ hooks or replace refs but the worker's own, and each blob checked to hash to its
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from worker.errors import GitError
 from worker.git.isolated import IsolatedGit
 
 _REGULAR_FILE_MODES = frozenset({"100644", "100755"})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One blob of a commit's tree."""
+
+    mode: str
+    sha: str
+    size: int
 
 
 def committed_diff(
@@ -27,50 +37,51 @@ def committed_diff(
     return git.run(args, strip=False)
 
 
-def committed_texts(
-    git: IsolatedGit, commit: str, paths: Iterable[str | None], *, max_bytes: int
-) -> dict[str, str]:
-    """The text of each of `paths` that is a regular file of `commit` (not a symlink, a
-    submodule or a directory) of at most `max_bytes`; paths it lacks are left out.
-    GitError if git fails or a blob does not hash to its name."""
-    wanted = sorted({p for p in paths if p})
-    if not wanted:
-        return {}
-    blobs = {
-        path: sha
-        for path, (mode, sha, size) in _entries(git, commit, wanted).items()
-        if mode in _REGULAR_FILE_MODES and size <= max_bytes
-    }
-    contents = _blobs(git, sorted(set(blobs.values())))
-    return {path: contents[sha].decode("utf-8", "replace") for path, sha in blobs.items()}
-
-
-def _entries(
-    git: IsolatedGit, commit: str, paths: Sequence[str]
-) -> dict[str, tuple[str, str, int]]:
-    """path -> (mode, blob sha, size) for each of `paths` that `commit` holds as a blob."""
-    listing = git.run(
-        ["--literal-pathspecs", "ls-tree", "-z", "--long", "--full-tree", commit, "--", *paths],
-        strip=False,
-    )
+def committed_tree(git: IsolatedGit, commit: str, paths: Sequence[str] = ()) -> dict[str, Entry]:
+    """path -> entry of every blob of `commit`, or of those of `paths` it holds as blobs.
+    GitError if git fails."""
+    ls_tree = ["--literal-pathspecs", "ls-tree", "-r", "-z", "--long", "--full-tree"]
+    listing = git.run([*ls_tree, f"{commit}^{{commit}}", "--", *paths], strip=False)
     wanted = set(paths)
-    entries: dict[str, tuple[str, str, int]] = {}
+    entries: dict[str, Entry] = {}
     for record in filter(None, listing.split("\0")):
         meta, _, path = record.partition("\t")
         fields = meta.split()
         if len(fields) != 4:
             raise GitError(f"unexpected ls-tree output: {record[:200]!r}")
         mode, kind, sha, size = fields
-        if kind == "blob" and path in wanted and size.isdigit():
-            entries[path] = (mode, sha, int(size))
+        if kind == "blob" and size.isdigit() and (not wanted or path in wanted):
+            entries[path] = Entry(mode, sha, int(size))
     return entries
 
 
-def _blobs(git: IsolatedGit, shas: Sequence[str]) -> dict[str, bytes]:
-    """sha -> content of each blob, by one `cat-file --batch`, each checked by its hash."""
-    contents: dict[str, bytes] = {}
-    for sha, found in zip(shas, git.verified_objects(list(shas)), strict=True):
-        if found is None or found[:2] != (sha, "blob"):
-            raise GitError(f"the mirror has no blob {sha}")
-        contents[sha] = found[2]
-    return contents
+def committed_files(
+    git: IsolatedGit, entries: Mapping[str, Entry], *, max_bytes: int | None = None
+) -> dict[str, tuple[str, bytes]]:
+    """path -> (mode, content) of the regular files among `entries` (not a symlink or a
+    submodule) of at most `max_bytes`, read by one `cat-file --batch`, each blob checked
+    to hash to its name. GitError if not."""
+    regular = {
+        path: entry
+        for path, entry in entries.items()
+        if entry.mode in _REGULAR_FILE_MODES and (max_bytes is None or entry.size <= max_bytes)
+    }
+    names = sorted({e.sha for e in regular.values()})
+    blobs: dict[str, bytes] = {}
+    for name, found in zip(names, git.verified_objects(names), strict=True):
+        if found is None or found[:2] != (name, "blob"):
+            raise GitError(f"the mirror has no blob {name}")
+        blobs[name] = found[2]
+    return {path: (entry.mode, blobs[entry.sha]) for path, entry in regular.items()}
+
+
+def committed_texts(
+    git: IsolatedGit, commit: str, paths: Iterable[str | None], *, max_bytes: int
+) -> dict[str, str]:
+    """The text of each of `paths` that is a regular file of `commit` of at most
+    `max_bytes`; paths it lacks are left out. GitError as committed_files."""
+    wanted = sorted({p for p in paths if p})
+    if not wanted:
+        return {}
+    files = committed_files(git, committed_tree(git, commit, wanted), max_bytes=max_bytes)
+    return {path: content.decode("utf-8", "replace") for path, (_, content) in files.items()}

@@ -16,9 +16,10 @@ from pathlib import Path
 from worker.contracts import HiddenTests
 from worker.errors import CheckoutError, GitError
 from worker.git.checkout import fetch
+from worker.git.committed import committed_files, committed_tree
 from worker.git.credentials import split_origin
 from worker.git.isolated import IsolatedGit
-from worker.pipeline.trusted import regular_files, remove_entry, tree_of, write_file
+from worker.pipeline.trusted import remove_entry, write_file
 from worker.settings import Settings
 from worker.suite.run import SuiteRun
 
@@ -54,9 +55,9 @@ def hidden_files(hidden: HiddenTests, settings: Settings) -> dict[str, tuple[str
         with IsolatedGit(
             fetched.mirror, timeout_s=timeout_s, object_format=fetched.object_format
         ) as git:
-            tree = tree_of(git, fetched.commit)
+            tree = committed_tree(git, fetched.commit)
             under = {p: e for p, e in tree.items() if p == prefix or p.startswith(prefix + "/")}
-            files = regular_files(git, under)
+            files = committed_files(git, under)
     except GitError as exc:
         raise CheckoutError(f"reading the hidden tests of {hidden.repo}: {exc}") from exc
     if not files:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,15 +23,14 @@ from pathlib import Path
 from worker.containment.sandbox import Sandbox
 from worker.errors import CheckoutError, GitError
 from worker.git.checkout import Checkout, checkout, merge_base
+from worker.git.committed import committed_files, committed_tree
 from worker.git.isolated import IsolatedGit
 from worker.review.trusted_files import (
-    Entry,
     changes_infra,
     config_candidates,
     holds_pytest_config,
     infra_of,
     is_test_infra,
-    parse_tree,
     pytest_args,
     target_dir,
     trusted_config_path,
@@ -89,10 +88,10 @@ def _read(co: Checkout, sha: str, target: str, settings: Settings) -> TrustedBas
     with IsolatedGit(
         co.mirror, timeout_s=settings.git_timeout_s, object_format=co.object_format
     ) as git:
-        base, branch = tree_of(git, sha), tree_of(git, co.commit)
+        base, branch = committed_tree(git, sha), committed_tree(git, co.commit)
         candidates = config_candidates(target)
         wanted = {**infra_of(base, target), **{p: base[p] for p in candidates if p in base}}
-        files = regular_files(git, wanted)
+        files = committed_files(git, wanted)
     config = next(
         (
             p
@@ -103,25 +102,6 @@ def _read(co: Checkout, sha: str, target: str, settings: Settings) -> TrustedBas
     )
     infra = {p: v for p, v in files.items() if p not in candidates or p == config}
     return TrustedBase(sha, infra, config, changes_infra(base, branch, target, candidates))
-
-
-def tree_of(git: IsolatedGit, commit: str) -> dict[str, Entry]:
-    """Every blob of `commit`'s tree by path. GitError if git fails."""
-    listing = git.run(["ls-tree", "-r", "-z", "--full-tree", f"{commit}^{{commit}}"], strip=False)
-    return parse_tree(listing)
-
-
-def regular_files(git: IsolatedGit, entries: Mapping[str, Entry]) -> dict[str, tuple[str, bytes]]:
-    """path -> (mode, content) of the regular files among `entries` (links and
-    submodules left out), each blob checked to hash to its name. GitError if not."""
-    regular = {p: e for p, e in entries.items() if e.mode in ("100644", "100755")}
-    names = sorted({e.sha for e in regular.values()})
-    blobs: dict[str, bytes] = {}
-    for name, found in zip(names, git.verified_objects(names), strict=True):
-        if found is None or found[1] != "blob":
-            raise GitError(f"the mirror has no blob {name}")
-        blobs[name] = found[2]
-    return {p: (e.mode, blobs[e.sha]) for p, e in regular.items()}
 
 
 def overlay(worktree: Path, base: TrustedBase, target: str) -> tuple[str, ...]:

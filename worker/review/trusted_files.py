@@ -14,9 +14,9 @@ import configparser
 import fnmatch
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from worker.git.committed import Entry
 from worker.suite.probe import TestOutcome
 
 # pytest's own order of configuration files, in each directory it looks in.
@@ -27,25 +27,6 @@ _ROOT_SHADOWS = frozenset(
     {"pytest.py", "py.py", "pytest", "_pytest", "pluggy", "sitecustomize.py", "usercustomize.py"}
 )
 TRUSTED_CONFIG_STEM = ".testgate-trusted"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One file of a commit's tree: its mode and object name."""
-
-    mode: str
-    sha: str
-
-
-def parse_tree(listing: str) -> dict[str, Entry]:
-    """`git ls-tree -r -z --full-tree` output -> path -> entry (blobs only)."""
-    entries: dict[str, Entry] = {}
-    for record in filter(None, listing.split("\0")):
-        meta, _, path = record.partition("\t")
-        fields = meta.split()
-        if len(fields) == 3 and fields[1] == "blob":
-            entries[path] = Entry(fields[0], fields[2])
-    return entries
 
 
 def target_dir(target: str) -> str:
