@@ -25,7 +25,7 @@ from bench.common import (
     running_worker,
 )
 from bench.latency import ONE_TEST
-from tests.otlp import otlp_receiver
+from testkit.otlp import otlp_receiver
 
 JOB_PHASES = ("checkout", "setup", "suite", "smoke", "report", "push", "announce")
 

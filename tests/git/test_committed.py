@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.repofactory import git
+from testkit.repofactory import git
 from worker.errors import GitError
 from worker.git.committed import committed_diff, committed_texts
 from worker.git.isolated import IsolatedGit
