@@ -1,6 +1,8 @@
-"""What the tests and the benchmarks share: real workers and a stand-in orchestrator
-(`fleet`), real git repositories (`repofactory`), loopback HTTP servers (`serving`) and
-an OTLP trace receiver (`otlp`).
+"""Support for the tests and the benchmarks: what drives and watches a worker from
+outside, as a deployment would. Real workers and a stand-in orchestrator (`fleet`), real
+git origins (`repofactory`), loopback HTTP servers (`serving`) and an OTLP trace
+receiver (`otlp`).
 
-It drives the worker from outside, as a deployment would; the worker never imports it.
+The worker never imports it, and it imports nothing of `tests` or `bench`
+(tests/test_layering.py checks both).
 """
