@@ -25,8 +25,8 @@ import redis
 from celery import Celery
 from celery.result import AsyncResult
 
-from tests.fleet import ADVANCE, WorkerProcess
-from tests.repofactory import git, make_origin
+from testkit.fleet import ADVANCE, WorkerProcess
+from testkit.repofactory import git, make_origin
 
 REDIS_URL = "redis://127.0.0.1:6379"
 BENCH_DB = 12

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bench.common import BenchError, TimedOrchestrator
 from bench.procstat import WorkerCpu, read_worker_cpu
-from tests.fleet import WorkerProcess
+from testkit.fleet import WorkerProcess
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.containment.sandbox import Sandbox
 from worker.insuite import BOOT_SCRIPT, PLUGINS_DIR
-from worker.suite.probe import CURRENT, OUTCOMES, PROBE_MODULE, SESSION, STACKS, hang_dump_margin_s
+from worker.suite.probe import PROGRESS, ProbeFiles, hang_dump_margin_s, with_probe
 from worker.suite.progress import PROGRESS_FILE_VAR
+from worker.suite.run import suite_command
 
 TIMEOUT_S = 900.0
 
@@ -53,38 +55,31 @@ def many_subtests_suite(root: Path, functions: int, subtests: int) -> None:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    args: tuple[str, ...]
+    argv: tuple[str, ...]
     env: dict[str, str]
-    launcher: tuple[str, ...] = ("-m", "pytest")  # what the interpreter runs
-
-    def argv(self) -> list[str]:
-        return [sys.executable, *self.launcher, "tests/", *self.args]
 
 
 SCANNING = "the probe's -p under plain python -m pytest"
 
 
-def variants(out: Path) -> list[Variant]:
+def variants(probe: ProbeFiles) -> list[Variant]:
     """Bare, the gate's command, without its progress file, with `-p` scanning, and
-    that with JUnit XML."""
-    dump_after = TIMEOUT_S - hang_dump_margin_s(TIMEOUT_S)
-    probe_env = {
-        "GATE_CURRENT_TEST_FILE": str(out / CURRENT),
-        "GATE_OUTCOMES_FILE": str(out / OUTCOMES),
-        "GATE_SESSION_FILE": str(out / SESSION),
-        "GATE_STACKS_FILE": str(out / STACKS),
-        "GATE_DUMP_AT": f"{time.time() + dump_after:.3f}",
-        PROGRESS_FILE_VAR: str(out / "progress.json"),
-    }
-    base = ("-q", "-p", "no:cacheprovider")
-    gate = (*base, "-p", PROBE_MODULE)
-    junit = out / "junit.xml"
+    that with JUnit XML. The gate's argv and the probe's environment are the worker's
+    own (suite_command, with_probe), so the bench measures what a job runs."""
+    dump_at = time.time() + TIMEOUT_S - hang_dump_margin_s(TIMEOUT_S)
+    box = Sandbox(scratch_dir=probe.directory, cookie="bench")
+    probed = with_probe(box, probe, dump_at=dump_at)
+    probe_env = {**probed.extra_env, PROGRESS_FILE_VAR: str(probe.path(PROGRESS))}
     without_progress = {k: v for k, v in probe_env.items() if k != PROGRESS_FILE_VAR}
-    boot = (str(BOOT_SCRIPT),)
+    gate = suite_command(sys.executable, ["tests/"])
+    # As the cold start runs it (worker/containment/launch.py): boot.py in place of -m pytest.
+    boot = (gate[0], str(BOOT_SCRIPT), *gate[3:])
+    bare = (sys.executable, "-m", "pytest", "tests/", "-q", "-p", "no:cacheprovider")
+    junit = probe.path("junit.xml")
     return [
-        Variant("bare", base, {}),
-        Variant("gate", gate, probe_env, boot),
-        Variant("gate without progress", gate, without_progress, boot),
+        Variant("bare", bare, {}),
+        Variant("gate", boot, probe_env),
+        Variant("gate without progress", boot, without_progress),
         Variant(SCANNING, gate, probe_env),
         Variant("that + JUnit XML (until 2026-12-02)", (*gate, f"--junitxml={junit}"), probe_env),
     ]
@@ -99,7 +94,7 @@ def time_run(checkout: Path, variant: Variant) -> float:
     }
     started = time.perf_counter()
     done = subprocess.run(
-        variant.argv(),
+        variant.argv,
         cwd=checkout,
         env=env,
         capture_output=True,
@@ -117,15 +112,16 @@ def measure(runs: int, functions: int, subtests: int) -> dict[str, float]:
         many_subtests_suite(root / "repo", functions, subtests)
         out = root / "out"
         out.mkdir()
-        chosen = variants(out)
-        times: dict[str, list[float]] = {v.name: [] for v in chosen}
-        for variant in chosen:  # a warm-up round: page cache, .pyc of pytest itself
-            time_run(root / "repo", variant)
-        for _ in range(runs):
-            for variant in chosen:
-                for leftover in out.iterdir():
-                    leftover.unlink()
-                times[variant.name].append(time_run(root / "repo", variant))
+        with ProbeFiles(out, "probe") as probe:
+            chosen = variants(probe)
+            times: dict[str, list[float]] = {v.name: [] for v in chosen}
+            for variant in chosen:  # a warm-up round: page cache, .pyc of pytest itself
+                time_run(root / "repo", variant)
+            for _ in range(runs):
+                for variant in chosen:
+                    for leftover in probe.directory.iterdir():
+                        leftover.unlink()
+                    times[variant.name].append(time_run(root / "repo", variant))
         return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -149,7 +145,8 @@ def count_instructions(functions: int, subtests: int, gc_off: bool) -> dict[str,
             (root / "site").mkdir()
             (root / "site" / "sitecustomize.py").write_text("import gc\ngc.disable()\n")
             extra = [str(root / "site")]
-        chosen = [v for v in variants(out) if v.name in ("bare", "gate", SCANNING)]
+        with ProbeFiles(out, "probe") as probe:  # where the probe writes; nothing is read back
+            chosen = [v for v in variants(probe) if v.name in ("bare", "gate", SCANNING)]
         running = {}
         for variant in chosen:
             env = {
@@ -163,7 +160,7 @@ def count_instructions(functions: int, subtests: int, gc_off: bool) -> dict[str,
                 "valgrind",
                 "--tool=callgrind",
                 f"--callgrind-out-file={root / variant.name}.out",
-                *variant.argv(),
+                *variant.argv,
             ]
             running[variant.name] = subprocess.Popen(
                 argv, cwd=root / "repo", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE

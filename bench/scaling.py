@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from bench.common import BenchRepo, TimedOrchestrator, bare_pytest, running_worker
 from bench.procstat import read_system_cpu, read_worker_cpu
-from tests.fleet import WorkerProcess
+from testkit.fleet import WorkerProcess
 
 # Each test sleeps: the suite waits on I/O, so N suites can overlap on few cores.
 SLEEP_TEST = "import time\n\n\ndef test_waits_{i}():\n    time.sleep({sleep_s})\n"

@@ -1,9 +1,10 @@
 """Fixtures every test may take: `world`, a gate without a broker (tests/gateworld.py),
-and `origin`, a bare git origin (tests/repofactory.py), both under the test's tmp_path.
+and `origin`, a bare git origin (testkit/repofactory.py), both under the test's tmp_path.
 
 What is shared but not a fixture lives in plain helper modules (tests/gateworld.py,
-tests/<package>/harness.py, ...): a test imports from those, never from a test module
-or a conftest (tests/test_layering.py checks)."""
+tests/<package>/harness.py, ...), and what the benchmarks share too in testkit/: a test
+imports from those, never from a test module or a conftest (tests/test_layering.py
+checks)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from testkit.repofactory import OriginFactory, make_origin
 from tests import gateworld
 from tests.gateworld import World, WorldFactory
-from tests.repofactory import OriginFactory, make_origin
 
 
 @pytest.fixture

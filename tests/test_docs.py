@@ -13,12 +13,15 @@ from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# worker/ paths are named from code comments and docs alike; the other top-level folders
-# only from prose (code builds sample repositories with their own tests/ and docs/ paths).
-CODE_PATH = re.compile(r"(?<![\w./-])worker/[A-Za-z0-9_./-]*[A-Za-z0-9_/]")
+# worker/, testkit/ and bench/ paths are named from code comments and docs alike; the other
+# top-level folders only from prose (code builds sample repositories with their own tests/
+# and docs/ paths).
+CODE_PATH = re.compile(r"(?<![\w./-])(?:worker|testkit|bench)/[A-Za-z0-9_./-]*[A-Za-z0-9_/]")
 PROSE_PATH = re.compile(
-    r"(?<![\w./-])(?:worker|bench|deploy|scripts)/[A-Za-z0-9_./-]*[A-Za-z0-9_/]"
+    r"(?<![\w./-])(?:worker|testkit|bench|deploy|scripts)/[A-Za-z0-9_./-]*[A-Za-z0-9_/]"
 )
+# A benchmark command a reader can copy: `python -m bench` or one of its modules.
+BENCH_COMMAND = re.compile(r"python -m (bench(?:\.[a-z_]+)?)\b")
 
 
 def _tracked(*suffixes: str) -> list[Path]:
@@ -46,6 +49,24 @@ def test_every_path_the_docs_name_exists() -> None:
 
 def test_every_worker_path_a_source_file_names_exists() -> None:
     assert _missing(_tracked(".py", ".toml", ".yml", ".yaml", ".cfg"), CODE_PATH) == []
+
+
+def test_every_bench_command_the_docs_and_benches_give_runs_a_bench() -> None:
+    # A module without a main block would import and exit silently: no bench ran.
+    current = [f for f in _tracked(".md", ".py") if f.name != "benchmarks-archive.md"]
+    commands = {
+        (file.relative_to(ROOT), match.group(1))
+        for file in current
+        for match in BENCH_COMMAND.finditer(file.read_text(encoding="utf-8"))
+    }
+    assert commands, "no bench command found"
+    not_runnable = []
+    for where, module in sorted(commands):
+        path = ROOT / module.replace(".", "/")
+        script = path / "__main__.py" if path.is_dir() else path.with_suffix(".py")
+        if not script.is_file() or 'if __name__ == "__main__":' not in script.read_text():
+            not_runnable.append(f"{where}: python -m {module}")
+    assert not_runnable == []
 
 
 def test_nothing_cites_the_spec_instead_of_the_contract() -> None:

@@ -6,6 +6,8 @@ dependency, only a later one.
 
 The tests have a layout too: what they share is in helper modules, never imported from
 a test module or a conftest (pytest imports those itself; fixtures reach a test by name).
+What the benchmarks share with them is in testkit/, which imports nothing of the tests;
+the worker imports none of the three.
 """
 
 from __future__ import annotations
@@ -249,4 +251,26 @@ def test_no_test_file_imports_from_a_test_module_or_a_conftest() -> None:
             for target in sorted(targets)
             if target in modules and target != name and is_test_or_conftest(target)
         ]
+    assert offending == []
+
+
+# Top-level package -> the top-level packages it must never import.
+FORBIDDEN_TOP_LEVEL: dict[str, frozenset[str]] = {
+    "worker": frozenset({"testkit", "tests", "bench"}),
+    "testkit": frozenset({"tests", "bench"}),
+    "bench": frozenset({"tests"}),
+}
+
+
+def test_the_worker_loads_no_test_support_and_the_benchmarks_no_tests() -> None:
+    offending = []
+    for package, forbidden in FORBIDDEN_TOP_LEVEL.items():
+        for name, path in sorted(module_files(ROOT / package).items()):
+            tree = ast.parse(path.read_text(), str(path))
+            targets = imported_modules(tree, name, is_package=path.name == "__init__.py")
+            offending += [
+                f"{name} imports {target}"
+                for target in sorted(targets)
+                if target.partition(".")[0] in forbidden
+            ]
     assert offending == []

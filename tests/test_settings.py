@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.repofactory import OriginFactory
 from tests.gateworld import WorldFactory, job
-from tests.repofactory import OriginFactory
 from worker.pipeline.runner import run_gate
 from worker.settings import DEFAULT_TIMEOUT_S, Settings
 

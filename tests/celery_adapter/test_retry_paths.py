@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from celery.exceptions import Reject, Retry
 
+from testkit.repofactory import OriginFactory, branch_tip
 from tests.gateworld import WorldFactory, job
 from tests.pipeline.inline_sharding import module_of_tests, sharded_world
-from tests.repofactory import OriginFactory, branch_tip
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure, retry_or_requeue
 from worker.celery_adapter.shard_tasks import merge_test_shards, shards_failed

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from testkit.fleet import Orchestrator, fleet_env, purge_queues
 from tests.chaos.harness import BROKERS, REDIS, STATE_DB, Chaos
-from tests.fleet import Orchestrator, fleet_env, purge_queues
 from tests.httpfixtures import http_server
 
 

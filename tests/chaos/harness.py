@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fleet import Orchestrator, WorkerProcess, job_kwargs
+from testkit.fleet import Orchestrator, WorkerProcess, job_kwargs
+from testkit.repofactory import make_origin
 from tests.httpfixtures import Recorder
-from tests.repofactory import make_origin
 
 REDIS = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
 RABBITMQ = os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import kombu.pools
 import pytest
 
+from testkit.fleet import ADVANCE, WorkerProcess, pid_alive, wait_for_file
 from tests.chaos.harness import Chaos
 from tests.chaos.tcpproxy import TcpProxy
-from tests.fleet import ADVANCE, WorkerProcess, pid_alive, wait_for_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -12,11 +12,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from testkit.fleet import ADVANCE, pid_alive, wait_for_file, warm_interpreters
+from testkit.repofactory import show_file
 from tests.chaos.harness import BRANCH, POISON, Chaos, slow_suite
 from tests.chaos.tcpproxy import TcpProxy
-from tests.fleet import ADVANCE, pid_alive, wait_for_file, warm_interpreters
 from tests.projects import escaping_daemon_project
-from tests.repofactory import show_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from testkit.fleet import ADVANCE, Orchestrator, WorkerProcess, wait_for_file
+from testkit.repofactory import make_origin
 from tests.chaos.harness import BRANCH, slow_suite
-from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, wait_for_file
 from tests.httpfixtures import free_port
-from tests.repofactory import make_origin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import pid_alive, run_cli
+from testkit.fleet import pid_alive, run_cli
+from testkit.repofactory import git, make_origin
 from tests.projects import escaping_daemon_project
-from tests.repofactory import git, make_origin
 from worker.cli.sample import GREEN_BRANCH, RED_BRANCH
 from worker.report.orchestrator_gate import parse_tests_verdict
 

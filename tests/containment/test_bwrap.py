@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.fleet import processes_running
 from tests.contained import MODES, mirrors, run_contained
-from tests.fleet import processes_running
 from tests.projects import project
 from tests.tools import required_tool
 from worker.containment.bwrap import (

@@ -12,14 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fleet import ROOT, pid_alive
+from testkit.fleet import ROOT, pid_alive
 from tests.projects import escaping_daemon_project
 
 GATE_AS_SUBREAPER = """
 import json, sys
 from pathlib import Path
 from tests.gateworld import job, world
-from tests.repofactory import make_origin
+from testkit.repofactory import make_origin
 from worker.containment import subreaper
 from worker.pipeline.runner import run_gate
 from worker.containment.sandbox import warm_interpreter

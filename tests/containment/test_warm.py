@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from testkit.fleet import ROOT, pid_alive
 from tests.containment.warmdump import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
-from tests.fleet import ROOT, pid_alive
 from tests.projects import project
 from worker.containment.cgroup import JobCgroup
 from worker.containment.sandbox import Limits, Sandbox, warm_interpreter

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from testkit.fleet import pid_alive, processes_running
 from tests.contained import run_contained, settings, warm_for, workdir
 from tests.containment.warmdump import RUN_DIR, STATE_DUMP, per_run_dirs_named_alike
-from tests.fleet import pid_alive, processes_running
 from tests.projects import project
 from worker.containment import warm as warm_module
 from worker.containment.bwrap import SuiteView, interpreter_paths

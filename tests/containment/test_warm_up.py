@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from testkit.fleet import pid_alive
 from tests.contained import settings as contained_settings
-from tests.fleet import pid_alive
 from worker.containment.bwrap import SuiteView
 from worker.containment.sandbox import warm_interpreter
 from worker.containment.slot import process_slot

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.repofactory import branch_tip, git, make_origin, push_commit
+from testkit.repofactory import branch_tip, git, make_origin, push_commit
 from worker.errors import CheckoutError
 from worker.git.checkout import Checkout, checkout
 

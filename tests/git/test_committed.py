@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.repofactory import git
+from testkit.repofactory import git
 from worker.errors import GitError
 from worker.git.committed import committed_diff, committed_files, committed_texts, committed_tree
 from worker.git.isolated import IsolatedGit

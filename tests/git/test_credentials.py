@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.repofactory import branch_tip, git, make_origin
 from tests.httpfixtures import GitHttpLog, git_http_server
-from tests.repofactory import branch_tip, git, make_origin
 from worker.errors import CheckoutError
 from worker.git.checkout import checkout, forget_stored_urls
 from worker.git.credentials import GitAuth, split_origin

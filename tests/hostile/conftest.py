@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues, worker_command
+from testkit.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues, worker_command
+from testkit.repofactory import git, make_origin
 from tests.hostile import gaming
 from tests.hostile.harness import (
     HIDDEN_REPO,
@@ -31,7 +32,6 @@ from tests.hostile.harness import (
     contracts_toml,
 )
 from tests.httpfixtures import git_http_server, http_server
-from tests.repofactory import git, make_origin
 
 REDIS = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
 RABBITMQ = os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")

@@ -27,10 +27,10 @@ from typing import Any
 
 from celery.result import AsyncResult
 
-from tests.fleet import ADVANCE, HANDBACK, Orchestrator, WorkerProcess, pid_alive
+from testkit.fleet import ADVANCE, HANDBACK, Orchestrator, WorkerProcess, pid_alive
+from testkit.repofactory import git
 from tests.httpfixtures import Recorder
 from tests.projects import outer_site_step
-from tests.repofactory import git
 from worker.report.orchestrator_gate import parse_tests_verdict
 
 REPO = "hostile"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from testkit.repofactory import make_origin, show_file
 from tests.gateworld import World, WorldFactory, job
 from tests.hostile.gaming import CONTROLS, MAIN, MUL, TRICKS, trick_files
 from tests.hostile.harness import (
@@ -24,7 +25,6 @@ from tests.hostile.harness import (
     run_cases,
     summary,
 )
-from tests.repofactory import make_origin, show_file
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict
 

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues
+from testkit.fleet import Orchestrator, WorkerProcess, fleet_env, purge_queues
+from testkit.repofactory import make_origin
 from tests.httpfixtures import healthy_routes, http_server
 from tests.integration.harness import BROKER_DB, BROKERS, REDIS_HOST, STATE_DB, Fleet
 from tests.integration.scenarios import BRANCH, contracts_toml, hang_marker, scenarios
-from tests.repofactory import make_origin
 
 
 def _flush(db: int) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 
-from tests.fleet import Orchestrator, job_kwargs
+from testkit.fleet import Orchestrator, job_kwargs
 from tests.httpfixtures import Recorder
 from tests.integration.scenarios import BRANCH
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fleet import Orchestrator, WorkerProcess
+from testkit.fleet import Orchestrator, WorkerProcess
 from tests.integration.harness import REDIS_HOST
 from worker.cli.demo import run_demo
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fleet import ROOT, Orchestrator, WorkerProcess
+from testkit.fleet import ROOT, Orchestrator, WorkerProcess
+from testkit.repofactory import make_origin
 from tests.httpfixtures import free_port
 from tests.integration.harness import REDIS_HOST
-from tests.repofactory import make_origin
 from tests.tools import required_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

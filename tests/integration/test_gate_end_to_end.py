@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.fleet import processes_running
+from testkit.fleet import processes_running
+from testkit.repofactory import git, show_file
 from tests.integration.harness import Fleet, job
 from tests.integration.scenarios import BRANCH
-from tests.repofactory import git, show_file
 from worker.report.orchestrator_gate import frontmatter_lines, parse_tests_verdict
 
 pytestmark = pytest.mark.integration

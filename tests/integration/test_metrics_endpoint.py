@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.fleet import ROOT
+from testkit.fleet import ROOT
 from tests.httpfixtures import free_port
 from tests.integration.harness import Fleet, job
 

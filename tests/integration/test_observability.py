@@ -27,10 +27,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.fleet import ADVANCE, ROOT, Orchestrator, WorkerProcess, fleet_env, job_kwargs
+from testkit.fleet import ADVANCE, ROOT, Orchestrator, WorkerProcess, fleet_env, job_kwargs
+from testkit.otlp import Collector, ReceivedSpan, otlp_receiver
+from testkit.repofactory import make_origin, show_file
 from tests.httpfixtures import free_port, healthy_routes, http_server
-from tests.otlp import Collector, ReceivedSpan, otlp_receiver
-from tests.repofactory import make_origin, show_file
 from worker import client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fleet import run_cli
+from testkit.fleet import run_cli
 from tests.integration.harness import Fleet, job
 
 pytestmark = pytest.mark.integration

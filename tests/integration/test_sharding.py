@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, fleet_env, purge_queues
+from testkit.fleet import ADVANCE, Orchestrator, WorkerProcess, fleet_env, purge_queues
+from testkit.repofactory import make_origin, show_file
 from tests.httpfixtures import Recorder, http_server
 from tests.integration.shardfleet import BRANCH, BROKERS, REDIS, STATE_DB
-from tests.repofactory import make_origin, show_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from tests.fleet import ADVANCE, Orchestrator, WorkerProcess, fleet_env
+from testkit.fleet import ADVANCE, Orchestrator, WorkerProcess, fleet_env
+from testkit.repofactory import make_origin, show_file
 from tests.integration.shardfleet import BRANCH, BROKERS, REDIS, STATE_DB
-from tests.repofactory import make_origin, show_file
 from worker.containment.bwrap import bwrap_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import ROOT, run_cli, worker_command
+from testkit.fleet import ROOT, run_cli, worker_command
 from tests.integration.harness import BROKER_DB, REDIS_HOST, STATE_DB
 from worker.settings import Settings
 

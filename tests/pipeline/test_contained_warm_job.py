@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from testkit.repofactory import OriginFactory
 from tests.gateworld import WorldFactory, job
-from tests.repofactory import OriginFactory
 from tests.tools import required_tool
 from worker.containment.slot import slot_path
 from worker.containment.warm import stop_warm_pytest

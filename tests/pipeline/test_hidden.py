@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from testkit.repofactory import git, make_origin, show_file
 from tests.gateworld import World, WorldFactory, job
 from tests.hostile.gaming import BROKEN, MAIN
-from tests.repofactory import git, make_origin, show_file
 from worker.pipeline.runner import run_gate
 
 REPORT = "docs/work-items/WI-5/13-test-report.md"

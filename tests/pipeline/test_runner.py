@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit.repofactory import make_origin, show_file
 from tests.gateworld import WorldFactory, job
 from tests.httpfixtures import Recorder, http_server
-from tests.repofactory import make_origin, show_file
 from worker.celery_adapter.app import app
 from worker.celery_adapter.runtime import configure
 from worker.celery_adapter.tasks import run_test_gate

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from testkit.repofactory import branch_tip, make_origin, show_file
 from tests.gateworld import World, WorldFactory, job
 from tests.pipeline.inline_sharding import module_of_tests, sharded_world
-from tests.repofactory import branch_tip, make_origin, show_file
 from worker.job import Job
 from worker.pipeline.runner import run_gate
 from worker.pipeline.sharded import finish_sharded

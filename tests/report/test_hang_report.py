@@ -8,8 +8,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from testkit.repofactory import make_origin, show_file
 from tests.gateworld import WorldFactory, job
-from tests.repofactory import make_origin, show_file
 from worker.containment.sandbox import Sandbox
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict

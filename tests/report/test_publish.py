@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.repofactory import GIT_ENV, branch_tip, git, make_origin, push_change, push_commit
 from tests.integration.scenarios import FORGED_REPORT
-from tests.repofactory import GIT_ENV, branch_tip, git, make_origin, push_change, push_commit
 from worker.git.checkout import Checkout, checkout
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 

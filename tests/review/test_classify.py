@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from testkit.repofactory import make_origin, show_file
 from tests.gateworld import World, WorldFactory, job
-from tests.repofactory import make_origin, show_file
 from worker.notify.events import Advance
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from testkit.repofactory import git, make_origin, show_file
 from tests.gateworld import World, WorldFactory, job
-from tests.repofactory import git, make_origin, show_file
 from worker.contracts import parse_contracts
 from worker.git.diff import DiffLine, FileChange, parse_diff
 from worker.pipeline.runner import run_gate

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from testkit.repofactory import make_origin, push_change, push_commit, show_file, write_files
 from tests.gateworld import WorldFactory, job
 from tests.projects import installable, outer_site_step
-from tests.repofactory import make_origin, push_change, push_commit, show_file, write_files
 from worker.containment.sandbox import Sandbox
 from worker.pipeline.runner import run_gate
 from worker.report.orchestrator_gate import parse_tests_verdict

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import pid_alive
+from testkit.fleet import pid_alive
 from tests.projects import escaping_daemon_project, project
 from worker.containment.cgroup import JobCgroup, open_job_cgroup
 from worker.containment.sandbox import Limits, Sandbox, sandbox_environment, warm_interpreter

@@ -1,5 +1,6 @@
-"""Real git repositories for tests: a bare origin with `main` and a feature branch.
-The `origin` fixture (tests/conftest.py) is `make_origin` under the test's tmp_path."""
+"""Real git repositories for tests and benchmarks: a bare origin with `main` and a
+feature branch. The `origin` fixture (tests/conftest.py) is `make_origin` under the
+test's tmp_path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Real workers and a stand-in orchestrator for integration and chaos tests.
+"""Real workers and a stand-in orchestrator for integration and chaos tests and the
+benchmarks.
 
 The orchestrator is a separate Celery app that never imports testgate: it sends jobs by
 task name and reads what arrives on its queue, exactly as the real one would.
