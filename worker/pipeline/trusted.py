@@ -70,14 +70,7 @@ class TrustedRun:
 def read_trusted_base(co: Checkout, target: str, ref: str, settings: Settings) -> TrustedBase:
     """The merge base's trusted files, and whether the branch changes any. Raises
     CheckoutError (no merge base, a fetch failed, objects unreadable)."""
-    sha = merge_base(
-        co.repo,
-        co.commit,
-        ref,
-        workdir=settings.workdir_path,
-        origin=co.origin,
-        git_timeout_s=settings.git_timeout_s,
-    )
+    sha = merge_base(co, ref, git_timeout_s=settings.git_timeout_s)
     try:
         return _read(co, sha, target, settings)
     except GitError as exc:
