@@ -97,10 +97,7 @@ class Audit:
         if facts.verdict.result == "FAIL":
             packet = failure_packet(self.failing, self.classified, self.integrity)
         return replace(
-            facts,
-            integrity=self.integrity,
-            classified=self.classified or (),
-            failure_packet=packet,
+            facts, integrity=self.integrity, classified=self.classified or (), failure_packet=packet
         )
 
 

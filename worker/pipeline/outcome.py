@@ -182,9 +182,7 @@ def _publish_fail_closed(run: JobRun, co: Checkout | None, facts: ReportFacts) -
 def _publish(run: JobRun, co: Checkout, facts: ReportFacts) -> PublishResult:
     job, settings = run.job, run.settings
     identity = GitIdentity(
-        name="test-runner",
-        email=f"test-runner@{settings.git_email_domain}",
-        home=settings.home_dir,
+        name="test-runner", email=f"test-runner@{settings.git_email_domain}", home=settings.home_dir
     )
     with run.phases.phase("report"):
         report = render_report(replace(facts, phases=run.phases.timings()))
@@ -205,10 +203,7 @@ def _publish(run: JobRun, co: Checkout, facts: ReportFacts) -> PublishResult:
         span.set_attribute("testgate.pushed", result.pushed)
     if not result.pushed:
         logger.error(
-            "report for task %s not pushed to %s: %s",
-            job.task_id,
-            job.branch,
-            result.detail,
+            "report for task %s not pushed to %s: %s", job.task_id, job.branch, result.detail
         )
     return result
 

@@ -100,9 +100,7 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
         # Only a delivery that ran before can have left processes (same cookie).
         if run.redelivered and (left := proctree.sweep(sandbox.cookie)):
             logger.warning(
-                "killed %d process(es) of an earlier delivery of task %s",
-                left,
-                run.job.task_id,
+                "killed %d process(es) of an earlier delivery of task %s", left, run.job.task_id
             )
         raw = PytestEnv(sandbox, python)
         with run.phases.phase("setup", steps=len(contract.setup)):
