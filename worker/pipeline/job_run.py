@@ -25,8 +25,6 @@ from worker.suite.progress import Progress
 
 @dataclass(eq=False)
 class JobRun:
-    """One delivery of one valid, in-scope job."""
-
     job: Job
     contract: TestContract
     ctx: GateContext

@@ -77,9 +77,8 @@ def code_outcome(
     state.bump("pass" if verdict.result == "PASS" else "fail")
     facts = _facts(run, verdict, co.commit, smoke, deciding.exit_code)
     if trusted is not None:
-        base = trusted.base
-        command = f"{facts.command}, with the tests of {contract.trusted_ref} at {base.sha[:12]}"
-        facts = replace(facts, command=command)
+        tests = f"the tests of {contract.trusted_ref} at {trusted.base.sha[:12]}"
+        facts = replace(facts, command=f"{facts.command}, with {tests}")
     facts = replace(
         facts,
         duration_s=suite.duration_s,

@@ -85,14 +85,8 @@ def _read(co: Checkout, sha: str, target: str, settings: Settings) -> TrustedBas
         candidates = config_candidates(target)
         wanted = {**infra_of(base, target), **{p: base[p] for p in candidates if p in base}}
         files = committed_files(git, wanted)
-    config = next(
-        (
-            p
-            for p in candidates
-            if p in files and holds_pytest_config(p, files[p][1].decode("utf-8", "replace"))
-        ),
-        None,
-    )
+    texts = {p: files[p][1].decode("utf-8", "replace") for p in candidates if p in files}
+    config = next((p for p, text in texts.items() if holds_pytest_config(p, text)), None)
     infra = {p: v for p, v in files.items() if p not in candidates or p == config}
     return TrustedBase(sha, infra, config, changes_infra(base, branch, target, candidates))
 
