@@ -153,17 +153,17 @@ def _skipped(
 
 
 def hidden_objection(
-    suite: SuiteRun, root: str, hidden: Mapping[str, bytes], *, prefix: str, report: str
+    suite: SuiteRun, root: str, trusted: Mapping[str, bytes], *, prefix: str, report: str
 ) -> str | None:
     """Why the hidden tests' run does not allow a PASS, naming each test that did not
     pass by id and the first line of its message (`report` "ids") or only counting them
-    ("count"); never more of it. Its own problem (exit status, records, the framework)
-    is said only when every test passed."""
+    ("count"); never more of it. `trusted`: the trusted and hidden files by path. The
+    run's own problem (exit status, records, the framework) is said when none is named."""
     problem = _run_problem(suite)
     if problem is None and len(suite.session) == 1:
-        problem = framework_objection(suite.session[0].framework, root, hidden)
+        problem = framework_objection(suite.session[0].framework, root, trusted)
     bad = [(o, o.message) for o in suite.outcomes if o.outcome == "failed"]
-    bad += [(o, f"{o.outcome} by {where}") for o, where in _skipped(suite.outcomes, root, hidden)]
+    bad += [(o, f"{o.outcome} by {where}") for o, where in _skipped(suite.outcomes, root, trusted)]
     if not bad:
         return None if problem is None else f"the hidden tests did not pass: {problem}"
     if report == "count":
