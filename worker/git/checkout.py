@@ -134,20 +134,11 @@ def fetch(
     return Fetched(mirror, sha, object_format)
 
 
-def merge_base(
-    repo: str,
-    commit: str,
-    base_branch: str,
-    *,
-    workdir: Path,
-    origin: Origin,
-    git_timeout_s: float = 300,
-) -> str:
-    """The merge base of `commit` (already in the mirror) with origin's `base_branch`,
-    fetched first so a stale mirror does not pick an old base. Raises CheckoutError."""
-    mirror = mirror_path(workdir, repo)
-    ref = _fetch_branch(mirror, base_branch, origin, git_timeout_s)
-    return _git(mirror, "merge-base", ["merge-base", commit, ref], git_timeout_s)
+def merge_base(co: Checkout, base_branch: str, *, git_timeout_s: float = 300) -> str:
+    """The merge base of the checked-out commit with origin's `base_branch`, fetched
+    first so a stale mirror does not pick an old base. Raises CheckoutError."""
+    ref = _fetch_branch(co.mirror, base_branch, co.origin, git_timeout_s)
+    return _git(co.mirror, "merge-base", ["merge-base", co.commit, ref], git_timeout_s)
 
 
 def forget_stored_urls(workdir: Path) -> None:
@@ -233,23 +224,11 @@ def _fetch_branch(mirror: Path, branch: str, origin: Origin, timeout_s: float) -
     except OSError as exc:
         raise CheckoutError(f"{mirror.stem}: no lock for fetching {branch!r}: {exc}") from exc
     branch_lock = locks / f"{hashlib.sha256(ref.encode()).hexdigest()[:24]}.lock"
+    args = [*_NO_HOUSEKEEPING, *origin.args(), "fetch", "--quiet", "--no-tags"]
+    args += ["--no-write-fetch-head", origin.url, f"+{ref}:{ref}"]
     with _locked(_repo_lock(mirror), shared=True), _locked(branch_lock):
         try:
-            run_git(
-                [
-                    *_NO_HOUSEKEEPING,
-                    *origin.args(),
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    "--no-write-fetch-head",
-                    origin.url,
-                    f"+{ref}:{ref}",
-                ],
-                mirror,
-                env=origin.env(),
-                timeout_s=timeout_s,
-            )
+            run_git(args, mirror, env=origin.env(), timeout_s=timeout_s)
         except GitError as exc:
             if "couldn't find remote ref" in str(exc):
                 raise CheckoutError(

@@ -13,11 +13,7 @@ _STDERR_LIMIT = 2000
 
 
 def run_git(
-    args: Sequence[str],
-    cwd: Path,
-    *,
-    env: Mapping[str, str] | None = None,
-    timeout_s: float = 300,
+    args: Sequence[str], cwd: Path, *, env: Mapping[str, str] | None = None, timeout_s: float = 300
 ) -> str:
     """Run `git <args>` in `cwd`; return stdout stripped, or raise GitError with stderr."""
     full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}

@@ -23,26 +23,18 @@ from worker.git.command import git_process
 
 # Overrides of anything a config file could still set (the scratch config is ours and
 # empty, but these also hold if git ever grows a new implicit config source).
-_SAFE_CONFIG = (
-    "-c",
+_SAFE_SETTINGS = (
     "core.hooksPath=/dev/null",
-    "-c",
     "core.fsmonitor=false",
-    "-c",
     "core.attributesFile=/dev/null",
-    "-c",
     "commit.gpgSign=false",
-    "-c",
     "gc.auto=0",
-    "-c",
     "maintenance.auto=false",
-    "-c",
     "protocol.ext.allow=never",
-    "-c",
     "push.recurseSubmodules=no",
-    "-c",
     "submodule.recurse=false",
 )
+_SAFE_CONFIG = tuple(arg for setting in _SAFE_SETTINGS for arg in ("-c", setting))
 
 
 class IsolatedGit:

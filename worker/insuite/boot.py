@@ -23,13 +23,10 @@ def _announce_start() -> None:
     if not fd_text.isdigit():
         return
     fd = int(fd_text)
-    try:
+    with contextlib.suppress(OSError):  # no pipe: the worker then sees no start, and says so
         os.write(fd, b"1")
-    except OSError:
-        pass  # no pipe: the worker then sees no start, and says so
-    finally:
-        with contextlib.suppress(OSError):  # closed already
-            os.close(fd)
+    with contextlib.suppress(OSError):  # closed already
+        os.close(fd)
 
 
 def _load_the_gates_modules() -> None:

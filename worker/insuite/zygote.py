@@ -23,6 +23,7 @@ longer has.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import json
@@ -45,6 +46,7 @@ _IPC_RMID = 0
 # What a fresh sandbox has empty, and a contained zygote's forks share.
 _SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm")  # noqa: S108
 _REMOVE_ROUNDS = 16
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main() -> None:
@@ -56,7 +58,7 @@ def main() -> None:
         os.chdir("/")  # not the slot, which the suites write
     _preload_pytest()
     # Run from its file, as privates.py is: no suite finds it in sys.modules.
-    boot = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot.py"))
+    boot = runpy.run_path(os.path.join(_HERE, "boot.py"))
     request = _serve(contained)  # returns only in a forked child
     if contained:
         _set_dumpable(True)  # the suite's process, like a cold one, is an ordinary one
@@ -87,15 +89,14 @@ def _preload_pytest() -> None:
     installed packages register are left to each run, as in a cold start."""
     import pytest  # noqa: F401
 
-    here = os.path.dirname(os.path.abspath(__file__))
     # Run from its file, not imported: no suite finds it in sys.modules.
-    privates = runpy.run_path(os.path.join(here, "privates.py"))
+    privates = runpy.run_path(os.path.join(_HERE, "privates.py"))
     for name in privates["builtin_plugin_modules"]():
         __import__(name)
     # The gate's own plugins too, so a module the branch ships under their names sends
     # the suite cold (the warm interpreter's shadowing check), where boot.py loads them
     # before the branch's directory is on sys.path.
-    sys.path.insert(0, os.path.join(here, "plugins"))
+    sys.path.insert(0, os.path.join(_HERE, "plugins"))
     try:
         for name in PLUGIN_MODULES:
             __import__(name)
@@ -246,24 +247,20 @@ def _remove_ipc_objects() -> None:
 def _remove(path: str) -> None:
     """Remove `path`, never following a link; a directory the suite locked (mode 000) is
     opened up for its owner, which the zygote is, and removed on a later round."""
-    try:
+    with contextlib.suppress(OSError):
         if stat.S_ISDIR(os.lstat(path).st_mode):
             shutil.rmtree(path, onerror=_open_up)
         else:
             os.unlink(path)
-    except OSError:
-        pass
 
 
 def _open_up(_func: Any, path: str, _exc: Any) -> None:
     """shutil.rmtree's error handler: give a directory that could not be read or
     emptied back its owner's permissions."""
     for directory in (path, os.path.dirname(path)):
-        try:
+        with contextlib.suppress(OSError):
             if stat.S_ISDIR(os.lstat(directory).st_mode):
                 os.chmod(directory, 0o700)
-        except OSError:
-            pass
 
 
 def _preloaded_top_level() -> set[str]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from typing import TypeVar
+from contextlib import contextmanager
 
 from opentelemetry import trace
 from opentelemetry.trace import Span
@@ -20,8 +19,6 @@ from opentelemetry.trace import Span
 from worker.job import Job
 from worker.metrics import observe_phase_durations
 from worker.state import GateState
-
-T = TypeVar("T")
 
 _tracer = trace.get_tracer("testgate")
 
@@ -87,15 +84,6 @@ class JobPhases:
                 yield span
             finally:
                 self._add(name, time.perf_counter() - started)
-
-    @contextmanager
-    def entered(self, name: str, manager: AbstractContextManager[T]) -> Iterator[T]:
-        """`manager`, with the time of entering it timed as phase `name` (a checkout:
-        making it is the phase, removing it at the end is not)."""
-        with ExitStack() as stack:
-            with self.phase(name):
-                value = stack.enter_context(manager)
-            yield value
 
     def waited(self, seconds: float) -> None:
         """The time the message waited on the broker before this delivery took it."""

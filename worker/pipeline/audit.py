@@ -45,13 +45,7 @@ logger = logging.getLogger("testgate.audit")
 BASE_BRANCH = "main"
 # The files the guard reads: tests and sources (.py) and pytest's configuration.
 _DIFF_PATHS = ("*.py", "*.ini", "*.cfg", "*.toml")
-_DIFF_OPTIONS = (
-    "-M",
-    "--unified=0",
-    "--no-color",
-    "--no-ext-diff",
-    "--no-textconv",
-)
+_DIFF_OPTIONS = ("-M", "--unified=0", "--no-color", "--no-ext-diff", "--no-textconv")
 _MAX_SOURCE_BYTES = 1024 * 1024
 
 
@@ -103,10 +97,7 @@ class Audit:
         if facts.verdict.result == "FAIL":
             packet = failure_packet(self.failing, self.classified, self.integrity)
         return replace(
-            facts,
-            integrity=self.integrity,
-            classified=self.classified or (),
-            failure_packet=packet,
+            facts, integrity=self.integrity, classified=self.classified or (), failure_packet=packet
         )
 
 
@@ -179,14 +170,7 @@ class _Audit:
         if not classifying and (branch_ids is None or not branch_ids.complete):
             return _BaseSide("main's merge base")  # nothing to compare on the base side
         try:
-            sha = merge_base(
-                co.repo,
-                co.commit,
-                BASE_BRANCH,
-                workdir=self.job.workdir,
-                origin=co.origin,
-                git_timeout_s=self.job.git_timeout_s,
-            )
+            sha = merge_base(co, BASE_BRANCH, git_timeout_s=self.job.git_timeout_s)
         except CheckoutError as exc:
             logger.warning("audit of %s@%s: no merge base: %s", co.repo, co.commit, exc)
             return _BaseSide("main's merge base", problem=f"no merge base with main: {exc}")

@@ -33,9 +33,7 @@ def under_lease(run: JobRun, body: Callable[[], GateResult]) -> GateResult:
         # message is acked only when it ends, so dropping this one loses nothing.
         state.bump("redelivered")
         logger.warning(
-            "duplicate of task %s ignored: delivery %s is running it",
-            job.task_id,
-            lease.holder,
+            "duplicate of task %s ignored: delivery %s is running it", job.task_id, lease.holder
         )
         return GateResult("duplicate", f"delivery {lease.holder} is already running this job")
     try:

@@ -32,10 +32,6 @@ class HiddenRun:
     texts: dict[str, bytes]  # the hidden files by their path in the worktree
     root: Path
 
-    @property
-    def prefix(self) -> str:
-        return f"{HIDDEN_DIR}/"
-
 
 def hidden_files(hidden: HiddenTests, settings: Settings) -> dict[str, tuple[str, bytes]]:
     """The hidden repository's files under its path at the tip of its ref: path ->

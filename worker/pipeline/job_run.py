@@ -1,9 +1,6 @@
 """One delivery of one valid, in-scope job: what the steps of its pipeline share (the
 job, its contract, the worker's context, the delivery) and what they learn on the way.
-
-Plain data; the steps are functions over it: `delivery` (the lock, the delivery count,
-the budget), `workspace` (checkout, sandbox, setup), `suite_step` (the suite or the
-deal of its shards) and `outcome` (the verdict, the report, the announce).
+Plain data; the steps are functions over it, in the order runner.py gives them.
 """
 
 from __future__ import annotations
@@ -25,8 +22,6 @@ from worker.suite.progress import Progress
 
 @dataclass(eq=False)
 class JobRun:
-    """One delivery of one valid, in-scope job."""
-
     job: Job
     contract: TestContract
     ctx: GateContext

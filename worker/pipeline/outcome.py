@@ -17,14 +17,13 @@ from worker.notify.alerts import infra_exhausted_text
 from worker.pipeline.announce import announce_verdict
 from worker.pipeline.audit import NO_AUDIT, Audit
 from worker.pipeline.context import GateResult
-from worker.pipeline.hidden import HiddenRun
+from worker.pipeline.hidden import HIDDEN_DIR, HiddenRun
 from worker.pipeline.job_run import JobRun
 from worker.pipeline.trusted import TrustedRun
 from worker.pipeline.workspace import open_checkout
 from worker.report.publish import GitIdentity, PublishResult, publish_report
 from worker.report.render import ReportFacts, render_report
-from worker.review.trusted_files import framework_objection, hidden_objection
-from worker.review.trusted_verdict import trusted_objections
+from worker.review.trusted_files import hidden_objection, trusted_objections
 from worker.smoke import SmokeResult, run_smoke, skipped
 from worker.suite.probe import Hang
 from worker.suite.run import SuiteRun
@@ -78,9 +77,8 @@ def code_outcome(
     state.bump("pass" if verdict.result == "PASS" else "fail")
     facts = _facts(run, verdict, co.commit, smoke, deciding.exit_code)
     if trusted is not None:
-        base = trusted.base
-        command = f"{facts.command}, with the tests of {contract.trusted_ref} at {base.sha[:12]}"
-        facts = replace(facts, command=command)
+        tests = f"the tests of {contract.trusted_ref} at {trusted.base.sha[:12]}"
+        facts = replace(facts, command=f"{facts.command}, with {tests}")
     facts = replace(
         facts,
         duration_s=suite.duration_s,
@@ -114,19 +112,10 @@ def deciding_objections(
     if trusted is not None:
         found += trusted_objections(deciding, trusted.own, str(trusted.root), trusted.base.texts)
     if hidden is not None:
-        found.append(_hidden_objection(hidden, run.contract.hidden_report))
+        root, texts, report = str(hidden.root), hidden.texts, run.contract.hidden_report
+        prefix = f"{HIDDEN_DIR}/"  # the ids the report shows are the hidden repo's own
+        found.append(hidden_objection(hidden.suite, root, texts, prefix=prefix, report=report))
     return [f for f in found if f is not None]
-
-
-def _hidden_objection(hidden: HiddenRun, report: str) -> str | None:
-    suite = hidden.suite
-    verdict = with_evidence(from_exit_code(suite.exit_code), suite.evidence_objection())
-    problem = verdict.reason if verdict.result == "FAIL" else None
-    if problem is None and len(suite.session) == 1:
-        problem = framework_objection(suite.session[0].framework, str(hidden.root), hidden.texts)
-    return hidden_objection(
-        suite.outcomes, problem, str(hidden.root), hidden.texts, prefix=hidden.prefix, report=report
-    )
 
 
 def tool_error(
@@ -192,9 +181,7 @@ def _publish_fail_closed(run: JobRun, co: Checkout | None, facts: ReportFacts) -
 def _publish(run: JobRun, co: Checkout, facts: ReportFacts) -> PublishResult:
     job, settings = run.job, run.settings
     identity = GitIdentity(
-        name="test-runner",
-        email=f"test-runner@{settings.git_email_domain}",
-        home=settings.home_dir,
+        name="test-runner", email=f"test-runner@{settings.git_email_domain}", home=settings.home_dir
     )
     with run.phases.phase("report"):
         report = render_report(replace(facts, phases=run.phases.timings()))
@@ -215,10 +202,7 @@ def _publish(run: JobRun, co: Checkout, facts: ReportFacts) -> PublishResult:
         span.set_attribute("testgate.pushed", result.pushed)
     if not result.pushed:
         logger.error(
-            "report for task %s not pushed to %s: %s",
-            job.task_id,
-            job.branch,
-            result.detail,
+            "report for task %s not pushed to %s: %s", job.task_id, job.branch, result.detail
         )
     return result
 

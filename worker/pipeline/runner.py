@@ -81,12 +81,9 @@ def _run_gate(
     rejection = job_rejection(parsed, ctx.settings, ctx.contracts)
     contract = ctx.contracts.for_repo(parsed.repo) if ctx.contracts else None
     if rejection is not None or contract is None:
+        rejection = rejection or JobRejected("no test contract", parsed.task_id, parsed.repo)
         with phases.phase("announce"):
-            return hand_back(
-                rejection or JobRejected("no test contract", parsed.task_id, parsed.repo),
-                ctx,
-                Answer.of(delivery_id),
-            )
+            return hand_back(rejection, ctx, Answer.of(delivery_id))
     run = JobRun(parsed, contract, ctx, attempt, delivery_id, progress, phases=phases)
     try:
         return exclusively(run)

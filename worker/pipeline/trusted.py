@@ -70,14 +70,7 @@ class TrustedRun:
 def read_trusted_base(co: Checkout, target: str, ref: str, settings: Settings) -> TrustedBase:
     """The merge base's trusted files, and whether the branch changes any. Raises
     CheckoutError (no merge base, a fetch failed, objects unreadable)."""
-    sha = merge_base(
-        co.repo,
-        co.commit,
-        ref,
-        workdir=settings.workdir_path,
-        origin=co.origin,
-        git_timeout_s=settings.git_timeout_s,
-    )
+    sha = merge_base(co, ref, git_timeout_s=settings.git_timeout_s)
     try:
         return _read(co, sha, target, settings)
     except GitError as exc:
@@ -92,14 +85,8 @@ def _read(co: Checkout, sha: str, target: str, settings: Settings) -> TrustedBas
         candidates = config_candidates(target)
         wanted = {**infra_of(base, target), **{p: base[p] for p in candidates if p in base}}
         files = committed_files(git, wanted)
-    config = next(
-        (
-            p
-            for p in candidates
-            if p in files and holds_pytest_config(p, files[p][1].decode("utf-8", "replace"))
-        ),
-        None,
-    )
+    texts = {p: files[p][1].decode("utf-8", "replace") for p in candidates if p in files}
+    config = next((p for p, text in texts.items() if holds_pytest_config(p, text)), None)
     infra = {p: v for p, v in files.items() if p not in candidates or p == config}
     return TrustedBase(sha, infra, config, changes_infra(base, branch, target, candidates))
 

@@ -8,7 +8,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,31 +28,28 @@ from worker.suite.setup import SetupFailure
 logger = logging.getLogger("testgate.runner")
 
 
-def open_checkout(run: JobRun) -> AbstractContextManager[Checkout]:
-    return run.phases.entered("checkout", _checkout_in_slot(run))
-
-
 @contextmanager
-def _checkout_in_slot(run: JobRun) -> Iterator[Checkout]:
-    """The job's checkout; made in the pool process's slot when its suites may fork
-    from a contained warm interpreter (worker/containment/slot.py), which is emptied
-    after the worktree is gone."""
+def open_checkout(run: JobRun) -> Iterator[Checkout]:
+    """The job's checkout, its making timed as the "checkout" phase; made in the pool
+    process's slot when its suites may fork from a contained warm interpreter
+    (worker/containment/slot.py), which is emptied after the worktree is gone."""
     settings = run.settings
     with ExitStack() as stack:
-        slot = None
-        if settings.warm_pytest and contained(settings):
-            slot = stack.enter_context(pool_slot(settings.workdir_path))
-        co = stack.enter_context(
-            checkout(
-                run.job.repo,
-                run.job.branch,
-                run.job.commit,
-                workdir=settings.workdir_path,
-                url_template=settings.git_url_template,
-                git_timeout_s=settings.git_timeout_s,
-                job_dir=slot.path if slot else None,
+        with run.phases.phase("checkout"):
+            slot = None
+            if settings.warm_pytest and contained(settings):
+                slot = stack.enter_context(pool_slot(settings.workdir_path))
+            co = stack.enter_context(
+                checkout(
+                    run.job.repo,
+                    run.job.branch,
+                    run.job.commit,
+                    workdir=settings.workdir_path,
+                    url_template=settings.git_url_template,
+                    git_timeout_s=settings.git_timeout_s,
+                    job_dir=slot.path if slot else None,
+                )
             )
-        )
         run.slot = slot
         try:
             yield co
@@ -100,9 +97,7 @@ def prepared(run: JobRun, co: Checkout) -> Iterator[tuple[Sandbox, str, PytestEn
         # Only a delivery that ran before can have left processes (same cookie).
         if run.redelivered and (left := proctree.sweep(sandbox.cookie)):
             logger.warning(
-                "killed %d process(es) of an earlier delivery of task %s",
-                left,
-                run.job.task_id,
+                "killed %d process(es) of an earlier delivery of task %s", left, run.job.task_id
             )
         raw = PytestEnv(sandbox, python)
         with run.phases.phase("setup", steps=len(contract.setup)):

@@ -200,10 +200,7 @@ def _excuse(test_id: str, test: FunctionSource | None, given: IntegrityInput) ->
 
 
 def _removal_lines(
-    test_id: str,
-    test: FunctionSource | None,
-    given: IntegrityInput,
-    config: tuple[DiffLine, ...],
+    test_id: str, test: FunctionSource | None, given: IntegrityInput, config: tuple[DiffLine, ...]
 ) -> tuple[DiffLine, ...]:
     path, _ = split_id(test_id)
     lines: list[DiffLine] = []

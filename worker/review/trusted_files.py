@@ -1,5 +1,6 @@
-"""Which files make up a repository's test infrastructure, and what the trusted run is
-told to read (docs/contract.md §14). Pure: tree listings in, decisions out.
+"""Which files make up a repository's test infrastructure, what the trusted run is told
+to read (docs/contract.md §14), and what a PASS under trusted or hidden tests needs
+besides the deciding run's own evidence. Pure: tree listings and records in, decisions out.
 
 The trusted run takes from the trusted ref every file that decides what "passed" means:
 the tests under the contract's target (the whole directory: helpers and `__init__.py`
@@ -13,11 +14,13 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import PurePosixPath
 
 from worker.git.committed import Entry
 from worker.suite.probe import TestOutcome
+from worker.suite.run import SuiteRun
+from worker.verdict import from_exit_code, with_evidence
 
 # pytest's own order of configuration files, in each directory it looks in.
 CONFIG_NAMES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
@@ -27,6 +30,7 @@ _ROOT_SHADOWS = frozenset(
     {"pytest.py", "py.py", "pytest", "_pytest", "pluggy", "sitecustomize.py", "usercustomize.py"}
 )
 TRUSTED_CONFIG_STEM = ".testgate-trusted"
+MAX_LISTED = 10
 
 
 def target_dir(target: str) -> str:
@@ -149,29 +153,58 @@ def _skipped(
 
 
 def hidden_objection(
-    outcomes: Sequence[TestOutcome],
-    problem: str | None,
-    root: str,
-    trusted: Mapping[str, bytes],
-    *,
-    prefix: str,
-    report: str,
+    suite: SuiteRun, root: str, trusted: Mapping[str, bytes], *, prefix: str, report: str
 ) -> str | None:
-    """Why the hidden tests do not allow a PASS, naming each that did not pass by id
-    and the first line of its message (`report` "ids") or only counting them
-    ("count"); never more of it. `problem` is the run's own (exit status, records)."""
-    bad = [(o, o.message) for o in outcomes if o.outcome == "failed"]
-    bad += [(o, f"{o.outcome} by {where}") for o, where in _skipped(outcomes, root, trusted)]
+    """Why the hidden tests' run does not allow a PASS, naming each test that did not
+    pass by id and the first line of its message (`report` "ids") or only counting them
+    ("count"); never more of it. `trusted`: the trusted and hidden files by path. The
+    run's own problem (exit status, records, the framework) is said when none is named."""
+    problem = _run_problem(suite)
+    if problem is None and len(suite.session) == 1:
+        problem = framework_objection(suite.session[0].framework, root, trusted)
+    bad = [(o, o.message) for o in suite.outcomes if o.outcome == "failed"]
+    bad += [(o, f"{o.outcome} by {where}") for o, where in _skipped(suite.outcomes, root, trusted)]
     if not bad:
         return None if problem is None else f"the hidden tests did not pass: {problem}"
     if report == "count":
         return f"{len(bad)} hidden test(s) did not pass"
-    shown = "; ".join(
+    shown = _listed(
         f"{o.test_id.removeprefix(prefix)}: {(why.strip().splitlines() or [''])[0][:200]}"
-        for o, why in bad[:10]
+        for o, why in bad
     )
-    more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
-    return f"{len(bad)} hidden test(s) did not pass: {shown}{more}"
+    return f"{len(bad)} hidden test(s) did not pass: {shown}"
+
+
+def trusted_objections(
+    deciding: SuiteRun, own: SuiteRun | None, root: str, trusted: Mapping[str, bytes]
+) -> list[str | None]:
+    """Each reason the trusted run does not allow a PASS (None where it has none): the
+    framework modified, a trusted test module skipped whole or a trusted test skipped
+    from outside the trusted files, the branch's own run (`own`, when it was another
+    one) not passing. `root` is the worktree it ran in, `trusted` the trusted files."""
+    found: list[str | None] = []
+    if len(deciding.session) == 1:
+        record = deciding.session[0]
+        found.append(framework_objection(record.framework, root, trusted))
+        found.append(collect_skip_objection(record.collect_skips, root, trusted))
+    if skips := untrusted_skips(deciding.outcomes, root, trusted):
+        found.append(f"{len(skips)} trusted test(s) did not run to a pass: {_listed(skips)}")
+    if own is not None and (problem := _run_problem(own)) is not None:
+        found.append(f"the branch's own tests did not pass: {problem}")
+    return found
+
+
+def _run_problem(run: SuiteRun) -> str | None:
+    """Why a run's exit status or the gate's records of it fail it, or None."""
+    verdict = with_evidence(from_exit_code(run.exit_code), run.evidence_objection())
+    return verdict.reason if verdict.result == "FAIL" else None
+
+
+def _listed(items: Iterable[str]) -> str:
+    """The first MAX_LISTED of `items`, and how many more there are."""
+    listed = list(items)
+    more = len(listed) - MAX_LISTED
+    return "; ".join(listed[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _relative(path: str, root: str) -> str | None:

@@ -134,12 +134,10 @@ def _show_current(nodeid: str) -> None:
 def _replace(path: str | None, text: str) -> None:
     if not path:
         return
-    try:
+    with contextlib.suppress(OSError):  # informational only: progress, the collected ids
         with open(path + ".tmp", "w") as out:
             out.write(text)
         os.replace(path + ".tmp", path)
-    except OSError:
-        pass  # informational only: progress, the collected ids
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
@@ -265,11 +263,9 @@ def _write_session_record(session: pytest.Session) -> None:
         "framework": _framework_changes(session.config),
         "collect_skips": _collect_skips[:_MAX_CHANGES],
     }
-    try:
-        with open(str(_SESSION), "a") as out:
-            out.write(json.dumps(record) + "\n")
-    except OSError:
-        pass  # no record: the worker fails the run closed
+    # Not written: the worker finds no record and fails the run closed.
+    with contextlib.suppress(OSError), open(str(_SESSION), "a") as out:
+        out.write(json.dumps(record) + "\n")
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -365,11 +361,9 @@ def _flush_outcomes() -> None:
     if out is None or not _pending:
         _pending.clear()
         return
-    try:
+    with contextlib.suppress(OSError, ValueError):  # informational: the counts are the evidence
         out.write("\n".join(_pending) + "\n")
         out.flush()
-    except (OSError, ValueError):
-        pass  # informational: the counts are the evidence
     _pending.clear()
 
 
