@@ -23,13 +23,10 @@ def _announce_start() -> None:
     if not fd_text.isdigit():
         return
     fd = int(fd_text)
-    try:
+    with contextlib.suppress(OSError):  # no pipe: the worker then sees no start, and says so
         os.write(fd, b"1")
-    except OSError:
-        pass  # no pipe: the worker then sees no start, and says so
-    finally:
-        with contextlib.suppress(OSError):  # closed already
-            os.close(fd)
+    with contextlib.suppress(OSError):  # closed already
+        os.close(fd)
 
 
 def _load_the_gates_modules() -> None:
@@ -59,6 +56,7 @@ def main() -> None:
     sys.path[0] = os.getcwd()  # `python -m` puts the working directory first, not ours
     add_job_layer()
     sys.argv = ["-m", *sys.argv[1:]]
+    sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *sys.argv[1:]]  # not boot.py's
     runpy.run_module("pytest", run_name="__main__", alter_sys=True)
 
 

@@ -6,19 +6,17 @@ would be in the job's worktree (its own session, cgroup, limits, output, directo
 environment, sys.path, argv and `__main__`), minus the interpreter start-up and the
 imports of pytest's core (~130 ms of CPU on the machine the benchmarks describe).
 
-Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...]}
-once; then for each request it reads it writes {"pid": n} (or {"error": ...}) and,
-when that child has ended, {"exit": code} (negative: killed by that signal). It exits
-when its stdin closes or its parent dies. Stdlib and pytest only: it runs before
-anything is imported.
+Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...]} once;
+then for each request it reads it writes {"pid": n} (or {"error": ...}) and, when that child has
+ended, {"exit": code} (negative: killed by that signal). It exits when its stdin closes or its
+parent dies. Stdlib and pytest only: it runs before anything is imported.
 
-With `--contained` it runs inside the suites' bubblewrap sandbox, as the suites' own
-user: it is then non-dumpable (a suite cannot read its /proc entries, its channels'
-descriptors among them, nor trace it), empties the sandbox's shared /tmp, /var/tmp,
-/dev/shm and System V IPC objects before each fork (a cold start would get fresh
-ones), and after {"pid": n} waits for one empty line before it reaps the child: the
-worker first finds the child's pid outside the namespace, which a reaped child no
-longer has.
+With `--contained` it runs inside the suites' bubblewrap sandbox, as the suites' own user: it is
+then non-dumpable (a suite cannot read its /proc entries, its channels' descriptors among them,
+nor trace it), empties the sandbox's shared /tmp, /var/tmp, /dev/shm and System V IPC objects
+before each fork (a cold start would get fresh ones), and after {"pid": n} waits for one empty
+line before it reaps the child: the worker first finds the child's pid outside the namespace,
+which a reaped child no longer has.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from typing import Any
 # prlimit do when they cannot exec: "never ran", not a test failure.
 SETUP_FAILED_EXIT = 126
 PLUGIN_MODULES = ("testgate_probe",)
+_OWN_MODULES = ("ctypes", "ctypes._endian", "_ctypes", "pkgutil")
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _IPC_RMID = 0
@@ -307,6 +306,9 @@ def _become(request: dict[str, Any]) -> None:
     tempfile.tempdir = None  # TMPDIR is the job's now
     sys.path[:0] = request["path_prefix"]
     sys.argv = ["-m", *request["args"]]
+    sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *request["args"]]  # not zygote.py's
+    for name in _OWN_MODULES:  # its own (prctl, IPC, run_path): pytest's start-up has none
+        sys.modules.pop(name, None)  # the suite's own `import` loads them afresh
     sys.dont_write_bytecode = request["env"].get("PYTHONDONTWRITEBYTECODE", "") != ""
     for name in PLUGIN_MODULES:  # they take this job's files and nonce, before any suite code
         sys.modules[name].load_environment()
