@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.containment.test_third_party import outcomes
+from tests.contained import outcomes
 from tests.projects import project
 
 COMMAND_LINE = """
