@@ -2,10 +2,11 @@
 forked from the contained warm interpreter as started cold.
 
 Reductions of checks found by comparing, field by field, the interpreter that ran the
-suites of ten public projects (docs/benchmarks.md, "Warm, cold and bare on public
+suites of fourteen public projects (docs/benchmarks.md, "Warm, cold and bare on public
 suites"): the command line the interpreter was started with (a suite that re-runs
-or prints "its own command"), and which modules are imported (a suite that checks its
-package imports a module only when asked). Real bwrap, real pytest runs."""
+or prints "its own command"), which modules are imported (a suite that checks its
+package imports a module only when asked), and the user site directory site.py derives
+from HOME (a suite of an installer's --user scheme). Real bwrap, real pytest runs."""
 
 from __future__ import annotations
 
@@ -59,4 +60,23 @@ def test_modules_only_the_warm_interpreter_needed_are_not_imported(tmp_path: Pat
     assert outcomes(root, "warm") == cold
     # The suite's own `import ctypes` works warm, then the warm interpreter's next fork
     # is as clean as the first.
+    assert outcomes(root, "warm") == cold
+
+
+USER_SITE = """
+import os
+import site
+
+
+def test_the_user_site_is_under_home():
+    assert site.USER_BASE == os.path.join(os.path.expanduser("~"), ".local"), site.USER_BASE
+    assert site.getusersitepackages() == site.USER_SITE
+    assert site.USER_SITE.startswith(site.USER_BASE + os.sep), site.USER_SITE
+"""
+
+
+def test_the_user_site_is_that_of_the_jobs_home(tmp_path: Path) -> None:
+    root = project(tmp_path, {"tests/test_user_site.py": USER_SITE})
+    cold = outcomes(root, "cold")
+    assert set(cold.values()) == {"passed"}, cold
     assert outcomes(root, "warm") == cold

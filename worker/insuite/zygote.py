@@ -28,6 +28,7 @@ import os
 import resource
 import runpy
 import shutil
+import site
 import stat
 import sys
 import tempfile
@@ -126,14 +127,13 @@ def _serve(contained: bool) -> dict[str, Any]:
 
 
 def _freeze_what_is_preloaded() -> None:
-    """Put every object the warm interpreter holds now in the collector's permanent
-    generation, as the gc module's documentation advises before fork() without exec():
-    a fork's full collections (pytest runs one at the end of every session) then visit
-    only what the suite made. Visiting the preloaded objects cost each run ~100 ms of
-    CPU and copied every page of their heap. What differs from a cold run is in
-    docs/security.md: gc.get_objects() and gc.get_referrers() do not list these objects,
-    gc.get_freeze_count() is not 0, and a cycle holding one of them is never collected.
-    The garbage the imports left is collected first, so none of it is kept."""
+    """Put every object the warm interpreter holds now in the collector's permanent generation, as
+    the gc module's documentation advises before fork() without exec(): a fork's full collections
+    (pytest runs one at the end of every session) then visit only what the suite made. Visiting
+    the preloaded objects cost each run ~100 ms of CPU and copied every page of their heap. What
+    differs from a cold run is in docs/security.md: gc.get_objects() and gc.get_referrers() do not
+    list these objects, gc.get_freeze_count() is not 0, and a cycle holding one of them is never
+    collected. The garbage the imports left is collected first, so none of it is kept."""
     gc.collect()
     gc.freeze()
 
@@ -303,7 +303,8 @@ def _become(request: dict[str, Any]) -> None:
         _report_setup_failure(exc)
     os.environ.clear()
     os.environ.update(request["env"])
-    tempfile.tempdir = None  # TMPDIR is the job's now
+    tempfile.tempdir = site.USER_BASE = site.USER_SITE = None  # TMPDIR and HOME are the job's now
+    site.getusersitepackages()  # site.py's user dirs again, from the job's HOME as cold
     sys.path[:0] = request["path_prefix"]
     sys.argv = ["-m", *request["args"]]
     sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *request["args"]]  # not zygote.py's
