@@ -120,3 +120,11 @@ def run_contained(
             return result
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def outcomes(root: Path, mode: str) -> dict[str, str]:
+    """Each test's outcome in a contained run of `root`'s tests/, `mode` "cold" or "warm"."""
+    result = run_contained(root, mode=mode)
+    found = {outcome.test_id: outcome.outcome for outcome in result.outcomes}
+    assert found, result.output_tail
+    return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.contained import run_contained
+from tests.contained import outcomes
 from tests.projects import project
 
 REDUCTION = """
@@ -65,13 +65,6 @@ class PatternTests(TestCase):
 def test_chunks_rejoin(items, n):
     assert sum(chunked(items, n), []) == items
 """
-
-
-def outcomes(root: Path, mode: str) -> dict[str, str]:
-    result = run_contained(root, mode=mode)
-    found = {outcome.test_id: outcome.outcome for outcome in result.outcomes}
-    assert found, result.output_tail
-    return found
 
 
 def test_the_same_outcome_per_test_warm_and_cold(tmp_path: Path) -> None:

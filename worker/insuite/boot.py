@@ -30,11 +30,10 @@ def _announce_start() -> None:
 
 
 def _load_the_gates_modules() -> None:
-    """pytest and the gate's plugins, imported before the working directory goes on
-    sys.path: a `pytest/` or `testgate_probe.py` the branch ships cannot stand in for
-    them (a real `python -m pytest` would import the branch's copy first). The probe
-    takes its nonce now, before any code of the suite can; its `-p` then finds it
-    imported."""
+    """pytest and the gate's plugins, imported before the working directory goes on sys.path:
+    a `pytest/` or `testgate_probe.py` the branch ships cannot stand in for them (a real
+    `python -m pytest` would import the branch's copy first). The probe takes its nonce now,
+    before any code of the suite can; its `-p` then finds it imported."""
     importlib.import_module("pytest")
     importlib.import_module("testgate_probe")
 
@@ -56,6 +55,7 @@ def main() -> None:
     sys.path[0] = os.getcwd()  # `python -m` puts the working directory first, not ours
     add_job_layer()
     sys.argv = ["-m", *sys.argv[1:]]
+    sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *sys.argv[1:]]  # not boot.py's
     runpy.run_module("pytest", run_name="__main__", alter_sys=True)
 
 

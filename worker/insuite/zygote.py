@@ -6,19 +6,17 @@ would be in the job's worktree (its own session, cgroup, limits, output, directo
 environment, sys.path, argv and `__main__`), minus the interpreter start-up and the
 imports of pytest's core (~130 ms of CPU on the machine the benchmarks describe).
 
-Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...]}
-once; then for each request it reads it writes {"pid": n} (or {"error": ...}) and,
-when that child has ended, {"exit": code} (negative: killed by that signal). It exits
-when its stdin closes or its parent dies. Stdlib and pytest only: it runs before
-anything is imported.
+Protocol, one JSON object per line: the server writes {"ready": ..., "modules": [...]} once;
+then for each request it reads it writes {"pid": n} (or {"error": ...}) and, when that child has
+ended, {"exit": code} (negative: killed by that signal). It exits when its stdin closes or its
+parent dies. Stdlib and pytest only: it runs before anything is imported.
 
-With `--contained` it runs inside the suites' bubblewrap sandbox, as the suites' own
-user: it is then non-dumpable (a suite cannot read its /proc entries, its channels'
-descriptors among them, nor trace it), empties the sandbox's shared /tmp, /var/tmp,
-/dev/shm and System V IPC objects before each fork (a cold start would get fresh
-ones), and after {"pid": n} waits for one empty line before it reaps the child: the
-worker first finds the child's pid outside the namespace, which a reaped child no
-longer has.
+With `--contained` it runs inside the suites' bubblewrap sandbox, as the suites' own user: it is
+then non-dumpable (a suite cannot read its /proc entries, its channels' descriptors among them,
+nor trace it), empties the sandbox's shared /tmp, /var/tmp, /dev/shm and System V IPC objects
+before each fork (a cold start would get fresh ones), and after {"pid": n} waits for one empty
+line before it reaps the child: the worker first finds the child's pid outside the namespace,
+which a reaped child no longer has.
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ import os
 import resource
 import runpy
 import shutil
+import site
 import stat
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from typing import Any
 # prlimit do when they cannot exec: "never ran", not a test failure.
 SETUP_FAILED_EXIT = 126
 PLUGIN_MODULES = ("testgate_probe",)
+_OWN_MODULES = ("ctypes", "ctypes._endian", "_ctypes", "pkgutil")
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _IPC_RMID = 0
@@ -128,14 +128,13 @@ def _serve(contained: bool) -> dict[str, Any]:
 
 
 def _freeze_what_is_preloaded() -> None:
-    """Put every object the warm interpreter holds now in the collector's permanent
-    generation, as the gc module's documentation advises before fork() without exec():
-    a fork's full collections (pytest runs one at the end of every session) then visit
-    only what the suite made. Visiting the preloaded objects cost each run ~100 ms of
-    CPU and copied every page of their heap. What differs from a cold run is in
-    docs/security.md: gc.get_objects() and gc.get_referrers() do not list these objects,
-    gc.get_freeze_count() is not 0, and a cycle holding one of them is never collected.
-    The garbage the imports left is collected first, so none of it is kept."""
+    """Put every object the warm interpreter holds now in the collector's permanent generation, as
+    the gc module's documentation advises before fork() without exec(): a fork's full collections
+    (pytest runs one at the end of every session) then visit only what the suite made. Visiting
+    the preloaded objects cost each run ~100 ms of CPU and copied every page of their heap. What
+    differs from a cold run is in docs/security.md: gc.get_objects() and gc.get_referrers() do not
+    list these objects, gc.get_freeze_count() is not 0, and a cycle holding one of them is never
+    collected. The garbage the imports left is collected first, so none of it is kept."""
     gc.collect()
     gc.freeze()
 
@@ -301,9 +300,13 @@ def _become(request: dict[str, Any]) -> None:
         _report_setup_failure(exc)
     os.environ.clear()
     os.environ.update(request["env"])
-    tempfile.tempdir = None  # TMPDIR is the job's now
+    tempfile.tempdir = site.USER_BASE = site.USER_SITE = None  # TMPDIR and HOME are the job's now
+    site.getusersitepackages()  # site.py's user dirs again, from the job's HOME as cold
     sys.path[:0] = request["path_prefix"]
     sys.argv = ["-m", *request["args"]]
+    sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *request["args"]]  # not zygote.py's
+    for name in _OWN_MODULES:  # its own (prctl, IPC, run_path): pytest's start-up has none
+        sys.modules.pop(name, None)  # the suite's own `import` loads them afresh
     sys.dont_write_bytecode = request["env"].get("PYTHONDONTWRITEBYTECODE", "") != ""
     for name in PLUGIN_MODULES:  # they take this job's files and nonce, before any suite code
         sys.modules[name].load_environment()
