@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from bench.common import (
     make_bench_repo,
     running_worker,
 )
+from bench.procstat import own_tree_cpu_s, read_system_cpu
 from bench.summary import replace_block
 from tests.otlp import Collector, ReceivedSpan, otlp_receiver
 
@@ -130,6 +133,7 @@ class ShardedRun:
     sharded_s: list[float]  # first run pulled in shrinking batches, later ones by durations
     goal_ratio: float  # sharded <= goal_ratio x serial
     goal_text: str
+    others_busy: tuple[float, ...] = ()  # what other processes took of the machine, per sharded run
 
     @property
     def serial_s(self) -> float:
@@ -221,30 +225,38 @@ def measure_first_runs(
     branch = make_bench_repo(root, files).branches[0]
     serial: list[float] = []
     sharded: list[float] = []
+    others: list[float] = []
     for pair in range(pairs):
         flush(broker)  # no durations, no failures recorded: a first run
         seen = len(spans.snapshot()) if spans else 0
         [alone] = _timed_jobs(root, broker, orchestrator, branch, 1, 2, 1)
         flush(broker)
         middle = len(spans.snapshot()) if spans else 0
+        system, own, started = read_system_cpu(), own_tree_cpu_s(), time.perf_counter()
         [split] = _timed_jobs(root, broker, orchestrator, branch, shards, 2, 1)
+        busy_s = read_system_cpu().busy_s_since(system) - (own_tree_cpu_s() - own)
+        others.append(busy_s / ((time.perf_counter() - started) * (os.cpu_count() or 1)))
         serial.append(alone)
         sharded.append(split)
-        progress(f"{name}, pair {pair + 1}: serial {alone:.2f} s, sharded {split:.2f} s")
+        progress(
+            f"{name}, pair {pair + 1}: serial {alone:.2f} s, sharded {split:.2f} s "
+            f"(other processes took {others[-1]:.0%} of the machine meanwhile)"
+        )
         if spans:
             received = spans.snapshot()
             progress(f"{timeline(received[seen:middle])}\n{timeline(received[middle:])}")
     goal = f"<= {goal_ratio:.2f} x serial"
-    return ShardedRun(name, tests, 2, shards, serial, sharded, goal_ratio, goal)
+    return ShardedRun(name, tests, 2, shards, serial, sharded, goal_ratio, goal, tuple(others))
 
 
 ROOT_SPANS = {"testgate.job": "job", "testgate.shard": "shard", "testgate.merge": "merge"}
+PYTEST_SPANS = ("testgate.collect", "testgate.suite")
 
 
 def timeline(spans: Sequence[ReceivedSpan]) -> str:
-    """The deliveries of one sharded job by pool process (a delivery goes to the first
-    one free when it starts), each with its phases, in seconds from the enqueue; and
-    how long each pool process was idle until the last delivery ended."""
+    """The deliveries of one job by pool process (a delivery goes to the first one free
+    when it starts), each with its phases, in seconds from the enqueue; how long each
+    pool process was idle until the last delivery ended; and the pytest time in all."""
     by_id = {s.span_id: s for s in spans}
     roots = sorted((s for s in spans if s.name in ROOT_SPANS), key=lambda s: s.start_ns)
     phases: dict[str, list[ReceivedSpan]] = {}
@@ -265,18 +277,20 @@ def timeline(spans: Sequence[ReceivedSpan]) -> str:
             lanes.append([root])
         else:
             lane.append(root)
-    lines = []
+    pytest_s = sum(p.duration_s for ps in phases.values() for p in ps if p.name in PYTEST_SPANS)
+    lines = [f"  pytest (collect and suite) in all: {pytest_s:.2f} s"]
     for number, lane in enumerate(lanes, 1):
         busy = sum(r.end_ns - r.start_ns for r in lane)
         lines.append(f"  pool process {number}: idle {(end - start - busy) / 1e9:.2f} s")
         for root in lane:
             shard = root.attributes.get("testgate.shard")
-            parts = ", ".join(
+            parts = [
                 _phase(p) for p in sorted(phases.get(root.span_id, []), key=lambda p: p.start_ns)
-            )
+            ]
             lines.append(
                 f"    {ROOT_SPANS[root.name]}{f' {shard}' if shard else ''} "
-                f"{(root.start_ns - start) / 1e9:.2f}-{(root.end_ns - start) / 1e9:.2f} s: {parts}"
+                f"{(root.start_ns - start) / 1e9:.2f}-{(root.end_ns - start) / 1e9:.2f} s"
+                + (f": {', '.join(parts)}" if parts else "")
             )
     return "\n".join(lines)
 
@@ -332,6 +346,13 @@ def render(runs: Sequence[ShardedRun]) -> str:
             f"{run.goal_text} | "
             f"{'yes' if run.met else '**no**'} |"
         )
+    busy = [share for run in runs for share in run.others_busy]
+    if busy:
+        lines += [
+            "",
+            f"While the sharded first runs ran, other processes took {min(busy):.0%}-"
+            f"{max(busy):.0%} of the machine's CPU.",
+        ]
     lines.append(END)
     return "\n".join(lines) + "\n"
 
