@@ -44,7 +44,7 @@ from bench.common import (
     make_bench_repo,
     running_worker,
 )
-from bench.procstat import own_tree_cpu_s, read_system_cpu
+from bench.procstat import own_tree_cpu_s, read_system_cpu, read_worker_cpu
 from bench.summary import replace_block
 from tests.otlp import Collector, ReceivedSpan, otlp_receiver
 
@@ -164,7 +164,11 @@ def _timed_jobs(
     shards: int,
     workers: int,
     runs: int,
+    others: list[float] | None = None,
 ) -> list[float]:
+    """Each job's time; with `others`, appends what other processes took of the
+    machine meanwhile (the worker's whole tree counted, its warm interpreters' suites
+    included: those are never reaped up to this process)."""
     contracts = root / f"contracts-{shards}.toml"
     contracts.write_text(_contract(shards, SUITE_ENV))
     with running_worker(
@@ -173,9 +177,16 @@ def _timed_jobs(
         orchestrator.app,
         workers,
         extra_env={"TESTGATE_CONTRACTS_FILE": str(contracts), **WORKER_ENV},
-    ):
+    ) as worker:
+        before, system = read_worker_cpu(worker.process.pid), read_system_cpu()
+        own, started = own_tree_cpu_s(), time.perf_counter()
         times = orchestrator.run_serial(branch, runs)
         orchestrator.settle()
+        used = read_worker_cpu(worker.process.pid).since(before)
+        ours = used.own_s + used.children_s + own_tree_cpu_s() - own
+        busy_s = read_system_cpu().busy_s_since(system) - ours
+        if others is not None:
+            others.append(busy_s / ((time.perf_counter() - started) * (os.cpu_count() or 1)))
         return times
 
 
@@ -232,10 +243,7 @@ def measure_first_runs(
         [alone] = _timed_jobs(root, broker, orchestrator, branch, 1, 2, 1)
         flush(broker)
         middle = len(spans.snapshot()) if spans else 0
-        system, own, started = read_system_cpu(), own_tree_cpu_s(), time.perf_counter()
-        [split] = _timed_jobs(root, broker, orchestrator, branch, shards, 2, 1)
-        busy_s = read_system_cpu().busy_s_since(system) - (own_tree_cpu_s() - own)
-        others.append(busy_s / ((time.perf_counter() - started) * (os.cpu_count() or 1)))
+        [split] = _timed_jobs(root, broker, orchestrator, branch, shards, 2, 1, others)
         serial.append(alone)
         sharded.append(split)
         progress(
