@@ -10,12 +10,14 @@
   batches as they go); goal: at most 0.58 x serial;
 - first run, many tests: the shape of a real project's suite (6,000 parametrized
   CPU-bound tests of uneven length in 300 files: about 20 s serial, of which pytest's
-  collection takes about 1.3 s), as the uneven rows; goal: at most 0.60 x serial.
+  collection takes about 1 s), as the uneven rows; goal: at most 0.60 x serial.
 
-`--phases` prints, for each sharded first run, where its time went: every delivery
+Each sharded first run also says what other processes took of the machine meanwhile.
+`--phases` prints, for each job of a first-run pair, where its time went: every delivery
 (parent job, shards, merge) on the pool process that ran it, with its phases (checkout,
-setup, collect, each batch's pytest run, report, push) from the worker's own spans, and
-how long each pool process sat idle between enqueue and the advance.
+setup, collect, each batch's pytest run, report, push) from the worker's own spans, how
+long each pool process sat idle between enqueue and the advance, and the pytest time in
+all (against the serial job's: how much slower the shards' tests ran).
 
     .venv/bin/python -m bench.sharding [--phases] [--write docs/benchmarks.md]
 """
