@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -324,3 +325,73 @@ def test_the_insuite_table_names_each_variant_against_bare_and_the_worker_run() 
     assert "| gate without progress | 4.02 | 1.005 | 50% |" in text
     assert "through a worker, enqueue -> advance (2 jobs) | 4.00 | 0.976" in text
     assert text.endswith("gate / bare = 1.010 (goal <= 1.02)")
+
+
+def test_the_many_tests_suite_collects_one_test_per_entry(tmp_path: Path) -> None:
+    from bench.sharding import many_suite
+
+    for name, text in many_suite(list(range(1, 41)), cases=10, per_file=2).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "40 tests collected" in collected
+    assert sorted(p.name for p in (tmp_path / "tests").iterdir()) == [
+        "test_many_000.py",
+        "test_many_001.py",
+    ]
+
+
+def test_the_timeline_puts_each_delivery_on_a_free_pool_process_and_counts_idle() -> None:
+    from bench.sharding import timeline
+    from tests.otlp import ReceivedSpan
+
+    def span(
+        name: str, span_id: str, parent: str, start: float, end: float, **attrs: Any
+    ) -> ReceivedSpan:
+        return ReceivedSpan(
+            "t", span_id, parent, name, "w", attrs, int(start * 1e9), int(end * 1e9)
+        )
+
+    text = timeline(
+        [
+            span("testgate.job", "j", "", 0.0, 1.0),
+            span("testgate.collect", "c", "j", 0.2, 1.0),
+            span("testgate.shard", "s1", "", 1.0, 5.0, **{"testgate.shard": 1}),
+            span(
+                "testgate.suite",
+                "b1",
+                "s1",
+                1.1,
+                5.0,
+                **{"testgate.batch": 1, "testgate.tests": 30},
+            ),
+            span("testgate.shard", "s2", "", 1.2, 4.0, **{"testgate.shard": 2}),
+            span(
+                "testgate.suite",
+                "b2",
+                "s2",
+                1.3,
+                4.0,
+                **{"testgate.batch": 2, "testgate.tests": 20},
+            ),
+            span("testgate.merge", "m", "", 5.0, 5.5),
+            span("run/testgate.merge_test_shards", "x", "m", 5.0, 5.5),
+        ]
+    ).splitlines()
+    assert text == (
+        [
+            "  pytest (collect and suite) in all: 7.40 s",
+            "  pool process 1: idle 0.00 s",
+            "    job 0.00-1.00 s: collect 0.80",
+            "    shard 1 1.00-5.00 s: suite #1 (30) 3.90",
+            "    merge 5.00-5.50 s",
+            "  pool process 2: idle 2.70 s",
+            "    shard 2 1.20-4.00 s: suite #2 (20) 2.70",
+        ]
+    )
