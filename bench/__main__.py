@@ -81,7 +81,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--db", type=int, default=BENCH_DB)
     parser.add_argument("--write", type=Path, help="replace the generated block of this file")
     parser.add_argument(
-        "--skip-sharding", action="store_true", help="leave out bench.sharding (about 7 min)"
+        "--skip-sharding", action="store_true", help="leave out bench.sharding (about 10 min)"
     )
     parser.add_argument(
         "--skip-time-to-fail",

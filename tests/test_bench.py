@@ -349,7 +349,7 @@ def test_the_many_tests_suite_collects_one_test_per_entry(tmp_path: Path) -> Non
 
 def test_the_timeline_puts_each_delivery_on_a_free_pool_process_and_counts_idle() -> None:
     from bench.sharding import timeline
-    from tests.otlp import ReceivedSpan
+    from testkit.otlp import ReceivedSpan
 
     def span(
         name: str, span_id: str, parent: str, start: float, end: float, **attrs: Any
