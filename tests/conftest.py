@@ -8,15 +8,34 @@ checks)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from testkit.repofactory import OriginFactory, make_origin
-from tests import gateworld
+from tests import gateworld, private_brokers
 from tests.gateworld import World, WorldFactory
+
+_STOP_BROKERS = pytest.StashKey[Callable[[], None]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (scripts/check runs the suite so), each process gets brokers of
+    # its own: two processes' workers on one queue would take each other's jobs.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        workdir = Path(tempfile.gettempdir()) / f"testgate-brokers-{worker}-{os.getpid()}"
+        config.stash[_STOP_BROKERS] = private_brokers.start(workdir)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop = config.stash.get(_STOP_BROKERS, None)
+    if stop is not None:
+        stop()
 
 
 @pytest.fixture

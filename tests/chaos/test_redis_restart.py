@@ -4,8 +4,6 @@ worker reconnects by itself."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,68 +15,14 @@ import redis
 from testkit.fleet import ADVANCE, Orchestrator, WorkerProcess, wait_for_file
 from testkit.repofactory import make_origin
 from tests.chaos.harness import BRANCH, slow_suite
-from tests.httpfixtures import free_port
+from tests.redisserver import RedisServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-class RedisServer:
-    """A private redis-server with AOF, so a restart keeps what was queued."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while not self._listening():
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """SHUTDOWN: Redis writes its AOF before it exits."""
-        if self.process and self.process.poll() is None:
-            subprocess.run(
-                ["redis-cli", "-p", str(self.port), "shutdown"],
-                check=False,
-                capture_output=True,
-                timeout=20,
-            )
-            self.process.wait(timeout=20)
-
-    def _listening(self) -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", self.port)) == 0
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
+    server = RedisServer(tmp_path, durable=True)
     server.start()
     try:
         yield server

@@ -88,7 +88,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TracedFleet]:
     orchestrator = Orchestrator.connect(broker, state_url)
     advanced: list[dict[str, Any]] = []
 
-    @orchestrator.app.task(name=ADVANCE)
+    @orchestrator.app.task(name=ADVANCE, shared=False)
     def advance_stage(**kwargs: Any) -> None:
         advanced.append(kwargs)
 

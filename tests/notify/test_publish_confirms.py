@@ -5,10 +5,9 @@ being recorded as announced."""
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from celery import Celery
 from kombu.connection import Connection
 from kombu.entity import Queue
 
-from tests.httpfixtures import free_port
+from tests.redisserver import RedisServer
 from worker.celery_adapter.broker_options import transport_options
 from worker.errors import EventDeliveryError
 from worker.notify.events import CelerySender
@@ -73,29 +72,14 @@ def test_without_confirms_the_same_drop_went_unnoticed(full_queue: Queue) -> Non
 
 
 @pytest.fixture
-def own_redis() -> Iterator[str]:
+def own_redis(tmp_path: Path) -> Iterator[str]:
     """A Redis of this test's own, whose memory limit the test may change."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("redis-server is needed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    server = RedisServer(tmp_path / "redis")
+    server.start()
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # its log, until it listens (or exits: EOF)
-            if "Ready to accept connections" in line:
-                break
-        else:
-            pytest.fail("redis-server exited before it was ready")
-        yield url
+        yield f"{server.url}/0"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 def test_a_redis_error_reply_raises_the_retried_error(own_redis: str) -> None:

@@ -13,14 +13,13 @@ import sqlite3
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from worker import client, names
@@ -112,9 +111,6 @@ class StageEngine:
             self.move(task_id, "handed-back", f"LLM tester takes over: {reason}")
 
 
-_ENGINES: weakref.WeakKeyDictionary[Celery, StageEngine] = weakref.WeakKeyDictionary()
-
-
 def orchestrator_app(broker: str, engine: StageEngine) -> Celery:
     """A separate Celery app, as the orchestrator's own: it never imports the worker app."""
     app = Celery("reference-orchestrator", broker=broker)
@@ -125,17 +121,15 @@ def orchestrator_app(broker: str, engine: StageEngine) -> Celery:
         broker_connection_retry_on_startup=True,
     )
 
-    _ENGINES[app] = engine
+    # Not shared: Celery would otherwise lend these functions, by name, to every app made
+    # later in the same process (a second demo, a test's orchestrator).
+    @app.task(name=names.ADVANCE_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def advance_stage(**kwargs: Any) -> None:
+        engine.advance_stage(**kwargs)
 
-    # Celery shares task definitions between apps by name, so a second demo in the same
-    # process would reuse the first one's functions: they look their engine up by app.
-    @app.task(name=names.ADVANCE_TASK, bind=True)  # type: ignore[untyped-decorator]
-    def advance_stage(self: Task, **kwargs: Any) -> None:
-        _ENGINES[self.app].advance_stage(**kwargs)
-
-    @app.task(name=names.HANDBACK_TASK, bind=True)  # type: ignore[untyped-decorator]
-    def test_gate_handback(self: Task, **kwargs: Any) -> None:
-        _ENGINES[self.app].test_gate_handback(**kwargs)
+    @app.task(name=names.HANDBACK_TASK, shared=False)  # type: ignore[untyped-decorator]
+    def test_gate_handback(**kwargs: Any) -> None:
+        engine.test_gate_handback(**kwargs)
 
     return app
 
