@@ -10,18 +10,20 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from tests.redisserver import RedisServer
 
 REDIS_VAR = "TESTGATE_TEST_REDIS"
 RABBITMQ_VAR = "TESTGATE_TEST_RABBITMQ"
+RABBITMQ_FLEET_VAR = "TESTGATE_TEST_RABBITMQ_FLEET"  # tests/integration/harness.py
 RABBITMQ_HOST = "amqp://guest:guest@127.0.0.1:5672"
 
 
 def start(workdir: Path) -> Callable[[], None]:
     """Start this process's brokers unless the developer named some; the function
-    that drops what outlives the process (the vhost)."""
+    that drops what outlives the process (the vhosts)."""
     stops: list[Callable[[], None]] = []
     if REDIS_VAR not in os.environ:
         # Not stopped here: it ends with this process, after the last Celery result
@@ -30,12 +32,15 @@ def start(workdir: Path) -> Callable[[], None]:
         server = RedisServer(workdir)
         server.start()
         os.environ[REDIS_VAR] = server.url
-    if RABBITMQ_VAR not in os.environ:
-        vhost = f"testgate-{uuid.uuid4().hex[:8]}"
-        _rabbitmqctl("add_vhost", vhost)
-        stops.append(lambda: _rabbitmqctl("delete_vhost", vhost))
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        os.environ[RABBITMQ_VAR] = f"{RABBITMQ_HOST}/{vhost}"
+    # Two vhosts: the integration suite's fleet lives for the whole session, while
+    # other tests' workers come and go on the `tests` queue of the first.
+    for var in (RABBITMQ_VAR, RABBITMQ_FLEET_VAR):
+        if var not in os.environ:
+            vhost = f"testgate-{uuid.uuid4().hex[:8]}"
+            _rabbitmqctl("add_vhost", vhost)
+            stops.append(partial(_rabbitmqctl, "delete_vhost", vhost))
+            _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+            os.environ[var] = f"{RABBITMQ_HOST}/{vhost}"
 
     def stop_all() -> None:
         for stop in stops:

@@ -100,8 +100,8 @@ def _plant_files(home: Path, workdir: Path, found: Secrets) -> None:
     (workdir / "secrets.env").write_text(f"DEPLOY_TOKEN={found.values['workdir_file']}\n")
 
 
-# Module-scoped: the fleet is gone before the integration fleets start, which consume
-# the same `tests` queue on the same RabbitMQ vhost.
+# Module-scoped: the fleet is gone before another module's workers start on the same
+# `tests` queue (the integration suite's long-lived fleet has a vhost of its own).
 @pytest.fixture(scope="module", params=sorted(BROKERS))
 def fleet(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

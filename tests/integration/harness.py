@@ -16,9 +16,15 @@ from tests.integration.scenarios import BRANCH
 
 REDIS_HOST = os.environ.get("TESTGATE_TEST_REDIS", "redis://127.0.0.1:6379")
 BROKER_DB, STATE_DB = 13, 14
+# The fleet lives for the whole session: where one pytest process runs other tests
+# meanwhile (pytest-xdist), their workers must not consume its RabbitMQ `tests` queue,
+# so it gets a vhost of its own (tests/private_brokers.py); Redis DBs 13 and 14 are its.
 BROKERS = {
     "redis": f"{REDIS_HOST}/{BROKER_DB}",
-    "rabbitmq": os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//"),
+    "rabbitmq": os.environ.get(
+        "TESTGATE_TEST_RABBITMQ_FLEET",
+        os.environ.get("TESTGATE_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//"),
+    ),
 }
 
 
