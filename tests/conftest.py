@@ -26,10 +26,9 @@ _STOP_BROKERS = pytest.StashKey[Callable[[], None]]()
 def pytest_configure(config: pytest.Config) -> None:
     # Under pytest-xdist (scripts/check runs the suite so), each process gets brokers of
     # its own: two processes' workers on one queue would take each other's jobs.
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
-        workdir = Path(tempfile.gettempdir()) / f"testgate-brokers-{worker}-{os.getpid()}"
-        config.stash[_STOP_BROKERS] = private_brokers.start(workdir)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The Redis saves nothing (no snapshot, no append-only file): no directory of its own.
+        config.stash[_STOP_BROKERS] = private_brokers.start(Path(tempfile.gettempdir()))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

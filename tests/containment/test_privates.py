@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import importlib
 import runpy
-from pathlib import Path
 
-import worker.insuite
-from worker.insuite import privates
-
-PROBE = Path(worker.insuite.__file__).parent / "plugins" / "testgate_probe.py"
+from worker.insuite import PLUGINS_DIR, privates
+from worker.suite.probe import PROBE_MODULE
 
 
 def test_pytests_builtin_plugins_are_listed_and_import() -> None:
@@ -25,7 +22,7 @@ def test_pytests_builtin_plugins_are_listed_and_import() -> None:
 def test_every_function_the_framework_check_watches_exists_at_the_installed_pytest() -> None:
     # The probe names pytest's reporting functions only to compare them (a suite that
     # replaced one is caught); a name a release drops would leave a hole unseen.
-    watched = runpy.run_path(str(PROBE))["_reporting_path"]()
+    watched = runpy.run_path(str(PLUGINS_DIR / f"{PROBE_MODULE}.py"))["_reporting_path"]()
     absent = {name for name, found in watched.items() if found is None}
     assert absent <= {"_pytest.runner.call_runtest_hook"}  # pytest 8 only
     assert len(watched) - len(absent) >= 13
